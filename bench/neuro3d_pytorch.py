@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PyTorch reference half of the neuro3d side-by-side benchmark.
+
+Builds the ELEKTRONN2 ``examples/neuro3d.py`` network (reference section 9.1)
+in NCDHW layout with plain PyTorch (CPU, float32) and times a training step
+(forward, NLL loss, backward, Adam step) and/or a no-grad forward pass to
+softmax probabilities.  Prints one JSON line per case on stdout, e.g.
+
+    {"case": "neuro3d_train", "pytorch_ms": 581.2, "gflop": 123.4, ...}
+
+Run with Debian's python3-torch:  /usr/bin/python3 bench/neuro3d_pytorch.py
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# (n_f, kernel (kz, kx, ky), pool or None); the last layer is linear.
+LAYERS = [
+    (20, (1, 6, 6), (1, 2, 2)),
+    (30, (1, 5, 5), (1, 2, 2)),
+    (40, (1, 5, 5), None),
+    (80, (4, 4, 4), (2, 1, 1)),
+    (100, (3, 4, 4), None),
+    (100, (3, 4, 4), None),
+    (150, (2, 4, 4), None),
+    (200, (1, 4, 4), None),
+    (200, (1, 4, 4), None),
+    (200, (1, 1, 1), None),
+    (2, (1, 1, 1), None),
+]
+
+
+def build_net():
+    mods, n_in = [], 1
+    for i, (n_f, k, pool) in enumerate(LAYERS):
+        mods.append(nn.Conv3d(n_in, n_f, k, bias=True))  # 'valid', no padding
+        if i < len(LAYERS) - 1:
+            mods.append(nn.ReLU())
+        if pool is not None:
+            mods.append(nn.MaxPool3d(pool, stride=pool))
+        n_in = n_f
+    return nn.Sequential(*mods)
+
+
+def conv_flops(net, x):
+    """Forward conv FLOPs and first-layer FLOPs, measured from real shapes."""
+    total = first = 0
+    with torch.no_grad():
+        for m in net:
+            x = m(x)
+            if isinstance(m, nn.Conv3d):
+                f = 2 * x.numel() * m.in_channels * m.kernel_size[0] \
+                    * m.kernel_size[1] * m.kernel_size[2]
+                first = first or f
+                total += f
+    return total, first, list(x.shape)
+
+
+def bench(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--case", choices=["train", "forward", "all"], default="all")
+    ap.add_argument("--input", default="23,185,185", help="z,x,y")
+    ap.add_argument("--batch", type=int, default=1)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    zxy = [int(s) for s in a.input.split(",")]
+    net = build_net().float()
+    x = torch.randn(a.batch, 1, *zxy)
+    fwd_flops, first_flops, out_shape = conv_flops(net, x)
+    target = torch.randint(0, 2, [out_shape[0]] + out_shape[2:])
+    opt = torch.optim.Adam(net.parameters(), lr=5e-4, betas=(0.9, 0.999), eps=1e-5)
+
+    def train_step():
+        loss = F.nll_loss(F.log_softmax(net(x), dim=1), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    def forward():
+        with torch.no_grad():
+            return F.softmax(net(x), dim=1)
+
+    cases = {
+        # forward + backward data + backward weights; no backward data for layer 1
+        "train": (train_step, 3 * fwd_flops - first_flops),
+        "forward": (forward, fwd_flops),
+    }
+    for name in (["train", "forward"] if a.case == "all" else [a.case]):
+        fn, flops = cases[name]
+        ms = bench(fn, a.warmup, a.repeats)
+        print(json.dumps({
+            "case": "neuro3d_" + name,
+            "pytorch_ms": round(ms, 1),
+            "gflop": round(flops / 1e9, 2),
+            "gflops": round(flops / 1e9 / (ms / 1e3), 1),
+            "threads": a.threads,
+            "torch": torch.__version__,
+            "output_shape": out_shape,
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+# Small helpers so each CMakeLists.txt reads as a list of targets.
+include_guard(GLOBAL)
+
+# elk_cc_library(NAME name SRCS ... DEPS ...)
+function(elk_cc_library)
+  cmake_parse_arguments(ELK "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_library(${ELK_NAME} STATIC ${ELK_SRCS})
+  target_include_directories(${ELK_NAME} PUBLIC ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  target_link_libraries(${ELK_NAME} PUBLIC ${ELK_DEPS})
+endfunction()
+
+# elk_cc_test(NAME name SRCS ... DEPS ... [LABELS ...])
+function(elk_cc_test)
+  cmake_parse_arguments(ELK "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${ELK_NAME} ${ELK_SRCS})
+  target_link_libraries(${ELK_NAME} PRIVATE ${ELK_DEPS} GTest::gtest GTest::gtest_main)
+  add_test(NAME ${ELK_NAME} COMMAND ${ELK_NAME})
+  set_tests_properties(${ELK_NAME} PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2")
+  if(ELK_LABELS)
+    set_tests_properties(${ELK_NAME} PROPERTIES LABELS "${ELK_LABELS}")
+  endif()
+endfunction()

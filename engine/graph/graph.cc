@@ -1,0 +1,153 @@
+// Graph construction, shape inference with input-size suggestions, and the model summary.
+#include "engine/graph/graph.h"
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/core/status.h"
+#include "engine/nodes/registry.h"
+#include "engine/nodes/shape_rules.h"
+
+namespace elektronn {
+namespace {
+
+std::string Sizes(const TaggedShape& s) {
+  std::vector<std::string> parts;
+  for (int64_t v : s.sizes()) parts.push_back(v == kUnknownSize ? "None" : absl::StrCat(v));
+  return absl::StrCat("(", absl::StrJoin(parts, ","), ")");
+}
+
+}  // namespace
+
+// Tries input sizes around the current one along `tag` until the whole graph infers, and
+// reports the nearest valid size below and above.
+static std::string SuggestInputSizes(const v1::ModelSpec& spec, char tag) {
+  for (int i = 0; i < spec.nodes_size(); ++i) {
+    const v1::NodeSpec& n = spec.nodes(i);
+    if (!n.has_input()) continue;
+    auto shape = TaggedShape::Create(
+        std::vector<int64_t>(n.input().shape().begin(), n.input().shape().end()), n.input().tags());
+    if (!shape.ok() || shape->TagIndex(tag) < 0) continue;
+    const int axis = shape->TagIndex(tag);
+    const int64_t cur = n.input().shape(axis);
+    auto valid = [&](int64_t cand) {
+      v1::ModelSpec trial = spec;
+      trial.mutable_nodes(i)->mutable_input()->set_shape(axis, cand);
+      Graph g;
+      return Graph::BuildWithoutHints(trial, &g).ok();
+    };
+    int64_t lo = -1, hi = -1;
+    for (int64_t d = 1; d <= 512 && (lo < 0 || hi < 0); ++d) {
+      if (lo < 0 && cur - d >= 1 && valid(cur - d)) lo = cur - d;
+      if (hi < 0 && valid(cur + d)) hi = cur + d;
+    }
+    if (lo < 0 && hi < 0) return "";
+    std::string sizes = lo > 0 && hi > 0 ? absl::StrFormat("%d or %d", lo, hi)
+                                         : absl::StrCat(lo > 0 ? lo : hi);
+    return absl::StrFormat("; nearest valid sizes of input '%s' along %c: %s", n.name(), tag, sizes);
+  }
+  return "";
+}
+
+
+absl::Status Graph::BuildWithoutHints(const v1::ModelSpec& spec, Graph* g) {
+  return Build(spec, g);
+}
+
+absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
+  g->spec_ = spec;
+  const NodeRegistry& reg = NodeRegistry::Builtin();
+  for (const v1::NodeSpec& ns : spec.nodes()) {
+    if (ns.name().empty()) return absl::InvalidArgumentError("a node has an empty name");
+    if (g->by_name_.contains(ns.name())) {
+      return absl::InvalidArgumentError(absl::StrFormat("node name '%s' is used twice", ns.name()));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<Node> node, reg.Create(ns));
+    std::vector<Node*> parents;
+    for (const std::string& in : ns.inputs()) {
+      Node* p = g->Find(in);
+      if (p == nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "node '%s' names input '%s', which is not defined before it", ns.name(), in));
+      }
+      parents.push_back(p);
+    }
+    node->set_parents(std::move(parents));
+    RETURN_IF_ERROR(node->InferShape());
+    g->by_name_[ns.name()] = node.get();
+    g->nodes_.push_back(std::move(node));
+  }
+  const v1::Designations& d = spec.designations();
+  for (const std::string* n : {&d.input_node(), &d.target_node(), &d.loss_node(),
+                               &d.prediction_node(), &d.error_node()}) {
+    if (!n->empty() && g->Find(*n) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("designated node '%s' does not exist", *n));
+    }
+  }
+  for (const auto& list : {d.prediction_ext(), d.debug_outputs()})
+    for (const std::string& n : list)
+      if (g->Find(n) == nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat("designated node '%s' does not exist", n));
+      }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Graph>> Graph::Create(const v1::ModelSpec& spec) {
+  auto g = std::make_unique<Graph>();
+  absl::Status s = Build(spec, g.get());
+  if (!s.ok()) {
+    auto tag = s.GetPayload(kShapeAxisPayload);
+    if (tag.has_value()) {
+      std::string hint = SuggestInputSizes(spec, std::string(*tag)[0]);
+      return absl::InvalidArgumentError(absl::StrCat(s.message(), hint));
+    }
+    return s;
+  }
+  return g;
+}
+
+Node* Graph::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<Node*> Graph::Get(const std::string& name) const {
+  Node* n = Find(name);
+  if (n == nullptr) return absl::NotFoundError(absl::StrFormat("no node named '%s'", name));
+  return n;
+}
+
+ModelSummary Graph::Summary() const {
+  ModelSummary m;
+  for (const auto& n : nodes_) {
+    NodeSummary s{n->name(), n->op(), n->details(), n->shape(), n->param_count(), n->cost() / 1e9};
+    m.total_params += s.params;
+    m.total_gops += s.gops;
+    m.nodes.push_back(std::move(s));
+  }
+  m.prediction_node = spec_.designations().prediction_node();
+  return m;
+}
+
+std::string ModelSummary::ToString() const {
+  std::string out = absl::StrFormat("%-14s %-14s %-26s %-16s %-14s %-14s %10s %9s\n", "node", "op",
+                                    "shape", "tags", "fov", "strides", "params", "GOps");
+  for (const NodeSummary& n : nodes) {
+    absl::StrAppendFormat(&out, "%-14s %-14s %-26s %-16s %-14s %-14s %10d %9.3f\n", n.name, n.op,
+                          Sizes(n.shape), n.shape.tags_string(),
+                          absl::StrCat("[", absl::StrJoin(n.shape.fov(), ","), "]"),
+                          absl::StrCat("[", absl::StrJoin(n.shape.strides(), ","), "]"), n.params,
+                          n.gops);
+  }
+  absl::StrAppendFormat(&out, "total: %d trainable parameters, %.3f GOps per step\n", total_params,
+                        total_gops);
+  for (const NodeSummary& n : nodes) {
+    if (n.name == prediction_node) {
+      absl::StrAppendFormat(&out, "prediction '%s': %s\n", n.name, n.shape.ExtRepr());
+    }
+  }
+  return out;
+}
+
+}  // namespace elektronn

@@ -1,0 +1,72 @@
+// Network: a Graph compiled for a backend and a batch size into an executable plan.
+// Buffers, parameters and kernels are created once here; Forward/Backward/TrainStep reuse them.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/graph/graph.h"
+#include "kernels/backend.h"
+
+namespace elektronn {
+
+struct NetworkOptions {
+  int64_t batch_size = 1;  // substituted for an unknown (None) batch size
+  uint64_t seed = 0;       // 0: the ModelSpec's seed
+};
+
+class Network {
+ public:
+  static absl::StatusOr<std::unique_ptr<Network>> Create(const v1::ModelSpec& spec,
+                                                         kernels::Backend* backend,
+                                                         NetworkOptions options = {});
+
+  Graph& graph() { return *graph_; }
+  kernels::Backend* backend() const { return ctx_.backend; }
+
+  // Copies `data` (logical layout, tags order) into a source node.
+  absl::Status SetInput(const std::string& node, std::span<const float> data);
+  // The value of any node in logical layout.
+  absl::StatusOr<std::vector<float>> Output(const std::string& node) const;
+  absl::StatusOr<float> Scalar(const std::string& node) const;
+
+  // Runs every node in creation order.
+  absl::Status Forward();
+  // Back-propagates d loss / d loss = 1 from the designated loss node into parameter gradients.
+  absl::Status Backward();
+  // Back-propagates `seed` (logical layout) from `node` (for gradient checks).
+  absl::Status BackwardFrom(const std::string& node, std::span<const float> seed);
+  // Gradient w.r.t. a source node (logical layout), valid after BackwardFrom.
+  absl::StatusOr<std::vector<float>> InputGradient(const std::string& node) const;
+
+  std::vector<Parameter*>& params() { return params_; }
+  absl::StatusOr<Parameter*> FindParam(const std::string& node, const std::string& name);
+  // Canonical-layout copies of a parameter's value and gradient.
+  std::vector<float> ParamValue(const Parameter& p) const;
+  std::vector<float> ParamGrad(const Parameter& p) const;
+  absl::Status SetParamValue(Parameter& p, std::span<const float> canonical);
+
+  void set_training(bool t) { ctx_.training = t; }
+  uint64_t step() const { return ctx_.step; }
+  void set_step(uint64_t s) { ctx_.step = s; }
+  uint64_t seed() const { return ctx_.seed; }
+  const NetworkOptions& options() const { return options_; }
+
+ private:
+  absl::Status Compile();
+  absl::Status RunBackward(Node* from);
+  std::unique_ptr<Graph> graph_;
+  NetworkOptions options_;
+  ExecContext ctx_;
+  std::vector<Parameter*> params_;
+  std::vector<Node*> backward_order_;
+};
+
+// Converts between logical (tag order) and physical (channels-last) layouts.
+void LogicalToPhysical(const TaggedShape& s, const float* logical, float* physical);
+void PhysicalToLogical(const TaggedShape& s, const float* physical, float* logical);
+
+}  // namespace elektronn

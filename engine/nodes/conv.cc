@@ -1,0 +1,241 @@
+// Conv: 1-, 2- or 3-D convolution chosen from the input's tags, with max-pooling, bias,
+// activation and dropout (reference §2.5), and max-fragment-pooling shape bookkeeping (§2.6).
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/nodes/neural.h"
+#include "engine/nodes/registry.h"
+#include "engine/nodes/shape_rules.h"
+
+namespace elektronn {
+namespace {
+
+int64_t Prod(const std::vector<int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), int64_t{1}, std::multiplies<>());
+}
+
+class ConvNode : public NeuralNode {
+ public:
+  explicit ConvNode(const v1::NodeSpec& s) : NeuralNode(s) {
+    const v1::ConvOp& c = s.conv();
+    filter_.assign(c.filter_shape().begin(), c.filter_shape().end());
+    pool_.assign(c.pool_shape().begin(), c.pool_shape().end());
+    act_ = c.activation() == v1::ACTIVATION_UNSPECIFIED ? v1::RELU : c.activation();
+  }
+  std::string op() const override { return "Conv"; }
+
+  absl::Status InferShape() override {
+    const v1::ConvOp& c = spec_.conv();
+    if (parents_.size() != 1) return NodeError(*this, "needs exactly one input node");
+    const TaggedShape& in = parents_[0]->shape();
+    RETURN_IF_ERROR(CheckImageLayout(in, NodeRef(*this)));
+    const int nd = in.ndim();
+    if (c.n_f() <= 0) return NodeError(*this, absl::StrFormat("n_f=%d must be positive", c.n_f()));
+    if (static_cast<int>(filter_.size()) != nd) {
+      return NodeError(*this, absl::StrFormat(
+          "filter_shape has %d entries but the input \"%s\" has %d spatial axes; use size-1 "
+          "kernels for axes not to convolve", filter_.size(), in.tags_string(), nd));
+    }
+    if (pool_.empty()) pool_.assign(nd, 1);
+    if (static_cast<int>(pool_.size()) != nd) {
+      return NodeError(*this, absl::StrFormat("pool_shape has %d entries, need %d",
+                                              pool_.size(), nd));
+    }
+    for (int j = 0; j < nd; ++j) {
+      if (filter_[j] < 1 || pool_[j] < 1) {
+        return NodeError(*this, absl::StrFormat("filter and pool sizes must be >= 1, got %d and %d",
+                                                filter_[j], pool_[j]));
+      }
+      if (c.conv_mode() == v1::SAME && filter_[j] % 2 == 0) {
+        return NodeError(*this, absl::StrFormat("conv_mode 'same' needs odd kernels, axis %s has %d",
+                                                AxisName(in, j), filter_[j]));
+      }
+    }
+    shape_ = in;
+    const int mode = static_cast<int>(c.conv_mode());
+    for (int j = 0; j < nd; ++j) {
+      const int64_t s = in.spatial_shape()[j];
+      const int64_t out = ConvAxisOut(s, filter_[j], pool_[j], mode, c.mfp());
+      if (out <= 0) {
+        const int64_t k = mode == 0 ? 1 - filter_[j] : (mode == 2 ? filter_[j] - 1 : 0);
+        auto [lo, hi] = NearestValidConvInput(s, filter_[j], pool_[j], mode, c.mfp());
+        std::string why =
+            s + k < 1 ? absl::StrFormat("leaves %d voxels", s + k)
+            : c.mfp() ? absl::StrFormat("leaves %d voxels; with MFP that must be a multiple of %d "
+                                        "minus 1", s + k, pool_[j])
+                      : absl::StrFormat("leaves %d voxels, not divisible by %d", s + k, pool_[j]);
+        std::string nearest = lo > 0 ? absl::StrFormat("%d or %d", lo, hi) : absl::StrCat(hi);
+        return ShapeAxisError(
+            absl::StrFormat("%s: input %s=%d with kernel %d and pool %d %s; nearest valid %s: %s",
+                            NodeRef(*this), AxisName(in, j), s, filter_[j], pool_[j], why,
+                            AxisName(in, j), nearest),
+            in.tags()[in.spatial_axes()[j]]);
+      }
+      shape_.set_spatial_size(j, out);
+      const int64_t fov_in = in.fov()[j];
+      shape_.set_fov(j, (fov_in <= 0 || c.invalidate_fov())
+                            ? -1
+                            : fov_in + (filter_[j] + pool_[j] - 2) * in.strides()[j]);
+      shape_.set_stride(j, in.strides()[j] * pool_[j]);
+    }
+    shape_.set_size(shape_.TagIndex('f'), c.n_f());
+    if (c.mfp()) {
+      const int bi = shape_.TagIndex('b');
+      if (in.size(bi) != kUnknownSize) shape_.set_size(bi, in.size(bi) * Prod(pool_));
+      std::vector<std::vector<int64_t>> offs;
+      std::vector<int64_t> t(nd, 0);
+      for (int64_t n = 0; n < Prod(pool_); ++n) {  // shifts in lexicographic order, z slowest
+        int64_t rem = n;
+        for (int j = nd - 1; j >= 0; --j) {
+          t[j] = rem % pool_[j];
+          rem /= pool_[j];
+        }
+        for (const auto& o : in.mfp_offsets()) {
+          std::vector<int64_t> no(nd);
+          for (int j = 0; j < nd; ++j) no[j] = o[j] + t[j] * in.strides()[j];
+          offs.push_back(no);
+        }
+      }
+      shape_.set_mfp_offsets(std::move(offs));
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t n_in() const { return parents_[0]->shape().SizeOf('f'); }
+  int64_t param_count() const override {
+    const int64_t n_f = spec_.conv().n_f();
+    return n_f * n_in() * Prod(filter_) + n_f + (act_ == v1::PRELU ? n_f : 0);
+  }
+  double cost() const override {
+    const TaggedShape& in = parents_[0]->shape();
+    double positions = 1;
+    for (int j = 0; j < in.ndim(); ++j) {
+      const int64_t s = in.spatial_shape()[j];
+      positions *= spec_.conv().conv_mode() == v1::VALID ? s - filter_[j] + 1 : s + filter_[j] - 1;
+    }
+    const int64_t b = in.SizeOf('b');
+    return static_cast<double>(spec_.conv().n_f() * n_in() * Prod(filter_)) * positions *
+           (b == kUnknownSize ? 1 : b);
+  }
+  std::string details() const override {
+    const v1::ConvOp& c = spec_.conv();
+    std::string s = absl::StrFormat("n_f=%d, %dd conv, kernel=(%s), pool=(%s), act='%s'", c.n_f(),
+                                    filter_.size(), absl::StrJoin(filter_, ","),
+                                    absl::StrJoin(pool_, ","), ActivationName(act_));
+    if (c.dropout_rate() != 0) absl::StrAppendFormat(&s, ", Dropout rate=%g", c.dropout_rate());
+    if (c.mfp()) s += ", MFP active";
+    return s;
+  }
+
+  absl::Status Compile(ExecContext& ctx) override {
+    const v1::ConvOp& c = spec_.conv();
+    if (c.mfp()) {
+      return NodeError(*this, "executing max-fragment-pooling is not supported yet (shapes and "
+                              "offsets are); it arrives with dense prediction");
+    }
+    kernels::Backend* b = ctx.backend;
+    const TaggedShape& in = parents_[0]->shape();
+    const int nd = in.ndim();
+    kernels::ConvDesc d;
+    d.batch = in.SizeOf('b');
+    d.in_channels = n_in();
+    d.out_channels = c.n_f();
+    d.in_spatial = in.spatial_shape();
+    d.kernel = filter_;
+    for (int j = 0; j < nd; ++j) {
+      d.pad.push_back(c.conv_mode() == v1::VALID ? 0
+                      : c.conv_mode() == v1::SAME ? filter_[j] / 2
+                                                  : filter_[j] - 1);
+    }
+    pooled_ = Prod(pool_) > 1;
+    fused_ = FusesActivation();
+    d.fused_activation = fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear;
+    d.need_backward_data = parents_[0]->needs_grad();
+    auto kernel = b->CreateConv(d);
+    if (!kernel.ok()) return NodeError(*this, std::string(kernel.status().message()));
+    conv_ = *std::move(kernel);
+    conv_numel_ = d.batch * c.n_f() * Prod(conv_->out_spatial());
+    conv_out_ = Scratch(b, conv_numel_).data();
+    float* lin = conv_out_;
+    if (pooled_) {
+      kernels::PoolDesc pd{d.batch, c.n_f(), conv_->out_spatial(), pool_, pool_,
+                           kernels::PoolMode::kMax};
+      auto pk = b->CreatePool(pd);
+      if (!pk.ok()) return NodeError(*this, std::string(pk.status().message()));
+      pool_k_ = *std::move(pk);
+      lin = Scratch(b, shape_.stripnone_prod()).data();
+      d_conv_ = Scratch(b, conv_numel_).data();
+    }
+    lin_ = lin;
+    value_ = lin;
+
+    // Parameters and their initialisation (reference §1.4).
+    std::mt19937_64 rng = NodeRng(ctx.seed, name());
+    std::vector<int64_t> wshape = {c.n_f(), n_in()};
+    wshape.insert(wshape.end(), filter_.begin(), filter_.end());
+    Parameter& w = AddParam(b, "w", wshape, conv_->weight_size(), 1.f);
+    kernels::ConvKernel* k = conv_.get();
+    w.import_fn = [k](const float* c, float* n) { k->ImportWeights(c, n); };
+    w.export_fn = [k](const float* n, float* c) { k->ExportWeights(n, c); };
+    const double fov = static_cast<double>(Prod(filter_));
+    const double ps = static_cast<double>(Prod(pool_));
+    std::vector<float> wv(w.canonical_size());
+    InitNormal(wv, std::sqrt(2.0 / ((n_in() + c.n_f() / ps) * fov)), rng);
+    std::vector<float> wn(w.size);
+    k->ImportWeights(wv.data(), wn.data());
+    b->Upload(wn.data(), w.value, w.size);
+    Parameter& bias = AddParam(b, "b", {c.n_f()}, c.n_f(), 0.f);
+    std::vector<float> bv(c.n_f());
+    InitBias(bv, act_, fov, rng);
+    b->Upload(bv.data(), bias.value, c.n_f());
+
+    CompileTail(ctx, act_, c.dropout_rate(), shape_.stripnone_prod() / c.n_f(), c.n_f(), rng);
+    fused_ = FusesActivation();
+    return absl::OkStatus();
+  }
+
+  absl::Status Forward(ExecContext& ctx) override {
+    RETURN_IF_ERROR(conv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value,
+                                   conv_out_));
+    if (pooled_) RETURN_IF_ERROR(pool_k_->Forward(conv_out_, lin_));
+    TailForward(ctx, lin_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Backward(ExecContext& ctx) override {
+    kernels::Backend* b = ctx.backend;
+    float* d = TailBackward(ctx, lin_);
+    float* d_conv = d;
+    if (pooled_) {
+      RETURN_IF_ERROR(pool_k_->Backward(d, d_conv_, false));
+      d_conv = d_conv_;
+    }
+    if (fused_ && act_ != v1::LIN) {
+      b->EltwiseBackward(ToEltwise(act_), nullptr, conv_out_, d_conv, d_conv, conv_numel_, false);
+    }
+    RETURN_IF_ERROR(conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad,
+                                           params_[1].grad));
+    if (GradTarget t = ParentGrad(0)) {
+      RETURN_IF_ERROR(conv_->BackwardData(d_conv, params_[0].value, t.ptr, t.accumulate));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<int64_t> filter_, pool_;
+  bool pooled_ = false;
+  std::unique_ptr<kernels::ConvKernel> conv_;
+  std::unique_ptr<kernels::PoolKernel> pool_k_;
+  int64_t conv_numel_ = 0;
+  float* conv_out_ = nullptr;
+  float* lin_ = nullptr;
+  float* d_conv_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> MakeConv(const v1::NodeSpec& s) { return std::make_unique<ConvNode>(s); }
+
+}  // namespace elektronn

@@ -1,0 +1,196 @@
+// Losses: MultinoulliNLL (per-voxel negative log-likelihood of a softmax, reference §2.13) and
+// AggregateLoss (mean over components of w_i * mean(loss_i)).
+#include "absl/strings/str_format.h"
+#include "engine/nodes/registry.h"
+
+namespace elektronn {
+namespace {
+
+// Checks that a target matches a prediction on every axis but 'f'.
+absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
+                                 const TaggedShape& target, int64_t expected_f) {
+  if (pred.tags() != target.tags()) {
+    return NodeError(self, absl::StrFormat("target tags \"%s\" differ from prediction tags \"%s\"",
+                                           target.tags_string(), pred.tags_string()));
+  }
+  for (int i = 0; i < pred.rank(); ++i) {
+    const char t = pred.tags()[i];
+    const int64_t want = t == 'f' ? expected_f : pred.size(i);
+    if (target.size(i) != want && !(t == 'b' && (target.size(i) == kUnknownSize ||
+                                                 want == kUnknownSize))) {
+      return NodeError(self, absl::StrFormat(
+          "target %c=%d does not match the prediction's %d (prediction %s, target %s)", t,
+          target.size(i), want, pred.ToString(), target.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+class MultinoulliNllNode : public Node {
+ public:
+  using Node::Node;
+  std::string op() const override { return "MultinoulliNLL"; }
+  absl::Status InferShape() override {
+    const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
+    if (parents_.size() != 2) return NodeError(*this, "needs inputs (prediction, target)");
+    n_class_ = SoftmaxClasses(*parents_[0]);
+    if (n_class_ == 0) {
+      return NodeError(*this, absl::StrFormat("prediction %s must be a Softmax",
+                                              NodeRef(*parents_[0])));
+    }
+    const TaggedShape& pred = parents_[0]->shape();
+    const int64_t f = pred.SizeOf('f');
+    RETURN_IF_ERROR(CheckTargetGeometry(*this, pred, parents_[1]->shape(),
+                                        o.target_is_sparse() ? f / n_class_ : f));
+    if (o.class_weights_size() != 0 && o.class_weights_size() != n_class_) {
+      return NodeError(*this, absl::StrFormat("class_weights has %d values for %d classes",
+                                              o.class_weights_size(), n_class_));
+    }
+    shape_ = pred;
+    shape_.set_size(shape_.TagIndex('f'), 1);
+    return absl::OkStatus();
+  }
+  absl::Status Compile(ExecContext& ctx) override {
+    AllocateOutput(ctx.backend);
+    const auto& cw = spec_.multinoulli_nll().class_weights();
+    if (!cw.empty()) {
+      class_weights_ = Scratch(ctx.backend, cw.size()).data();
+      ctx.backend->Upload(cw.data(), class_weights_, cw.size());
+    }
+    desc_.rows = parents_[0]->rows();
+    desc_.channels = parents_[0]->channels();
+    desc_.n_class = n_class_;
+    desc_.sparse = spec_.multinoulli_nll().target_is_sparse();
+    desc_.class_weights = class_weights_;
+    return absl::OkStatus();
+  }
+  absl::Status Forward(ExecContext& ctx) override {
+    n_labelled_ = ctx.backend->NllForward(desc_, parents_[0]->value(), parents_[1]->value(), value_);
+    return absl::OkStatus();
+  }
+  absl::Status Backward(ExecContext& ctx) override {
+    if (GradTarget t = ParentGrad(0)) {
+      ctx.backend->NllBackward(desc_, parents_[0]->value(), parents_[1]->value(), grad(),
+                               n_labelled_, t.ptr, t.accumulate);
+    }
+    return absl::OkStatus();
+  }
+  int64_t n_labelled() const { return n_labelled_; }
+
+ private:
+  int64_t n_class_ = 0;
+  int64_t n_labelled_ = 0;
+  float* class_weights_ = nullptr;
+  kernels::Backend::NllDesc desc_;
+};
+
+class AggregateLossNode : public Node {
+ public:
+  using Node::Node;
+  std::string op() const override { return "AggregateLoss"; }
+  absl::Status InferShape() override {
+    if (parents_.empty()) return NodeError(*this, "needs at least one loss node");
+    const auto& mw = spec_.aggregate_loss().mixing_weights();
+    if (!mw.empty() && mw.size() != static_cast<int>(parents_.size())) {
+      return NodeError(*this, absl::StrFormat("mixing_weights has %d values for %d losses",
+                                              mw.size(), parents_.size()));
+    }
+    weights_.assign(parents_.size(), 1.f);
+    for (int i = 0; i < mw.size(); ++i) weights_[i] = mw[i];
+    auto s = TaggedShape::Create({1}, "f");
+    shape_ = *std::move(s);
+    return absl::OkStatus();
+  }
+  double cost() const override { return 0; }
+  // Live-settable (ELEKTRONN2's model.mixing).
+  std::vector<float>& mixing_weights() { return weights_; }
+  absl::Status Compile(ExecContext& ctx) override {
+    AllocateOutput(ctx.backend);
+    for (Node* p : parents_) fill_.push_back(Scratch(ctx.backend, p->numel()).data());
+    return absl::OkStatus();
+  }
+  absl::Status Forward(ExecContext& ctx) override {
+    double total = 0;
+    for (size_t i = 0; i < parents_.size(); ++i) {
+      total += weights_[i] * ctx.backend->Sum(parents_[i]->value(), parents_[i]->numel()) /
+               static_cast<double>(parents_[i]->numel());
+    }
+    const float v = static_cast<float>(total / parents_.size());
+    ctx.backend->Upload(&v, value_, 1);
+    return absl::OkStatus();
+  }
+  absl::Status Backward(ExecContext& ctx) override {
+    float g = 0;
+    ctx.backend->Download(grad(), &g, 1);
+    for (size_t i = 0; i < parents_.size(); ++i) {
+      GradTarget t = ParentGrad(static_cast<int>(i));
+      if (!t) continue;
+      const int64_t n = parents_[i]->numel();
+      const float c = g * weights_[i] / static_cast<float>(parents_.size() * n);
+      if (t.accumulate) {
+        ctx.backend->Fill(fill_[i], c, n);
+        ctx.backend->Scale(fill_[i], 1.f, t.ptr, n, true);
+      } else {
+        ctx.backend->Fill(t.ptr, c, n);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<float> weights_;
+  std::vector<float*> fill_;
+};
+
+// Errors: the fraction of labelled voxels whose arg-max class is wrong. Unlike ELEKTRONN2
+// (QUIRK 6), ignored labels (< 0) are left out of the count, matching MultinoulliNLL.
+class ErrorsNode : public Node {
+ public:
+  using Node::Node;
+  std::string op() const override { return "Errors"; }
+  bool differentiable() const override { return false; }
+  absl::Status InferShape() override {
+    if (parents_.size() != 2) return NodeError(*this, "needs inputs (prediction, target)");
+    const TaggedShape& pred = parents_[0]->shape();
+    const int64_t f = pred.SizeOf('f');
+    const int64_t n_indep = spec_.errors().n_indep() > 0 ? spec_.errors().n_indep() : 0;
+    n_class_ = spec_.errors().n_class() > 0 ? spec_.errors().n_class() : SoftmaxClasses(*parents_[0]);
+    if (n_class_ == 0) n_class_ = n_indep > 0 ? f / n_indep : f;
+    if (n_class_ <= 0 || f % n_class_ != 0) {
+      return NodeError(*this, absl::StrFormat("n_class=%d does not divide f=%d", n_class_, f));
+    }
+    RETURN_IF_ERROR(CheckTargetGeometry(*this, pred, parents_[1]->shape(),
+                                        spec_.errors().target_is_sparse() ? f / n_class_ : f));
+    shape_ = *TaggedShape::Create({1}, "f");
+    return absl::OkStatus();
+  }
+  double cost() const override { return 0; }
+  absl::Status Compile(ExecContext& ctx) override {
+    AllocateOutput(ctx.backend);
+    return absl::OkStatus();
+  }
+  absl::Status Forward(ExecContext& ctx) override {
+    int64_t wrong = 0, labelled = 0;
+    ctx.backend->CountErrors(parents_[0]->value(), parents_[1]->value(), parents_[0]->rows(),
+                             parents_[0]->channels(), n_class_,
+                             spec_.errors().target_is_sparse(), &wrong, &labelled);
+    const float v = labelled > 0 ? static_cast<float>(wrong) / labelled : 0.f;
+    ctx.backend->Upload(&v, value_, 1);
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t n_class_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> MakeMultinoulliNLL(const v1::NodeSpec& s) {
+  return std::make_unique<MultinoulliNllNode>(s);
+}
+std::unique_ptr<Node> MakeAggregateLoss(const v1::NodeSpec& s) {
+  return std::make_unique<AggregateLossNode>(s);
+}
+std::unique_ptr<Node> MakeErrors(const v1::NodeSpec& s) { return std::make_unique<ErrorsNode>(s); }
+
+}  // namespace elektronn

@@ -1,0 +1,398 @@
+// The CPU backend: oneDNN for convolution, pooling and matrix products; OpenMP loops for the
+// element-wise, softmax, loss and optimiser kernels (memory-bound, simple, vectorised by the compiler).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "kernels/cpu/onednn_util.h"
+
+namespace elektronn::kernels {
+
+bool IsMonotone(Eltwise e) {
+  return e != Eltwise::kAbs;
+}
+
+const char* EltwiseName(Eltwise e) {
+  switch (e) {
+    case Eltwise::kLinear: return "lin";
+    case Eltwise::kRelu: return "relu";
+    case Eltwise::kTanh: return "tanh";
+    case Eltwise::kSigmoid: return "sigmoid";
+    case Eltwise::kAbs: return "abs";
+    case Eltwise::kSoftplus: return "softplus";
+    case Eltwise::kElu: return "elu";
+  }
+  return "?";
+}
+
+namespace cpu {
+
+void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out) {
+  const int nt = omp_get_max_threads();
+  thread_local std::vector<float> partial;  // grows on first use only
+  if (partial.size() < static_cast<size_t>(nt * cols)) partial.resize(nt * cols);
+  float* part = partial.data();
+  std::fill(part, part + nt * cols, 0.f);
+#pragma omp parallel num_threads(nt)
+  {
+    float* local = part + omp_get_thread_num() * cols;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * cols;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) local[c] += row[c];
+    }
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    float s = 0.f;
+    for (int t = 0; t < nt; ++t) s += part[t * cols + c];
+    out[c] = s;
+  }
+}
+
+namespace {
+
+// SplitMix64: a counter-based hash, so dropout masks depend only on (seed, step, index).
+inline uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+inline bool Keep(uint64_t seed, uint64_t step, int64_t i, float rate) {
+  uint64_t h = Mix(seed ^ Mix(step ^ Mix(static_cast<uint64_t>(i))));
+  return static_cast<float>((h >> 40) * (1.0 / 16777216.0)) >= rate;
+}
+
+inline float Act(Eltwise e, float x) {
+  switch (e) {
+    case Eltwise::kLinear: return x;
+    case Eltwise::kRelu: return x > 0.f ? x : 0.f;
+    case Eltwise::kTanh: return std::tanh(x);
+    case Eltwise::kSigmoid: return 1.f / (1.f + std::exp(-x));
+    case Eltwise::kAbs: return std::fabs(x);
+    case Eltwise::kSoftplus: return x > 20.f ? x : std::log1p(std::exp(x));
+    case Eltwise::kElu: return x > 0.f ? x : std::expm1(x);
+  }
+  return x;
+}
+
+// Derivative expressed through the output y (and x for abs).
+inline float ActGrad(Eltwise e, float x, float y) {
+  switch (e) {
+    case Eltwise::kLinear: return 1.f;
+    case Eltwise::kRelu: return y > 0.f ? 1.f : 0.f;
+    case Eltwise::kTanh: return 1.f - y * y;
+    case Eltwise::kSigmoid: return y * (1.f - y);
+    case Eltwise::kAbs: return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
+    case Eltwise::kSoftplus: return -std::expm1(-y);  // sigmoid(x) = 1 - exp(-softplus(x))
+    case Eltwise::kElu: return y > 0.f ? 1.f : y + 1.f;
+  }
+  return 1.f;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu-onednn"; }
+
+  float* Allocate(int64_t n) override {
+    size_t bytes = ((std::max<int64_t>(n, 1) * sizeof(float)) + 63) / 64 * 64;
+    return static_cast<float*>(std::aligned_alloc(64, bytes));
+  }
+  void Free(float* p) override { std::free(p); }
+  void Fill(float* dst, float v, int64_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = v;
+  }
+  void Copy(const float* src, float* dst, int64_t n) override {
+    if (n > 0) std::memcpy(dst, src, n * sizeof(float));
+  }
+  void Upload(const float* host, float* dst, int64_t n) override { Copy(host, dst, n); }
+  void Download(const float* src, float* host, int64_t n) override { Copy(src, host, n); }
+
+  absl::StatusOr<std::unique_ptr<ConvKernel>> CreateConv(const ConvDesc& d) override {
+    return cpu::CreateDnnlConv(&ctx_, d);
+  }
+  absl::StatusOr<std::unique_ptr<PoolKernel>> CreatePool(const PoolDesc& d) override {
+    return cpu::CreateDnnlPool(&ctx_, d);
+  }
+  absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateMatmul(const MatmulDesc& d) override {
+    return cpu::CreateDnnlMatmul(&ctx_, d);
+  }
+
+  void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = Act(e, src[i]);
+  }
+  void EltwiseBackward(Eltwise e, const float* src, const float* dst, const float* dd, float* ds,
+                       int64_t n, bool acc) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float g = dd[i] * ActGrad(e, src ? src[i] : 0.f, dst ? dst[i] : 0.f);
+      ds[i] = acc ? ds[i] + g : g;
+    }
+  }
+  void PreluForward(const float* src, const float* slope, float* dst, int64_t rows,
+                    int64_t ch) override {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < ch; ++c) {
+        float x = src[r * ch + c];
+        dst[r * ch + c] = x > 0.f ? x : slope[c] * x;
+      }
+  }
+  void PreluBackward(const float* src, const float* slope, const float* dd, float* ds,
+                     float* dslope, int64_t rows, int64_t ch, bool acc) override {
+    for (int64_t c = 0; c < ch; ++c) dslope[c] = 0.f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < ch; ++c) {
+        int64_t i = r * ch + c;
+        float x = src[i];
+        float g = x > 0.f ? dd[i] : slope[c] * dd[i];
+        if (x <= 0.f) dslope[c] += x * dd[i];
+        ds[i] = acc ? ds[i] + g : g;
+      }
+  }
+  void AddBias(float* dst, const float* bias, int64_t rows, int64_t ch) override {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+      for (int64_t c = 0; c < ch; ++c) dst[r * ch + c] += bias[c];
+  }
+  void BiasGradient(const float* diff, float* db, int64_t rows, int64_t ch) override {
+    cpu::ColumnSum(diff, rows, ch, db);
+  }
+
+  void SoftmaxForward(const float* src, float* dst, int64_t rows, int64_t ch,
+                      int64_t n_class) override {
+    const int64_t groups = rows * (ch / n_class);
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* x = src + g * n_class;
+      float* y = dst + g * n_class;
+      float mx = x[0];
+      for (int64_t c = 1; c < n_class; ++c) mx = std::max(mx, x[c]);
+      float s = 0.f;
+      for (int64_t c = 0; c < n_class; ++c) s += (y[c] = std::exp(x[c] - mx));
+      float inv = 1.f / s;
+      for (int64_t c = 0; c < n_class; ++c) y[c] *= inv;
+    }
+  }
+  void SoftmaxBackward(const float* y, const float* dy, float* dx, int64_t rows, int64_t ch,
+                       int64_t n_class, bool acc) override {
+    const int64_t groups = rows * (ch / n_class);
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t o = g * n_class;
+      float dot = 0.f;
+      for (int64_t c = 0; c < n_class; ++c) dot += y[o + c] * dy[o + c];
+      for (int64_t c = 0; c < n_class; ++c) {
+        float v = y[o + c] * (dy[o + c] - dot);
+        dx[o + c] = acc ? dx[o + c] + v : v;
+      }
+    }
+  }
+
+  // Target value of class c in group gi of row r, or 0 where unlabelled.
+  static float TargetAt(const NllDesc& d, const float* t, int64_t r, int64_t gi, int64_t c) {
+    if (d.sparse) {
+      const int64_t n_indep = d.channels / d.n_class;
+      float id = t[r * n_indep + gi];
+      return (id >= 0.f && static_cast<int64_t>(id) == c && id < d.n_class) ? 1.f : 0.f;
+    }
+    return t[r * d.channels + gi * d.n_class + c];
+  }
+  static int64_t CountLabelled(const NllDesc& d, const float* t) {
+    const int64_t n_indep = d.channels / d.n_class;
+    int64_t n = 0;
+    if (d.sparse) {
+      for (int64_t i = 0; i < d.rows * n_indep; ++i) n += (t[i] >= 0.f && t[i] < d.n_class);
+    } else {
+      for (int64_t i = 0; i < d.rows * d.channels; ++i) n += (t[i] != 0.f);
+    }
+    return n;
+  }
+  static float NllScale(const NllDesc& d, int64_t n_labelled) {
+    const int64_t n_indep = d.channels / d.n_class;
+    return static_cast<float>(static_cast<double>(d.rows * d.channels) /
+                              (static_cast<double>(n_labelled) + 1e-5) / n_indep / d.n_class);
+  }
+  int64_t NllForward(const NllDesc& d, const float* p, const float* t, float* loss) override {
+    const int64_t n_lab = CountLabelled(d, t);
+    const float scale = NllScale(d, n_lab);
+    const int64_t n_indep = d.channels / d.n_class;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < d.rows; ++r) {
+      float s = 0.f;
+      for (int64_t gi = 0; gi < n_indep; ++gi)
+        for (int64_t c = 0; c < d.n_class; ++c) {
+          float tv = TargetAt(d, t, r, gi, c);
+          if (tv != 0.f) {
+            float cw = d.class_weights ? d.class_weights[c] : 1.f;
+            s -= tv * cw * std::log(p[r * d.channels + gi * d.n_class + c] + 1e-5f);
+          }
+        }
+      loss[r] = scale * s;
+    }
+    return n_lab;
+  }
+  void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl,
+                   int64_t n_lab, float* dp, bool acc) override {
+    const float scale = NllScale(d, n_lab);
+    const int64_t n_indep = d.channels / d.n_class;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < d.rows; ++r)
+      for (int64_t gi = 0; gi < n_indep; ++gi)
+        for (int64_t c = 0; c < d.n_class; ++c) {
+          const int64_t i = r * d.channels + gi * d.n_class + c;
+          float tv = TargetAt(d, t, r, gi, c);
+          float cw = d.class_weights ? d.class_weights[c] : 1.f;
+          float g = tv == 0.f ? 0.f : -dl[r] * scale * tv * cw / (p[i] + 1e-5f);
+          dp[i] = acc ? dp[i] + g : g;
+        }
+  }
+  void CountErrors(const float* p, const float* t, int64_t rows, int64_t ch, int64_t n_class,
+                   bool sparse, int64_t* wrong, int64_t* labelled) override {
+    const int64_t n_indep = ch / n_class;
+    int64_t w = 0, l = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t gi = 0; gi < n_indep; ++gi) {
+        const float* g = p + r * ch + gi * n_class;
+        int64_t am = std::max_element(g, g + n_class) - g;
+        int64_t truth = -1;
+        if (sparse) {
+          float id = t[r * n_indep + gi];
+          if (id >= 0.f && id < n_class) truth = static_cast<int64_t>(id);
+        } else {
+          const float* tg = t + r * ch + gi * n_class;
+          if (std::any_of(tg, tg + n_class, [](float v) { return v != 0.f; }))
+            truth = std::max_element(tg, tg + n_class) - tg;
+        }
+        if (truth < 0) continue;
+        ++l;
+        w += (am != truth);
+      }
+    *wrong = w;
+    *labelled = l;
+  }
+
+  double Sum(const float* src, int64_t n) override {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; ++i) s += src[i];
+    return s;
+  }
+  void Scale(const float* x, float a, float* dst, int64_t n, bool acc) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = acc ? dst[i] + a * x[i] : a * x[i];
+  }
+  void Add(const float* a, const float* b, float* dst, int64_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = a[i] + b[i];
+  }
+  void CopyBox(const BoxCopy& box, const float* src, float* dst, bool acc) override {
+    const size_t rank = box.extent.size();
+    // Rows of the innermost axis are contiguous; iterate over all outer index tuples.
+    int64_t outer = 1;
+    for (size_t i = 0; i + 1 < rank; ++i) outer *= box.extent[i];
+    const int64_t inner = box.extent[rank - 1];
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t rem = o, so = 0, dof = 0, sstride = 1, dstride = 1;
+      for (int64_t a = static_cast<int64_t>(rank) - 1; a >= 0; --a) {
+        int64_t idx = 0;
+        if (a < static_cast<int64_t>(rank) - 1) {
+          idx = rem % box.extent[a];
+          rem /= box.extent[a];
+        }
+        so += (idx + box.src_origin[a]) * sstride;
+        dof += (idx + box.dst_origin[a]) * dstride;
+        sstride *= box.src_shape[a];
+        dstride *= box.dst_shape[a];
+      }
+      const float* s = src + so;
+      float* d = dst + dof;
+      if (acc) {
+        for (int64_t i = 0; i < inner; ++i) d[i] += s[i];
+      } else {
+        std::memcpy(d, s, inner * sizeof(float));
+      }
+    }
+  }
+  void Dropout(const float* src, float* dst, int64_t n, float rate, uint64_t seed,
+               uint64_t step) override {
+    const float scale = 1.f / (1.f - rate);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[i] = Keep(seed, step, i, rate) ? src[i] * scale : 0.f;
+  }
+  void DropoutBackward(const float* dd, float* ds, int64_t n, float rate, uint64_t seed,
+                       uint64_t step, bool acc) override {
+    const float scale = 1.f / (1.f - rate);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float g = Keep(seed, step, i, rate) ? dd[i] * scale : 0.f;
+      ds[i] = acc ? ds[i] + g : g;
+    }
+  }
+
+  // p <- p - lr * (direction + wd*m*p), reference §4.
+  void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) override {
+    const float wdm = s.wd * s.wd_multiplier;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      v[i] = g[i] + s.mom * v[i];
+      p[i] -= s.lr * (v[i] + wdm * p[i]);
+    }
+  }
+  void AdamUpdate(const OptimiserStep& s, const float* g, float* p, float* m, float* v,
+                  int64_t n) override {
+    const float b1 = s.mom, b2 = s.beta2, wdm = s.wd * s.wd_multiplier;
+    const float corr = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), s.t)) /
+                                          (1.0 - std::pow(static_cast<double>(b1), s.t)));
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i] + (1.f - b1) * g[i];
+      v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
+      float dir = corr * m[i] / std::sqrt(v[i] + s.eps);
+      p[i] -= s.lr * (dir + wdm * p[i]);
+    }
+  }
+  void AdaGradUpdate(const OptimiserStep& s, const float* g, float* p, float* h, bool first,
+                     int64_t n) override {
+    // ELEKTRONN2 accumulates g^2 once more before the first step; no epsilon; wd unscaled by
+    // the regularisation multiplier and divided by sqrt(h) together with g.
+    const float wd = s.wd_multiplier > 0.f ? s.wd : 0.f;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      if (first) h[i] += g[i] * g[i];
+      h[i] += g[i] * g[i];
+      p[i] -= s.lr / std::sqrt(h[i]) * (g[i] + wd * p[i]);
+    }
+  }
+  void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq, float* d,
+                      int64_t n) override {
+    const float rho = s.mom, wdm = s.wd * s.wd_multiplier;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float s_new = rho * sq[i] + (1.f - rho) * g[i] * g[i];
+      float dir = g[i] * std::sqrt(d[i] + s.eps) / std::sqrt(sq[i] + s.eps);  // old s (QUIRK kept)
+      d[i] = rho * d[i] + (1.f - rho) * dir * dir;
+      sq[i] = s_new;
+      p[i] -= s.lr * (dir + wdm * p[i]);
+    }
+  }
+
+ private:
+  cpu::DnnlContext ctx_;
+};
+
+}  // namespace
+}  // namespace cpu
+
+std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<cpu::CpuBackend>(); }
+
+}  // namespace elektronn::kernels

@@ -1,0 +1,74 @@
+// Shared oneDNN plumbing: formats, argument lists built once, the shared scratchpad.
+#include "kernels/cpu/onednn_util.h"
+
+namespace elektronn::kernels::cpu {
+
+Tag ChannelsLast(int ndim) {
+  switch (ndim) {
+    case 1: return Tag::nwc;
+    case 2: return Tag::nhwc;
+    default: return Tag::ndhwc;
+  }
+}
+
+Tag PlainWeights(int ndim) {
+  switch (ndim) {
+    case 1: return Tag::oiw;
+    case 2: return Tag::oihw;
+    default: return Tag::oidhw;
+  }
+}
+
+dnnl::algorithm EltwiseAlgorithm(Eltwise e) {
+  switch (e) {
+    case Eltwise::kRelu: return dnnl::algorithm::eltwise_relu;
+    case Eltwise::kTanh: return dnnl::algorithm::eltwise_tanh;
+    case Eltwise::kSigmoid: return dnnl::algorithm::eltwise_logistic;
+    case Eltwise::kAbs: return dnnl::algorithm::eltwise_abs;
+    case Eltwise::kSoftplus: return dnnl::algorithm::eltwise_soft_relu;
+    case Eltwise::kElu: return dnnl::algorithm::eltwise_elu;
+    case Eltwise::kLinear: return dnnl::algorithm::eltwise_linear;
+  }
+  return dnnl::algorithm::eltwise_linear;
+}
+
+PrimitiveCall::PrimitiveCall(const dnnl::engine& eng, dnnl::primitive prim,
+                             const dnnl::primitive_desc_base& pd, Scratchpad* scratch)
+    : eng_(eng), prim_(std::move(prim)), scratch_(scratch) {
+  memory::desc sp = pd.scratchpad_desc();
+  if (sp.get_size() > 0) {
+    scratch_->Reserve(sp.get_size());
+    Arg(DNNL_ARG_SCRATCHPAD, sp);
+  }
+}
+
+void PrimitiveCall::Arg(int arg, const memory::desc& md) {
+  ids_.push_back(arg);
+  mems_.emplace_back(md, eng_, static_cast<void*>(nullptr));
+  c_args_.clear();
+  for (size_t i = 0; i < ids_.size(); ++i) c_args_.push_back({ids_[i], mems_[i].get()});
+}
+
+void PrimitiveCall::Set(int arg, const void* ptr) {
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    if (ids_[i] == arg) {
+      mems_[i].set_data_handle(const_cast<void*>(ptr));
+      return;
+    }
+  }
+}
+
+void PrimitiveCall::Execute(dnnl::stream& s) {
+  if (scratch_ != nullptr) Set(DNNL_ARG_SCRATCHPAD, scratch_->bytes.data());
+  dnnl::error::wrap_c_api(
+      dnnl_primitive_execute(prim_.get(), s.get(), static_cast<int>(c_args_.size()),
+                             c_args_.data()),
+      "could not execute a primitive");
+}
+
+void AddInto(float* a, const float* b, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+}  // namespace elektronn::kernels::cpu

@@ -1,0 +1,73 @@
+// Internal helpers shared by the oneDNN kernels: formats, a reusable primitive call, scratchpad.
+#pragma once
+
+#include <dnnl.hpp>
+
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace elektronn::kernels::cpu {
+
+using dnnl::memory;
+using Tag = dnnl::memory::format_tag;
+
+// Channels-last activation tag for 1, 2 or 3 spatial axes.
+Tag ChannelsLast(int ndim);
+// Plain canonical weight tag (out, in, k...).
+Tag PlainWeights(int ndim);
+dnnl::algorithm EltwiseAlgorithm(Eltwise e);
+
+// One scratchpad shared by every primitive of a backend (user-managed mode), grown at creation.
+struct Scratchpad {
+  std::vector<uint8_t, std::allocator<uint8_t>> bytes;
+  void Reserve(size_t n) {
+    if (n > bytes.size()) bytes.resize(n);
+  }
+};
+
+// A primitive with its argument list built once; per call only data handles change,
+// so no argument maps are built in the steady state.
+class PrimitiveCall {
+ public:
+  PrimitiveCall() = default;
+  PrimitiveCall(const dnnl::engine& eng, dnnl::primitive prim, const dnnl::primitive_desc_base& pd,
+                Scratchpad* scratch);
+  // Declares argument `arg` with memory descriptor `md` (handle set per call).
+  void Arg(int arg, const memory::desc& md);
+  void Set(int arg, const void* ptr);
+  void Execute(dnnl::stream& s);
+  bool valid() const { return static_cast<bool>(prim_); }
+
+ private:
+  dnnl::engine eng_;
+  dnnl::primitive prim_;
+  Scratchpad* scratch_ = nullptr;
+  std::vector<int> ids_;
+  std::vector<memory> mems_;
+  std::vector<dnnl_exec_arg_t> c_args_;
+};
+
+// Context every oneDNN kernel receives from the backend.
+struct DnnlContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  Scratchpad scratch;
+  dnnl::primitive_attr Attr() const {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }
+};
+
+// In-place a += b over n floats (used when a kernel must accumulate).
+void AddInto(float* a, const float* b, int64_t n);
+// out[c] = sum_r x[r, c] over a row-major (rows, cols) matrix.
+void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out);
+
+absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlConv(DnnlContext* ctx, const ConvDesc& d);
+absl::StatusOr<std::unique_ptr<PoolKernel>> CreateDnnlPool(DnnlContext* ctx, const PoolDesc& d);
+absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateDnnlMatmul(DnnlContext* ctx,
+                                                               const MatmulDesc& d);
+
+}  // namespace elektronn::kernels::cpu
