@@ -91,11 +91,14 @@ absl::Status Network::Compile() {
   }
   for (const auto& n : nodes) {
     // Every differentiable non-source node may need its gradient (for gradient checks too).
-    n->set_needs_grad(n->differentiable() && !n->is_source());
+    n->set_needs_grad(n->differentiable() && (!n->is_source() || options_.input_gradients));
   }
   for (const auto& n : nodes) {
     RETURN_IF_ERROR(n->Compile(ctx_));
-    if (n->needs_grad()) n->AllocateGrad(ctx_.backend);
+    if (n->needs_grad()) {
+      n->AllocateGrad(ctx_.backend);
+      ctx_.backend->Fill(n->grad(), 0.f, n->numel());
+    }
     for (Parameter& p : n->params()) params_.push_back(&p);
     if (on_loss_path[n.get()] || loss.empty()) backward_order_.push_back(n.get());
   }

@@ -16,6 +16,9 @@ namespace elektronn {
 struct NetworkOptions {
   int64_t batch_size = 1;  // substituted for an unknown (None) batch size
   uint64_t seed = 0;       // 0: the ModelSpec's seed
+  // Also compute gradients w.r.t. source nodes (gradient checks, saliency); costs a
+  // backward-data pass through the first layer.
+  bool input_gradients = false;
 };
 
 class Network {

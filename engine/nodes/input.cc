@@ -10,7 +10,6 @@ class InputNode : public Node {
   using Node::Node;
   std::string op() const override { return "Input"; }
   bool is_source() const override { return true; }
-  bool differentiable() const override { return false; }
   double cost() const override { return 0; }
 
   absl::Status InferShape() override {
