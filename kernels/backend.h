@@ -186,6 +186,10 @@ class Backend {
                               float* d, int64_t n) = 0;
 };
 
+// True while a backend is inside a third-party library call (oneDNN's primitive execute, which
+// builds a small argument map per call). Lets tests attribute heap allocations.
+bool InLibraryCall();
+
 // The oneDNN CPU backend (threads: OpenMP's, set by OMP_NUM_THREADS).
 std::unique_ptr<Backend> CreateCpuBackend();
 

@@ -1,6 +1,8 @@
 // Shared oneDNN plumbing: formats, argument lists built once, the shared scratchpad.
 #include "kernels/cpu/onednn_util.h"
 
+#include <atomic>
+
 namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
@@ -58,12 +60,17 @@ void PrimitiveCall::Set(int arg, const void* ptr) {
   }
 }
 
+namespace {
+std::atomic<int> library_depth{0};
+}  // namespace
+
 void PrimitiveCall::Execute(dnnl::stream& s) {
   if (scratch_ != nullptr) Set(DNNL_ARG_SCRATCHPAD, scratch_->bytes.data());
-  dnnl::error::wrap_c_api(
-      dnnl_primitive_execute(prim_.get(), s.get(), static_cast<int>(c_args_.size()),
-                             c_args_.data()),
-      "could not execute a primitive");
+  library_depth.fetch_add(1, std::memory_order_relaxed);
+  dnnl_status_t st = dnnl_primitive_execute(prim_.get(), s.get(),
+                                            static_cast<int>(c_args_.size()), c_args_.data());
+  library_depth.fetch_sub(1, std::memory_order_relaxed);
+  dnnl::error::wrap_c_api(st, "could not execute a primitive");
 }
 
 void AddInto(float* a, const float* b, int64_t n) {
@@ -72,3 +79,7 @@ void AddInto(float* a, const float* b, int64_t n) {
 }
 
 }  // namespace elektronn::kernels::cpu
+
+namespace elektronn::kernels {
+bool InLibraryCall() { return cpu::library_depth.load(std::memory_order_relaxed) > 0; }
+}  // namespace elektronn::kernels

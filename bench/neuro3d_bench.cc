@@ -1,0 +1,122 @@
+// Times a neuro3d training step (forward, backward, Adam) and a forward pass with this engine.
+// Prints one JSON line per case; bench/compare-pytorch puts it beside PyTorch.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "engine/graph/model_builder.h"
+#include "engine/graph/network.h"
+#include "engine/optim/optimiser.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Forward GFLOP of the convolutions (2 per multiply-add), as the PyTorch script counts them.
+double ConvGflop(elektronn::Network& net) {
+  double gflop = 0;
+  for (const auto& n : net.graph().nodes())
+    if (n->op() == "Conv") gflop += 2 * n->cost() / 1e9;
+  return gflop;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "neuro3d_bench: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int warmup = 2, repeats = 5;
+  std::string which = "all";
+  std::vector<int64_t> zxy = {23, 185, 185};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      return (a == flag && i + 1 < argc) ? argv[++i] : nullptr;
+    };
+    if (const char* v = value("--warmup")) {
+      warmup = std::atoi(v);
+    } else if (const char* v = value("--repeats")) {
+      repeats = std::atoi(v);
+    } else if (const char* v = value("--case")) {
+      which = v;
+    } else if (const char* v = value("--input")) {
+      zxy.clear();
+      for (auto p : absl::StrSplit(v, ',')) {
+        int64_t x = 0;
+        if (!absl::SimpleAtoi(p, &x)) return Fail(absl::InvalidArgumentError("bad --input"));
+        zxy.push_back(x);
+      }
+    } else {
+      std::fprintf(stderr,
+                   "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all] "
+                   "[--input z,x,y]\nThreads: set OMP_NUM_THREADS.\n");
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  auto backend = elektronn::kernels::CreateCpuBackend();
+  auto net_or = elektronn::Network::Create(elektronn::Neuro3dSpec(zxy), backend.get(), {1, 1});
+  if (!net_or.ok()) return Fail(net_or.status());
+  elektronn::Network& net = **net_or;
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  auto* raw = net.graph().Find("raw");
+  auto* target = net.graph().Find("target");
+  std::vector<float> x(raw->numel()), t(target->numel());
+  for (float& v : x) v = u(rng);
+  for (float& v : t) v = u(rng) < 0.5f ? 0.f : 1.f;
+  if (auto s = net.SetInput("raw", x); !s.ok()) return Fail(s);
+  if (auto s = net.SetInput("target", t); !s.ok()) return Fail(s);
+  elektronn::Optimiser adam(elektronn::OptimiserKind::kAdam, backend.get(), net.params());
+  adam.hyper().lr = 5e-4f;
+  adam.hyper().wd = 5e-5f;
+  const double gflop = ConvGflop(net);
+
+  auto run = [&](const char* name, double work, auto step) -> int {
+    for (int i = 0; i < warmup; ++i)
+      if (auto s = step(); !s.ok()) return Fail(s);
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+      auto t0 = Clock::now();
+      if (auto s = step(); !s.ok()) return Fail(s);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    const double med = Median(ms);
+    std::printf("{\"case\": \"%s\", \"elektronn_ms\": %.2f, \"gflop\": %.2f, \"gflops\": %.1f}\n",
+                name, med, work, work / med * 1e3);
+    std::fflush(stdout);
+    return 0;
+  };
+  if (which == "train" || which == "all") {
+    net.set_training(true);
+    // Training: forward + backward-data (all but the first layer) + backward-weights.
+    const double first = 2 * net.graph().Find("conv")->cost() / 1e9;
+    int rc = run("neuro3d_train", 3 * gflop - first, [&]() -> absl::Status {
+      RETURN_IF_ERROR(net.Forward());
+      RETURN_IF_ERROR(net.Backward());
+      adam.Step();
+      net.set_step(net.step() + 1);
+      return absl::OkStatus();
+    });
+    if (rc) return rc;
+  }
+  if (which == "forward" || which == "all") {
+    net.set_training(false);
+    int rc = run("neuro3d_forward", gflop, [&]() { return net.Forward(); });
+    if (rc) return rc;
+  }
+  return 0;
+}
