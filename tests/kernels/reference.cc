@@ -1,0 +1,309 @@
+// Naive reference kernels: one loop nest per definition, every sum in double precision.
+#include "tests/kernels/reference.h"
+
+#include <array>
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+namespace elektronn::testing {
+namespace {
+
+using kernels::ConvDesc;
+using kernels::Eltwise;
+using kernels::MatmulDesc;
+using kernels::PoolDesc;
+using kernels::PoolMode;
+
+// Spatial extents padded in front to three axes, so one loop nest serves 1-, 2- and 3-D;
+// the canonical weight layout (out, in, k...) is unchanged by leading kernel sizes of 1.
+using Ext3 = std::array<int64_t, 3>;
+
+Ext3 To3(const std::vector<int64_t>& v, int64_t fill) {
+  Ext3 a{fill, fill, fill};
+  const size_t off = 3 - v.size();
+  for (size_t i = 0; i < v.size(); ++i) a[off + i] = v[i];
+  return a;
+}
+
+int64_t Prod(const std::vector<int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), int64_t{1}, std::multiplies<>());
+}
+
+// Offset of (n, z, y, x, c) in a channels-last tensor with spatial extent `s` and `ch` channels.
+int64_t At(const Ext3& s, int64_t ch, int64_t n, int64_t z, int64_t y, int64_t x, int64_t c) {
+  return (((n * s[0] + z) * s[1] + y) * s[2] + x) * ch + c;
+}
+
+// Offset of (o, i, kz, ky, kx) in canonical weights.
+int64_t WAt(const Ext3& k, int64_t in, int64_t o, int64_t i, int64_t kz, int64_t ky, int64_t kx) {
+  return (((o * in + i) * k[0] + kz) * k[1] + ky) * k[2] + kx;
+}
+
+bool Inside(const Ext3& s, int64_t z, int64_t y, int64_t x) {
+  return z >= 0 && z < s[0] && y >= 0 && y < s[1] && x >= 0 && x < s[2];
+}
+
+std::vector<float> ToFloat(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+double Activate(Eltwise e, double x) {
+  switch (e) {
+    case Eltwise::kLinear:
+      return x;
+    case Eltwise::kRelu:
+      return x > 0 ? x : 0;
+    case Eltwise::kTanh:
+      return std::tanh(x);
+    case Eltwise::kSigmoid:
+      return 1 / (1 + std::exp(-x));
+    case Eltwise::kAbs:
+      return std::fabs(x);
+    case Eltwise::kSoftplus:
+      return std::log1p(std::exp(x));
+    case Eltwise::kElu:
+      return x > 0 ? x : std::expm1(x);
+  }
+  return x;
+}
+
+std::vector<int64_t> ConvOutSpatial(const ConvDesc& d) {
+  std::vector<int64_t> o;
+  for (size_t i = 0; i < d.in_spatial.size(); ++i) {
+    o.push_back(d.in_spatial[i] + 2 * d.pad[i] - d.kernel[i] + 1);
+  }
+  return o;
+}
+
+int64_t ConvSrcSize(const ConvDesc& d) { return d.batch * Prod(d.in_spatial) * d.in_channels; }
+int64_t ConvDstSize(const ConvDesc& d) {
+  return d.batch * Prod(ConvOutSpatial(d)) * d.out_channels;
+}
+int64_t ConvWeightSize(const ConvDesc& d) {
+  return d.out_channels * d.in_channels * Prod(d.kernel);
+}
+
+std::vector<float> ConvForward(const ConvDesc& d, const std::vector<float>& src,
+                               const std::vector<float>& w, const std::vector<float>& bias) {
+  const Ext3 in = To3(d.in_spatial, 1), k = To3(d.kernel, 1), p = To3(d.pad, 0),
+             out = To3(ConvOutSpatial(d), 1);
+  const int64_t ci = d.in_channels, co = d.out_channels;
+  std::vector<float> dst(ConvDstSize(d));
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t oz = 0; oz < out[0]; ++oz)
+      for (int64_t oy = 0; oy < out[1]; ++oy)
+        for (int64_t ox = 0; ox < out[2]; ++ox)
+          for (int64_t oc = 0; oc < co; ++oc) {
+            double s = bias[oc];
+            for (int64_t kz = 0; kz < k[0]; ++kz)
+              for (int64_t ky = 0; ky < k[1]; ++ky)
+                for (int64_t kx = 0; kx < k[2]; ++kx) {
+                  const int64_t z = oz + kz - p[0], y = oy + ky - p[1], x = ox + kx - p[2];
+                  if (!Inside(in, z, y, x)) continue;
+                  for (int64_t ic = 0; ic < ci; ++ic) {
+                    s += static_cast<double>(src[At(in, ci, n, z, y, x, ic)]) *
+                         w[WAt(k, ci, oc, ic, kz, ky, kx)];
+                  }
+                }
+            dst[At(out, co, n, oz, oy, ox, oc)] =
+                static_cast<float>(Activate(d.fused_activation, s));
+          }
+  return dst;
+}
+
+std::vector<float> ConvBackwardData(const ConvDesc& d, const std::vector<float>& diff_dst,
+                                    const std::vector<float>& w) {
+  const Ext3 in = To3(d.in_spatial, 1), k = To3(d.kernel, 1), p = To3(d.pad, 0),
+             out = To3(ConvOutSpatial(d), 1);
+  const int64_t ci = d.in_channels, co = d.out_channels;
+  std::vector<double> acc(ConvSrcSize(d), 0.0);
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t oz = 0; oz < out[0]; ++oz)
+      for (int64_t oy = 0; oy < out[1]; ++oy)
+        for (int64_t ox = 0; ox < out[2]; ++ox)
+          for (int64_t oc = 0; oc < co; ++oc) {
+            const double g = diff_dst[At(out, co, n, oz, oy, ox, oc)];
+            for (int64_t kz = 0; kz < k[0]; ++kz)
+              for (int64_t ky = 0; ky < k[1]; ++ky)
+                for (int64_t kx = 0; kx < k[2]; ++kx) {
+                  const int64_t z = oz + kz - p[0], y = oy + ky - p[1], x = ox + kx - p[2];
+                  if (!Inside(in, z, y, x)) continue;
+                  for (int64_t ic = 0; ic < ci; ++ic) {
+                    acc[At(in, ci, n, z, y, x, ic)] += g * w[WAt(k, ci, oc, ic, kz, ky, kx)];
+                  }
+                }
+          }
+  return ToFloat(acc);
+}
+
+WeightGrads ConvBackwardWeights(const ConvDesc& d, const std::vector<float>& src,
+                                const std::vector<float>& diff_dst) {
+  const Ext3 in = To3(d.in_spatial, 1), k = To3(d.kernel, 1), p = To3(d.pad, 0),
+             out = To3(ConvOutSpatial(d), 1);
+  const int64_t ci = d.in_channels, co = d.out_channels;
+  std::vector<double> dw(ConvWeightSize(d), 0.0), db(co, 0.0);
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t oz = 0; oz < out[0]; ++oz)
+      for (int64_t oy = 0; oy < out[1]; ++oy)
+        for (int64_t ox = 0; ox < out[2]; ++ox)
+          for (int64_t oc = 0; oc < co; ++oc) {
+            const double g = diff_dst[At(out, co, n, oz, oy, ox, oc)];
+            db[oc] += g;
+            for (int64_t kz = 0; kz < k[0]; ++kz)
+              for (int64_t ky = 0; ky < k[1]; ++ky)
+                for (int64_t kx = 0; kx < k[2]; ++kx) {
+                  const int64_t z = oz + kz - p[0], y = oy + ky - p[1], x = ox + kx - p[2];
+                  if (!Inside(in, z, y, x)) continue;
+                  for (int64_t ic = 0; ic < ci; ++ic) {
+                    dw[WAt(k, ci, oc, ic, kz, ky, kx)] += g * src[At(in, ci, n, z, y, x, ic)];
+                  }
+                }
+          }
+  return {ToFloat(dw), ToFloat(db)};
+}
+
+std::vector<int64_t> PoolOutSpatial(const PoolDesc& d) {
+  std::vector<int64_t> o;
+  for (size_t i = 0; i < d.in_spatial.size(); ++i) {
+    o.push_back((d.in_spatial[i] - d.kernel[i]) / d.stride[i] + 1);
+  }
+  return o;
+}
+
+int64_t PoolSrcSize(const PoolDesc& d) { return d.batch * Prod(d.in_spatial) * d.channels; }
+int64_t PoolDstSize(const PoolDesc& d) { return d.batch * Prod(PoolOutSpatial(d)) * d.channels; }
+
+namespace {
+
+// Calls visit(src_offset, dst_offset, first_in_window) for every (window, element) pair
+// in scan order (z, y, x within each window).
+template <typename Visit>
+void ForEachWindowElement(const PoolDesc& d, Visit visit) {
+  const Ext3 in = To3(d.in_spatial, 1), k = To3(d.kernel, 1), s = To3(d.stride, 1),
+             out = To3(PoolOutSpatial(d), 1);
+  const int64_t ch = d.channels;
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t oz = 0; oz < out[0]; ++oz)
+      for (int64_t oy = 0; oy < out[1]; ++oy)
+        for (int64_t ox = 0; ox < out[2]; ++ox)
+          for (int64_t c = 0; c < ch; ++c) {
+            const int64_t o = At(out, ch, n, oz, oy, ox, c);
+            bool first = true;
+            for (int64_t kz = 0; kz < k[0]; ++kz)
+              for (int64_t ky = 0; ky < k[1]; ++ky)
+                for (int64_t kx = 0; kx < k[2]; ++kx) {
+                  visit(At(in, ch, n, oz * s[0] + kz, oy * s[1] + ky, ox * s[2] + kx, c), o, first);
+                  first = false;
+                }
+          }
+}
+
+// Source offset of each window's first maximum, indexed by destination offset.
+std::vector<int64_t> ArgMax(const PoolDesc& d, const std::vector<float>& src) {
+  std::vector<int64_t> arg(PoolDstSize(d), -1);
+  ForEachWindowElement(d, [&](int64_t i, int64_t o, bool first) {
+    if (first || src[i] > src[arg[o]]) arg[o] = i;
+  });
+  return arg;
+}
+
+}  // namespace
+
+std::vector<float> PoolForward(const PoolDesc& d, const std::vector<float>& src) {
+  std::vector<float> dst(PoolDstSize(d));
+  if (d.mode == PoolMode::kMax) {
+    const std::vector<int64_t> arg = ArgMax(d, src);
+    for (size_t o = 0; o < dst.size(); ++o) dst[o] = src[arg[o]];
+    return dst;
+  }
+  std::vector<double> sum(dst.size(), 0.0);
+  ForEachWindowElement(d, [&](int64_t i, int64_t o, bool) { sum[o] += src[i]; });
+  const double window = static_cast<double>(Prod(d.kernel));
+  for (size_t o = 0; o < dst.size(); ++o) dst[o] = static_cast<float>(sum[o] / window);
+  return dst;
+}
+
+std::vector<float> PoolBackward(const PoolDesc& d, const std::vector<float>& src,
+                                const std::vector<float>& diff_dst) {
+  std::vector<double> acc(PoolSrcSize(d), 0.0);
+  if (d.mode == PoolMode::kMax) {
+    const std::vector<int64_t> arg = ArgMax(d, src);
+    for (size_t o = 0; o < arg.size(); ++o) acc[arg[o]] += diff_dst[o];
+  } else {
+    const double window = static_cast<double>(Prod(d.kernel));
+    ForEachWindowElement(d, [&](int64_t i, int64_t o, bool) { acc[i] += diff_dst[o] / window; });
+  }
+  return ToFloat(acc);
+}
+
+std::vector<float> MatmulForward(const MatmulDesc& d, const std::vector<float>& src,
+                                 const std::vector<float>& w, const std::vector<float>& bias) {
+  std::vector<float> dst(d.m * d.n);
+  for (int64_t i = 0; i < d.m; ++i)
+    for (int64_t j = 0; j < d.n; ++j) {
+      double s = bias[j];
+      for (int64_t l = 0; l < d.k; ++l) s += static_cast<double>(src[i * d.k + l]) * w[l * d.n + j];
+      dst[i * d.n + j] = static_cast<float>(Activate(d.fused_activation, s));
+    }
+  return dst;
+}
+
+std::vector<float> MatmulBackwardData(const MatmulDesc& d, const std::vector<float>& diff_dst,
+                                      const std::vector<float>& w) {
+  std::vector<float> diff_src(d.m * d.k);
+  for (int64_t i = 0; i < d.m; ++i)
+    for (int64_t l = 0; l < d.k; ++l) {
+      double s = 0;
+      for (int64_t j = 0; j < d.n; ++j) {
+        s += static_cast<double>(diff_dst[i * d.n + j]) * w[l * d.n + j];
+      }
+      diff_src[i * d.k + l] = static_cast<float>(s);
+    }
+  return diff_src;
+}
+
+WeightGrads MatmulBackwardWeights(const MatmulDesc& d, const std::vector<float>& src,
+                                  const std::vector<float>& diff_dst) {
+  std::vector<double> dw(d.k * d.n, 0.0), db(d.n, 0.0);
+  for (int64_t i = 0; i < d.m; ++i)
+    for (int64_t j = 0; j < d.n; ++j) {
+      const double g = diff_dst[i * d.n + j];
+      db[j] += g;
+      for (int64_t l = 0; l < d.k; ++l) dw[l * d.n + j] += g * src[i * d.k + l];
+    }
+  return {ToFloat(dw), ToFloat(db)};
+}
+
+std::vector<float> SoftmaxForward(const std::vector<float>& src, int64_t rows, int64_t channels,
+                                  int64_t n_class) {
+  std::vector<float> dst(rows * channels);
+  for (int64_t g = 0; g < rows * channels / n_class; ++g) {
+    const int64_t o = g * n_class;
+    double mx = src[o];
+    for (int64_t c = 1; c < n_class; ++c) mx = std::max<double>(mx, src[o + c]);
+    double sum = 0;
+    for (int64_t c = 0; c < n_class; ++c) sum += std::exp(src[o + c] - mx);
+    for (int64_t c = 0; c < n_class; ++c) {
+      dst[o + c] = static_cast<float>(std::exp(src[o + c] - mx) / sum);
+    }
+  }
+  return dst;
+}
+
+std::vector<float> SoftmaxBackward(const std::vector<float>& dst,
+                                   const std::vector<float>& diff_dst, int64_t rows,
+                                   int64_t channels, int64_t n_class) {
+  std::vector<float> diff_src(rows * channels);
+  for (int64_t g = 0; g < rows * channels / n_class; ++g) {
+    const int64_t o = g * n_class;
+    double dot = 0;
+    for (int64_t c = 0; c < n_class; ++c) dot += static_cast<double>(dst[o + c]) * diff_dst[o + c];
+    for (int64_t c = 0; c < n_class; ++c) {
+      diff_src[o + c] = static_cast<float>(dst[o + c] * (diff_dst[o + c] - dot));
+    }
+  }
+  return diff_src;
+}
+
+}  // namespace elektronn::testing
