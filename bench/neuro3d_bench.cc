@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr,
-                   "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all] "
+                   "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
                    "[--input z,x,y]\nThreads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
@@ -100,6 +100,19 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     return 0;
   };
+  if (which == "profile") {
+    auto t = net.Profile(repeats);
+    if (!t.ok()) return Fail(t.status());
+    double f = 0, b = 0;
+    for (const auto& n : *t) {
+      std::printf("%-10s %-14s forward %8.2f ms  backward %8.2f ms\n", n.name.c_str(),
+                  n.op.c_str(), n.forward_ms, n.backward_ms);
+      f += n.forward_ms;
+      b += n.backward_ms;
+    }
+    std::printf("total forward %.1f ms, backward %.1f ms\n", f, b);
+    return 0;
+  }
   if (which == "train" || which == "all") {
     net.set_training(true);
     // Training: forward + backward-data (all but the first layer) + backward-weights.

@@ -1,6 +1,8 @@
 // Compilation of a Graph into a plan and its execution.
 #include "engine/graph/network.h"
 
+#include <chrono>
+
 #include "absl/strings/str_format.h"
 #include "engine/core/status.h"
 
@@ -153,6 +155,42 @@ absl::Status Network::RunBackward(Node* from) {
   }
   if (!started) return NodeError(*from, "is not on the backward path");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
+  };
+  const auto& nodes = graph_->nodes();
+  std::vector<NodeTiming> t(nodes.size());
+  absl::flat_hash_map<const Node*, size_t> index;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    t[i].name = nodes[i]->name();
+    t[i].op = nodes[i]->op();
+    index[nodes[i].get()] = i;
+  }
+  const std::string& loss = graph_->spec().designations().loss_node();
+  for (int r = 0; r < repeats; ++r) {
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto t0 = Clock::now();
+      RETURN_IF_ERROR(nodes[i]->Forward(ctx_));
+      t[i].forward_ms += ms(t0) / repeats;
+    }
+    if (loss.empty()) continue;
+    ASSIGN_OR_RETURN(Node* l, graph_->Get(loss));
+    for (const auto& n : nodes) n->ResetGradState();
+    const float one = 1.f;
+    ctx_.backend->Upload(&one, l->grad(), 1);
+    l->mark_grad_written();
+    for (Node* n : backward_order_) {
+      if (!n->needs_grad() || !n->grad_written()) continue;
+      auto t0 = Clock::now();
+      RETURN_IF_ERROR(n->Backward(ctx_));
+      t[index[n]].backward_ms += ms(t0) / repeats;
+    }
+  }
+  return t;
 }
 
 absl::Status Network::Backward() {

@@ -52,6 +52,14 @@ class Network {
   std::vector<float> ParamGrad(const Parameter& p) const;
   absl::Status SetParamValue(Parameter& p, std::span<const float> canonical);
 
+  // Per-node execution time in ms of one forward and one backward pass (ELEKTRONN2's
+  // measure_exectimes), averaged over `repeats` steps.
+  struct NodeTiming {
+    std::string name, op;
+    double forward_ms = 0, backward_ms = 0;
+  };
+  absl::StatusOr<std::vector<NodeTiming>> Profile(int repeats);
+
   void set_training(bool t) { ctx_.training = t; }
   uint64_t step() const { return ctx_.step; }
   void set_step(uint64_t s) { ctx_.step = s; }

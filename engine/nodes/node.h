@@ -2,6 +2,7 @@
 // node to a backend for a concrete batch size, after which Forward/Backward run the step.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -108,8 +109,8 @@ class Node {
   // Reads grad() (d loss / d output) and writes the parents' gradients via ParentGrad().
   virtual absl::Status Backward(ExecContext& ctx) { (void)ctx; return absl::OkStatus(); }
 
-  std::vector<Parameter>& params() { return params_; }
-  const std::vector<Parameter>& params() const { return params_; }
+  std::deque<Parameter>& params() { return params_; }
+  const std::deque<Parameter>& params() const { return params_; }
 
   // Output value in channels-last physical layout (see kernels/README.md).
   float* value() const { return value_; }
@@ -138,7 +139,7 @@ class Node {
   v1::NodeSpec spec_;
   std::vector<Node*> parents_;
   TaggedShape shape_;
-  std::vector<Parameter> params_;
+  std::deque<Parameter> params_;  // deque: references stay valid as parameters are added
   float* value_ = nullptr;
   int64_t numel_ = 0;
 
