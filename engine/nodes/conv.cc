@@ -208,11 +208,15 @@ class ConvNode : public NeuralNode {
     kernels::Backend* b = ctx.backend;
     float* d = TailBackward(ctx, lin_);
     float* d_conv = d;
+    const bool fused_act = fused_ && act_ != v1::LIN;
     if (pooled_) {
+      // Max-pooling routes each gradient to its arg-max, whose activated value is the pooled
+      // value itself, so the fused activation's derivative is applied on the pooled tensor
+      // (prod(pool) times smaller) before routing.
+      if (fused_act) b->EltwiseBackward(ToEltwise(act_), nullptr, lin_, d, d, numel_, false);
       RETURN_IF_ERROR(pool_k_->Backward(d, d_conv_, false));
       d_conv = d_conv_;
-    }
-    if (fused_ && act_ != v1::LIN) {
+    } else if (fused_act) {
       b->EltwiseBackward(ToEltwise(act_), nullptr, conv_out_, d_conv, d_conv, conv_numel_, false);
     }
     RETURN_IF_ERROR(conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad,
