@@ -131,12 +131,14 @@ ModelSummary Graph::Summary() const {
 }
 
 std::string ModelSummary::ToString() const {
-  std::string out = absl::StrFormat("%-14s %-14s %-26s %-16s %-14s %-14s %10s %9s\n", "node", "op",
-                                    "shape", "tags", "fov", "strides", "params", "GOps");
+  std::string out =
+      absl::StrFormat("%-14s %-14s %-26s %-12s %-14s %-14s %-14s %10s %9s\n", "node", "op", "shape",
+                      "tags", "fov", "offsets", "strides", "params", "GOps");
   for (const NodeSummary& n : nodes) {
-    absl::StrAppendFormat(&out, "%-14s %-14s %-26s %-16s %-14s %-14s %10d %9.3f\n", n.name, n.op,
-                          Sizes(n.shape), n.shape.tags_string(),
+    absl::StrAppendFormat(&out, "%-14s %-14s %-26s %-12s %-14s %-14s %-14s %10d %9.3f\n", n.name,
+                          n.op, Sizes(n.shape), n.shape.tags_string(),
                           absl::StrCat("[", absl::StrJoin(n.shape.fov(), ","), "]"),
+                          absl::StrCat("[", absl::StrJoin(n.shape.offsets(), ","), "]"),
                           absl::StrCat("[", absl::StrJoin(n.shape.strides(), ","), "]"), n.params,
                           n.gops);
   }
