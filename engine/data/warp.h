@@ -1,0 +1,40 @@
+// Geometric and intensity augmentation with ELEKTRONN2's exact semantics (reference §7.4, §7.5):
+// a random affine/perspective warp with flips and axis swaps, sampled trilinearly for raw data
+// and by nearest neighbour for labels, and grey-value (histogram) distortion.
+#pragma once
+
+#include <array>
+#include <random>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/data/volume.h"
+
+namespace elektronn {
+
+struct WarpOptions {
+  double aniso_factor = 2.0;  // z voxel size / xy voxel size of the data
+  bool sample_aniso = true;   // output patch keeps the data's anisotropy
+  double warp_amount = 1.0;   // 0: only flips and axis swaps
+  bool lock_z = true;         // rotations in the x-y plane only; z never swapped
+  bool no_x_flip = false;
+  bool perspective = false;
+};
+
+// Cuts one example. `ps` is the input patch (z, x, y) (z = 1 for 2-D nets); `tps` the dense
+// target patch, centred in the same sampling grid (pass label = nullptr for none).
+// Outputs: raw (raw.ch, ps...) and target (label->ch, tps...) in channels-first order.
+// Returns false when the warped patch leaves the volume (ELEKTRONN2's WarpingOOBError: the
+// caller draws again); errors only for inconsistent arguments.
+absl::StatusOr<bool> GetWarpedSlice(const Volume& raw, const Volume* label,
+                                    const std::array<int64_t, 3>& ps,
+                                    const std::array<int64_t, 3>& tps, const WarpOptions& opt,
+                                    std::mt19937_64& rng, float* out_raw, float* out_target);
+
+// Per listed channel of a (ch, voxels) block: x <- clip(x*alpha + c, 0, 1)^gamma with
+// alpha in [0.85, 1.15], c in [-0.15, 0.15], gamma in [0.5, 2] (ELEKTRONN2's greyAugment,
+// with its multi-channel broadcasting bug fixed: each channel gets its own factors).
+void GreyAugment(float* data, int64_t channels, int64_t voxels, const std::vector<int64_t>& which,
+                 std::mt19937_64& rng);
+
+}  // namespace elektronn
