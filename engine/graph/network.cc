@@ -230,24 +230,22 @@ absl::StatusOr<Parameter*> Network::FindParam(const std::string& node, const std
   return absl::NotFoundError(absl::StrFormat("no parameter '%s' in node '%s'", name, node));
 }
 
+// Canonical-layout copy of a native buffer of `p` (its value or its gradient).
+static std::vector<float> ToCanonical(kernels::Backend* b, const Parameter& p, const float* src) {
+  std::vector<float> native(p.size);
+  b->Download(src, native.data(), p.size);
+  if (!p.export_fn) return native;
+  std::vector<float> canonical(p.canonical_size());
+  p.export_fn(native.data(), canonical.data());
+  return canonical;
+}
+
 std::vector<float> Network::ParamValue(const Parameter& p) const {
-  std::vector<float> native(p.size), canonical(p.canonical_size());
-  ctx_.backend->Download(p.value, native.data(), p.size);
-  if (p.export_fn) {
-    p.export_fn(native.data(), canonical.data());
-    return canonical;
-  }
-  return native;
+  return ToCanonical(ctx_.backend, p, p.value);
 }
 
 std::vector<float> Network::ParamGrad(const Parameter& p) const {
-  std::vector<float> native(p.size), canonical(p.canonical_size());
-  ctx_.backend->Download(p.grad, native.data(), p.size);
-  if (p.export_fn) {
-    p.export_fn(native.data(), canonical.data());
-    return canonical;
-  }
-  return native;
+  return ToCanonical(ctx_.backend, p, p.grad);
 }
 
 absl::Status Network::SetParamValue(Parameter& p, std::span<const float> canonical) {
