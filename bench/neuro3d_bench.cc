@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   int warmup = 2, repeats = 5;
   std::string which = "all";
   std::vector<int64_t> zxy = {23, 185, 185};
+  bool lite = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
       repeats = std::atoi(v);
     } else if (const char* v = value("--case")) {
       which = v;
+    } else if (a == "--lite") {
+      lite = true;
+      if (zxy == std::vector<int64_t>{23, 185, 185}) zxy = {11, 155, 155};
     } else if (const char* v = value("--input")) {
       zxy.clear();
       for (auto p : absl::StrSplit(v, ',')) {
@@ -63,12 +67,12 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
-                   "[--input z,x,y]\nThreads: set OMP_NUM_THREADS.\n");
+                   "[--input z,x,y] [--lite]\nThreads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
   auto backend = elektronn::kernels::CreateCpuBackend();
-  auto net_or = elektronn::Network::Create(elektronn::Neuro3dSpec(zxy), backend.get(), {1, 1});
+  auto net_or = elektronn::Network::Create(elektronn::Neuro3dSpec(zxy, lite), backend.get(), {1, 1});
   if (!net_or.ok()) return Fail(net_or.status());
   elektronn::Network& net = **net_or;
   std::mt19937 rng(0);

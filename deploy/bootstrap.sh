@@ -8,8 +8,10 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libhdf5-dev libdnnl-dev liblua5.4-dev
   libcli11-dev nlohmann-json3-dev libpng-dev libedit-dev libssl-dev
+  libcairo2-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py python3-protobuf python3-torch
+  dataset-fashion-mnist
 )
 
 missing=()

@@ -21,6 +21,34 @@ struct WarpOptions {
   bool perspective = false;
 };
 
+// Homogeneous transform over (z, x, y, 1).
+using WarpMatrix = std::array<std::array<double, 4>, 4>;
+
+// One drawn geometric augmentation: `forward` maps raw voxel coordinates to patch coordinates
+// (ELEKTRONN2's M); `centre` is the raw position that lands on the patch centre.
+struct WarpTransform {
+  WarpMatrix forward{};
+  std::array<double, 3> centre{};
+};
+
+// Draws exactly what GetWarpedSlice draws from the same rng state, so tests (and debugging
+// tools) can copy the rng and see the transform. label_shape = nullptr: no label cube.
+absl::StatusOr<WarpTransform> DrawWarpTransform(const std::array<int64_t, 3>& raw_shape,
+                                                const std::array<int64_t, 3>* label_shape,
+                                                const std::array<int64_t, 3>& ps,
+                                                const std::array<int64_t, 3>& tps,
+                                                const WarpOptions& opt, std::mt19937_64& rng);
+
+// Samples through a given forward transform (ELEKTRONN2's warp_slice). Returns false, leaving
+// the outputs untouched, when the patch or the target leaves its volume.
+absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label,
+                               const std::array<int64_t, 3>& ps,
+                               const std::array<int64_t, 3>& tps, const WarpMatrix& forward,
+                               float* out_raw, float* out_target);
+
+// diag(±1, ±1, ±1, 1), each spatial axis flipped with p = 0.5; axis 2 never with no_x_flip.
+WarpMatrix RandomFlipMatrix(bool no_x_flip, std::mt19937_64& rng);
+
 // Cuts one example. `ps` is the input patch (z, x, y) (z = 1 for 2-D nets); `tps` the dense
 // target patch, centred in the same sampling grid (pass label = nullptr for none).
 // Outputs: raw (raw.ch, ps...) and target (label->ch, tps...) in channels-first order.

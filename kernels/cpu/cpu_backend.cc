@@ -31,13 +31,18 @@ const char* EltwiseName(Eltwise e) {
 
 namespace cpu {
 
+// Loops shorter than this run on one thread: waking the OpenMP team costs more than it saves,
+// and every parallel region is a barrier that stalls when another thread (a data worker) holds
+// a core.
+constexpr int64_t kMinParallelIterations = 16384;
+
 void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out) {
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;  // grows on first use only
   if (partial.size() < static_cast<size_t>(nt * cols)) partial.resize(nt * cols);
   float* part = partial.data();
   std::fill(part, part + nt * cols, 0.f);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (rows > kMinParallelIterations)
   {
     float* local = part + omp_get_thread_num() * cols;
 #pragma omp for schedule(static)
@@ -105,7 +110,7 @@ class CpuBackend final : public Backend {
   }
   void Free(float* p) override { std::free(p); }
   void Fill(float* dst, float v, int64_t n) override {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = v;
   }
   void Copy(const float* src, float* dst, int64_t n) override {
@@ -125,12 +130,12 @@ class CpuBackend final : public Backend {
   }
 
   void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = Act(e, src[i]);
   }
   void EltwiseBackward(Eltwise e, const float* src, const float* dst, const float* dd, float* ds,
                        int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float g = dd[i] * ActGrad(e, src ? src[i] : 0.f, dst ? dst[i] : 0.f);
       ds[i] = acc ? ds[i] + g : g;
@@ -138,7 +143,7 @@ class CpuBackend final : public Backend {
   }
   void PreluForward(const float* src, const float* slope, float* dst, int64_t rows,
                     int64_t ch) override {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows > kMinParallelIterations)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < ch; ++c) {
         float x = src[r * ch + c];
@@ -158,7 +163,7 @@ class CpuBackend final : public Backend {
       }
   }
   void AddBias(float* dst, const float* bias, int64_t rows, int64_t ch) override {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(rows > kMinParallelIterations)
     for (int64_t r = 0; r < rows; ++r)
 #pragma omp simd
       for (int64_t c = 0; c < ch; ++c) dst[r * ch + c] += bias[c];
@@ -170,7 +175,7 @@ class CpuBackend final : public Backend {
   void SoftmaxForward(const float* src, float* dst, int64_t rows, int64_t ch,
                       int64_t n_class) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(groups > kMinParallelIterations)
     for (int64_t g = 0; g < groups; ++g) {
       const float* x = src + g * n_class;
       float* y = dst + g * n_class;
@@ -185,7 +190,7 @@ class CpuBackend final : public Backend {
   void SoftmaxBackward(const float* y, const float* dy, float* dx, int64_t rows, int64_t ch,
                        int64_t n_class, bool acc) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(groups > kMinParallelIterations)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t o = g * n_class;
       float dot = 0.f;
@@ -225,7 +230,7 @@ class CpuBackend final : public Backend {
     const int64_t n_lab = CountLabelled(d, t);
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(d.rows > kMinParallelIterations)
     for (int64_t r = 0; r < d.rows; ++r) {
       float s = 0.f;
       for (int64_t gi = 0; gi < n_indep; ++gi)
@@ -244,7 +249,7 @@ class CpuBackend final : public Backend {
                    int64_t n_lab, float* dp, bool acc) override {
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(d.rows > kMinParallelIterations)
     for (int64_t r = 0; r < d.rows; ++r)
       for (int64_t gi = 0; gi < n_indep; ++gi)
         for (int64_t c = 0; c < d.n_class; ++c) {
@@ -282,16 +287,16 @@ class CpuBackend final : public Backend {
 
   double Sum(const float* src, int64_t n) override {
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+#pragma omp parallel for reduction(+ : s) schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) s += src[i];
     return s;
   }
   void Scale(const float* x, float a, float* dst, int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = acc ? dst[i] + a * x[i] : a * x[i];
   }
   void Add(const float* a, const float* b, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = a[i] + b[i];
   }
   void CopyBox(const BoxCopy& box, const float* src, float* dst, bool acc) override {
@@ -300,7 +305,7 @@ class CpuBackend final : public Backend {
     int64_t outer = 1;
     for (size_t i = 0; i + 1 < rank; ++i) outer *= box.extent[i];
     const int64_t inner = box.extent[rank - 1];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(outer > kMinParallelIterations)
     for (int64_t o = 0; o < outer; ++o) {
       int64_t rem = o, so = 0, dof = 0, sstride = 1, dstride = 1;
       for (int64_t a = static_cast<int64_t>(rank) - 1; a >= 0; --a) {
@@ -326,13 +331,13 @@ class CpuBackend final : public Backend {
   void Dropout(const float* src, float* dst, int64_t n, float rate, uint64_t seed,
                uint64_t step) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = Keep(seed, step, i, rate) ? src[i] * scale : 0.f;
   }
   void DropoutBackward(const float* dd, float* ds, int64_t n, float rate, uint64_t seed,
                        uint64_t step, bool acc) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float g = Keep(seed, step, i, rate) ? dd[i] * scale : 0.f;
       ds[i] = acc ? ds[i] + g : g;
@@ -342,7 +347,7 @@ class CpuBackend final : public Backend {
   // p <- p - lr * (direction + wd*m*p), reference §4.
   void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) override {
     const float wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       v[i] = g[i] + s.mom * v[i];
       p[i] -= s.lr * (v[i] + wdm * p[i]);
@@ -353,7 +358,7 @@ class CpuBackend final : public Backend {
     const float b1 = s.mom, b2 = s.beta2, wdm = s.wd * s.wd_multiplier;
     const float corr = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), s.t)) /
                                           (1.0 - std::pow(static_cast<double>(b1), s.t)));
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       m[i] = b1 * m[i] + (1.f - b1) * g[i];
       v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
@@ -366,7 +371,7 @@ class CpuBackend final : public Backend {
     // ELEKTRONN2 accumulates g^2 once more before the first step; no epsilon; wd unscaled by
     // the regularisation multiplier and divided by sqrt(h) together with g.
     const float wd = s.wd_multiplier > 0.f ? s.wd : 0.f;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       if (first) h[i] += g[i] * g[i];
       h[i] += g[i] * g[i];
@@ -376,7 +381,7 @@ class CpuBackend final : public Backend {
   void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq, float* d,
                       int64_t n) override {
     const float rho = s.mom, wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float s_new = rho * sq[i] + (1.f - rho) * g[i] * g[i];
       float dir = g[i] * std::sqrt(d[i] + s.eps) / std::sqrt(sq[i] + s.eps);  // old s (QUIRK kept)

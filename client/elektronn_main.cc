@@ -1,0 +1,119 @@
+// elektronn: the command-line client. Today: train (local), check, make-demo-data; the daemon
+// commands (submit, ls, watch, shell, ...) join with the control-plane issues.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "engine/data/demo_data.h"
+#include "engine/lua/job_file.h"
+#include "engine/trainer/trainer.h"
+
+namespace {
+
+std::atomic<elektronn::Trainer*> g_trainer{nullptr};
+std::atomic<int> g_interrupts{0};
+
+void OnInterrupt(int) {
+  if (g_interrupts.fetch_add(1) > 0) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+    return;
+  }
+  if (elektronn::Trainer* t = g_trainer.load()) t->RequestStop();
+  static const char msg[] =
+      "\nInterrupted: saving a checkpoint at the next step boundary (Ctrl-C again to abort)\n";
+  (void)!write(2, msg, sizeof(msg) - 1);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace elektronn;
+  CLI::App app{"ELEKTRONN: train 3-D convolutional networks on EM volumes.\n"
+               "Run 'elektronn <command> --help' for a command's options."};
+  app.require_subcommand(1);
+
+  // train
+  auto* train = app.add_subcommand("train", "train a job file locally, in <save_path>/<save_name>/");
+  std::string job_path;
+  bool overwrite = false, resume = false;
+  double status_interval = 1.0;
+  train->add_option("job", job_path, "the Lua job file (e.g. examples/neuro3d_lite.lua)")
+      ->required()->check(CLI::ExistingFile);
+  train->add_flag("--overwrite", overwrite, "replace an existing training directory");
+  train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
+  train->add_option("--status-interval", status_interval,
+                    "seconds between progress lines (0: every step)")->capture_default_str();
+
+  // check
+  auto* check = app.add_subcommand("check", "print the model summary of a job file; no training");
+  std::string check_path;
+  bool json = false;
+  check->add_option("job", check_path, "the Lua job file")->required()->check(CLI::ExistingFile);
+  check->add_flag("--json", json, "print one JSON object instead of a table");
+
+  // make-demo-data
+  auto* demo = app.add_subcommand("make-demo-data",
+                                  "write an EM-like training set (HDF5 raw/label cubes + preview)");
+  std::string demo_dir;
+  uint64_t demo_seed = 1;
+  demo->add_option("dir", demo_dir, "output directory (created)")->required();
+  demo->add_option("--seed", demo_seed, "random seed")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*check) {
+    auto job = LoadJobFile(check_path);
+    if (!job.ok()) return Fail(job.status());
+    if (json) {
+      auto j = CheckJson(*job);
+      if (!j.ok()) return Fail(j.status());
+      std::printf("%s\n", j->c_str());
+      return 0;
+    }
+    auto g = Graph::Create(job->model());
+    if (!g.ok()) return Fail(g.status());
+    std::printf("%s", (*g)->Summary().ToString().c_str());
+    return 0;
+  }
+  if (*demo) {
+    DemoDataOptions o;
+    o.seed = demo_seed;
+    absl::Status s = MakeDemoData(demo_dir, o);
+    if (!s.ok()) return Fail(s);
+    std::printf("demo data written to %s\n", demo_dir.c_str());
+    return 0;
+  }
+  if (*train) {
+    auto job = LoadJobFile(job_path);
+    if (!job.ok()) return Fail(job.status());
+    auto backend = kernels::CreateCpuBackend();
+    TrainerOptions o;
+    o.job_dir = std::filesystem::absolute(job_path).parent_path().string();
+    o.overwrite = overwrite;
+    o.resume = resume;
+    o.status_interval_s = status_interval;
+    auto trainer = Trainer::Create(*job, backend.get(), o);
+    if (!trainer.ok()) return Fail(trainer.status());
+    g_trainer.store(trainer->get());
+    std::signal(SIGINT, OnInterrupt);
+    std::signal(SIGTERM, OnInterrupt);
+    auto reason = (*trainer)->Run();
+    g_trainer.store(nullptr);
+    if (!reason.ok()) return Fail(reason.status());
+    if (*reason == StopReason::kRequested) {
+      std::fprintf(stderr, "stopped at step %lld; continue with: elektronn train %s --resume\n",
+                   static_cast<long long>((*trainer)->step()), job_path.c_str());
+      return 130;
+    }
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,476 @@
+// BatchCreatorImage: loads and checks cube pairs at creation, then cuts warped, augmented and
+// strided examples into the caller's buffers (reference §7.2, §7.3).
+#include "engine/data/batch_creator_image.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/core/status.h"
+#include "engine/data/h5_volume.h"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Consecutive rejected draws (out of bounds or over ignore_thresh) before GetBatch gives up.
+constexpr int kMaxConsecutiveRedraws = 1000;
+
+std::string Zxy(const std::array<int64_t, 3>& v) {
+  return absl::StrFormat("(%d,%d,%d)", v[0], v[1], v[2]);
+}
+
+// "~" → $HOME; relative paths against `base`.
+std::string ResolvePath(const std::string& path, const std::string& base) {
+  std::string p = path;
+  if (!p.empty() && p[0] == '~' && (p.size() == 1 || p[1] == '/')) {
+    const char* home = std::getenv("HOME");
+    p = absl::StrCat(home != nullptr ? home : "", p.substr(1));
+  }
+  fs::path fp(p);
+  if (fp.is_relative() && !base.empty()) fp = fs::path(base) / fp;
+  return fp.lexically_normal().string();
+}
+
+std::string JoinPath(const std::string& dir, const std::string& file) {
+  std::string f = file;
+  if (!f.empty() && f[0] == '~') return ResolvePath(f, "");
+  if (fs::path(f).is_absolute() || dir.empty()) return fs::path(f).lexically_normal().string();
+  return (fs::path(dir) / f).lexically_normal().string();
+}
+
+absl::Status Invalid(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("BatchCreatorImage: ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
+    const v1::BatchCreatorImageParams& params, const v1::DataBatchArgs& batch_args,
+    const BatchGeometry& geometry, const std::string& base_dir) {
+  std::unique_ptr<BatchCreatorImage> d(new BatchCreatorImage());
+  d->geometry_ = geometry;
+  d->args_ = batch_args;
+  const TaggedShape& in = geometry.input;
+  const TaggedShape& tg = geometry.target;
+
+  // ---- Geometry from the network's input and target nodes.
+  if (!in.HasTag('b') || !in.HasTag('f')) {
+    return Invalid(absl::StrFormat("input node tags \"%s\" need a batch axis 'b' and a feature "
+                                   "axis 'f' (e.g. b,f,z,x,y or b,f,x,y)",
+                                   in.tags_string()));
+  }
+  const int nd = in.ndim();
+  if (nd == 3) {
+    if (!in.HasTag('z') || !in.HasTag('x') || !in.HasTag('y')) {
+      return Invalid(absl::StrFormat("input node tags \"%s\": a 3-D input needs axes z, x, y",
+                                     in.tags_string()));
+    }
+  } else if (nd == 2) {
+    if (!in.HasTag('x') || !in.HasTag('y')) {
+      return Invalid(absl::StrFormat("input node tags \"%s\": a 2-D input needs axes x and y "
+                                     "(single z-slices are cut, e.g. b,f,x,y)",
+                                     in.tags_string()));
+    }
+  } else {
+    return Invalid(absl::StrFormat("input node tags \"%s\" have %d spatial axes; image patches "
+                                   "need 2 (b,f,x,y) or 3 (b,f,z,x,y)",
+                                   in.tags_string(), nd));
+  }
+  if (tg.ndim() != nd) {
+    if (tg.ndim() == 0) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "BatchCreatorImage: target node tags \"%s\" have no spatial axes but the input \"%s\" "
+          "has %d: img-scalar mode (one label per patch, border_mode crop/keep/mirror/0-pad) is "
+          "not implemented; use a target with the input's spatial axes (img-img)",
+          tg.tags_string(), in.tags_string(), nd));
+    }
+    return Invalid(absl::StrFormat("target node tags \"%s\" have %d spatial axes but the input "
+                                   "\"%s\" has %d; they must have the same spatial axes",
+                                   tg.tags_string(), tg.ndim(), in.tags_string(), nd));
+  }
+  for (char t : std::string("zxy")) {
+    if (in.HasTag(t) != tg.HasTag(t)) {
+      return Invalid(absl::StrFormat("input tags \"%s\" and target tags \"%s\" differ in axis "
+                                     "'%c'; they must have the same spatial axes",
+                                     in.tags_string(), tg.tags_string(), t));
+    }
+  }
+  d->batch_ = in.SizeOf('b');
+  if (d->batch_ <= 0 || tg.SizeOf('b') != d->batch_) {
+    return Invalid(absl::StrFormat("the batch size must be known and equal in input (%d) and "
+                                   "target (%d)",
+                                   d->batch_, tg.SizeOf('b')));
+  }
+  d->in_ch_ = in.SizeOf('f');
+  d->t_ch_ = tg.HasTag('f') ? tg.SizeOf('f') : 1;
+  if (d->in_ch_ <= 0 || d->t_ch_ <= 0) {
+    return Invalid(absl::StrFormat("input f=%d and target f=%d must be positive", d->in_ch_,
+                                   d->t_ch_));
+  }
+
+  auto axis_of = [](char t) { return t == 'z' ? 0 : t == 'x' ? 1 : 2; };
+  d->ps_ = {nd == 3 ? in.SizeOf('z') : 1, in.SizeOf('x'), in.SizeOf('y')};
+  d->strides_ = {1, 1, 1};
+  d->offsets_ = {0, 0, 0};
+  std::array<int64_t, 3> node_size = {1, 1, 1};
+  for (int si = 0; si < tg.ndim(); ++si) {
+    const char t = tg.tags()[tg.spatial_axes()[si]];
+    const int a = axis_of(t);
+    d->strides_[a] = tg.strides()[si];
+    d->offsets_[a] = tg.offsets()[si];
+    node_size[a] = tg.size(tg.spatial_axes()[si]);
+  }
+  for (int a = 0; a < 3; ++a) {
+    const char t = "zxy"[a];
+    if (d->offsets_[a] < 0) {
+      return Invalid(absl::StrFormat(
+          "target node has an unknown field of view along %c (fov -1, e.g. after UpConv): "
+          "offsets %s cannot place labels; designate the target node so its fov is set",
+          t, tg.ExtRepr()));
+    }
+    if (d->strides_[a] < 1) {
+      return Invalid(absl::StrFormat("target stride along %c is %d; strides must be >= 1", t,
+                                     d->strides_[a]));
+    }
+    d->tps_[a] = d->ps_[a] - 2 * d->offsets_[a];
+    if (d->tps_[a] < 1) {
+      return Invalid(absl::StrFormat(
+          "input patch %s minus twice the target offsets %s leaves no dense target along %c",
+          Zxy(d->ps_), Zxy(d->offsets_), t));
+    }
+    d->target_size_[a] = batch_args.force_dense()
+                             ? d->tps_[a]
+                             : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
+  }
+  if (d->target_size_ != node_size) {
+    return Invalid(absl::StrFormat(
+        "the target node's spatial shape (z,x,y)=%s does not match the labels cut for it: input "
+        "patch %s - 2*offsets %s = dense target %s%s = %s",
+        Zxy(node_size), Zxy(d->ps_), Zxy(d->offsets_), Zxy(d->tps_),
+        batch_args.force_dense() ? " (force_dense)"
+                                 : absl::StrCat(" subsampled with strides ", Zxy(d->strides_)),
+        Zxy(d->target_size_)));
+  }
+
+  // Element strides of the caller's buffers per logical axis.
+  auto layout = [](const TaggedShape& s, const char* what) -> absl::StatusOr<Layout> {
+    Layout l;
+    int64_t stride = 1;
+    for (int i = s.rank() - 1; i >= 0; --i) {
+      const char t = s.tags()[i];
+      int64_t* slot = t == 'b'   ? &l.b
+                      : t == 'f' ? &l.f
+                      : t == 'z' ? &l.z
+                      : t == 'x' ? &l.x
+                      : t == 'y' ? &l.y
+                                 : nullptr;
+      if (slot == nullptr && s.size(i) != 1) {
+        return Invalid(absl::StrFormat("%s tags \"%s\": axis '%c' of size %d is not supported; "
+                                       "only b, f, z, x, y (others of size 1)",
+                                       what, s.tags_string(), t, s.size(i)));
+      }
+      if (slot != nullptr) *slot = stride;
+      stride *= s.size(i);
+    }
+    return l;
+  };
+  ASSIGN_OR_RETURN(d->in_layout_, layout(in, "input node"));
+  ASSIGN_OR_RETURN(d->t_layout_, layout(tg, "target node"));
+  d->input_canonical_ = in.tags() == (nd == 3 ? "bfzxy" : "bfxy");
+
+  // ---- Augmentation settings.
+  if (!(batch_args.warp() >= 0.0)) {
+    return Invalid(absl::StrFormat("data_batch_args.warp=%g; valid: 0 (never), 1 (always) or "
+                                   "a fraction in (0,1)",
+                                   batch_args.warp()));
+  }
+  d->warp_fraction_ = std::min(batch_args.warp(), 1.0);
+  const v1::WarpArgs& wa = batch_args.warp_args();
+  d->warp_.aniso_factor = params.has_aniso_factor() ? params.aniso_factor() : 2.0;
+  if (!(d->warp_.aniso_factor > 0.0)) {
+    return Invalid(absl::StrFormat("aniso_factor=%g must be positive (z voxel size / xy voxel "
+                                   "size, 2 for neuro_data)",
+                                   d->warp_.aniso_factor));
+  }
+  d->warp_.sample_aniso = wa.has_sample_aniso() ? wa.sample_aniso() : true;
+  d->warp_.lock_z = wa.has_lock_z() ? wa.lock_z() : true;
+  d->warp_.no_x_flip = wa.no_x_flip();
+  d->warp_.perspective = wa.perspective();
+  d->warp_.warp_amount = wa.has_warp_amount() ? wa.warp_amount() : 1.0;
+  for (int64_t c : batch_args.grey_augment_channels()) {
+    if (c < 0 || c >= d->in_ch_) {
+      return Invalid(absl::StrFormat("grey_augment_channels lists channel %d but the input has "
+                                     "%d channel(s); valid: 0..%d",
+                                     c, d->in_ch_, d->in_ch_ - 1));
+    }
+    d->grey_channels_.push_back(c);
+  }
+  if (batch_args.has_ignore_thresh() &&
+      !(batch_args.ignore_thresh() >= 0.0 && batch_args.ignore_thresh() <= 1.0)) {
+    return Invalid(absl::StrFormat("ignore_thresh=%g must be a fraction in [0,1]",
+                                   batch_args.ignore_thresh()));
+  }
+  const std::string& bm = params.border_mode();
+  if (!bm.empty() && bm != "crop" && bm != "keep" && bm != "mirror" && bm != "0-pad") {
+    return Invalid(absl::StrFormat("border_mode '%s' is unknown; valid: crop, keep, mirror, "
+                                   "0-pad (only used by img-scalar targets)",
+                                   bm));
+  }
+
+  // ---- Cubes: all loaded and checked now.
+  if (params.d_files_size() == 0) {
+    return Invalid("d_files is empty; list at least one (file, key) raw cube");
+  }
+  if (params.d_files_size() != params.l_files_size()) {
+    return Invalid(absl::StrFormat("%d d_files but %d l_files; every raw cube needs exactly one "
+                                   "label cube",
+                                   params.d_files_size(), params.l_files_size()));
+  }
+  const std::string d_dir = ResolvePath(params.d_path(), base_dir);
+  const std::string l_dir = ResolvePath(params.l_path(), base_dir);
+  const int n = params.d_files_size();
+  d->cubes_.resize(n);
+  for (int i = 0; i < n; ++i) {
+    Cube& c = d->cubes_[i];
+    c.raw_file = JoinPath(d_dir, params.d_files(i).file());
+    c.raw_key = params.d_files(i).key();
+    c.label_file = JoinPath(l_dir, params.l_files(i).file());
+    c.label_key = params.l_files(i).key();
+    for (const std::string& f : {c.raw_file, c.label_file}) {
+      if (!fs::exists(f)) {
+        return absl::NotFoundError(absl::StrFormat(
+            "BatchCreatorImage: cube %d: file '%s' does not exist (d_path '%s', l_path '%s', "
+            "relative paths resolve against '%s')",
+            i, f, params.d_path(), params.l_path(), base_dir));
+      }
+    }
+    ASSIGN_OR_RETURN(c.raw, ReadH5Volume(c.raw_file, c.raw_key, params.xyz_order(),
+                                         H5Values::kRaw));
+    ASSIGN_OR_RETURN(c.label, ReadH5Volume(c.label_file, c.label_key, params.xyz_order(),
+                                           H5Values::kLabels));
+    const std::string rname = absl::StrFormat("'%s' '%s'", c.raw_file, c.raw_key);
+    const std::string lname = absl::StrFormat("'%s' '%s'", c.label_file, c.label_key);
+    if (c.raw.ch != d->in_ch_) {
+      return Invalid(absl::StrFormat("raw cube %s has %d channel(s) but the input node has f=%d",
+                                     rname, c.raw.ch, d->in_ch_));
+    }
+    if (c.label.ch != d->t_ch_) {
+      return Invalid(absl::StrFormat("label cube %s has %d channel(s) but the target node has "
+                                     "f=%d (sparse class-id targets: 1 channel)",
+                                     lname, c.label.ch, d->t_ch_));
+    }
+    const std::array<int64_t, 3> rs = c.raw.spatial(), ls = c.label.spatial();
+    for (int a = 0; a < 3; ++a) {
+      const int64_t diff = rs[a] - ls[a];
+      if (diff < 0 || diff % 2 != 0) {
+        return Invalid(absl::StrFormat(
+            "label cube %s (z,x,y)=%s is not centred in raw cube %s %s: along %c the size "
+            "difference is %d; it must be even and >= 0 (crop the label cube)",
+            lname, Zxy(ls), rname, Zxy(rs), "zxy"[a], diff));
+      }
+    }
+    // The patch must have at least one position (the same rule as the warp's centre draw).
+    for (int a = 0; a < 3; ++a) {
+      const double off = (rs[a] - ls[a]) / 2;
+      const double lo = std::max(d->ps_[a] / 2.0, d->tps_[a] / 2.0 + off);
+      const double hi = std::min(rs[a] - d->ps_[a] / 2.0, ls[a] - d->tps_[a] / 2.0 + off);
+      if (std::floor(hi) <= std::floor(lo)) {
+        return Invalid(absl::StrFormat(
+            "patch %s does not fit cube %s %s: along %c the input patch (%d) needs a raw cube of "
+            "at least %d and the dense target patch (%d) a label cube %s of at least %d",
+            Zxy(d->ps_), rname, Zxy(rs), "zxy"[a], d->ps_[a], d->ps_[a] + 1, d->tps_[a],
+            Zxy(ls), d->tps_[a] + 1));
+      }
+    }
+    for (size_t k = 0; k < c.label.data.size(); ++k) {
+      const float v = c.label.data[k];
+      if (!(std::isfinite(v) && v == std::nearbyint(v))) {
+        const int64_t vox = c.label.voxels();
+        const int64_t r = static_cast<int64_t>(k) % vox;
+        return Invalid(absl::StrFormat(
+            "label cube %s holds %g at (ch,z,x,y)=(%d,%d,%d,%d); labels must be integral class "
+            "ids (negative = ignore)",
+            lname, v, static_cast<int64_t>(k) / vox, r / (c.label.x * c.label.y),
+            (r / c.label.y) % c.label.x, r % c.label.y));
+      }
+    }
+  }
+
+  std::set<int> valid;
+  for (int64_t v : params.valid_cubes()) {
+    if (v < 0 || v >= n) {
+      return Invalid(absl::StrFormat("valid_cubes lists %d but there are %d cube(s); valid: "
+                                     "0..%d",
+                                     v, n, n - 1));
+    }
+    if (!valid.insert(static_cast<int>(v)).second) {
+      return Invalid(absl::StrFormat("valid_cubes lists cube %d twice", v));
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    (valid.count(i) ? d->valid_cubes_ : d->train_cubes_).push_back(i);
+  }
+  if (d->train_cubes_.empty()) {
+    return Invalid(absl::StrFormat("all %d cube(s) are valid_cubes; at least one must remain for "
+                                   "training",
+                                   n));
+  }
+  std::vector<double> weights;
+  const int np = params.cube_prios_size();
+  if (np != 0 && np != n && np != static_cast<int>(d->train_cubes_.size())) {
+    return Invalid(absl::StrFormat("cube_prios has %d value(s); give one per cube (%d) or one "
+                                   "per training cube (%d)",
+                                   np, n, d->train_cubes_.size()));
+  }
+  for (size_t k = 0; k < d->train_cubes_.size(); ++k) {
+    const int i = d->train_cubes_[k];
+    d->train_label_voxels_ += d->cubes_[i].label.voxels();
+    double w = static_cast<double>(d->cubes_[i].label.voxels());
+    if (np != 0) w = params.cube_prios(np == n ? i : static_cast<int>(k));
+    if (!(w >= 0.0) || !std::isfinite(w)) {
+      return Invalid(absl::StrFormat("cube_prios value %g for cube %d must be >= 0", w, i));
+    }
+    weights.push_back(w);
+  }
+  double total = 0;
+  for (double w : weights) total += w;
+  if (!(total > 0.0)) return Invalid("cube_prios of the training cubes sum to 0");
+  double acc = 0;
+  for (double w : weights) d->train_cdf_.push_back((acc += w) / total);
+  d->train_cdf_.back() = 1.0;
+  return d;
+}
+
+int BatchCreatorImage::PickCube(Split split, std::mt19937_64& rng) const {
+  if (split == Split::kValid) {
+    return valid_cubes_[std::uniform_int_distribution<size_t>(0, valid_cubes_.size() - 1)(rng)];
+  }
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  const size_t k = std::upper_bound(train_cdf_.begin(), train_cdf_.end(), u) - train_cdf_.begin();
+  return train_cubes_[std::min(k, train_cubes_.size() - 1)];
+}
+
+absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, float* raw,
+                                           float* dense) const {
+  const int64_t dense_n = t_ch_ * tps_[0] * tps_[1] * tps_[2];
+  std::vector<int> oob;  // per cube, allocated on the first out-of-bounds draw only
+  int ignored = 0;
+  for (int attempt = 0; attempt < kMaxConsecutiveRedraws; ++attempt) {
+    const int ci = PickCube(split, rng);
+    const Cube& c = cubes_[ci];
+    WarpOptions opt = warp_;
+    const bool warped =
+        warp_fraction_ >= 1.0 ||
+        (warp_fraction_ > 0.0 &&
+         std::uniform_real_distribution<double>(0.0, 1.0)(rng) < warp_fraction_);
+    if (!warped) opt.warp_amount = 0.0;  // flips and axis swaps still apply (ELEKTRONN2)
+    ASSIGN_OR_RETURN(bool ok, GetWarpedSlice(c.raw, &c.label, ps_, tps_, opt, rng, raw, dense));
+    if (!ok) {
+      if (oob.empty()) oob.assign(cubes_.size(), 0);
+      ++oob[ci];
+      continue;
+    }
+    if (args_.has_ignore_thresh()) {
+      int64_t negative = 0;
+      for (int64_t k = 0; k < dense_n; ++k) negative += dense[k] < 0.f;
+      if (static_cast<double>(negative) / static_cast<double>(dense_n) > args_.ignore_thresh()) {
+        ++ignored;
+        continue;
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (ignored > kMaxConsecutiveRedraws / 2 || oob.empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "BatchCreatorImage: %d of %d consecutive %s patches were discarded by ignore_thresh=%g "
+        "(more than that fraction of target voxels negative = unlabelled); raise or unset "
+        "ignore_thresh, or label more of the cubes",
+        ignored, kMaxConsecutiveRedraws, split == Split::kTrain ? "training" : "validation",
+        args_.ignore_thresh()));
+  }
+  const int worst = static_cast<int>(std::max_element(oob.begin(), oob.end()) - oob.begin());
+  const Cube& c = cubes_[worst];
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "BatchCreatorImage: patch %s (dense target %s) does not fit cube '%s' (z,x,y)=%s, label "
+      "'%s' %s: %d consecutive %s draws left the cubes (%d of them in this cube; warp=%g, "
+      "warp_amount=%g, aniso_factor=%g, lock_z=%d, perspective=%d); use larger cubes, a smaller "
+      "patch or less warping",
+      Zxy(ps_), Zxy(tps_), c.raw_file, Zxy(c.raw.spatial()), c.label_file,
+      Zxy(c.label.spatial()), kMaxConsecutiveRedraws,
+      split == Split::kTrain ? "training" : "validation", oob[worst], warp_fraction_,
+      warp_.warp_amount, warp_.aniso_factor, warp_.lock_z, warp_.perspective));
+}
+
+absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, float* input,
+                                         float* target) const {
+  if (split == Split::kValid && valid_cubes_.empty()) {
+    return absl::FailedPreconditionError(
+        "BatchCreatorImage: a validation batch was requested but valid_cubes is empty; list the "
+        "validation cube indices in valid_cubes");
+  }
+  if (input == nullptr || target == nullptr) {
+    return absl::InvalidArgumentError("BatchCreatorImage::GetBatch: null input or target buffer");
+  }
+  const int64_t ps_n = ps_[0] * ps_[1] * ps_[2];
+  const int64_t raw_n = in_ch_ * ps_n;
+  const int64_t dense_n = t_ch_ * tps_[0] * tps_[1] * tps_[2];
+  // Per-thread scratch: GetBatch runs on several threads at once and must not allocate per call.
+  thread_local std::vector<float> raw_scratch, dense_scratch;
+  if (!input_canonical_ && static_cast<int64_t>(raw_scratch.size()) < raw_n) {
+    raw_scratch.resize(raw_n);
+  }
+  if (static_cast<int64_t>(dense_scratch.size()) < dense_n) dense_scratch.resize(dense_n);
+  float* dense = dense_scratch.data();
+
+  for (int64_t b = 0; b < batch_; ++b) {
+    float* raw = input_canonical_ ? input + b * raw_n : raw_scratch.data();
+    RETURN_IF_ERROR(CutExample(split, rng, raw, dense));
+    if (split == Split::kTrain && !grey_channels_.empty()) {
+      GreyAugment(raw, in_ch_, ps_n, grey_channels_, rng);
+    }
+    if (!input_canonical_) {
+      const Layout& l = in_layout_;
+      const float* src = raw;
+      for (int64_t c = 0; c < in_ch_; ++c) {
+        for (int64_t k = 0; k < ps_[0]; ++k) {
+          for (int64_t i = 0; i < ps_[1]; ++i) {
+            float* dst = input + b * l.b + c * l.f + k * l.z + i * l.x;
+            for (int64_t j = 0; j < ps_[2]; ++j) dst[j * l.y] = *src++;
+          }
+        }
+      }
+    }
+    // Strided target: index k of the delivered target = dense index k*S (offset + k*S in the
+    // input patch); with force_dense or strides 1 it is the dense target itself.
+    const Layout& l = t_layout_;
+    const std::array<int64_t, 3> s =
+        args_.force_dense() ? std::array<int64_t, 3>{1, 1, 1} : strides_;
+    for (int64_t c = 0; c < t_ch_; ++c) {
+      for (int64_t k = 0; k < target_size_[0]; ++k) {
+        for (int64_t i = 0; i < target_size_[1]; ++i) {
+          const float* src = dense + ((c * tps_[0] + k * s[0]) * tps_[1] + i * s[1]) * tps_[2];
+          float* dst = target + b * l.b + c * l.f + k * l.z + i * l.x;
+          for (int64_t j = 0; j < target_size_[2]; ++j) dst[j * l.y] = src[j * s[2]];
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string BatchCreatorImage::Describe() const {
+  return absl::StrFormat(
+      "%d-target Data Set with %d input channel(s): #train cubes: %d and #valid cubes: %d, %d "
+      "labelled pixels.",
+      t_ch_, in_ch_, train_cubes_.size(), valid_cubes_.size(), train_label_voxels_);
+}
+
+}  // namespace elektronn

@@ -1,0 +1,91 @@
+// BatchCreatorImage: warped training patches cut from HDF5 raw/label cube pairs (reference §7.2, §7.3).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "elektronn/v1/training.pb.h"
+#include "engine/data/batch_source.h"
+#include "engine/data/volume.h"
+#include "engine/data/warp.h"
+
+namespace elektronn {
+
+// Image-to-image batches for 3-D (b,f,z,x,y) and 2-D (b,f,x,y: single z-slices) networks.
+//
+// Geometry follows the network: the input patch is the input node's spatial shape; the dense
+// target patch is that minus twice the target node's offsets; unless `force_dense`, the target
+// is the dense target subsampled with the target's strides, starting at index 0 (which sits on
+// input voxel `offset`, the first output neuron's centre). Every cube is loaded and checked at
+// Create, so configuration errors surface before training starts.
+//
+// Thread-safe: GetBatch only reads shared state; each caller brings its own rng.
+class BatchCreatorImage : public BatchSource {
+ public:
+  // Relative d_path/l_path resolve against `base_dir`; a leading "~" expands to $HOME.
+  static absl::StatusOr<std::unique_ptr<BatchCreatorImage>> Create(
+      const v1::BatchCreatorImageParams& params, const v1::DataBatchArgs& batch_args,
+      const BatchGeometry& geometry, const std::string& base_dir);
+
+  absl::Status GetBatch(Split split, std::mt19937_64& rng, float* input,
+                        float* target) const override;
+  bool has_validation() const override { return !valid_cubes_.empty(); }
+  const BatchGeometry& geometry() const override { return geometry_; }
+  // "1-target Data Set with 1 input channel(s): #train cubes: 2 and #valid cubes: 1, 4194304
+  // labelled pixels."
+  std::string Describe() const override;
+
+  // A loaded cube pair, raw data /255 and labels as float class ids.
+  struct Cube {
+    std::string raw_file, raw_key, label_file, label_key;
+    Volume raw;
+    Volume label;
+  };
+  int num_cubes() const { return static_cast<int>(cubes_.size()); }
+  const Cube& cube(int i) const { return cubes_[i]; }
+  const std::vector<int>& train_cubes() const { return train_cubes_; }
+  const std::vector<int>& valid_cubes() const { return valid_cubes_; }
+  // (z, x, y); z = 1 for 2-D networks.
+  const std::array<int64_t, 3>& patch_size() const { return ps_; }
+  const std::array<int64_t, 3>& dense_target_size() const { return tps_; }
+  const std::array<int64_t, 3>& target_strides() const { return strides_; }
+  const std::array<int64_t, 3>& target_offsets() const { return offsets_; }
+  // Spatial size of the target actually delivered (dense or strided).
+  const std::array<int64_t, 3>& target_size() const { return target_size_; }
+
+ private:
+  BatchCreatorImage() = default;
+
+  // Picks a cube index for `split` (train: weighted, valid: uniform).
+  int PickCube(Split split, std::mt19937_64& rng) const;
+  // Cuts one example into raw (ch, ps) and dense target (label ch, tps) scratch buffers.
+  absl::Status CutExample(Split split, std::mt19937_64& rng, float* raw, float* dense) const;
+
+  BatchGeometry geometry_;
+  v1::DataBatchArgs args_;
+  WarpOptions warp_;          // warp_amount = the amount for warped examples
+  double warp_fraction_ = 0;  // probability that an example is warped
+  std::vector<int64_t> grey_channels_;
+
+  std::vector<Cube> cubes_;
+  std::vector<int> train_cubes_, valid_cubes_;
+  std::vector<double> train_cdf_;  // cumulative sampling weights of train_cubes_, last = 1
+  int64_t train_label_voxels_ = 0;
+
+  int64_t batch_ = 0, in_ch_ = 0, t_ch_ = 0;
+  std::array<int64_t, 3> ps_{}, tps_{}, strides_{}, offsets_{}, target_size_{};
+  // Element strides of the caller's buffers per logical axis (0 for an absent axis).
+  struct Layout {
+    int64_t b = 0, f = 0, z = 0, x = 0, y = 0;
+  };
+  Layout in_layout_, t_layout_;
+  bool input_canonical_ = false;  // input buffer is (b, f, z, x, y) / (b, f, x, y) contiguous
+};
+
+}  // namespace elektronn

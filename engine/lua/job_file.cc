@@ -1,0 +1,150 @@
+// Running a job file: sandbox, nm, create_model(), top-level keys → JobSpec; model summaries.
+#include "engine/lua/job_file.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_format.h"
+#include "engine/core/status.h"
+#include "engine/graph/graph.h"
+#include "engine/lua/internal/lua_state.h"
+#include "engine/lua/internal/nm_functions.h"
+#include "engine/lua/internal/training_keys.h"
+
+namespace elektronn {
+namespace {
+
+// Cross-checks between the model and the trainer settings.
+absl::Status CheckJob(const v1::JobSpec& job, const lua::SandboxedLua& lua) {
+  const v1::Designations& d = job.model().designations();
+  const std::string& file = job.job_file_name();
+  for (const auto& [what, name] : {std::pair{"loss_node", &d.loss_node()},
+                                   std::pair{"prediction_node", &d.prediction_node()}}) {
+    if (name->empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: create_model() designated no %s; a training job needs nm.designate_nodes{..., "
+          "%s = ...}",
+          file, what, what));
+    }
+  }
+  ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
+  const Node* input = graph->Find(d.input_node());
+  const int64_t b = input == nullptr ? kUnknownSize : input->shape().SizeOf('b');
+  if (b != kUnknownSize && b != job.training().batch_size()) {
+    auto it = lua.definitions().find("batch_size");
+    const std::string where =
+        it != lua.definitions().end() && !it->second.where.empty() ? it->second.where : file + ":";
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s batch_size = %d, but the model's input '%s' has the fixed batch size %d; make them "
+        "equal or give the input None as batch size",
+        where, job.training().batch_size(), d.input_node(), b));
+  }
+  return absl::OkStatus();
+}
+
+std::string ModelName(const std::string& chunk_name) {
+  std::string stem = std::filesystem::path(chunk_name).stem().string();
+  return stem.empty() ? "model" : stem;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::string& chunk_name,
+                                          const JobFileOptions& options) {
+  lua::SandboxLimits limits;
+  limits.max_instructions = options.max_instructions;
+  limits.max_bytes = options.max_bytes;
+  ASSIGN_OR_RETURN(std::unique_ptr<lua::SandboxedLua> lua, lua::SandboxedLua::Create(limits));
+  if (options.print) lua->set_print(options.print);
+  lua::ModelRecorder recorder(ModelName(chunk_name));
+  RETURN_IF_ERROR(lua->Protected([&] {
+    recorder.Install(*lua);
+    return absl::OkStatus();
+  }));
+
+  lua->set_phase(lua::kTopLevel);
+  RETURN_IF_ERROR(lua->Run(source, chunk_name));
+
+  v1::JobSpec job;
+  job.set_job_file_name(chunk_name);
+  job.set_job_file_source(source);
+  lua->set_phase(lua::kReadingKeys);
+  RETURN_IF_ERROR(lua->Protected([&] { return ReadTrainingKeys(*lua, job.mutable_training()); }));
+
+  lua_State* L = lua->state();
+  lua->set_phase(lua::kCreateModel);
+  lua_pushglobaltable(L);
+  lua_getfield(L, -1, "create_model");
+  lua_remove(L, -2);
+  absl::Status ran = lua->Call(0, 1);
+  RETURN_IF_ERROR(recorder.deferred_error());  // earlier in the file than anything after it
+  RETURN_IF_ERROR(ran);
+  const bool is_model = lua::ModelRecorder::IsModel(L, -1);
+  lua_pop(L, 1);
+  lua->set_phase(lua::kReadingKeys);
+  if (!is_model) {
+    const auto& defs = lua->definitions();
+    auto it = defs.find("create_model");
+    const std::string where =
+        it != defs.end() && !it->second.where.empty() ? it->second.where : chunk_name + ":";
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s create_model() must end with 'return nm.designate_nodes{input_node = ..., "
+        "target_node = ..., loss_node = ..., prediction_node = ..., prediction_ext = {...}}'%s",
+        where, recorder.designated() ? "" : " (nm.designate_nodes was never called)"));
+  }
+  *job.mutable_model() = recorder.spec();
+  if (job.training().seed() != 0) job.mutable_model()->set_seed(job.training().seed());
+  RETURN_IF_ERROR(CheckJob(job, *lua));
+  return job;
+}
+
+absl::StatusOr<v1::JobSpec> LoadJobFile(const std::string& path, const JobFileOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrFormat("cannot read the job file '%s'", path));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrFormat("error reading '%s'", path));
+  return LoadJobSource(buf.str(), path, options);
+}
+
+absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
+  ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
+  const ModelSummary summary = graph->Summary();
+  nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
+  for (const NodeSummary& n : summary.nodes) {
+    nlohmann::ordered_json shape = nlohmann::ordered_json::array();
+    for (int64_t s : n.shape.sizes()) {
+      shape.push_back(s == kUnknownSize ? nlohmann::ordered_json(nullptr)
+                                        : nlohmann::ordered_json(s));
+    }
+    nodes.push_back({{"name", n.name},
+                     {"op", n.op},
+                     {"shape", shape},
+                     {"tags", n.shape.tags_string()},
+                     {"fov", n.shape.fov()},
+                     {"strides", n.shape.strides()},
+                     {"offsets", n.shape.offsets()},
+                     {"params", n.params}});
+  }
+  nlohmann::ordered_json prediction = nullptr;
+  if (const Node* p = graph->Find(summary.prediction_node); p != nullptr) {
+    prediction = {{"name", p->name()},
+                  {"fov", p->shape().fov()},
+                  {"offsets", p->shape().offsets()},
+                  {"strides", p->shape().strides()}};
+  }
+  nlohmann::ordered_json out = {
+      {"nodes", nodes}, {"prediction", prediction}, {"total_params", summary.total_params}};
+  return out.dump();  // one line, keys in the documented order
+}
+
+absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job) {
+  ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
+  return graph->Summary().ToString();
+}
+
+}  // namespace elektronn

@@ -1,0 +1,712 @@
+// Top-level job-file keys → TrainingSpec: one reader per key, errors with file:line and the
+// key path ("job.lua:30: data_batch_args.warp_args.lock_z must be true or false, got number 1").
+#include "engine/lua/internal/training_keys.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/core/status.h"
+#include "engine/lua/internal/nm_functions.h"
+#include "engine/trainer/schedule.h"
+
+namespace elektronn::lua {
+namespace {
+
+// Reads the value on top of the stack; `path` names it in messages.
+class KeyReader {
+ public:
+  KeyReader(lua_State* L, std::string where, std::string path)
+      : L_(L), where_(std::move(where)), path_(std::move(path)) {}
+
+  lua_State* L() const { return L_; }
+  const std::string& path() const { return path_; }
+  KeyReader Field(const std::string& name) const { return {L_, where_, path_ + "." + name}; }
+  KeyReader Entry(int i) const { return {L_, where_, absl::StrCat(path_, "[", i, "]")}; }
+
+  absl::Status Error(absl::string_view msg) const {
+    return absl::InvalidArgumentError(absl::StrCat(where_, " ", path_, " ", msg));
+  }
+  absl::Status Wrap(const absl::Status& s) const { return s.ok() ? s : Error(s.message()); }
+
+  absl::StatusOr<int64_t> Int(int64_t min) const {
+    auto v = ReadInt(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    if (*v < min) return Error(absl::StrFormat("must be at least %d, got %d", min, *v));
+    return *v;
+  }
+  absl::StatusOr<double> Number(double min, double max = 1e300) const {
+    auto v = ReadNumber(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    if (*v < min || *v > max) {
+      return Error(max < 1e300 ? absl::StrFormat("must be in [%g, %g], got %g", min, max, *v)
+                               : absl::StrFormat("must be at least %g, got %g", min, *v));
+    }
+    return *v;
+  }
+  absl::StatusOr<bool> Bool() const {
+    auto v = ReadBool(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    return *v;
+  }
+  absl::StatusOr<std::string> String(bool allow_empty = false) const {
+    auto v = ReadString(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    if (!allow_empty && v->empty()) return Error("must not be empty");
+    return *v;
+  }
+  absl::StatusOr<std::string> Choice(const std::vector<std::string>& options) const {
+    ASSIGN_OR_RETURN(std::string s, String(true));
+    if (std::find(options.begin(), options.end(), s) != options.end()) return s;
+    return Error(absl::StrFormat("must be one of '%s', got '%s'%s", absl::StrJoin(options, "', '"),
+                                 s, Suggestion(s, options)));
+  }
+  absl::StatusOr<std::vector<int64_t>> Ints(int64_t min) const {
+    auto v = ReadIntList(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    for (int64_t x : *v) {
+      if (x < min) return Error(absl::StrFormat("entries must be at least %d, got %d", min, x));
+    }
+    return *v;
+  }
+  absl::StatusOr<std::vector<double>> Numbers() const {
+    auto v = ReadNumberList(L_, -1);
+    if (!v.ok()) return Error(v.status().message());
+    return *v;
+  }
+  absl::StatusOr<int> Length() const {
+    auto n = SequenceLength(L_, -1);
+    if (!n.ok()) return Error(n.status().message());
+    return *n;
+  }
+  bool IsNeutral() const {  // false, 0, None or an empty table
+    if (lua_type(L_, -1) == LUA_TBOOLEAN) return !lua_toboolean(L_, -1);
+    if (lua_type(L_, -1) == LUA_TNUMBER) return lua_tonumber(L_, -1) == 0;
+    if (lua_type(L_, -1) == LUA_TTABLE) {
+      lua_pushnil(L_);
+      if (lua_next(L_, -2) == 0) return true;
+      lua_pop(L_, 2);
+      return false;
+    }
+    return IsNone(L_, -1);
+  }
+
+  // Calls `fn(name, reader)` with each field of the table on top of the stack pushed. Keys in
+  // `unsupported` are accepted only at a neutral value (false, 0, None, {}); the message says why.
+  absl::Status Fields(
+      const std::vector<std::string>& allowed,
+      const std::map<std::string, std::string>& unsupported,
+      const std::function<absl::Status(const std::string&, const KeyReader&)>& fn) const {
+    if (lua_type(L_, -1) != LUA_TTABLE) {
+      return Error("must be a table of named settings {key = value, ...}, got " + Describe(L_, -1));
+    }
+    std::vector<std::string> keys;
+    lua_pushnil(L_);
+    while (lua_next(L_, -2) != 0) {
+      lua_pop(L_, 1);
+      if (lua_type(L_, -1) != LUA_TSTRING) {
+        std::string d = Describe(L_, -1);
+        lua_pop(L_, 1);
+        return Error(
+            absl::StrFormat("must be a table of named settings {key = value, ...}, "
+                            "but has the key %s",
+                            d));
+      }
+      keys.push_back(lua_tostring(L_, -1));
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& key : keys) {
+      lua_getfield(L_, -1, key.c_str());
+      absl::Status s;
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) {
+        s = fn(key, Field(key));
+      } else if (auto it = unsupported.find(key); it != unsupported.end()) {
+        if (!Field(key).IsNeutral()) s = Field(key).Error("is not supported: " + it->second);
+      } else {
+        s = Error(absl::StrFormat("has an unknown key '%s'%s; known keys: %s", key,
+                                  Suggestion(key, allowed), absl::StrJoin(allowed, ", ")));
+      }
+      lua_pop(L_, 1);
+      RETURN_IF_ERROR(s);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  lua_State* L_;
+  std::string where_;
+  std::string path_;
+};
+
+using Spec = v1::TrainingSpec;
+using Handler = std::function<absl::Status(const KeyReader&, Spec*)>;
+
+absl::Status ReadOptimiserParams(const KeyReader& r, Spec* spec) {
+  v1::OptimiserParams* p = spec->mutable_optimiser_params();
+  return r.Fields({"lr", "mom", "wd", "beta2"}, {},
+                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                    if (key == "lr") {
+                      ASSIGN_OR_RETURN(double v, f.Number(0));
+                      p->set_lr(v);
+                    } else if (key == "mom") {
+                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+                      p->set_mom(v);
+                    } else if (key == "wd") {
+                      ASSIGN_OR_RETURN(double v, f.Number(0));
+                      p->set_wd(v);
+                    } else {
+                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+                      p->set_beta2(v);
+                    }
+                    return absl::OkStatus();
+                  });
+}
+
+absl::Status ReadSchedule(const KeyReader& r, const std::string& name, v1::Schedule* s) {
+  RETURN_IF_ERROR(r.Fields({"dec", "lindec", "updates", "granularity"},
+                           {{"permut", "ELEKTRONN2's 'permut' schedule never worked; use updates"}},
+                           [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                             if (s->kind_case() != v1::Schedule::KIND_NOT_SET &&
+                                 key != "granularity") {
+                               return r.Error("must have only one of dec, lindec and updates");
+                             }
+                             if (key == "dec") {
+                               ASSIGN_OR_RETURN(double v, f.Number(0));
+                               s->set_dec(v);
+                             } else if (key == "lindec") {
+                               ASSIGN_OR_RETURN(int n, f.Length());
+                               if (n != 2)
+                                 return f.Error(
+                                     absl::StrFormat("must be {n_steps, initial_value}, got a "
+                                                     "list of %d",
+                                                     n));
+                               lua_rawgeti(f.L(), -1, 1);
+                               auto steps = f.Entry(1).Int(1);
+                               lua_pop(f.L(), 1);
+                               RETURN_IF_ERROR(steps.status());
+                               lua_rawgeti(f.L(), -1, 2);
+                               auto v0 = f.Entry(2).Number(-1e300);
+                               lua_pop(f.L(), 1);
+                               RETURN_IF_ERROR(v0.status());
+                               s->mutable_lindec()->set_n(*steps);
+                               s->mutable_lindec()->set_v0(*v0);
+                             } else if (key == "updates") {
+                               ASSIGN_OR_RETURN(int n, f.Length());
+                               v1::Schedule::Updates* u = s->mutable_updates();
+                               for (int i = 1; i <= n; ++i) {
+                                 lua_rawgeti(f.L(), -1, i);
+                                 const KeyReader e = f.Entry(i);
+                                 auto len = e.Length();
+                                 absl::StatusOr<int64_t> step = absl::UnknownError("");
+                                 absl::StatusOr<double> value = absl::UnknownError("");
+                                 if (len.ok() && *len == 2) {
+                                   lua_rawgeti(f.L(), -1, 1);
+                                   step = e.Int(0);
+                                   lua_pop(f.L(), 1);
+                                   lua_rawgeti(f.L(), -1, 2);
+                                   value = e.Number(-1e300);
+                                   lua_pop(f.L(), 1);
+                                 }
+                                 const std::string found = Describe(f.L(), -1);
+                                 lua_pop(f.L(), 1);
+                                 if (!len.ok() || *len != 2) {
+                                   return e.Error("must be a pair {step, value}, got " + found);
+                                 }
+                                 RETURN_IF_ERROR(step.status());
+                                 RETURN_IF_ERROR(value.status());
+                                 v1::Schedule::Update* up = u->add_updates();
+                                 up->set_step(*step);
+                                 up->set_value(*value);
+                               }
+                             } else {
+                               ASSIGN_OR_RETURN(int64_t g, f.Int(1));
+                               s->set_granularity(g);
+                             }
+                             return absl::OkStatus();
+                           }));
+  if (s->kind_case() == v1::Schedule::KIND_NOT_SET) {
+    return r.Error(
+        "needs one of dec = factor, lindec = {n_steps, value} or updates = "
+        "{{step, value}, ...}");
+  }
+  absl::Status valid = Schedule::Create(name, *s).status();
+  if (valid.ok()) return valid;
+  std::string msg(valid.message());
+  const std::string prefix = absl::StrFormat("schedule '%s': ", name);
+  if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
+  return r.Error(msg);
+}
+
+absl::Status ReadSchedules(const KeyReader& r, Spec* spec) {
+  static const std::vector<std::string> kNames = {"lr",    "mom",           "wd",
+                                                  "beta2", "dropout_rates", "history_freq"};
+  return r.Fields(kNames,
+                  {{"gradnet_rates", "this engine has no gradnet"},
+                   {"mixing", "loss mixing weights cannot be scheduled yet"}},
+                  [&](const std::string& key, const KeyReader& f) {
+                    v1::Schedule s;
+                    RETURN_IF_ERROR(ReadSchedule(f, key, &s));
+                    (*spec->mutable_schedules())[key] = s;
+                    return absl::OkStatus();
+                  });
+}
+
+absl::Status ReadH5Files(const KeyReader& r,
+                         google::protobuf::RepeatedPtrField<v1::H5Dataset>* out) {
+  ASSIGN_OR_RETURN(int n, r.Length());
+  if (n == 0) return r.Error("must list at least one {file, dataset_key} pair");
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(r.L(), -1, i);
+    const KeyReader e = r.Entry(i);
+    auto len = SequenceLength(r.L(), -1);
+    std::string file, key;
+    bool ok = len.ok() && *len == 2;
+    if (ok) {
+      lua_rawgeti(r.L(), -1, 1);
+      ok = lua_type(r.L(), -1) == LUA_TSTRING;
+      if (ok) file = lua_tostring(r.L(), -1);
+      lua_rawgeti(r.L(), -2, 2);
+      ok = ok && lua_type(r.L(), -1) == LUA_TSTRING;
+      if (ok) key = lua_tostring(r.L(), -1);
+      lua_pop(r.L(), 2);
+    }
+    const std::string found = Describe(r.L(), -1);
+    lua_pop(r.L(), 1);
+    if (!ok || file.empty() || key.empty()) {
+      return e.Error(
+          "must be a pair of strings {file_name, dataset_key}, e.g. "
+          "{'raw_0.h5', 'raw'}; got " +
+          found);
+    }
+    v1::H5Dataset* d = out->Add();
+    d->set_file(file);
+    d->set_key(key);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImageParams* p) {
+  const std::string no_targets = "extra target channels are not implemented in this engine";
+  RETURN_IF_ERROR(
+      r.Fields({"d_path", "l_path", "d_files", "l_files", "cube_prios", "valid_cubes",
+                "border_mode", "aniso_factor", "zxy"},
+               {{"target_vec_ix", no_targets},
+                {"target_discrete_ix", no_targets},
+                {"h5stream", "cubes are always read into memory"}},
+               [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                 if (key == "d_path" || key == "l_path") {
+                   ASSIGN_OR_RETURN(std::string v, f.String(true));
+                   key == "d_path" ? p->set_d_path(v) : p->set_l_path(v);
+                 } else if (key == "d_files") {
+                   return ReadH5Files(f, p->mutable_d_files());
+                 } else if (key == "l_files") {
+                   return ReadH5Files(f, p->mutable_l_files());
+                 } else if (key == "cube_prios") {
+                   ASSIGN_OR_RETURN(auto v, f.Numbers());
+                   for (double x : v) {
+                     if (x < 0)
+                       return f.Error(absl::StrFormat("entries must not be negative, got %g", x));
+                     p->add_cube_prios(x);
+                   }
+                 } else if (key == "valid_cubes") {
+                   ASSIGN_OR_RETURN(auto v, f.Ints(0));
+                   for (int64_t x : v) p->add_valid_cubes(x);
+                 } else if (key == "border_mode") {
+                   ASSIGN_OR_RETURN(std::string v, f.Choice({"crop", "keep", "mirror", "0-pad"}));
+                   p->set_border_mode(v);
+                 } else if (key == "aniso_factor") {
+                   ASSIGN_OR_RETURN(double v, f.Number(1e-9));
+                   p->set_aniso_factor(v);
+                 } else {
+                   ASSIGN_OR_RETURN(bool zxy, f.Bool());
+                   p->set_xyz_order(!zxy);
+                 }
+                 return absl::OkStatus();
+               }));
+  if (p->d_files_size() == 0 || p->l_files_size() == 0) {
+    return r.Error("needs d_files and l_files: lists of {file_name, dataset_key} pairs");
+  }
+  if (p->d_files_size() != p->l_files_size()) {
+    return r.Error(absl::StrFormat("lists %d d_files but %d l_files; they pair up one to one",
+                                   p->d_files_size(), p->l_files_size()));
+  }
+  const int n = p->d_files_size();
+  for (int64_t v : p->valid_cubes()) {
+    if (v >= n) {
+      return r.Field("valid_cubes")
+          .Error(absl::StrFormat("names cube %d, but there are %d cubes (indices 0..%d)", v, n,
+                                 n - 1));
+    }
+  }
+  if (p->cube_prios_size() > 0 && p->cube_prios_size() != n) {
+    return r.Field("cube_prios")
+        .Error(absl::StrFormat("has %d entries for %d cubes", p->cube_prios_size(), n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadDataInitKwargs(const KeyReader& r, Spec* spec) {
+  if (spec->data_class() == "BatchCreatorImage") {
+    return ReadBatchCreatorImage(r, spec->mutable_batch_creator_image());
+  }
+  v1::MnistParams* m = spec->mutable_mnist();
+  return r.Fields({"path"}, {}, [&](const std::string&, const KeyReader& f) -> absl::Status {
+    ASSIGN_OR_RETURN(std::string v, f.String());
+    m->set_path(v);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ReadWarpArgs(const KeyReader& r, v1::WarpArgs* w) {
+  return r.Fields({"sample_aniso", "perspective", "lock_z", "no_x_flip", "warp_amount"}, {},
+                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                    if (key == "warp_amount") {
+                      ASSIGN_OR_RETURN(double v, f.Number(0));
+                      w->set_warp_amount(v);
+                      return absl::OkStatus();
+                    }
+                    ASSIGN_OR_RETURN(bool b, f.Bool());
+                    if (key == "sample_aniso") w->set_sample_aniso(b);
+                    if (key == "perspective") w->set_perspective(b);
+                    if (key == "lock_z") w->set_lock_z(b);
+                    if (key == "no_x_flip") w->set_no_x_flip(b);
+                    return absl::OkStatus();
+                  });
+}
+
+absl::Status ReadDataBatchArgs(const KeyReader& r, Spec* spec) {
+  v1::DataBatchArgs* d = spec->mutable_data_batch_args();
+  const std::string no_aff = "affinity targets are not implemented in this engine";
+  const std::string no_aug = "this augmentation is not implemented in this engine";
+  const std::string trainer = "the trainer sets it";
+  return r.Fields({"grey_augment_channels", "warp", "warp_args", "ignore_thresh", "force_dense"},
+                  {{"affinities", no_aff},
+                   {"nhood_targets", no_aff},
+                   {"ret_ll_mask", "lazy-label masks are not implemented in this engine"},
+                   {"nga_blur_noise_probability", no_aug},
+                   {"blurry_blobs_probability", no_aug},
+                   {"blurry_blobs_args", no_aug},
+                   {"noisy_random_erasing_probability", no_aug},
+                   {"noisy_random_erasing_args", no_aug},
+                   {"uniform_random_erasing_probability", no_aug},
+                   {"uniform_random_erasing_args", no_aug},
+                   {"batch_size", trainer},
+                   {"source", trainer}},
+                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                    if (key == "grey_augment_channels") {
+                      if (f.IsNeutral()) return absl::OkStatus();
+                      ASSIGN_OR_RETURN(auto v, f.Ints(0));
+                      for (int64_t c : v) d->add_grey_augment_channels(c);
+                    } else if (key == "warp") {
+                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+                        d->set_warp(lua_toboolean(f.L(), -1) ? 1.0 : 0.0);
+                      } else {
+                        ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+                        d->set_warp(v);
+                      }
+                    } else if (key == "warp_args") {
+                      return ReadWarpArgs(f, d->mutable_warp_args());
+                    } else if (key == "ignore_thresh") {
+                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN && !lua_toboolean(f.L(), -1)) {
+                        return absl::OkStatus();
+                      }
+                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+                      d->set_ignore_thresh(v);
+                    } else {
+                      ASSIGN_OR_RETURN(bool b, f.Bool());
+                      d->set_force_dense(b);
+                    }
+                    return absl::OkStatus();
+                  });
+}
+
+absl::Status ReadPreviewDataPath(const KeyReader& r, Spec* spec) {
+  if (lua_type(r.L(), -1) == LUA_TSTRING) {
+    ASSIGN_OR_RETURN(std::string path, r.String());
+    spec->set_preview_data_path(path);
+    return absl::OkStatus();
+  }
+  auto n = SequenceLength(r.L(), -1);
+  bool ok = n.ok() && *n == 2;
+  if (ok) {
+    lua_rawgeti(r.L(), -1, 1);
+    lua_rawgeti(r.L(), -2, 2);
+    ok = lua_type(r.L(), -2) == LUA_TSTRING && lua_type(r.L(), -1) == LUA_TSTRING;
+    if (ok) {
+      spec->set_preview_data_path(lua_tostring(r.L(), -2));
+      spec->set_preview_data_key(lua_tostring(r.L(), -1));
+    }
+    lua_pop(r.L(), 2);
+  }
+  if (!ok || spec->preview_data_path().empty()) {
+    return r.Error("must be a file name or a pair {file_name, dataset_key}, got " +
+                   Describe(r.L(), -1));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadPreviewKwargs(const KeyReader& r, Spec* spec) {
+  v1::PreviewKwargs* p = spec->mutable_preview_kwargs();
+  return r.Fields({"export_class", "max_z_pred"}, {{"number", "the trainer sets it"}},
+                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                    if (key == "max_z_pred") {
+                      ASSIGN_OR_RETURN(int64_t v, f.Int(1));
+                      p->set_max_z_pred(v);
+                    } else if (lua_type(f.L(), -1) == LUA_TSTRING) {
+                      ASSIGN_OR_RETURN(std::string v, f.String());
+                      if (v == "malis" || v == "affinity") {
+                        return f.Error("is not supported: affinity previews are not implemented");
+                      }
+                      if (v != "all") {
+                        return f.Error(
+                            absl::StrFormat("must be 'all', a class index or a list of class "
+                                            "indices, got '%s'",
+                                            v));
+                      }
+                    } else if (lua_type(f.L(), -1) == LUA_TNUMBER) {
+                      ASSIGN_OR_RETURN(int64_t v, f.Int(0));
+                      p->add_export_class(v);
+                    } else {
+                      ASSIGN_OR_RETURN(auto v, f.Ints(0));
+                      for (int64_t c : v) p->add_export_class(c);
+                    }
+                    return absl::OkStatus();
+                  });
+}
+
+template <typename Setter>
+Handler IntKey(int64_t min, Setter set) {
+  return [=](const KeyReader& r, Spec* spec) -> absl::Status {
+    ASSIGN_OR_RETURN(int64_t v, r.Int(min));
+    set(spec, v);
+    return absl::OkStatus();
+  };
+}
+
+template <typename Setter>
+Handler NumberKey(double min, Setter set) {
+  return [=](const KeyReader& r, Spec* spec) -> absl::Status {
+    ASSIGN_OR_RETURN(double v, r.Number(min));
+    set(spec, v);
+    return absl::OkStatus();
+  };
+}
+
+const std::map<std::string, Handler>& Handlers() {
+  static const auto* handlers = new std::map<std::string, Handler>{
+      {"create_model",
+       [](const KeyReader& r, Spec*) -> absl::Status {
+         if (lua_type(r.L(), -1) != LUA_TFUNCTION) {
+           return r.Error("must be a function that builds the model, got " + Describe(r.L(), -1));
+         }
+         return absl::OkStatus();
+       }},
+      {"save_path",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         ASSIGN_OR_RETURN(std::string v, r.String());
+         s->set_save_path(v);
+         return absl::OkStatus();
+       }},
+      {"save_name",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         ASSIGN_OR_RETURN(std::string v, r.String());
+         if (v.find('/') != std::string::npos || v == "." || v == "..") {
+           return r.Error(absl::StrFormat("must be a directory name without '/', got '%s'", v));
+         }
+         s->set_save_name(v);
+         return absl::OkStatus();
+       }},
+      {"n_steps", IntKey(1, [](Spec* s, int64_t v) { s->set_n_steps(v); })},
+      {"max_runtime", NumberKey(1e-9, [](Spec* s, double v) { s->set_max_runtime(v); })},
+      {"history_freq", IntKey(1, [](Spec* s, int64_t v) { s->set_history_freq(v); })},
+      {"monitor_batch_size", IntKey(1, [](Spec* s, int64_t v) { s->set_monitor_batch_size(v); })},
+      {"optimiser",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         ASSIGN_OR_RETURN(std::string v, r.Choice({"SGD", "Adam", "AdaGrad", "AdaDelta"}));
+         s->set_optimiser(v);
+         return absl::OkStatus();
+       }},
+      {"optimiser_params", ReadOptimiserParams},
+      {"schedules", ReadSchedules},
+      {"batch_size", IntKey(1, [](Spec* s, int64_t v) { s->set_batch_size(v); })},
+      {"data_class",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         if (lua_type(r.L(), -1) == LUA_TTABLE) {
+           return r.Error(
+               "is not supported as {file, class}: data classes from Python files "
+               "cannot run here; use 'BatchCreatorImage' or 'MNISTData'");
+         }
+         ASSIGN_OR_RETURN(std::string v, r.Choice({"BatchCreatorImage", "MNISTData"}));
+         s->set_data_class(v);
+         return absl::OkStatus();
+       }},
+      {"data_init_kwargs", ReadDataInitKwargs},
+      {"data_batch_args", ReadDataBatchArgs},
+      {"preview_data_path", ReadPreviewDataPath},
+      {"preview_kwargs", ReadPreviewKwargs},
+      {"initial_prev_h", NumberKey(0, [](Spec* s, double v) { s->set_initial_prev_h(v); })},
+      {"prev_save_h", NumberKey(1e-9, [](Spec* s, double v) { s->set_prev_save_h(v); })},
+      {"background_processes",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         // ELEKTRONN2: False = batches made in the training process, True = 2 workers. Batches
+         // here are always made by threads; False becomes one thread.
+         if (lua_type(r.L(), -1) == LUA_TBOOLEAN) {
+           s->set_background_processes(lua_toboolean(r.L(), -1) ? 2 : 1);
+           return absl::OkStatus();
+         }
+         ASSIGN_OR_RETURN(int64_t v, r.Int(1));
+         s->set_background_processes(v);
+         return absl::OkStatus();
+       }},
+      {"param_save_it", IntKey(1, [](Spec* s, int64_t v) { s->set_param_save_it(v); })},
+      {"class_weights",
+       [](const KeyReader& r, Spec* s) -> absl::
+                                           Status {
+                                             ASSIGN_OR_RETURN(auto v, r.Numbers());
+                                             for (double w : v)
+                                               s->add_class_weights(static_cast<float>(w));
+                                             return absl::OkStatus();
+                                           }},
+      {"seed", IntKey(0, [](Spec* s, int64_t v) { s->set_seed(static_cast<uint64_t>(v)); })},
+  };
+  return *handlers;
+}
+
+// ELEKTRONN2 keys that job files here do not take, and why.
+const std::map<std::string, std::string>& Elektronn2OnlyKeys() {
+  static const auto* keys = [] {
+    auto* m = new std::map<std::string, std::string>{
+        {"model_load_path",
+         "starting from a saved model is not supported in job files yet; "
+         "define create_model()"},
+        {"model_load_args", "starting from a saved model is not supported in job files yet"},
+        {"lazy_labels", "lazy labels are not implemented in this engine"},
+        {"sequence_training", "sequence training is not implemented in this engine"},
+        {"device", "the device is chosen when the job runs, not in the job file"},
+        {"overwrite", "use 'elektronn train --overwrite'"},
+    };
+    for (const char* k :
+         {"lr_schedule", "wd_schedule", "mom_schedule", "dropout_schedule", "gradnet_schedule"}) {
+      (*m)[k] =
+          "this legacy key had no effect in ELEKTRONN2 either; use schedules = {lr = {dec "
+          "= 0.995}, ...}";
+    }
+    for (const char* k :
+         {"plot_on", "print_status", "time_per_step_smoothing_length", "loss_smoothing_length",
+          "use_manual_cudnn_conv", "use_manual_cudnn_conv_not_w1", "use_manual_cudnn_pool",
+          "allow_floatX_downcast", "show_axis_order_warning", "pad_b_warning_display",
+          "use_ortho_init", "inspection", "backupsrc", "gui_plot", "param_save_h"}) {
+      (*m)[k] = "it is an ELEKTRONN2 installation setting (~/.elektronn2rc), not a job setting";
+    }
+    return m;
+  }();
+  return *keys;
+}
+
+const std::vector<std::string>& RequiredKeys() {
+  static const auto* keys = new std::vector<std::string>{
+      "create_model", "n_steps",          "max_runtime", "history_freq", "monitor_batch_size",
+      "optimiser",    "optimiser_params", "batch_size",  "data_class"};
+  return *keys;
+}
+
+}  // namespace
+
+const std::vector<std::string>& TrainingKeyNames() {
+  static const auto* names = [] {
+    auto* v = new std::vector<std::string>;
+    for (const auto& [k, h] : Handlers()) v->push_back(k);
+    return v;
+  }();
+  return *names;
+}
+
+absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec) {
+  lua_State* L = lua.state();
+  const auto& defs = lua.definitions();
+  struct Key {
+    std::string name, where;
+    int order;
+  };
+  std::vector<Key> keys;
+  lua_pushglobaltable(L);
+  const int globals = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, globals) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    const std::string name = lua_tostring(L, -1);
+    auto it = defs.find(name);
+    if (it != defs.end() && it->second.phase == kCreateModel) continue;  // create_model's own
+    const bool known_where = it != defs.end() && !it->second.where.empty();
+    keys.push_back({name, known_where ? it->second.where : lua.chunk_name() + ":",
+                    it != defs.end() ? it->second.order : 1 << 30});
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+    return a.order != b.order ? a.order < b.order : a.name < b.name;
+  });
+
+  std::set<std::string> seen;
+  const Key* data_init_kwargs = nullptr;
+  for (const Key& k : keys) {
+    lua_getfield(L, globals, k.name.c_str());
+    const KeyReader r(L, k.where, k.name);
+    absl::Status s;
+    if (auto h = Handlers().find(k.name); h != Handlers().end()) {
+      seen.insert(k.name);
+      if (k.name == "data_init_kwargs") {
+        data_init_kwargs = &k;  // needs data_class, which may come later in the file
+      } else {
+        s = h->second(r, spec);
+      }
+    } else if (auto e = Elektronn2OnlyKeys().find(k.name); e != Elektronn2OnlyKeys().end()) {
+      s = r.Error("is not supported: " + e->second);
+    } else if (lua_type(L, -1) != LUA_TFUNCTION) {
+      const std::string hint = Suggestion(k.name, TrainingKeyNames());
+      s = absl::InvalidArgumentError(absl::StrFormat(
+          "%s unknown key '%s'%s", k.where, k.name,
+          hint.empty()
+              ? "; a helper value must be declared local (local " + k.name +
+                    " = ...); trainer settings are: " + absl::StrJoin(TrainingKeyNames(), ", ")
+              : hint));
+    }
+    lua_pop(L, 1);
+    RETURN_IF_ERROR(s);
+  }
+
+  std::vector<std::string> missing;
+  for (const std::string& k : RequiredKeys()) {
+    if (!seen.contains(k)) missing.push_back(k);
+  }
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: missing required key%s %s (every job file sets %s)", lua.chunk_name(),
+                        missing.size() > 1 ? "s" : "", absl::StrJoin(missing, ", "),
+                        absl::StrJoin(RequiredKeys(), ", ")));
+  }
+
+  if (data_init_kwargs != nullptr) {
+    lua_getfield(L, globals, "data_init_kwargs");
+    absl::Status s =
+        ReadDataInitKwargs(KeyReader(L, data_init_kwargs->where, "data_init_kwargs"), spec);
+    lua_pop(L, 1);
+    RETURN_IF_ERROR(s);
+  } else if (spec->data_class() == "BatchCreatorImage") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: data_class 'BatchCreatorImage' needs data_init_kwargs = {d_path = ..., l_path = ..., "
+        "d_files = {{'raw_0.h5', 'raw'}, ...}, l_files = {{'barrier_0.h5', 'lab'}, ...}}",
+        lua.chunk_name()));
+  } else {
+    spec->mutable_mnist();
+  }
+  lua_pop(L, 1);  // globals
+  return absl::OkStatus();
+}
+
+}  // namespace elektronn::lua

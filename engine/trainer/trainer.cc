@@ -1,0 +1,544 @@
+// The training loop and everything it writes into the training directory.
+#include "engine/trainer/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "engine/core/status.h"
+#include "engine/data/batch_creator_image.h"
+#include "engine/data/batch_queue.h"
+#include "engine/data/mnist.h"
+#include "engine/io/model_file.h"
+#include "engine/io/tensorboard.h"
+#include "engine/nodes/neural.h"
+#include "engine/report/plots.h"
+#include "spdlog/sinks/basic_file_sink.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace elektronn {
+namespace fs = std::filesystem;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double WallTime() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string ExpandHome(const std::string& p) {
+  if (p.rfind("~", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    return std::string(home ? home : "") + p.substr(1);
+  }
+  return p;
+}
+
+std::string FormatTime(double s) {
+  if (s < 300) return absl::StrFormat("%.0fs", s);
+  if (s < 4000) return absl::StrFormat("%.0fm", s / 60);
+  return absl::StrFormat("%.1fh", s / 3600);
+}
+
+// Writes `text` to `path` atomically (temporary file, fsync, rename).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = absl::StrCat(path, ".tmp-", getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot write '", tmp, "'"));
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat("writing '", tmp, "' failed"));
+    }
+    done += n;
+  }
+  ::fsync(fd);
+  ::close(fd);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot rename '", tmp, "' to '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const BatchSource>> MakeSource(const v1::TrainingSpec& spec,
+                                                              const BatchGeometry& g,
+                                                              const std::string& job_dir) {
+  if (spec.data_class() == "BatchCreatorImage") {
+    ASSIGN_OR_RETURN(auto s, BatchCreatorImage::Create(spec.batch_creator_image(),
+                                                       spec.data_batch_args(), g, job_dir));
+    return std::shared_ptr<const BatchSource>(std::move(s));
+  }
+  if (spec.data_class() == "MNISTData") {
+    ASSIGN_OR_RETURN(auto s, MnistData::Create(spec.mnist(), g));
+    return std::shared_ptr<const BatchSource>(std::move(s));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "data_class '%s' is unknown; choose BatchCreatorImage or MNISTData", spec.data_class()));
+}
+
+}  // namespace
+
+const char* StopReasonName(StopReason r) {
+  switch (r) {
+    case StopReason::kSteps: return "n_steps reached";
+    case StopReason::kRuntime: return "max_runtime reached";
+    case StopReason::kRequested: return "stopped on request";
+    case StopReason::kNanLoss: return "loss became NaN";
+  }
+  return "?";
+}
+
+Trainer::~Trainer() = default;
+
+std::string Trainer::CheckpointPath(const std::string& suffix) const {
+  return absl::StrCat(dir_, "/", name_, "-", suffix, ".h5");
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const v1::JobSpec& job,
+                                                         kernels::Backend* backend,
+                                                         TrainerOptions options) {
+  auto t = std::unique_ptr<Trainer>(new Trainer());
+  t->options_ = std::move(options);
+  RETURN_IF_ERROR(t->Setup(job, backend));
+  return t;
+}
+
+absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
+  job_ = job;
+  spec_ = job.training();
+  const v1::Designations& d = job.model().designations();
+  input_name_ = d.input_node();
+  target_name_ = d.target_node();
+  loss_name_ = d.loss_node();
+  error_name_ = d.error_node();
+  if (input_name_.empty() || target_name_.empty() || loss_name_.empty()) {
+    return absl::InvalidArgumentError(
+        "the model must designate input_node, target_node and loss_node for training");
+  }
+  if (spec_.n_steps() <= 0) return absl::InvalidArgumentError("n_steps must be positive");
+  if (spec_.history_freq() <= 0) return absl::InvalidArgumentError("history_freq must be positive");
+  if (spec_.batch_size() <= 0) return absl::InvalidArgumentError("batch_size must be positive");
+
+  // Training directory.
+  name_ = spec_.save_name();
+  if (name_.empty()) name_ = fs::path(job.job_file_name()).stem().string();
+  if (name_.empty()) name_ = "training";
+  const std::string parent = ExpandHome(spec_.save_path().empty() ? "~/elektronn_training"
+                                                                  : spec_.save_path());
+  dir_ = (fs::path(parent) / name_).string();
+  std::error_code ec;
+  if (fs::exists(dir_) && !options_.resume) {
+    if (!options_.overwrite) {
+      return absl::AlreadyExistsError(absl::StrFormat(
+          "training directory '%s' exists; pass --resume to continue it, --overwrite to replace "
+          "it, or choose another save_name", dir_));
+    }
+    fs::remove_all(dir_, ec);
+  }
+  if (options_.resume && !fs::exists(CheckpointPath("LAST"))) {
+    return absl::NotFoundError(absl::StrFormat("cannot resume: '%s' does not exist",
+                                               CheckpointPath("LAST")));
+  }
+  fs::create_directories(fs::path(dir_) / "Backup", ec);
+  if (ec) return absl::UnavailableError(absl::StrFormat("cannot create '%s': %s", dir_, ec.message()));
+  if (!job.job_file_source().empty()) {
+    const std::string copy = (fs::path(dir_) / ("0-" + fs::path(job.job_file_name()).filename().string())).string();
+    RETURN_IF_ERROR(WriteFileAtomically(copy, job.job_file_source()));
+  }
+
+  // Log: DEBUG to the file, INFO to the console.
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+      (fs::path(dir_) / ("0-" + name_ + ".log")).string(), /*truncate=*/false);
+  file_sink->set_level(spdlog::level::debug);
+  file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] [%l] %v");
+  std::vector<spdlog::sink_ptr> sinks = {file_sink};
+  if (options_.console) {
+    auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    console->set_level(spdlog::level::info);
+    console->set_pattern("%v");
+    sinks.push_back(console);
+  }
+  log_ = std::make_shared<spdlog::logger>("trainer-" + name_, sinks.begin(), sinks.end());
+  log_->set_level(spdlog::level::debug);
+  log_->flush_on(spdlog::level::info);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  log_->info("Running on {} with backend {}; training directory {}", host, backend->name(), dir_);
+
+  // Network, optimiser, schedules.
+  const uint64_t seed = spec_.seed() != 0 ? spec_.seed() : job.model().seed();
+  rng_.seed(seed + 17);
+  ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend,
+                                         {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
+  log_->info("\n{}", net_->graph().Summary().ToString());
+  ASSIGN_OR_RETURN(OptimiserKind kind, ParseOptimiser(spec_.optimiser()));
+  opt_ = std::make_unique<Optimiser>(kind, backend, net_->params());
+  const v1::OptimiserParams& op = spec_.optimiser_params();
+  if (op.has_lr()) opt_->hyper().lr = static_cast<float>(op.lr());
+  if (op.has_mom()) opt_->hyper().mom = static_cast<float>(op.mom());
+  if (op.has_wd()) opt_->hyper().wd = static_cast<float>(op.wd());
+  if (op.has_beta2()) opt_->hyper().beta2 = static_cast<float>(op.beta2());
+  if (!op.has_lr()) log_->warn("optimiser_params has no lr; ELEKTRONN2's default lr=1.0 is used");
+  for (const auto& [name, s] : spec_.schedules()) {
+    RETURN_IF_ERROR(GetValue(name).status());
+    ASSIGN_OR_RETURN(Schedule sch, Schedule::Create(name, s));
+    log_->info("Schedule for {}", sch.Describe());
+    schedules_.push_back(std::move(sch));
+  }
+
+  // Data.
+  BatchGeometry g{net_->graph().Find(input_name_)->shape(),
+                  net_->graph().Find(target_name_)->shape()};
+  ASSIGN_OR_RETURN(source_, MakeSource(spec_, g, options_.job_dir));
+  log_->info("{}", source_->Describe());
+  const int threads = spec_.background_processes() > 0 ? static_cast<int>(spec_.background_processes()) : 2;
+  ASSIGN_OR_RETURN(queue_, BatchQueue::Create(source_, threads, 2 * threads, seed + 99));
+
+  ASSIGN_OR_RETURN(events_, EventWriter::Create(dir_, host, WallTime(), getpid()));
+  if (options_.resume) RETURN_IF_ERROR(Resume());
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Resume() {
+  ASSIGN_OR_RETURN(ModelFileContents f, ReadModelFile(CheckpointPath("LAST")));
+  RETURN_IF_ERROR(LoadInto(f, *net_, opt_.get()));
+  step_ = static_cast<int64_t>(f.step);
+  // History and the time trained so far come back from the history file.
+  std::ifstream in(absl::StrCat(dir_, "/", name_, ".history.csv"));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> c = absl::StrSplit(line, ',');
+    if (c.size() < 9) continue;
+    HistoryRecord r;
+    r.step = std::stoll(c[0]);
+    if (r.step > step_) break;  // written after the checkpoint we resume from
+    r.time_s = std::stod(c[1]);
+    r.train_loss = std::stod(c[2]);
+    r.valid_loss = std::stod(c[3]);
+    r.loss_gain = std::stod(c[4]);
+    r.train_err = std::stod(c[5]);
+    r.valid_err = std::stod(c[6]);
+    r.lr = std::stod(c[7]);
+    r.mom = std::stod(c[8]);
+    history_.push_back(r);
+  }
+  if (!history_.empty()) time_offset_s_ = history_.back().time_s;
+  log_->info("Resumed from {} at step {} (optimiser step {}, lr {:.3e})", CheckpointPath("LAST"),
+             step_, opt_->t(), opt_->hyper().lr);
+  return absl::OkStatus();
+}
+
+double Trainer::TrainingSeconds() const { return time_offset_s_ + (Now() - run_start_s_); }
+
+absl::StatusOr<double> Trainer::GetValue(const std::string& name) const {
+  const HyperParams& h = opt_->hyper();
+  if (name == "lr") return h.lr;
+  if (name == "mom") return h.mom;
+  if (name == "wd") return h.wd;
+  if (name == "beta2") return h.beta2;
+  if (name == "history_freq") return static_cast<double>(spec_.history_freq());
+  if (name == "dropout_rates") {
+    for (const auto& n : net_->graph().nodes())
+      if (auto* nn = dynamic_cast<NeuralNode*>(n.get()); nn && nn->has_dropout())
+        return nn->dropout_rate();
+    return absl::InvalidArgumentError("schedule 'dropout_rates': no layer was built with dropout");
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "schedule '%s' drives nothing; use lr, mom, wd, beta2, dropout_rates or history_freq", name));
+}
+
+absl::Status Trainer::SetValue(const std::string& name, double v) {
+  HyperParams& h = opt_->hyper();
+  if (name == "lr") h.lr = static_cast<float>(v);
+  else if (name == "mom") h.mom = static_cast<float>(v);
+  else if (name == "wd") h.wd = static_cast<float>(v);
+  else if (name == "beta2") h.beta2 = static_cast<float>(v);
+  else if (name == "history_freq") spec_.set_history_freq(std::max<int64_t>(1, std::llround(v)));
+  else if (name == "dropout_rates") {
+    for (const auto& n : net_->graph().nodes())
+      if (auto* nn = dynamic_cast<NeuralNode*>(n.get()); nn && nn->has_dropout())
+        RETURN_IF_ERROR(nn->set_dropout_rate(static_cast<float>(v)));
+  } else {
+    return GetValue(name).status();
+  }
+  log_->debug("{} set to {:.6g} at step {}", name, v, step_);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::ApplySchedules() {
+  for (const Schedule& s : schedules_) {
+    ASSIGN_OR_RETURN(double cur, GetValue(s.name()));
+    if (auto v = s.Apply(step_, cur)) {
+      RETURN_IF_ERROR(SetValue(s.name(), *v));
+      log_->info("Schedule: {} = {:.4g} at step {}", s.name(), *v, step_);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Trainer::SnapshotGoodState() {
+  auto& params = net_->params();
+  good_params_.resize(params.size());
+  const size_t n_slots = opt_->SlotNames().size();
+  good_slots_.resize(params.size() * n_slots);
+  for (size_t i = 0; i < params.size(); ++i) {
+    Parameter* p = params[i];
+    good_params_[i].resize(p->size);
+    net_->backend()->Download(p->value, good_params_[i].data(), p->size);
+    for (size_t s = 0; s < n_slots; ++s) {
+      auto& buf = good_slots_[i * n_slots + s];
+      buf.resize(p->size);
+      net_->backend()->Download(opt_->Slot(i, s), buf.data(), p->size);
+    }
+  }
+  good_step_ = step_;
+  good_t_ = opt_->t();
+}
+
+void Trainer::RestoreGoodState() {
+  auto& params = net_->params();
+  const size_t n_slots = opt_->SlotNames().size();
+  for (size_t i = 0; i < params.size() && i < good_params_.size(); ++i) {
+    net_->backend()->Upload(good_params_[i].data(), params[i]->value, params[i]->size);
+    for (size_t s = 0; s < n_slots; ++s)
+      net_->backend()->Upload(good_slots_[i * n_slots + s].data(), opt_->Slot(i, s),
+                              params[i]->size);
+  }
+  step_ = good_step_;
+  opt_->set_t(good_t_);
+  net_->set_step(static_cast<uint64_t>(step_));
+}
+
+absl::Status Trainer::TrainStep(double* loss) {
+  ASSIGN_OR_RETURN(Batch * b, queue_->Next());
+  absl::Status s = net_->SetInput(input_name_, b->input);
+  if (s.ok()) s = net_->SetInput(target_name_, b->target);
+  // Prevalence of the batch ("batch_char"): mean of the target's first channel.
+  double sum = 0;
+  for (float v : b->target) sum += v;
+  last_batch_char_ = b->target.empty() ? 0 : sum / b->target.size();
+  queue_->Release(b);
+  RETURN_IF_ERROR(s);
+  net_->set_training(true);
+  RETURN_IF_ERROR(net_->Forward());
+  ASSIGN_OR_RETURN(float l, net_->Scalar(loss_name_));
+  *loss = l;
+  if (!std::isfinite(l)) return absl::OkStatus();  // the caller restores the good state
+  SnapshotGoodState();
+  RETURN_IF_ERROR(net_->Backward());
+  opt_->Step();
+  ++step_;
+  net_->set_step(static_cast<uint64_t>(step_));
+  if (!error_name_.empty()) {
+    ASSIGN_OR_RETURN(float e, net_->Scalar(error_name_));
+    last_err_ = e;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<double, double>> Trainer::Evaluate(Split split) {
+  // ELEKTRONN2 rounds monitor_batch_size down to ceil(mbs/bs) batches (QUIRK 7): we use
+  // ceil(mbs/bs) batches of batch_size, i.e. at least monitor_batch_size examples.
+  const int64_t bs = spec_.batch_size();
+  const int64_t mbs = std::max<int64_t>(spec_.monitor_batch_size(), bs);
+  const int64_t n = (mbs + bs - 1) / bs;
+  Node* in = net_->graph().Find(input_name_);
+  Node* tg = net_->graph().Find(target_name_);
+  std::vector<float> x(in->numel()), t(tg->numel());
+  double loss = 0, err = 0;
+  net_->set_training(false);
+  for (int64_t i = 0; i < n; ++i) {
+    RETURN_IF_ERROR(source_->GetBatch(split, rng_, x.data(), t.data()));
+    RETURN_IF_ERROR(net_->SetInput(input_name_, x));
+    RETURN_IF_ERROR(net_->SetInput(target_name_, t));
+    RETURN_IF_ERROR(net_->Forward());
+    ASSIGN_OR_RETURN(float l, net_->Scalar(loss_name_));
+    loss += l / n;
+    if (!error_name_.empty()) {
+      ASSIGN_OR_RETURN(float e, net_->Scalar(error_name_));
+      err += e / n;
+    }
+  }
+  net_->set_training(true);
+  return std::make_pair(loss, 100 * err);
+}
+
+absl::Status Trainer::Monitor(double loss_before) {
+  HistoryRecord r;
+  r.step = step_;
+  r.time_s = TrainingSeconds();
+  // Loss after the update on the same batch (still in the input buffers).
+  net_->set_training(false);
+  RETURN_IF_ERROR(net_->Forward());
+  ASSIGN_OR_RETURN(float after, net_->Scalar(loss_name_));
+  r.loss_gain = after - loss_before;
+  ASSIGN_OR_RETURN(auto tr, Evaluate(Split::kTrain));
+  r.train_loss = tr.first;
+  r.train_err = tr.second;
+  if (source_->has_validation()) {
+    ASSIGN_OR_RETURN(auto vl, Evaluate(Split::kValid));
+    r.valid_loss = vl.first;
+    r.valid_err = vl.second;
+  } else {
+    r.valid_loss = r.valid_err = std::nan("");
+  }
+  r.lr = opt_->hyper().lr;
+  r.mom = opt_->hyper().mom;
+  history_.push_back(r);
+  RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
+  RETURN_IF_ERROR(WriteHistoryAndPlots());
+  const double wall = WallTime();
+  for (auto [tag, v] : std::initializer_list<std::pair<const char*, double>>{
+           {"monitor/train_loss", r.train_loss}, {"monitor/valid_loss", r.valid_loss},
+           {"monitor/train_err", r.train_err}, {"monitor/valid_err", r.valid_err},
+           {"monitor/loss_gain", r.loss_gain}, {"hyper/lr", r.lr}, {"hyper/mom", r.mom}}) {
+    if (std::isfinite(v)) RETURN_IF_ERROR(events_->AddScalar(tag, step_, static_cast<float>(v), wall));
+  }
+  RETURN_IF_ERROR(events_->Flush());
+  double smooth = 0;
+  for (double l : recent_losses_) smooth += l;
+  smooth /= std::max<size_t>(1, recent_losses_.size());
+  const double voxels = static_cast<double>(net_->graph().Find(input_name_)->numel());
+  log_->info("{:05d} L_m={:.3f}, L={:.2f}, tr={:05.2f}%, vl={:05.2f}%, prev={:04.1f}, "
+             "L_diff={:+.1e}, LR={:.2e}, {:.2f} it/s, {:.2f} MVx/s, t={}",
+             step_, smooth, loss_before, r.train_err, r.valid_err, 100 * last_batch_char_,
+             r.loss_gain, r.lr, 1 / std::max(1e-9, t_per_step_),
+             voxels / std::max(1e-9, t_per_step_) / 1e6, FormatTime(r.time_s));
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::SaveCheckpoint(const std::string& path) {
+  absl::Status s = SaveModel(path, *net_, opt_.get());
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("saving checkpoint: ", s.message()));
+  log_->debug("saved {}", path);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::WriteHistoryAndPlots() {
+  std::string csv = "step,time_s,train_loss,valid_loss,loss_gain,train_err,valid_err,lr,mom\n";
+  std::vector<HistoryRow> rows;
+  for (const HistoryRecord& r : history_) {
+    absl::StrAppendFormat(&csv, "%d,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", r.step, r.time_s,
+                          r.train_loss, r.valid_loss, r.loss_gain, r.train_err, r.valid_err, r.lr,
+                          r.mom);
+    rows.push_back({r.step, r.time_s, r.train_loss, r.valid_loss, r.loss_gain, r.train_err,
+                    r.valid_err, r.lr, r.mom});
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir_, "/", name_, ".history.csv"), csv));
+  std::string tl = "time_s,loss,batch_char\n";
+  std::vector<TimelinePoint> points;
+  for (const auto& p : timeline_) {
+    absl::StrAppendFormat(&tl, "%.3f,%.6g,%.4g\n", p.time_s, p.loss, p.batch_char);
+    points.push_back({p.time_s, p.loss, p.batch_char});
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir_, "/", name_, ".timeline.csv"), tl));
+  if (rows.size() >= 2) {
+    absl::Status s = PlotHistory(absl::StrCat(dir_, "/0-", name_, ".history.png"), rows,
+                                 !error_name_.empty());
+    if (!s.ok()) log_->warn("history plot: {}", std::string(s.message()));
+  }
+  if (points.size() >= 2) {
+    absl::Status s = PlotTimeline(absl::StrCat(dir_, "/0-", name_, ".timeline.png"), points, 200);
+    if (!s.ok()) log_->warn("timeline plot: {}", std::string(s.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Trainer::StatusLine(double loss) {
+  const double now = Now();
+  if (options_.status_interval_s > 0 && now - last_status_s_ < options_.status_interval_s) return;
+  last_status_s_ = now;
+  double smooth = 0;
+  for (double l : recent_losses_) smooth += l;
+  smooth /= std::max<size_t>(1, recent_losses_.size());
+  const double voxels = static_cast<double>(net_->graph().Find(input_name_)->numel());
+  log_->info("step {:6d}  loss {:.4f}  smooth {:.4f}  err {:5.1f}%  lr {:.2e}  {:.2f} it/s  "
+             "{:.2f} MVx/s  t={}",
+             step_, loss, smooth, 100 * last_err_, opt_->hyper().lr,
+             1 / std::max(1e-9, t_per_step_), voxels / std::max(1e-9, t_per_step_) / 1e6,
+             FormatTime(TrainingSeconds()));
+}
+
+absl::StatusOr<StopReason> Trainer::Run() {
+  run_start_s_ = Now();
+  t_per_step_ = 0;
+  StopReason reason = StopReason::kSteps;
+  const int64_t param_save_it = spec_.param_save_it() > 0 ? spec_.param_save_it() : 10000;
+  log_->info("Training {} from step {} to {} (max_runtime {})", name_, step_, spec_.n_steps(),
+             FormatTime(spec_.max_runtime() > 0 ? spec_.max_runtime() : 1e30));
+  while (true) {
+    if (step_ >= spec_.n_steps()) {
+      reason = StopReason::kSteps;
+      break;
+    }
+    if (spec_.max_runtime() > 0 && TrainingSeconds() > spec_.max_runtime()) {
+      reason = StopReason::kRuntime;
+      break;
+    }
+    if (stop_requested_.load()) {
+      reason = StopReason::kRequested;
+      break;
+    }
+    const double t0 = Now();
+    double loss = 0;
+    RETURN_IF_ERROR(TrainStep(&loss));
+    if (!std::isfinite(loss)) {
+      // The parameters that produced this loss came out of the previous update: go back to the
+      // state before it and save that.
+      if (good_step_ >= 0) RestoreGoodState();
+      const std::string path = CheckpointPath("LAST");
+      RETURN_IF_ERROR(SaveCheckpoint(path));
+      log_->error("The loss became {} at step {}. The last good state (step {}) is saved in {}; "
+                  "lower the learning rate or check the data, then resume with --resume.",
+                  loss, step_ + 1, step_, path);
+      return absl::DataLossError(absl::StrFormat(
+          "loss became %f at step %d; last good state saved in %s", loss, step_ + 1, path));
+    }
+    const double dt = Now() - t0;
+    t_per_step_ = t_per_step_ == 0 ? dt : 0.8 * t_per_step_ + 0.2 * dt;
+    recent_losses_.push_back(loss);
+    if (recent_losses_.size() > 200) recent_losses_.pop_front();
+    timeline_.push_back({TrainingSeconds(), loss, last_batch_char_});
+    if (step_ % 10 == 0) {
+      absl::Status s = events_->AddScalar("train/loss", step_, static_cast<float>(loss), WallTime());
+      if (!s.ok()) log_->warn("event file: {}", std::string(s.message()));
+    }
+    RETURN_IF_ERROR(ApplySchedules());
+    if (step_ % param_save_it == 0) {
+      RETURN_IF_ERROR(SaveCheckpoint(absl::StrCat(dir_, "/Backup/", name_, "-",
+                                                  step_ / 1000, "k.h5")));
+    }
+    if (step_ % spec_.history_freq() == 0 || step_ == 1) {
+      RETURN_IF_ERROR(Monitor(loss));
+    } else {
+      StatusLine(loss);
+    }
+  }
+  RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
+  if (reason != StopReason::kRequested) RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("FINAL")));
+  RETURN_IF_ERROR(WriteHistoryAndPlots());
+  RETURN_IF_ERROR(events_->Flush());
+  queue_.reset();
+  log_->info("End of training at step {} ({}); checkpoints in {}", step_, StopReasonName(reason),
+             dir_);
+  return reason;
+}
+
+}  // namespace elektronn

@@ -1,0 +1,122 @@
+// Trainer: runs a job (model + training settings) in a training directory, as ELEKTRONN2's
+// Trainer does (reference §5): batches from a background queue, forward/backward/update,
+// schedules, monitoring on training and validation data, status lines, log, history, plots,
+// TensorBoard events and atomic checkpoints; stops at n_steps or max_runtime, on request
+// (Ctrl-C) or on a NaN loss (after saving the last good state).
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "elektronn/v1/training.pb.h"
+#include "engine/data/batch_source.h"
+#include "engine/graph/network.h"
+#include "engine/optim/optimiser.h"
+#include "engine/trainer/schedule.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace elektronn {
+
+class BatchQueue;
+class EventWriter;
+
+struct TrainerOptions {
+  std::string job_dir = ".";   // relative paths in the job resolve against it
+  bool overwrite = false;      // replace an existing training directory
+  bool resume = false;         // continue from <dir>/<name>-LAST.h5
+  double status_interval_s = 1.0;  // at most one progress line per interval (0: every step)
+  bool console = true;         // log to stderr as well as the log file
+};
+
+// One monitoring record (reference §5.4, step 7).
+struct HistoryRecord {
+  int64_t step = 0;
+  double time_s = 0;
+  double train_loss = 0, valid_loss = 0, loss_gain = 0, train_err = 0, valid_err = 0;
+  double lr = 0, mom = 0;
+};
+
+enum class StopReason { kSteps, kRuntime, kRequested, kNanLoss };
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const v1::JobSpec& job,
+                                                         kernels::Backend* backend,
+                                                         TrainerOptions options);
+  ~Trainer();
+
+  // Trains until a stop condition; returns why it stopped (an error for a NaN loss).
+  absl::StatusOr<StopReason> Run();
+  // Asks the loop to stop at the next step boundary (async-signal-safe).
+  void RequestStop() { stop_requested_.store(true); }
+
+  const std::string& dir() const { return dir_; }
+  const std::string& name() const { return name_; }
+  Network& network() { return *net_; }
+  Optimiser& optimiser() { return *opt_; }
+  int64_t step() const { return step_; }
+  const std::vector<HistoryRecord>& history() const { return history_; }
+  std::string CheckpointPath(const std::string& suffix) const;  // <dir>/<name>-<suffix>.h5
+
+ private:
+  Trainer() = default;
+  absl::Status Setup(const v1::JobSpec& job, kernels::Backend* backend);
+  absl::Status Resume();
+  absl::Status TrainStep(double* loss);
+  absl::Status Monitor(double loss_before);
+  absl::StatusOr<std::pair<double, double>> Evaluate(Split split);
+  absl::Status SaveCheckpoint(const std::string& path);
+  absl::Status ApplySchedules();
+  absl::Status SetValue(const std::string& name, double v);
+  absl::StatusOr<double> GetValue(const std::string& name) const;
+  absl::Status WriteHistoryAndPlots();
+  void SnapshotGoodState();
+  void RestoreGoodState();
+  void StatusLine(double loss);
+  double TrainingSeconds() const;
+
+  v1::JobSpec job_;
+  v1::TrainingSpec spec_;
+  TrainerOptions options_;
+  std::string dir_, name_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Network> net_;
+  std::unique_ptr<Optimiser> opt_;
+  std::shared_ptr<const BatchSource> source_;
+  std::unique_ptr<BatchQueue> queue_;
+  std::unique_ptr<EventWriter> events_;
+  std::vector<Schedule> schedules_;
+  std::mt19937_64 rng_;
+  std::atomic<bool> stop_requested_{false};
+
+  std::string input_name_, target_name_, loss_name_, error_name_;
+  int64_t step_ = 0;
+  double time_offset_s_ = 0;  // training time of earlier runs (resume)
+  double run_start_s_ = 0;
+  double last_status_s_ = -1e9;
+  double t_per_step_ = 0;
+  std::deque<double> recent_losses_;
+  std::vector<HistoryRecord> history_;
+  struct TimelinePointRec {
+    double time_s, loss, batch_char;
+  };
+  std::vector<TimelinePointRec> timeline_;
+  double last_batch_char_ = 0;
+  double last_err_ = 0;
+  // Last good state for NaN recovery: parameters and optimiser slots before the last update.
+  std::vector<std::vector<float>> good_params_, good_slots_;
+  int64_t good_step_ = -1;
+  int64_t good_t_ = 0;
+};
+
+const char* StopReasonName(StopReason r);
+
+}  // namespace elektronn

@@ -1,0 +1,42 @@
+-- mnist: image classification of 26x26 digit (or Fashion-MNIST) crops with a small 2-D CNN;
+-- ELEKTRONN2's examples/mnist.py without batch normalisation.
+--
+--   elektronn train examples/mnist.lua
+--
+-- The data are MNIST-format IDX files; without data_init_kwargs = {path = ...} they are read
+-- from Debian's dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist).
+
+save_path = '~/elektronn_training/'
+save_name = 'mnist'
+
+data_class = 'MNISTData'
+background_processes = 2
+
+n_steps = 30000
+max_runtime = 600      -- seconds
+history_freq = 500
+monitor_batch_size = 20
+optimiser = 'Adam'
+optimiser_params = {lr = 2e-4, mom = 0.9, beta2 = 0.99, wd = 5e-4}
+batch_size = 20
+
+function create_model()
+  local inp = nm.Input{{None, 1, 26, 26}, 'b,f,x,y', name = 'raw'}
+
+  local out = nm.Conv{inp, 12, {3, 3}, {2, 2}}   -- 24x24 -> pooled 12x12
+  out = nm.Conv{out, 36, {3, 3}, {2, 2}}         -- 10x10 -> pooled 5x5
+  out = nm.Conv{out, 64, {3, 3}}                 -- 3x3
+  out = nm.Perceptron{out, 200, flatten = true}  -- (b, 200)
+  out = nm.Perceptron{out, 10, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}  -- (b, 1) class ids
+  local loss_pix = nm.MultinoulliNLL{probs, target, target_is_sparse = true}
+  local loss = nm.AggregateLoss{loss_pix, name = 'loss'}
+  local errors = nm.Errors{probs, target, target_is_sparse = true}
+
+  return nm.designate_nodes{
+    input_node = inp, target_node = target, loss_node = loss, prediction_node = probs,
+    prediction_ext = {loss, errors, probs},
+  }
+end
