@@ -6,6 +6,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
@@ -25,6 +27,51 @@ void OnInterrupt(int) {
   static const char msg[] =
       "\nInterrupted: saving a checkpoint at the next step boundary (Ctrl-C again to abort)\n";
   (void)!write(2, msg, sizeof(msg) - 1);
+}
+
+// Applies "key=value" to a TrainingSpec: any scalar top-level key (n_steps, max_runtime,
+// history_freq, save_path, ...) or lr/mom/wd/beta2 of optimiser_params.
+absl::Status ApplyOverride(const std::string& kv, elektronn::v1::TrainingSpec* spec) {
+  const size_t eq = kv.find('=');
+  if (eq == std::string::npos) {
+    return absl::InvalidArgumentError("--set needs KEY=VALUE, got '" + kv + "'");
+  }
+  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  google::protobuf::Message* msg = spec;
+  std::string field_name = key;
+  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
+    msg = spec->mutable_optimiser_params();
+  }
+  const auto* field = msg->GetDescriptor()->FindFieldByName(field_name);
+  if (field == nullptr || field->is_repeated() || field->is_map() ||
+      field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+    return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
+  }
+  const auto* r = msg->GetReflection();
+  try {
+    switch (field->cpp_type()) {
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(msg, field, std::stod(value));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(msg, field, value);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(msg, field, value == "true" || value == "1");
+        break;
+      default:
+        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
+    }
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
+  }
+  return absl::OkStatus();
 }
 
 int Fail(const absl::Status& s) {
@@ -49,6 +96,9 @@ int main(int argc, char** argv) {
       ->required()->check(CLI::ExistingFile);
   train->add_flag("--overwrite", overwrite, "replace an existing training directory");
   train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
+  std::vector<std::string> overrides;
+  train->add_option("--set", overrides,
+                    "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
   train->add_option("--status-interval", status_interval,
                     "seconds between progress lines (0: every step)")->capture_default_str();
 
@@ -94,6 +144,10 @@ int main(int argc, char** argv) {
   if (*train) {
     auto job = LoadJobFile(job_path);
     if (!job.ok()) return Fail(job.status());
+    for (const std::string& kv : overrides) {
+      absl::Status s = ApplyOverride(kv, job->mutable_training());
+      if (!s.ok()) return Fail(s);
+    }
     auto backend = kernels::CreateCpuBackend();
     TrainerOptions o;
     o.job_dir = std::filesystem::absolute(job_path).parent_path().string();
