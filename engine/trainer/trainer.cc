@@ -22,6 +22,7 @@
 #include "engine/io/tensorboard.h"
 #include "engine/nodes/neural.h"
 #include "engine/report/plots.h"
+#include "engine/trainer/preview.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -211,7 +212,24 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
   ASSIGN_OR_RETURN(queue_, BatchQueue::Create(source_, threads, 2 * threads, seed + 99));
 
   ASSIGN_OR_RETURN(events_, EventWriter::Create(dir_, host, WallTime(), getpid()));
-  if (options_.resume) RETURN_IF_ERROR(Resume());
+  if (!spec_.preview_data_path().empty()) {
+    fs::path p = ExpandHome(spec_.preview_data_path());
+    if (p.is_relative()) p = fs::path(options_.job_dir) / p;
+    auto pv = PreviewPredictor::Create(job.model(), backend, p.string(),
+                                       spec_.preview_data_key(), spec_.preview_kwargs());
+    if (!pv.ok()) {
+      return absl::Status(pv.status().code(),
+                          absl::StrCat("preview_data_path: ", pv.status().message()));
+    }
+    preview_ = *std::move(pv);
+    next_preview_h_ = spec_.has_initial_prev_h() ? spec_.initial_prev_h() : 1.0;
+  }
+  if (options_.resume) {
+    RETURN_IF_ERROR(Resume());
+    // Previews continue on the schedule they would have had.
+    const double prev = spec_.has_prev_save_h() ? spec_.prev_save_h() : 3.0;
+    while (preview_ && next_preview_h_ < time_offset_s_ / 3600) next_preview_h_ += prev;
+  }
   return absl::OkStatus();
 }
 
@@ -287,7 +305,7 @@ absl::Status Trainer::ApplySchedules() {
     ASSIGN_OR_RETURN(double cur, GetValue(s.name()));
     if (auto v = s.Apply(step_, cur)) {
       RETURN_IF_ERROR(SetValue(s.name(), *v));
-      log_->info("Schedule: {} = {:.4g} at step {}", s.name(), *v, step_);
+      log_->debug("Schedule: {} = {:.4g} at step {}", s.name(), *v, step_);
     }
   }
   return absl::OkStatus();
@@ -461,6 +479,32 @@ absl::Status Trainer::WriteHistoryAndPlots() {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::EvaluateTestSet() {
+  const auto* mnist = dynamic_cast<const MnistData*>(source_.get());
+  if (mnist == nullptr || error_name_.empty()) return absl::OkStatus();
+  Node* in = net_->graph().Find(input_name_);
+  Node* tg = net_->graph().Find(target_name_);
+  const int64_t bs = spec_.batch_size();
+  std::vector<float> x(in->numel()), t(tg->numel());
+  int64_t wrong = 0, total = 0;
+  net_->set_training(false);
+  for (int64_t start = 0; start < mnist->test_size(); start += bs) {
+    int64_t n = 0;
+    RETURN_IF_ERROR(mnist->GetTestBatch(start, bs, x.data(), t.data(), &n));
+    for (int64_t i = n; i < bs; ++i) t[i] = -1.f;  // padding rows are unlabelled
+    RETURN_IF_ERROR(net_->SetInput(input_name_, x));
+    RETURN_IF_ERROR(net_->SetInput(target_name_, t));
+    RETURN_IF_ERROR(net_->Forward());
+    ASSIGN_OR_RETURN(float e, net_->Scalar(error_name_));
+    wrong += std::llround(e * n);
+    total += n;
+  }
+  net_->set_training(true);
+  log_->info("Test set: accuracy {:.2f}% on {} images ({} wrong)",
+             100.0 * (total - wrong) / std::max<int64_t>(1, total), total, wrong);
+  return absl::OkStatus();
+}
+
 void Trainer::StatusLine(double loss) {
   const double now = Now();
   if (options_.status_interval_s > 0 && now - last_status_s_ < options_.status_interval_s) return;
@@ -525,6 +569,14 @@ absl::StatusOr<StopReason> Trainer::Run() {
       RETURN_IF_ERROR(SaveCheckpoint(absl::StrCat(dir_, "/Backup/", name_, "-",
                                                   step_ / 1000, "k.h5")));
     }
+    if (preview_ && TrainingSeconds() / 3600 >= next_preview_h_) {
+      const double t_preview = Now();
+      RETURN_IF_ERROR(preview_->Run(*net_, dir_, name_, next_preview_h_, step_, events_.get()));
+      log_->info("Preview for {:.1f} hrs written ({:.1f} s, not counted as training time)",
+                 next_preview_h_, Now() - t_preview);
+      time_offset_s_ -= Now() - t_preview;
+      next_preview_h_ += spec_.has_prev_save_h() ? spec_.prev_save_h() : 3.0;
+    }
     if (step_ % spec_.history_freq() == 0 || step_ == 1) {
       RETURN_IF_ERROR(Monitor(loss));
     } else {
@@ -536,6 +588,7 @@ absl::StatusOr<StopReason> Trainer::Run() {
   RETURN_IF_ERROR(WriteHistoryAndPlots());
   RETURN_IF_ERROR(events_->Flush());
   queue_.reset();
+  RETURN_IF_ERROR(EvaluateTestSet());
   log_->info("End of training at step {} ({}); checkpoints in {}", step_, StopReasonName(reason),
              dir_);
   return reason;

@@ -27,6 +27,7 @@ namespace elektronn {
 
 class BatchQueue;
 class EventWriter;
+class PreviewPredictor;
 
 struct TrainerOptions {
   std::string job_dir = ".";   // relative paths in the job resolve against it
@@ -81,6 +82,8 @@ class Trainer {
   void SnapshotGoodState();
   void RestoreGoodState();
   void StatusLine(double loss);
+  // Accuracy on a data set's whole test split, when it has one (MNIST).
+  absl::Status EvaluateTestSet();
   double TrainingSeconds() const;
 
   v1::JobSpec job_;
@@ -93,6 +96,8 @@ class Trainer {
   std::shared_ptr<const BatchSource> source_;
   std::unique_ptr<BatchQueue> queue_;
   std::unique_ptr<EventWriter> events_;
+  std::unique_ptr<PreviewPredictor> preview_;
+  double next_preview_h_ = 0;
   std::vector<Schedule> schedules_;
   std::mt19937_64 rng_;
   std::atomic<bool> stop_requested_{false};

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -30,12 +31,16 @@ data_init_kwargs = {d_path = 'data/', l_path = 'data/',
   l_files = {{'barrier_0.h5', 'lab'}, {'barrier_1.h5', 'lab'}},
   aniso_factor = 2, valid_cubes = {1}}
 data_batch_args = {warp = 0.5, grey_augment_channels = {0}}
+preview_data_path = 'data/preview.h5'
+preview_kwargs = {export_class = {1}, max_z_pred = 2}
+initial_prev_h = 0
+prev_save_h = 1
 n_steps = N_STEPS
 max_runtime = 3600
 history_freq = 5
 monitor_batch_size = 2
 optimiser = 'Adam'
-optimiser_params = {lr = 1e-3, mom = 0.9, beta2 = 0.999, wd = 1e-5}
+optimiser_params = {lr = LR, mom = 0.9, beta2 = 0.999, wd = 1e-5}
 batch_size = 2
 function create_model()
   local inp = nm.Input{{None, 1, 5, 27, 27}, 'b,f,z,x,y', name = 'raw'}
@@ -64,9 +69,10 @@ class TrainResume : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  void WriteJob(int n_steps) {
+  void WriteJob(int n_steps, const std::string& lr = "1e-3") {
     std::ofstream(dir_ / "tiny.lua") << absl::StrReplaceAll(
-        kJob, {{"SAVE_PATH", (dir_ / "runs").string()}, {"N_STEPS", std::to_string(n_steps)}});
+        kJob, {{"SAVE_PATH", (dir_ / "runs").string()}, {"N_STEPS", std::to_string(n_steps)},
+               {"LR", lr}});
   }
   pid_t Start(std::vector<std::string> extra) {
     std::vector<std::string> args = {ELK_ELEKTRONN_BIN, "train", (dir_ / "tiny.lua").string(),
@@ -152,6 +158,14 @@ TEST_F(TrainResume, KilledRunResumesFromItsLastCheckpoint) {
     for (size_t i = 0; i < v.size() && !any_differs; ++i) any_differs = v[i] != w[i];
   }
   EXPECT_TRUE(any_differs);
+  // The preview of the first hour was written at the start (initial_prev_h = 0).
+  bool preview = false;
+  for (const auto& e : fs::directory_iterator(dir_ / "runs/tiny"))
+    preview |= e.path().filename().string().rfind("tiny-pred-0-z", 0) == 0;
+  EXPECT_TRUE(preview) << "no tiny-pred-0-z*.png in " << (dir_ / "runs/tiny");
+  EXPECT_TRUE(fs::exists(dir_ / "runs/tiny/tiny.history.csv"));
+  EXPECT_TRUE(fs::exists(dir_ / "runs/tiny/0-tiny.history.png"));
+  EXPECT_TRUE(fs::exists(dir_ / "runs/tiny/0-tiny.log"));
   // A resume without --resume refuses to overwrite the run.
   int again = Wait(Start({}));
   EXPECT_TRUE(WIFEXITED(again) && WEXITSTATUS(again) != 0);
@@ -172,6 +186,21 @@ TEST_F(TrainResume, InterruptSavesAndExitsCleanly) {
   EXPECT_EQ(WEXITSTATUS(status), 130);
   EXPECT_NE(Output().find("continue with: elektronn train"), std::string::npos) << Output();
   EXPECT_TRUE(ReadModelFile(Checkpoint()).ok());
+}
+
+TEST_F(TrainResume, NanLossStopsWithTheLastGoodState) {
+  WriteJob(1000, "1e30");  // the first update throws every weight to +-1e30
+  int status = Wait(Start({}));
+  ASSERT_TRUE(WIFEXITED(status)) << Output();
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string out = Output();
+  EXPECT_NE(out.find("The loss became"), std::string::npos) << out;
+  EXPECT_NE(out.find("last good state (step 0)"), std::string::npos) << out;
+  auto saved = ReadModelFile(Checkpoint());
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->step, 0u);
+  for (const auto& [k, v] : saved->params)
+    for (float x : v) ASSERT_TRUE(std::isfinite(x) && std::fabs(x) < 100) << k;
 }
 
 }  // namespace
