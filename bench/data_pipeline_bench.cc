@@ -102,9 +102,10 @@ int main(int argc, char** argv) {
   for (int i = 0; i < steps; ++i)
     if (auto s = step(); !s.ok()) return Fail(s);
   const double steps_per_s = steps / std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("%s data_pipeline patches_per_s=%.1f (threads=%d) training steps_per_s=%.2f "
-              "(batch 1) ratio=%.1f\n",
-              lite ? "neuro3d_lite" : "neuro3d", patches_per_s, threads, steps_per_s,
-              patches_per_s / steps_per_s);
+  std::printf(
+      "%s data_pipeline patches_per_s=%.1f (threads=%d) training steps_per_s=%.2f "
+      "(batch 1) ratio=%.1f\n",
+      lite ? "neuro3d_lite" : "neuro3d", patches_per_s, threads, steps_per_s,
+      patches_per_s / steps_per_s);
   return 0;
 }

@@ -65,14 +65,16 @@ int main(int argc, char** argv) {
         zxy.push_back(x);
       }
     } else {
-      std::fprintf(stderr,
-                   "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
-                   "[--input z,x,y] [--lite]\nThreads: set OMP_NUM_THREADS.\n");
+      std::fprintf(
+          stderr,
+          "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
+          "[--input z,x,y] [--lite]\nThreads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
   auto backend = elektronn::kernels::CreateCpuBackend();
-  auto net_or = elektronn::Network::Create(elektronn::Neuro3dSpec(zxy, lite), backend.get(), {1, 1});
+  auto net_or =
+      elektronn::Network::Create(elektronn::Neuro3dSpec(zxy, lite), backend.get(), {1, 1});
   if (!net_or.ok()) return Fail(net_or.status());
   elektronn::Network& net = **net_or;
   std::mt19937 rng(0);
@@ -109,8 +111,8 @@ int main(int argc, char** argv) {
     if (!t.ok()) return Fail(t.status());
     double f = 0, b = 0;
     for (const auto& n : *t) {
-      std::printf("%-10s %-14s forward %8.2f ms  backward %8.2f ms\n", n.name.c_str(),
-                  n.op.c_str(), n.forward_ms, n.backward_ms);
+      std::printf("%-10s %-14s forward %8.2f ms  backward %8.2f ms\n", n.name.c_str(), n.op.c_str(),
+                  n.forward_ms, n.backward_ms);
       f += n.forward_ms;
       b += n.backward_ms;
     }

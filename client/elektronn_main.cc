@@ -6,11 +6,11 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "google/protobuf/descriptor.h"
-#include "google/protobuf/message.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace {
 
@@ -83,24 +83,29 @@ int Fail(const absl::Status& s) {
 
 int main(int argc, char** argv) {
   using namespace elektronn;
-  CLI::App app{"ELEKTRONN: train 3-D convolutional networks on EM volumes.\n"
-               "Run 'elektronn <command> --help' for a command's options."};
+  CLI::App app{
+      "ELEKTRONN: train 3-D convolutional networks on EM volumes.\n"
+      "Run 'elektronn <command> --help' for a command's options."};
   app.require_subcommand(1);
 
   // train
-  auto* train = app.add_subcommand("train", "train a job file locally, in <save_path>/<save_name>/");
+  auto* train =
+      app.add_subcommand("train", "train a job file locally, in <save_path>/<save_name>/");
   std::string job_path;
   bool overwrite = false, resume = false;
   double status_interval = 1.0;
   train->add_option("job", job_path, "the Lua job file (e.g. examples/neuro3d_lite.lua)")
-      ->required()->check(CLI::ExistingFile);
+      ->required()
+      ->check(CLI::ExistingFile);
   train->add_flag("--overwrite", overwrite, "replace an existing training directory");
   train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
   std::vector<std::string> overrides;
   train->add_option("--set", overrides,
                     "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
-  train->add_option("--status-interval", status_interval,
-                    "seconds between progress lines (0: every step)")->capture_default_str();
+  train
+      ->add_option("--status-interval", status_interval,
+                   "seconds between progress lines (0: every step)")
+      ->capture_default_str();
 
   // check
   auto* check = app.add_subcommand("check", "print the model summary of a job file; no training");

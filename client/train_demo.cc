@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   std::printf("generating a 40x240x240 EM-like volume...\n");
   const Volume vol = MakeVolume(40, 240, 240, seed);
   auto backend = kernels::CreateCpuBackend();
-  auto net_or = Network::Create(Neuro3dSpec({11, 155, 155}, /*lite=*/true), backend.get(), {1, seed});
+  auto net_or =
+      Network::Create(Neuro3dSpec({11, 155, 155}, /*lite=*/true), backend.get(), {1, seed});
   if (!net_or.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(net_or.status().message()).c_str());
     return 1;
@@ -117,9 +118,8 @@ int main(int argc, char** argv) {
     for (int64_t a = 0; a < out[0]; ++a)
       for (int64_t b = 0; b < out[1]; ++b)
         for (int64_t c = 0; c < out[2]; ++c)
-          t[(a * out[1] + b) * out[2] + c] = vol.lab[vol.at(a0 + off[0] + a * str[0],
-                                                            b0 + off[1] + b * str[1],
-                                                            c0 + off[2] + c * str[2])];
+          t[(a * out[1] + b) * out[2] + c] = vol.lab[vol.at(
+              a0 + off[0] + a * str[0], b0 + off[1] + b * str[1], c0 + off[2] + c * str[2])];
     absl::Status s = net.SetInput("raw", x);
     if (s.ok()) s = net.SetInput("target", t);
     if (s.ok()) s = net.Forward();
@@ -143,10 +143,11 @@ int main(int argc, char** argv) {
     if (step % status_every == 0 || step == 1 || step == steps) {
       const double sec =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::printf("step %5d  loss %.4f  smooth %.4f  errors %5.1f%%  lr %.1e  %.2f it/s  "
-                  "%.2f MVx/s  %.0f s\n",
-                  step, loss, smooth, 100 * *net.Scalar("errors"), adam.hyper().lr, step / sec,
-                  step * static_cast<double>(target->numel()) / sec / 1e6, sec);
+      std::printf(
+          "step %5d  loss %.4f  smooth %.4f  errors %5.1f%%  lr %.1e  %.2f it/s  "
+          "%.2f MVx/s  %.0f s\n",
+          step, loss, smooth, 100 * *net.Scalar("errors"), adam.hyper().lr, step / sec,
+          step * static_cast<double>(target->numel()) / sec / 1e6, sec);
       std::fflush(stdout);
     }
   }

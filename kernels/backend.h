@@ -31,9 +31,9 @@ struct ConvDesc {
   int64_t batch = 1;
   int64_t in_channels = 1;
   int64_t out_channels = 1;
-  std::vector<int64_t> in_spatial;  // 1 to 3 axes
-  std::vector<int64_t> kernel;      // same rank as in_spatial
-  std::vector<int64_t> pad;         // symmetric zero padding per axis
+  std::vector<int64_t> in_spatial;              // 1 to 3 axes
+  std::vector<int64_t> kernel;                  // same rank as in_spatial
+  std::vector<int64_t> pad;                     // symmetric zero padding per axis
   Eltwise fused_activation = Eltwise::kLinear;  // dst = act(conv(src) + bias)
   bool need_backward_data = true;               // false for a network's first layer
 };
@@ -119,9 +119,8 @@ class Backend {
 
   // Element-wise activations; backward uses dst (and src only for kAbs).
   virtual void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) = 0;
-  virtual void EltwiseBackward(Eltwise e, const float* src, const float* dst,
-                               const float* diff_dst, float* diff_src, int64_t n,
-                               bool accumulate) = 0;
+  virtual void EltwiseBackward(Eltwise e, const float* src, const float* dst, const float* diff_dst,
+                               float* diff_src, int64_t n, bool accumulate) = 0;
   // PReLU over channels-last rows: y = x > 0 ? x : slope[c] * x.
   virtual void PreluForward(const float* src, const float* slope, float* dst, int64_t rows,
                             int64_t channels) = 0;
@@ -155,9 +154,8 @@ class Backend {
                            const float* diff_loss, int64_t n_labelled, float* diff_probs,
                            bool accumulate) = 0;
   // Number of rows whose arg-max class differs from a labelled target, and of labelled rows.
-  virtual void CountErrors(const float* probs, const float* target, int64_t rows,
-                           int64_t channels, int64_t n_class, bool sparse, int64_t* wrong,
-                           int64_t* labelled) = 0;
+  virtual void CountErrors(const float* probs, const float* target, int64_t rows, int64_t channels,
+                           int64_t n_class, bool sparse, int64_t* wrong, int64_t* labelled) = 0;
 
   virtual double Sum(const float* src, int64_t n) = 0;
   // dst = a*x + (accumulate ? dst : 0)
@@ -176,14 +174,13 @@ class Backend {
     float wd_multiplier = 0;  // 0 if the parameter is not regularised
     int64_t t = 0;            // Adam's step count after increment
   };
-  virtual void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v,
-                         int64_t n) = 0;
+  virtual void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) = 0;
   virtual void AdamUpdate(const OptimiserStep& s, const float* g, float* p, float* m, float* v,
                           int64_t n) = 0;
   virtual void AdaGradUpdate(const OptimiserStep& s, const float* g, float* p, float* h,
                              bool first_step, int64_t n) = 0;
-  virtual void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq,
-                              float* d, int64_t n) = 0;
+  virtual void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq, float* d,
+                              int64_t n) = 0;
 };
 
 // True while a backend is inside a third-party library call (oneDNN's primitive execute, which

@@ -29,13 +29,14 @@ absl::StatusOr<TaggedShape> TaggedShape::Create(std::vector<int64_t> sizes, std:
           absl::StrFormat("unknown tag '%c' in \"%s\"; allowed tags are r,b,f,z,x,y,s", c, tags));
     }
     if (s.tags_.find(c) != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrFormat("tag '%c' appears twice in \"%s\"", c, tags));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("tag '%c' appears twice in \"%s\"", c, tags));
     }
     s.tags_.push_back(c);
   }
   if (s.tags_.size() != sizes.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shape has %d axes but tags \"%s\" name %d", sizes.size(), tags, s.tags_.size()));
+    return absl::InvalidArgumentError(absl::StrFormat("shape has %d axes but tags \"%s\" name %d",
+                                                      sizes.size(), tags, s.tags_.size()));
   }
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (sizes[i] < 0 && sizes[i] != kUnknownSize) {

@@ -51,7 +51,9 @@ class TaggedShape {
 
   // Mutators used by shape rules.
   void set_size(int axis, int64_t size) { sizes_[axis] = size; }
-  void set_spatial_size(int spatial_idx, int64_t size) { sizes_[spatial_axes_[spatial_idx]] = size; }
+  void set_spatial_size(int spatial_idx, int64_t size) {
+    sizes_[spatial_axes_[spatial_idx]] = size;
+  }
   void set_fov(int spatial_idx, int64_t v) { fov_[spatial_idx] = v; }
   void set_stride(int spatial_idx, int64_t v) { strides_[spatial_idx] = v; }
   void set_mfp_offsets(std::vector<std::vector<int64_t>> o) { mfp_offsets_ = std::move(o); }

@@ -63,9 +63,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
 
   // ---- Geometry from the network's input and target nodes.
   if (!in.HasTag('b') || !in.HasTag('f')) {
-    return Invalid(absl::StrFormat("input node tags \"%s\" need a batch axis 'b' and a feature "
-                                   "axis 'f' (e.g. b,f,z,x,y or b,f,x,y)",
-                                   in.tags_string()));
+    return Invalid(
+        absl::StrFormat("input node tags \"%s\" need a batch axis 'b' and a feature "
+                        "axis 'f' (e.g. b,f,z,x,y or b,f,x,y)",
+                        in.tags_string()));
   }
   const int nd = in.ndim();
   if (nd == 3) {
@@ -75,14 +76,16 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     }
   } else if (nd == 2) {
     if (!in.HasTag('x') || !in.HasTag('y')) {
-      return Invalid(absl::StrFormat("input node tags \"%s\": a 2-D input needs axes x and y "
-                                     "(single z-slices are cut, e.g. b,f,x,y)",
-                                     in.tags_string()));
+      return Invalid(
+          absl::StrFormat("input node tags \"%s\": a 2-D input needs axes x and y "
+                          "(single z-slices are cut, e.g. b,f,x,y)",
+                          in.tags_string()));
     }
   } else {
-    return Invalid(absl::StrFormat("input node tags \"%s\" have %d spatial axes; image patches "
-                                   "need 2 (b,f,x,y) or 3 (b,f,z,x,y)",
-                                   in.tags_string(), nd));
+    return Invalid(
+        absl::StrFormat("input node tags \"%s\" have %d spatial axes; image patches "
+                        "need 2 (b,f,x,y) or 3 (b,f,z,x,y)",
+                        in.tags_string(), nd));
   }
   if (tg.ndim() != nd) {
     if (tg.ndim() == 0) {
@@ -92,28 +95,31 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
           "not implemented; use a target with the input's spatial axes (img-img)",
           tg.tags_string(), in.tags_string(), nd));
     }
-    return Invalid(absl::StrFormat("target node tags \"%s\" have %d spatial axes but the input "
-                                   "\"%s\" has %d; they must have the same spatial axes",
-                                   tg.tags_string(), tg.ndim(), in.tags_string(), nd));
+    return Invalid(
+        absl::StrFormat("target node tags \"%s\" have %d spatial axes but the input "
+                        "\"%s\" has %d; they must have the same spatial axes",
+                        tg.tags_string(), tg.ndim(), in.tags_string(), nd));
   }
   for (char t : std::string("zxy")) {
     if (in.HasTag(t) != tg.HasTag(t)) {
-      return Invalid(absl::StrFormat("input tags \"%s\" and target tags \"%s\" differ in axis "
-                                     "'%c'; they must have the same spatial axes",
-                                     in.tags_string(), tg.tags_string(), t));
+      return Invalid(
+          absl::StrFormat("input tags \"%s\" and target tags \"%s\" differ in axis "
+                          "'%c'; they must have the same spatial axes",
+                          in.tags_string(), tg.tags_string(), t));
     }
   }
   d->batch_ = in.SizeOf('b');
   if (d->batch_ <= 0 || tg.SizeOf('b') != d->batch_) {
-    return Invalid(absl::StrFormat("the batch size must be known and equal in input (%d) and "
-                                   "target (%d)",
-                                   d->batch_, tg.SizeOf('b')));
+    return Invalid(
+        absl::StrFormat("the batch size must be known and equal in input (%d) and "
+                        "target (%d)",
+                        d->batch_, tg.SizeOf('b')));
   }
   d->in_ch_ = in.SizeOf('f');
   d->t_ch_ = tg.HasTag('f') ? tg.SizeOf('f') : 1;
   if (d->in_ch_ <= 0 || d->t_ch_ <= 0) {
-    return Invalid(absl::StrFormat("input f=%d and target f=%d must be positive", d->in_ch_,
-                                   d->t_ch_));
+    return Invalid(
+        absl::StrFormat("input f=%d and target f=%d must be positive", d->in_ch_, d->t_ch_));
   }
 
   auto axis_of = [](char t) { return t == 'z' ? 0 : t == 'x' ? 1 : 2; };
@@ -137,8 +143,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
           t, tg.ExtRepr()));
     }
     if (d->strides_[a] < 1) {
-      return Invalid(absl::StrFormat("target stride along %c is %d; strides must be >= 1", t,
-                                     d->strides_[a]));
+      return Invalid(
+          absl::StrFormat("target stride along %c is %d; strides must be >= 1", t, d->strides_[a]));
     }
     d->tps_[a] = d->ps_[a] - 2 * d->offsets_[a];
     if (d->tps_[a] < 1) {
@@ -146,9 +152,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
           "input patch %s minus twice the target offsets %s leaves no dense target along %c",
           Zxy(d->ps_), Zxy(d->offsets_), t));
     }
-    d->target_size_[a] = batch_args.force_dense()
-                             ? d->tps_[a]
-                             : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
+    d->target_size_[a] =
+        batch_args.force_dense() ? d->tps_[a] : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
   }
   if (d->target_size_ != node_size) {
     return Invalid(absl::StrFormat(
@@ -173,9 +178,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
                       : t == 'y' ? &l.y
                                  : nullptr;
       if (slot == nullptr && s.size(i) != 1) {
-        return Invalid(absl::StrFormat("%s tags \"%s\": axis '%c' of size %d is not supported; "
-                                       "only b, f, z, x, y (others of size 1)",
-                                       what, s.tags_string(), t, s.size(i)));
+        return Invalid(
+            absl::StrFormat("%s tags \"%s\": axis '%c' of size %d is not supported; "
+                            "only b, f, z, x, y (others of size 1)",
+                            what, s.tags_string(), t, s.size(i)));
       }
       if (slot != nullptr) *slot = stride;
       stride *= s.size(i);
@@ -188,17 +194,19 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
 
   // ---- Augmentation settings.
   if (!(batch_args.warp() >= 0.0)) {
-    return Invalid(absl::StrFormat("data_batch_args.warp=%g; valid: 0 (never), 1 (always) or "
-                                   "a fraction in (0,1)",
-                                   batch_args.warp()));
+    return Invalid(
+        absl::StrFormat("data_batch_args.warp=%g; valid: 0 (never), 1 (always) or "
+                        "a fraction in (0,1)",
+                        batch_args.warp()));
   }
   d->warp_fraction_ = std::min(batch_args.warp(), 1.0);
   const v1::WarpArgs& wa = batch_args.warp_args();
   d->warp_.aniso_factor = params.has_aniso_factor() ? params.aniso_factor() : 2.0;
   if (!(d->warp_.aniso_factor > 0.0)) {
-    return Invalid(absl::StrFormat("aniso_factor=%g must be positive (z voxel size / xy voxel "
-                                   "size, 2 for neuro_data)",
-                                   d->warp_.aniso_factor));
+    return Invalid(
+        absl::StrFormat("aniso_factor=%g must be positive (z voxel size / xy voxel "
+                        "size, 2 for neuro_data)",
+                        d->warp_.aniso_factor));
   }
   d->warp_.sample_aniso = wa.has_sample_aniso() ? wa.sample_aniso() : true;
   d->warp_.lock_z = wa.has_lock_z() ? wa.lock_z() : true;
@@ -207,9 +215,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   d->warp_.warp_amount = wa.has_warp_amount() ? wa.warp_amount() : 1.0;
   for (int64_t c : batch_args.grey_augment_channels()) {
     if (c < 0 || c >= d->in_ch_) {
-      return Invalid(absl::StrFormat("grey_augment_channels lists channel %d but the input has "
-                                     "%d channel(s); valid: 0..%d",
-                                     c, d->in_ch_, d->in_ch_ - 1));
+      return Invalid(
+          absl::StrFormat("grey_augment_channels lists channel %d but the input has "
+                          "%d channel(s); valid: 0..%d",
+                          c, d->in_ch_, d->in_ch_ - 1));
     }
     d->grey_channels_.push_back(c);
   }
@@ -220,9 +229,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   }
   const std::string& bm = params.border_mode();
   if (!bm.empty() && bm != "crop" && bm != "keep" && bm != "mirror" && bm != "0-pad") {
-    return Invalid(absl::StrFormat("border_mode '%s' is unknown; valid: crop, keep, mirror, "
-                                   "0-pad (only used by img-scalar targets)",
-                                   bm));
+    return Invalid(
+        absl::StrFormat("border_mode '%s' is unknown; valid: crop, keep, mirror, "
+                        "0-pad (only used by img-scalar targets)",
+                        bm));
   }
 
   // ---- Cubes: all loaded and checked now.
@@ -230,9 +240,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     return Invalid("d_files is empty; list at least one (file, key) raw cube");
   }
   if (params.d_files_size() != params.l_files_size()) {
-    return Invalid(absl::StrFormat("%d d_files but %d l_files; every raw cube needs exactly one "
-                                   "label cube",
-                                   params.d_files_size(), params.l_files_size()));
+    return Invalid(
+        absl::StrFormat("%d d_files but %d l_files; every raw cube needs exactly one "
+                        "label cube",
+                        params.d_files_size(), params.l_files_size()));
   }
   const std::string d_dir = ResolvePath(params.d_path(), base_dir);
   const std::string l_dir = ResolvePath(params.l_path(), base_dir);
@@ -252,10 +263,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
             i, f, params.d_path(), params.l_path(), base_dir));
       }
     }
-    ASSIGN_OR_RETURN(c.raw, ReadH5Volume(c.raw_file, c.raw_key, params.xyz_order(),
-                                         H5Values::kRaw));
-    ASSIGN_OR_RETURN(c.label, ReadH5Volume(c.label_file, c.label_key, params.xyz_order(),
-                                           H5Values::kLabels));
+    ASSIGN_OR_RETURN(c.raw,
+                     ReadH5Volume(c.raw_file, c.raw_key, params.xyz_order(), H5Values::kRaw));
+    ASSIGN_OR_RETURN(
+        c.label, ReadH5Volume(c.label_file, c.label_key, params.xyz_order(), H5Values::kLabels));
     const std::string rname = absl::StrFormat("'%s' '%s'", c.raw_file, c.raw_key);
     const std::string lname = absl::StrFormat("'%s' '%s'", c.label_file, c.label_key);
     if (c.raw.ch != d->in_ch_) {
@@ -263,9 +274,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
                                      rname, c.raw.ch, d->in_ch_));
     }
     if (c.label.ch != d->t_ch_) {
-      return Invalid(absl::StrFormat("label cube %s has %d channel(s) but the target node has "
-                                     "f=%d (sparse class-id targets: 1 channel)",
-                                     lname, c.label.ch, d->t_ch_));
+      return Invalid(
+          absl::StrFormat("label cube %s has %d channel(s) but the target node has "
+                          "f=%d (sparse class-id targets: 1 channel)",
+                          lname, c.label.ch, d->t_ch_));
     }
     const std::array<int64_t, 3> rs = c.raw.spatial(), ls = c.label.spatial();
     for (int a = 0; a < 3; ++a) {
@@ -286,8 +298,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
         return Invalid(absl::StrFormat(
             "patch %s does not fit cube %s %s: along %c the input patch (%d) needs a raw cube of "
             "at least %d and the dense target patch (%d) a label cube %s of at least %d",
-            Zxy(d->ps_), rname, Zxy(rs), "zxy"[a], d->ps_[a], d->ps_[a] + 1, d->tps_[a],
-            Zxy(ls), d->tps_[a] + 1));
+            Zxy(d->ps_), rname, Zxy(rs), "zxy"[a], d -> ps_[a], d -> ps_[a] + 1, d -> tps_[a],
+            Zxy(ls), d -> tps_[a] + 1));
       }
     }
     for (size_t k = 0; k < c.label.data.size(); ++k) {
@@ -307,9 +319,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   std::set<int> valid;
   for (int64_t v : params.valid_cubes()) {
     if (v < 0 || v >= n) {
-      return Invalid(absl::StrFormat("valid_cubes lists %d but there are %d cube(s); valid: "
-                                     "0..%d",
-                                     v, n, n - 1));
+      return Invalid(
+          absl::StrFormat("valid_cubes lists %d but there are %d cube(s); valid: "
+                          "0..%d",
+                          v, n, n - 1));
     }
     if (!valid.insert(static_cast<int>(v)).second) {
       return Invalid(absl::StrFormat("valid_cubes lists cube %d twice", v));
@@ -319,16 +332,18 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     (valid.count(i) ? d->valid_cubes_ : d->train_cubes_).push_back(i);
   }
   if (d->train_cubes_.empty()) {
-    return Invalid(absl::StrFormat("all %d cube(s) are valid_cubes; at least one must remain for "
-                                   "training",
-                                   n));
+    return Invalid(
+        absl::StrFormat("all %d cube(s) are valid_cubes; at least one must remain for "
+                        "training",
+                        n));
   }
   std::vector<double> weights;
   const int np = params.cube_prios_size();
   if (np != 0 && np != n && np != static_cast<int>(d->train_cubes_.size())) {
-    return Invalid(absl::StrFormat("cube_prios has %d value(s); give one per cube (%d) or one "
-                                   "per training cube (%d)",
-                                   np, n, d->train_cubes_.size()));
+    return Invalid(
+        absl::StrFormat("cube_prios has %d value(s); give one per cube (%d) or one "
+                        "per training cube (%d)",
+                        np, n, d->train_cubes_.size()));
   }
   for (size_t k = 0; k < d->train_cubes_.size(); ++k) {
     const int i = d->train_cubes_[k];
@@ -367,10 +382,9 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
     const int ci = PickCube(split, rng);
     const Cube& c = cubes_[ci];
     WarpOptions opt = warp_;
-    const bool warped =
-        warp_fraction_ >= 1.0 ||
-        (warp_fraction_ > 0.0 &&
-         std::uniform_real_distribution<double>(0.0, 1.0)(rng) < warp_fraction_);
+    const bool warped = warp_fraction_ >= 1.0 ||
+                        (warp_fraction_ > 0.0 &&
+                         std::uniform_real_distribution<double>(0.0, 1.0)(rng) < warp_fraction_);
     if (!warped) opt.warp_amount = 0.0;  // flips and axis swaps still apply (ELEKTRONN2)
     ASSIGN_OR_RETURN(bool ok, GetWarpedSlice(c.raw, &c.label, ps_, tps_, opt, rng, raw, dense));
     if (!ok) {
@@ -403,10 +417,9 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
       "'%s' %s: %d consecutive %s draws left the cubes (%d of them in this cube; warp=%g, "
       "warp_amount=%g, aniso_factor=%g, lock_z=%d, perspective=%d); use larger cubes, a smaller "
       "patch or less warping",
-      Zxy(ps_), Zxy(tps_), c.raw_file, Zxy(c.raw.spatial()), c.label_file,
-      Zxy(c.label.spatial()), kMaxConsecutiveRedraws,
-      split == Split::kTrain ? "training" : "validation", oob[worst], warp_fraction_,
-      warp_.warp_amount, warp_.aniso_factor, warp_.lock_z, warp_.perspective));
+      Zxy(ps_), Zxy(tps_), c.raw_file, Zxy(c.raw.spatial()), c.label_file, Zxy(c.label.spatial()),
+      kMaxConsecutiveRedraws, split == Split::kTrain ? "training" : "validation", oob[worst],
+      warp_fraction_, warp_.warp_amount, warp_.aniso_factor, warp_.lock_z, warp_.perspective));
 }
 
 absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, float* input,

@@ -1,4 +1,5 @@
-// BatchCreatorImage: warped training patches cut from HDF5 raw/label cube pairs (reference §7.2, §7.3).
+// BatchCreatorImage: warped training patches cut from HDF5 raw/label cube pairs (reference §7.2,
+// §7.3).
 #pragma once
 
 #include <array>

@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
     std::shared_ptr<const BatchSource> source, int threads, int capacity, uint64_t seed) {
   if (source == nullptr) return absl::InvalidArgumentError("BatchQueue: no batch source");
   if (threads < 1 || threads > 256) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "BatchQueue: threads=%d; valid: 1..256 (background_processes)", threads));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("BatchQueue: threads=%d; valid: 1..256 (background_processes)", threads));
   }
   if (capacity < 1 || capacity > 4096) {
     return absl::InvalidArgumentError(
@@ -34,9 +34,9 @@ absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
   const BatchGeometry& g = source->geometry();
   const int64_t in_n = g.input.stripnone_prod(), t_n = g.target.stripnone_prod();
   if (!g.input.fully_known() || !g.target.fully_known() || in_n <= 0 || t_n <= 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "BatchQueue: batch shapes must be fully known, got input %s and target %s",
-        g.input.ToString(), g.target.ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("BatchQueue: batch shapes must be fully known, got input %s and target %s",
+                        g.input.ToString(), g.target.ToString()));
   }
   std::unique_ptr<BatchQueue> q(new BatchQueue());
   q->source_ = std::move(source);
@@ -73,8 +73,7 @@ void BatchQueue::WorkerLoop(int index, uint64_t seed) {
       free_.pop_back();
     }
     const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s =
-        source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data());
+    absl::Status s = source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data());
     const double busy = Seconds(std::chrono::steady_clock::now() - t0);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.producer_busy_s += busy;

@@ -40,12 +40,12 @@ struct Batch {
 class BatchQueue {
  public:
   struct Stats {
-    int64_t produced = 0;         // batches finished by the workers
-    int64_t consumed = 0;         // batches handed out by Next()
-    int64_t ready = 0;            // batches waiting right now
-    int64_t waits = 0;            // Next() calls that found no batch ready
-    double consumer_wait_s = 0;   // total time Next() blocked
-    double producer_busy_s = 0;   // total time the workers spent in GetBatch (all threads)
+    int64_t produced = 0;        // batches finished by the workers
+    int64_t consumed = 0;        // batches handed out by Next()
+    int64_t ready = 0;           // batches waiting right now
+    int64_t waits = 0;           // Next() calls that found no batch ready
+    double consumer_wait_s = 0;  // total time Next() blocked
+    double producer_busy_s = 0;  // total time the workers spent in GetBatch (all threads)
   };
 
   static absl::StatusOr<std::unique_ptr<BatchQueue>> Create(

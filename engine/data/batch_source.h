@@ -32,7 +32,8 @@ class BatchSource {
                                 float* target) const = 0;
   virtual bool has_validation() const = 0;
   virtual const BatchGeometry& geometry() const = 0;
-  // One line for the log: "2-target data set with 1 input channel: 2 train cubes, 1 valid cube, ...".
+  // One line for the log: "2-target data set with 1 input channel: 2 train cubes, 1 valid cube,
+  // ...".
   virtual std::string Describe() const = 0;
 };
 

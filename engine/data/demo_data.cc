@@ -54,8 +54,8 @@ struct Seed {
 
 }  // namespace
 
-void GenerateDemoCube(const DemoDataOptions& o, const std::array<int64_t, 3>& shape,
-                      int cube_index, Volume* raw, Volume* barrier) {
+void GenerateDemoCube(const DemoDataOptions& o, const std::array<int64_t, 3>& shape, int cube_index,
+                      Volume* raw, Volume* barrier) {
   const int64_t nz = shape[0], nx = shape[1], ny = shape[2];
   *raw = Volume(1, nz, nx, ny);
   *barrier = Volume(1, nz, nx, ny);

@@ -12,11 +12,11 @@
 namespace elektronn {
 
 struct DemoDataOptions {
-  int num_cubes = 3;                                // raw_<i>.h5 / barrier_<i>.h5 pairs
-  std::array<int64_t, 3> shape = {64, 256, 256};    // (z, x, y) of every training cube
+  int num_cubes = 3;                                      // raw_<i>.h5 / barrier_<i>.h5 pairs
+  std::array<int64_t, 3> shape = {64, 256, 256};          // (z, x, y) of every training cube
   std::array<int64_t, 3> preview_shape = {32, 200, 200};  // preview.h5 (fits neuro3d's input)
-  double aniso_factor = 2.0;          // a z voxel is this many xy voxels thick
-  double cell_size = 28.0;            // mean cell diameter in xy voxels
+  double aniso_factor = 2.0;                              // a z voxel is this many xy voxels thick
+  double cell_size = 28.0;                                // mean cell diameter in xy voxels
   double empty_cell_fraction = 0.15;  // grid cells without a seed: a few larger cells
   double membrane_thickness = 2.5;    // barrier width across a membrane, in xy voxels
   double noise_sigma = 0.025;         // Gaussian noise (grey values in [0,1]) before the blur

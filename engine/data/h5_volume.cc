@@ -146,8 +146,7 @@ std::string TypeDescription(hid_t type) {
   const size_t bytes = H5Tget_size(type);
   switch (cls) {
     case H5T_INTEGER:
-      return absl::StrFormat("%sint%d", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "",
-                             bytes * 8);
+      return absl::StrFormat("%sint%d", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bytes * 8);
     case H5T_FLOAT:
       return absl::StrFormat("float%d", bytes * 8);
     case H5T_STRING:
@@ -179,14 +178,14 @@ absl::StatusOr<std::vector<std::string>> ListH5Datasets(const std::string& file)
   return DatasetNames(f.get(), file);
 }
 
-absl::StatusOr<Volume> ReadH5Volume(const std::string& file, const std::string& key,
-                                    bool xyz_order, H5Values values) {
+absl::StatusOr<Volume> ReadH5Volume(const std::string& file, const std::string& key, bool xyz_order,
+                                    H5Values values) {
   QuietHdf5Errors quiet;
   ASSIGN_OR_RETURN(H5Id f, OpenFile(file, /*write=*/false));
 
   H5O_info_t info;
-  if (key.empty() || H5Oget_info_by_name2(f.get(), key.c_str(), &info, H5O_INFO_BASIC,
-                                          H5P_DEFAULT) < 0) {
+  if (key.empty() ||
+      H5Oget_info_by_name2(f.get(), key.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
     H5Eclear2(H5E_DEFAULT);
     ASSIGN_OR_RETURN(std::vector<std::string> names, DatasetNames(f.get(), file));
     return Error(absl::StatusCode::kNotFound, file,
@@ -218,10 +217,10 @@ absl::StatusOr<Volume> ReadH5Volume(const std::string& file, const std::string& 
                                  "float32/float64",
                                  key, TypeDescription(type.get())));
   }
-  const bool is_uint8 = cls == H5T_INTEGER && H5Tget_size(type.get()) == 1 &&
-                        H5Tget_sign(type.get()) == H5T_SGN_NONE;
-  const bool scale = cls == H5T_INTEGER && (values == H5Values::kRaw ||
-                                            (values == H5Values::kByDtype && is_uint8));
+  const bool is_uint8 =
+      cls == H5T_INTEGER && H5Tget_size(type.get()) == 1 && H5Tget_sign(type.get()) == H5T_SGN_NONE;
+  const bool scale = cls == H5T_INTEGER &&
+                     (values == H5Values::kRaw || (values == H5Values::kByDtype && is_uint8));
 
   H5Id space(H5Dget_space(d.get()), H5Sclose);
   if (!space.valid()) return Hdf5Error(file, absl::StrFormat("cannot read the shape of '%s'", key));
@@ -299,8 +298,7 @@ absl::Status WriteH5Volume(const std::string& file, const std::string& key, cons
     return Error(absl::StatusCode::kInvalidArgument, file,
                  absl::StrFormat("cannot write '%s': volume (ch,z,x,y)=(%d,%d,%d,%d) holds %d "
                                  "values; need positive sizes and exactly their product",
-                                 key, volume.ch, volume.z, volume.x, volume.y,
-                                 volume.data.size()));
+                                 key, volume.ch, volume.z, volume.x, volume.y, volume.data.size()));
   }
   if (key.empty() || key == "/") {
     return Error(absl::StatusCode::kInvalidArgument, file,
@@ -382,9 +380,9 @@ absl::Status WriteH5Volume(const std::string& file, const std::string& key, cons
       return Hdf5Error(file, "cannot set up chunked gzip compression");
     }
   }
-  H5Id d(H5Dcreate2(f.get(), key.c_str(), file_type, space.get(), lcpl.get(), dcpl.get(),
-                    H5P_DEFAULT),
-         H5Dclose);
+  H5Id d(
+      H5Dcreate2(f.get(), key.c_str(), file_type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+      H5Dclose);
   if (!d.valid()) return Hdf5Error(file, absl::StrFormat("cannot create dataset '%s'", key));
   if (H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     return Hdf5Error(file, absl::StrFormat("cannot write dataset '%s'", key));

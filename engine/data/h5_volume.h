@@ -22,8 +22,8 @@ enum class H5Values {
 // `xyz_order`: the file stores (x,y,z) or (x,y,z,ch) (ELEKTRONN2's zxy=False); transposed to
 // (ch,z,x,y). Errors name the file, the key and what would be valid (a missing key lists the
 // datasets the file does have).
-absl::StatusOr<Volume> ReadH5Volume(const std::string& file, const std::string& key,
-                                    bool xyz_order, H5Values values = H5Values::kByDtype);
+absl::StatusOr<Volume> ReadH5Volume(const std::string& file, const std::string& key, bool xyz_order,
+                                    H5Values values = H5Values::kByDtype);
 
 // Paths of every dataset in `file` ("raw", "group/lab"), in name order.
 absl::StatusOr<std::vector<std::string>> ListH5Datasets(const std::string& file);

@@ -54,18 +54,18 @@ absl::Status ReadIdx(const std::string& path, int expected_dims, std::vector<uin
   unsigned char magic[4];
   if (!read(magic, 4)) return fail("truncated: no IDX header");
   if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] != expected_dims) {
-    return fail(absl::StrFormat("IDX magic %02x%02x%02x%02x; expected 000008%02x (unsigned "
-                                "bytes, %d dimension(s))",
-                                magic[0], magic[1], magic[2], magic[3], expected_dims,
-                                expected_dims));
+    return fail(
+        absl::StrFormat("IDX magic %02x%02x%02x%02x; expected 000008%02x (unsigned "
+                        "bytes, %d dimension(s))",
+                        magic[0], magic[1], magic[2], magic[3], expected_dims, expected_dims));
   }
   dims->clear();
   size_t total = 1;
   for (int i = 0; i < expected_dims; ++i) {
     unsigned char b[4];
     if (!read(b, 4)) return fail("truncated IDX header");
-    const uint32_t d = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) |
-                       uint32_t{b[3]};
+    const uint32_t d =
+        (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
     dims->push_back(d);
     total *= d;
   }
@@ -90,8 +90,8 @@ absl::Status LoadSet(const std::string& dir, const std::string& prefix,
   }
   if (idims[0] != ldims[0] || idims[0] == 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "MNIST: '%s' has %d images but '%s' %d labels; they must match and be non-zero",
-        img_path, idims[0], lab_path, ldims[0]));
+        "MNIST: '%s' has %d images but '%s' %d labels; they must match and be non-zero", img_path,
+        idims[0], lab_path, ldims[0]));
   }
   for (size_t i = 0; i < labels->size(); ++i) {
     if ((*labels)[i] > 9) {
@@ -190,9 +190,9 @@ absl::Status MnistData::GetBatch(Split split, std::mt19937_64& rng, float* input
 absl::Status MnistData::GetTestBatch(int64_t start, int64_t count, float* input, float* target,
                                      int64_t* n_filled) const {
   if (start < 0 || start >= test_size() || count < 0) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "MNIST: test examples from %d (count %d) requested; valid starts: 0..%d", start, count,
-        test_size() - 1));
+    return absl::OutOfRangeError(
+        absl::StrFormat("MNIST: test examples from %d (count %d) requested; valid starts: 0..%d",
+                        start, count, test_size() - 1));
   }
   const int64_t n = std::min(count, test_size() - start);
   for (int64_t b = 0; b < n; ++b) {

@@ -42,9 +42,8 @@ absl::StatusOr<WarpTransform> DrawWarpTransform(const std::array<int64_t, 3>& ra
 // Samples through a given forward transform (ELEKTRONN2's warp_slice). Returns false, leaving
 // the outputs untouched, when the patch or the target leaves its volume.
 absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label,
-                               const std::array<int64_t, 3>& ps,
-                               const std::array<int64_t, 3>& tps, const WarpMatrix& forward,
-                               float* out_raw, float* out_target);
+                               const std::array<int64_t, 3>& ps, const std::array<int64_t, 3>& tps,
+                               const WarpMatrix& forward, float* out_raw, float* out_target);
 
 // diag(±1, ±1, ±1, 1), each spatial axis flipped with p = 0.5; axis 2 never with no_x_flip.
 WarpMatrix RandomFlipMatrix(bool no_x_flip, std::mt19937_64& rng);

@@ -43,13 +43,13 @@ static std::string SuggestInputSizes(const v1::ModelSpec& spec, char tag) {
       if (hi < 0 && valid(cur + d)) hi = cur + d;
     }
     if (lo < 0 && hi < 0) return "";
-    std::string sizes = lo > 0 && hi > 0 ? absl::StrFormat("%d or %d", lo, hi)
-                                         : absl::StrCat(lo > 0 ? lo : hi);
-    return absl::StrFormat("; nearest valid sizes of input '%s' along %c: %s", n.name(), tag, sizes);
+    std::string sizes =
+        lo > 0 && hi > 0 ? absl::StrFormat("%d or %d", lo, hi) : absl::StrCat(lo > 0 ? lo : hi);
+    return absl::StrFormat("; nearest valid sizes of input '%s' along %c: %s", n.name(), tag,
+                           sizes);
   }
   return "";
 }
-
 
 absl::Status Graph::BuildWithoutHints(const v1::ModelSpec& spec, Graph* g) {
   return Build(spec, g);
@@ -79,8 +79,8 @@ absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
     g->nodes_.push_back(std::move(node));
   }
   const v1::Designations& d = spec.designations();
-  for (const std::string* n : {&d.input_node(), &d.target_node(), &d.loss_node(),
-                               &d.prediction_node(), &d.error_node()}) {
+  for (const std::string* n :
+       {&d.input_node(), &d.target_node(), &d.loss_node(), &d.prediction_node(), &d.error_node()}) {
     if (!n->empty() && g->Find(*n) == nullptr) {
       return absl::InvalidArgumentError(absl::StrFormat("designated node '%s' does not exist", *n));
     }
@@ -88,7 +88,8 @@ absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
   for (const auto& list : {d.prediction_ext(), d.debug_outputs()})
     for (const std::string& n : list)
       if (g->Find(n) == nullptr) {
-        return absl::InvalidArgumentError(absl::StrFormat("designated node '%s' does not exist", n));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("designated node '%s' does not exist", n));
       }
   return absl::OkStatus();
 }

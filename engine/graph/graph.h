@@ -39,7 +39,7 @@ class Graph {
   absl::StatusOr<Node*> Get(const std::string& name) const;  // error names the missing node
   ModelSummary Summary() const;
 
- // Builds without the input-size search (used by that search itself).
+  // Builds without the input-size search (used by that search itself).
   static absl::Status BuildWithoutHints(const v1::ModelSpec& spec, Graph* g);
 
  private:

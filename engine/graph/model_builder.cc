@@ -24,7 +24,7 @@ std::string ModelBuilder::UniqueName(const std::string& base) const {
 }
 
 v1::NodeSpec* ModelBuilder::NewNode(const std::string& default_name, const std::string& name,
-                                std::vector<std::string> inputs) {
+                                    std::vector<std::string> inputs) {
   v1::NodeSpec* n = spec_.add_nodes();
   n->set_name(UniqueName(name.empty() ? default_name : name));
   for (auto& i : inputs) n->add_inputs(std::move(i));

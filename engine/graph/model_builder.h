@@ -41,8 +41,7 @@ class ModelBuilder {
                              bool target_is_sparse = true, std::vector<float> class_weights = {},
                              const std::string& name = "");
   std::string AggregateLoss(const std::vector<std::string>& losses,
-                            std::vector<float> mixing_weights = {},
-                            const std::string& name = "");
+                            std::vector<float> mixing_weights = {}, const std::string& name = "");
   std::string Errors(const std::string& pred, const std::string& target,
                      bool target_is_sparse = true, const std::string& name = "");
 
@@ -53,7 +52,7 @@ class ModelBuilder {
 
  private:
   v1::NodeSpec* NewNode(const std::string& default_name, const std::string& name,
-                    std::vector<std::string> inputs);
+                        std::vector<std::string> inputs);
   std::string UniqueName(const std::string& base) const;
   v1::ModelSpec spec_;
 };

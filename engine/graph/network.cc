@@ -13,7 +13,8 @@ namespace {
 std::vector<int64_t> PhysicalStridesOfLogical(const TaggedShape& s) {
   const std::vector<int64_t> phys = PhysicalSizes(s);
   std::vector<int64_t> pstride(phys.size(), 1);
-  for (int i = static_cast<int>(phys.size()) - 2; i >= 0; --i) pstride[i] = pstride[i + 1] * phys[i + 1];
+  for (int i = static_cast<int>(phys.size()) - 2; i >= 0; --i)
+    pstride[i] = pstride[i + 1] * phys[i + 1];
   std::vector<int64_t> out(s.rank());
   for (int i = 0; i < s.rank(); ++i) out[i] = pstride[PhysicalAxis(s, i)];
   return out;
@@ -109,7 +110,7 @@ absl::Status Network::Compile() {
 }
 
 absl::Status Network::SetInput(const std::string& name, std::span<const float> data) {
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(name));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   if (!n->is_source()) return NodeError(*n, "is not an input node");
   if (static_cast<int64_t>(data.size()) != n->numel()) {
     return NodeError(*n, absl::StrFormat("expects %d values for shape %s, got %d", n->numel(),
@@ -122,7 +123,7 @@ absl::Status Network::SetInput(const std::string& name, std::span<const float> d
 }
 
 absl::StatusOr<std::vector<float>> Network::Output(const std::string& name) const {
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(name));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   std::vector<float> phys(n->numel()), out(n->numel());
   ctx_.backend->Download(n->value(), phys.data(), n->numel());
   PhysicalToLogical(n->shape(), phys.data(), out.data());
@@ -130,7 +131,7 @@ absl::StatusOr<std::vector<float>> Network::Output(const std::string& name) cons
 }
 
 absl::StatusOr<float> Network::Scalar(const std::string& name) const {
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(name));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   float v = 0;
   ctx_.backend->Download(n->value(), &v, 1);
   return v;
@@ -178,7 +179,7 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
       t[i].forward_ms += ms(t0) / repeats;
     }
     if (loss.empty()) continue;
-    ASSIGN_OR_RETURN(Node* l, graph_->Get(loss));
+    ASSIGN_OR_RETURN(Node * l, graph_->Get(loss));
     for (const auto& n : nodes) n->ResetGradState();
     const float one = 1.f;
     ctx_.backend->Upload(&one, l->grad(), 1);
@@ -196,18 +197,18 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
 absl::Status Network::Backward() {
   const std::string& loss = graph_->spec().designations().loss_node();
   if (loss.empty()) return absl::FailedPreconditionError("the model designates no loss node");
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(loss));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(loss));
   const float one = 1.f;
   ctx_.backend->Upload(&one, n->grad(), 1);
   return RunBackward(n);
 }
 
 absl::Status Network::BackwardFrom(const std::string& name, std::span<const float> seed) {
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(name));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   if (!n->needs_grad()) return NodeError(*n, "carries no gradient");
   if (static_cast<int64_t>(seed.size()) != n->numel()) {
-    return NodeError(*n, absl::StrFormat("gradient seed needs %d values, got %d", n->numel(),
-                                         seed.size()));
+    return NodeError(
+        *n, absl::StrFormat("gradient seed needs %d values, got %d", n->numel(), seed.size()));
   }
   std::vector<float> phys(seed.size());
   LogicalToPhysical(n->shape(), seed.data(), phys.data());
@@ -216,7 +217,7 @@ absl::Status Network::BackwardFrom(const std::string& name, std::span<const floa
 }
 
 absl::StatusOr<std::vector<float>> Network::InputGradient(const std::string& name) const {
-  ASSIGN_OR_RETURN(Node* n, graph_->Get(name));
+  ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   if (n->grad() == nullptr) return NodeError(*n, "has no gradient buffer");
   std::vector<float> phys(n->numel()), out(n->numel());
   ctx_.backend->Download(n->grad(), phys.data(), n->numel());

@@ -118,10 +118,10 @@ int64_t Numel(const std::vector<int64_t>& shape) {
 absl::Status CheckComponent(const std::string& path, const std::string& what,
                             const std::string& name) {
   if (name.empty() || name == "." || name.find('/') != std::string::npos) {
-    return Invalid(path, absl::StrFormat(
-                             "%s name '%s' cannot be stored: it must be non-empty, not '.', "
-                             "and must not contain '/'",
-                             what, name));
+    return Invalid(path,
+                   absl::StrFormat("%s name '%s' cannot be stored: it must be non-empty, not '.', "
+                                   "and must not contain '/'",
+                                   what, name));
   }
   return absl::OkStatus();
 }
@@ -174,8 +174,8 @@ class Writer {
                             const std::vector<float>& values) {
     if (static_cast<int64_t>(values.size()) != Numel(shape)) {
       return FileError(absl::StatusCode::kInternal, path_,
-                       absl::StrFormat("dataset '%s': %d values for shape %s", name,
-                                       values.size(), ShapeString(shape)));
+                       absl::StrFormat("dataset '%s': %d values for shape %s", name, values.size(),
+                                       ShapeString(shape)));
     }
     return Dataset(name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, shape, values.data());
   }
@@ -243,8 +243,8 @@ absl::Status WriteContents(hid_t file, const std::string& path, Network& net,
 
   RETURN_IF_ERROR(w.Group("/params"));
   for (const Parameter* p : net.params()) {
-    RETURN_IF_ERROR(w.FloatDataset(absl::StrCat("/params/", p->key()), p->shape,
-                                   net.ParamValue(*p)));
+    RETURN_IF_ERROR(
+        w.FloatDataset(absl::StrCat("/params/", p->key()), p->shape, net.ParamValue(*p)));
   }
 
   if (opt == nullptr) return absl::OkStatus();
@@ -403,15 +403,15 @@ absl::StatusOr<DatasetData> ReadFloatDataset(hid_t file, const std::string& name
   }
   H5Id type(H5Dget_type(d.get()), H5Tclose);
   if (!type.valid() || H5Tget_class(type.get()) != H5T_FLOAT) {
-    return Invalid(path, absl::StrFormat("dataset '%s' does not hold floating-point numbers",
-                                         name));
+    return Invalid(path,
+                   absl::StrFormat("dataset '%s' does not hold floating-point numbers", name));
   }
   H5Id space(H5Dget_space(d.get()), H5Sclose);
   DatasetData out;
   ASSIGN_OR_RETURN(out.shape, SpaceShape(space.get(), name, path));
   out.values.resize(Numel(out.shape));
-  if (!out.values.empty() && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                     out.values.data()) < 0) {
+  if (!out.values.empty() &&
+      H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.values.data()) < 0) {
     return Hdf5Error(path, absl::StrFormat("cannot read dataset '%s'", name),
                      absl::StatusCode::kDataLoss);
   }
@@ -436,8 +436,8 @@ absl::StatusOr<std::string> ReadBytes(hid_t file, const std::string& name,
                                          ShapeString(shape)));
   }
   std::string bytes(shape[0], '\0');
-  if (!bytes.empty() && H5Dread(d.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                bytes.data()) < 0) {
+  if (!bytes.empty() &&
+      H5Dread(d.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
     return Hdf5Error(path, absl::StrFormat("cannot read dataset '%s'", name),
                      absl::StatusCode::kDataLoss);
   }
@@ -465,8 +465,7 @@ absl::StatusOr<H5Id> OpenScalarAttribute(hid_t file, const std::string& where,
 }
 
 absl::StatusOr<std::string> ReadStringAttribute(hid_t file, const std::string& where,
-                                                const std::string& name,
-                                                const std::string& path) {
+                                                const std::string& name, const std::string& path) {
   ASSIGN_OR_RETURN(H5Id a, OpenScalarAttribute(file, where, name, path));
   H5Id ftype(H5Aget_type(a.get()), H5Tclose);
   if (!ftype.valid() || H5Tget_class(ftype.get()) != H5T_STRING) {
@@ -493,9 +492,8 @@ absl::StatusOr<std::string> ReadStringAttribute(hid_t file, const std::string& w
 }
 
 template <typename T>
-absl::StatusOr<T> ReadNumberAttribute(hid_t file, const std::string& where,
-                                      const std::string& name, hid_t mem_type,
-                                      const std::string& path) {
+absl::StatusOr<T> ReadNumberAttribute(hid_t file, const std::string& where, const std::string& name,
+                                      hid_t mem_type, const std::string& path) {
   ASSIGN_OR_RETURN(H5Id a, OpenScalarAttribute(file, where, name, path));
   H5Id ftype(H5Aget_type(a.get()), H5Tclose);
   const H5T_class_t c = ftype.valid() ? H5Tget_class(ftype.get()) : H5T_NO_CLASS;
@@ -549,16 +547,16 @@ absl::Status ReadOptimiser(hid_t file, const std::string& path, ModelFileContent
   if (!ParseOptimiser(f.optimiser).ok()) {
     return Invalid(path, absl::StrFormat("'/optimiser' has unknown kind '%s'", f.optimiser));
   }
-  ASSIGN_OR_RETURN(f.t, ReadNumberAttribute<int64_t>(file, "/optimiser", "t", H5T_NATIVE_INT64,
-                                                     path));
+  ASSIGN_OR_RETURN(f.t,
+                   ReadNumberAttribute<int64_t>(file, "/optimiser", "t", H5T_NATIVE_INT64, path));
   if (f.t < 0) return Invalid(path, absl::StrFormat("'/optimiser' has t=%d < 0", f.t));
-  ASSIGN_OR_RETURN(f.step, ReadNumberAttribute<uint64_t>(file, "/optimiser", "step",
-                                                         H5T_NATIVE_UINT64, path));
+  ASSIGN_OR_RETURN(
+      f.step, ReadNumberAttribute<uint64_t>(file, "/optimiser", "step", H5T_NATIVE_UINT64, path));
   const std::pair<const char*, float*> floats[] = {
       {"lr", &f.hyper.lr}, {"mom", &f.hyper.mom}, {"wd", &f.hyper.wd}, {"beta2", &f.hyper.beta2}};
   for (const auto& [name, out] : floats) {
-    ASSIGN_OR_RETURN(*out, ReadNumberAttribute<float>(file, "/optimiser", name, H5T_NATIVE_FLOAT,
-                                                      path));
+    ASSIGN_OR_RETURN(*out,
+                     ReadNumberAttribute<float>(file, "/optimiser", name, H5T_NATIVE_FLOAT, path));
   }
   return ReadTree(file, "/optimiser", 2, path, f.slots, f.slot_shapes);
 }
@@ -655,9 +653,9 @@ absl::Status LoadInto(const ModelFileContents& f, Network& net, Optimiser* opt) 
                                        dataset, p.key(), ShapeString(p.shape)));
     }
     if (it->second != p.shape) {
-      return Invalid(f.path, absl::StrFormat("dataset '%s' has shape %s, the model expects %s",
-                                             dataset, ShapeString(it->second),
-                                             ShapeString(p.shape)));
+      return Invalid(f.path,
+                     absl::StrFormat("dataset '%s' has shape %s, the model expects %s", dataset,
+                                     ShapeString(it->second), ShapeString(p.shape)));
     }
     if (!p.import_fn && p.size != p.canonical_size()) {
       return FileError(absl::StatusCode::kInternal, f.path,

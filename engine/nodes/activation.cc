@@ -9,7 +9,9 @@ class ActivationNode : public Node {
  public:
   using Node::Node;
   std::string op() const override { return "Activation"; }
-  kernels::Eltwise activation() const override { return ToEltwise(spec_.activation().activation()); }
+  kernels::Eltwise activation() const override {
+    return ToEltwise(spec_.activation().activation());
+  }
   absl::Status InferShape() override {
     if (parents_.size() != 1) return NodeError(*this, "needs exactly one input node");
     if (spec_.activation().activation() == v1::PRELU) {

@@ -14,8 +14,8 @@ class AddNode : public Node {
     const TaggedShape& a = parents_[0]->shape();
     const TaggedShape& b = parents_[1]->shape();
     if (a.sizes() != b.sizes() || a.tags() != b.tags()) {
-      return NodeError(*this, absl::StrFormat("shapes differ: %s vs %s", a.ToString(),
-                                              b.ToString()));
+      return NodeError(*this,
+                       absl::StrFormat("shapes differ: %s vs %s", a.ToString(), b.ToString()));
     }
     shape_ = a;
     return absl::OkStatus();
@@ -30,7 +30,8 @@ class AddNode : public Node {
   }
   absl::Status Backward(ExecContext& ctx) override {
     for (int i = 0; i < 2; ++i)
-      if (GradTarget t = ParentGrad(i)) ctx.backend->Scale(grad(), 1.f, t.ptr, numel_, t.accumulate);
+      if (GradTarget t = ParentGrad(i))
+        ctx.backend->Scale(grad(), 1.f, t.ptr, numel_, t.accumulate);
     return absl::OkStatus();
   }
 };

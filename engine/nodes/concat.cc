@@ -29,9 +29,10 @@ class ConcatNode : public Node {
       }
       for (int i = 0; i < s.rank(); ++i) {
         if (i != axis_ && s.size(i) != first.size(i)) {
-          return NodeError(*this, absl::StrFormat(
-              "input %s has %c=%d but the first input has %d; crop or pad to match", NodeRef(*p),
-              s.tags()[i], s.size(i), first.size(i)));
+          return NodeError(
+              *this,
+              absl::StrFormat("input %s has %c=%d but the first input has %d; crop or pad to match",
+                              NodeRef(*p), s.tags()[i], s.size(i), first.size(i)));
         }
       }
       total += s.size(axis_);

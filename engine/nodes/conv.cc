@@ -34,14 +34,17 @@ class ConvNode : public NeuralNode {
     const int nd = in.ndim();
     if (c.n_f() <= 0) return NodeError(*this, absl::StrFormat("n_f=%d must be positive", c.n_f()));
     if (static_cast<int>(filter_.size()) != nd) {
-      return NodeError(*this, absl::StrFormat(
-          "filter_shape has %d entries but the input \"%s\" has %d spatial axes; use size-1 "
-          "kernels for axes not to convolve", filter_.size(), in.tags_string(), nd));
+      return NodeError(
+          *this,
+          absl::StrFormat(
+              "filter_shape has %d entries but the input \"%s\" has %d spatial axes; use size-1 "
+              "kernels for axes not to convolve",
+              filter_.size(), in.tags_string(), nd));
     }
     if (pool_.empty()) pool_.assign(nd, 1);
     if (static_cast<int>(pool_.size()) != nd) {
-      return NodeError(*this, absl::StrFormat("pool_shape has %d entries, need %d",
-                                              pool_.size(), nd));
+      return NodeError(*this,
+                       absl::StrFormat("pool_shape has %d entries, need %d", pool_.size(), nd));
     }
     for (int j = 0; j < nd; ++j) {
       if (filter_[j] < 1 || pool_[j] < 1) {
@@ -49,8 +52,9 @@ class ConvNode : public NeuralNode {
                                                 filter_[j], pool_[j]));
       }
       if (c.conv_mode() == v1::SAME && filter_[j] % 2 == 0) {
-        return NodeError(*this, absl::StrFormat("conv_mode 'same' needs odd kernels, axis %s has %d",
-                                                AxisName(in, j), filter_[j]));
+        return NodeError(*this,
+                         absl::StrFormat("conv_mode 'same' needs odd kernels, axis %s has %d",
+                                         AxisName(in, j), filter_[j]));
       }
     }
     shape_ = in;
@@ -63,8 +67,10 @@ class ConvNode : public NeuralNode {
         auto [lo, hi] = NearestValidConvInput(s, filter_[j], pool_[j], mode, c.mfp());
         std::string why =
             s + k < 1 ? absl::StrFormat("leaves %d voxels", s + k)
-            : c.mfp() ? absl::StrFormat("leaves %d voxels; with MFP that must be a multiple of %d "
-                                        "minus 1", s + k, pool_[j])
+            : c.mfp() ? absl::StrFormat(
+                            "leaves %d voxels; with MFP that must be a multiple of %d "
+                            "minus 1",
+                            s + k, pool_[j])
                       : absl::StrFormat("leaves %d voxels, not divisible by %d", s + k, pool_[j]);
         std::string nearest = lo > 0 ? absl::StrFormat("%d or %d", lo, hi) : absl::StrCat(hi);
         return ShapeAxisError(
@@ -132,8 +138,9 @@ class ConvNode : public NeuralNode {
   absl::Status Compile(ExecContext& ctx) override {
     const v1::ConvOp& c = spec_.conv();
     if (c.mfp()) {
-      return NodeError(*this, "executing max-fragment-pooling is not supported yet (shapes and "
-                              "offsets are); it arrives with dense prediction");
+      return NodeError(*this,
+                       "executing max-fragment-pooling is not supported yet (shapes and "
+                       "offsets are); it arrives with dense prediction");
     }
     kernels::Backend* b = ctx.backend;
     const TaggedShape& in = parents_[0]->shape();
@@ -145,7 +152,7 @@ class ConvNode : public NeuralNode {
     d.in_spatial = in.spatial_shape();
     d.kernel = filter_;
     for (int j = 0; j < nd; ++j) {
-      d.pad.push_back(c.conv_mode() == v1::VALID ? 0
+      d.pad.push_back(c.conv_mode() == v1::VALID  ? 0
                       : c.conv_mode() == v1::SAME ? filter_[j] / 2
                                                   : filter_[j] - 1);
     }
@@ -160,8 +167,8 @@ class ConvNode : public NeuralNode {
     conv_out_ = Scratch(b, conv_numel_).data();
     float* lin = conv_out_;
     if (pooled_) {
-      kernels::PoolDesc pd{d.batch, c.n_f(), conv_->out_spatial(), pool_, pool_,
-                           kernels::PoolMode::kMax};
+      kernels::PoolDesc pd{d.batch, c.n_f(), conv_->out_spatial(),
+                           pool_,   pool_,   kernels::PoolMode::kMax};
       auto pk = b->CreatePool(pd);
       if (!pk.ok()) return NodeError(*this, std::string(pk.status().message()));
       pool_k_ = *std::move(pk);
@@ -197,8 +204,8 @@ class ConvNode : public NeuralNode {
   }
 
   absl::Status Forward(ExecContext& ctx) override {
-    RETURN_IF_ERROR(conv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value,
-                                   conv_out_));
+    RETURN_IF_ERROR(
+        conv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value, conv_out_));
     if (pooled_) RETURN_IF_ERROR(pool_k_->Forward(conv_out_, lin_));
     TailForward(ctx, lin_);
     return absl::OkStatus();
@@ -219,8 +226,8 @@ class ConvNode : public NeuralNode {
     } else if (fused_act) {
       b->EltwiseBackward(ToEltwise(act_), nullptr, conv_out_, d_conv, d_conv, conv_numel_, false);
     }
-    RETURN_IF_ERROR(conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad,
-                                           params_[1].grad));
+    RETURN_IF_ERROR(
+        conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad, params_[1].grad));
     if (GradTarget t = ParentGrad(0)) {
       RETURN_IF_ERROR(conv_->BackwardData(d_conv, params_[0].value, t.ptr, t.accumulate));
     }

@@ -21,7 +21,8 @@ class InputNode : public Node {
     if (!s.ok()) return NodeError(*this, std::string(s.status().message()));
     if (!s->HasTag('b') || !s->HasTag('f')) {
       return NodeError(*this, absl::StrFormat("tags \"%s\" need a batch axis 'b' and a feature "
-                                              "axis 'f'", in.tags()));
+                                              "axis 'f'",
+                                              in.tags()));
     }
     shape_ = *std::move(s);
     return absl::OkStatus();

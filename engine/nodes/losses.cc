@@ -16,11 +16,12 @@ absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
   for (int i = 0; i < pred.rank(); ++i) {
     const char t = pred.tags()[i];
     const int64_t want = t == 'f' ? expected_f : pred.size(i);
-    if (target.size(i) != want && !(t == 'b' && (target.size(i) == kUnknownSize ||
-                                                 want == kUnknownSize))) {
-      return NodeError(self, absl::StrFormat(
-          "target %c=%d does not match the prediction's %d (prediction %s, target %s)", t,
-          target.size(i), want, pred.ToString(), target.ToString()));
+    if (target.size(i) != want &&
+        !(t == 'b' && (target.size(i) == kUnknownSize || want == kUnknownSize))) {
+      return NodeError(
+          self, absl::StrFormat(
+                    "target %c=%d does not match the prediction's %d (prediction %s, target %s)", t,
+                    target.size(i), want, pred.ToString(), target.ToString()));
     }
   }
   return absl::OkStatus();
@@ -35,8 +36,8 @@ class MultinoulliNllNode : public Node {
     if (parents_.size() != 2) return NodeError(*this, "needs inputs (prediction, target)");
     n_class_ = SoftmaxClasses(*parents_[0]);
     if (n_class_ == 0) {
-      return NodeError(*this, absl::StrFormat("prediction %s must be a Softmax",
-                                              NodeRef(*parents_[0])));
+      return NodeError(*this,
+                       absl::StrFormat("prediction %s must be a Softmax", NodeRef(*parents_[0])));
     }
     const TaggedShape& pred = parents_[0]->shape();
     const int64_t f = pred.SizeOf('f');
@@ -65,7 +66,8 @@ class MultinoulliNllNode : public Node {
     return absl::OkStatus();
   }
   absl::Status Forward(ExecContext& ctx) override {
-    n_labelled_ = ctx.backend->NllForward(desc_, parents_[0]->value(), parents_[1]->value(), value_);
+    n_labelled_ =
+        ctx.backend->NllForward(desc_, parents_[0]->value(), parents_[1]->value(), value_);
     return absl::OkStatus();
   }
   absl::Status Backward(ExecContext& ctx) override {
@@ -154,7 +156,8 @@ class ErrorsNode : public Node {
     const TaggedShape& pred = parents_[0]->shape();
     const int64_t f = pred.SizeOf('f');
     const int64_t n_indep = spec_.errors().n_indep() > 0 ? spec_.errors().n_indep() : 0;
-    n_class_ = spec_.errors().n_class() > 0 ? spec_.errors().n_class() : SoftmaxClasses(*parents_[0]);
+    n_class_ =
+        spec_.errors().n_class() > 0 ? spec_.errors().n_class() : SoftmaxClasses(*parents_[0]);
     if (n_class_ == 0) n_class_ = n_indep > 0 ? f / n_indep : f;
     if (n_class_ <= 0 || f % n_class_ != 0) {
       return NodeError(*this, absl::StrFormat("n_class=%d does not divide f=%d", n_class_, f));
@@ -172,8 +175,8 @@ class ErrorsNode : public Node {
   absl::Status Forward(ExecContext& ctx) override {
     int64_t wrong = 0, labelled = 0;
     ctx.backend->CountErrors(parents_[0]->value(), parents_[1]->value(), parents_[0]->rows(),
-                             parents_[0]->channels(), n_class_,
-                             spec_.errors().target_is_sparse(), &wrong, &labelled);
+                             parents_[0]->channels(), n_class_, spec_.errors().target_is_sparse(),
+                             &wrong, &labelled);
     const float v = labelled > 0 ? static_cast<float>(wrong) / labelled : 0.f;
     ctx.backend->Upload(&v, value_, 1);
     return absl::OkStatus();

@@ -48,8 +48,8 @@ bool NeuralNode::FusesActivation() const {
   return act_ != v1::PRELU && kernels::IsMonotone(ToEltwise(act_));
 }
 
-void NeuralNode::CompileTail(ExecContext& ctx, v1::Activation act, float dropout_rate,
-                             int64_t rows, int64_t channels, std::mt19937_64& /*rng*/) {
+void NeuralNode::CompileTail(ExecContext& ctx, v1::Activation act, float dropout_rate, int64_t rows,
+                             int64_t channels, std::mt19937_64& /*rng*/) {
   kernels::Backend* b = ctx.backend;
   act_ = act;
   fused_ = FusesActivation();

@@ -84,30 +84,48 @@ kernels::Eltwise ToEltwise(v1::Activation a) {
   using kernels::Eltwise;
   switch (a) {
     case v1::RELU:
-    case v1::ACTIVATION_UNSPECIFIED: return Eltwise::kRelu;
-    case v1::TANH: return Eltwise::kTanh;
-    case v1::SIGMOID: return Eltwise::kSigmoid;
-    case v1::LIN: return Eltwise::kLinear;
-    case v1::ABS: return Eltwise::kAbs;
-    case v1::SOFTPLUS: return Eltwise::kSoftplus;
-    case v1::ELU: return Eltwise::kElu;
-    case v1::PRELU: return Eltwise::kLinear;  // handled by the node (learned slope)
-    default: return Eltwise::kRelu;
+    case v1::ACTIVATION_UNSPECIFIED:
+      return Eltwise::kRelu;
+    case v1::TANH:
+      return Eltwise::kTanh;
+    case v1::SIGMOID:
+      return Eltwise::kSigmoid;
+    case v1::LIN:
+      return Eltwise::kLinear;
+    case v1::ABS:
+      return Eltwise::kAbs;
+    case v1::SOFTPLUS:
+      return Eltwise::kSoftplus;
+    case v1::ELU:
+      return Eltwise::kElu;
+    case v1::PRELU:
+      return Eltwise::kLinear;  // handled by the node (learned slope)
+    default:
+      return Eltwise::kRelu;
   }
 }
 
 const char* ActivationName(v1::Activation a) {
   switch (a) {
     case v1::ACTIVATION_UNSPECIFIED:
-    case v1::RELU: return "relu";
-    case v1::TANH: return "tanh";
-    case v1::SIGMOID: return "sigmoid";
-    case v1::LIN: return "lin";
-    case v1::ABS: return "abs";
-    case v1::SOFTPLUS: return "softplus";
-    case v1::ELU: return "elu";
-    case v1::PRELU: return "prelu";
-    default: return "?";
+    case v1::RELU:
+      return "relu";
+    case v1::TANH:
+      return "tanh";
+    case v1::SIGMOID:
+      return "sigmoid";
+    case v1::LIN:
+      return "lin";
+    case v1::ABS:
+      return "abs";
+    case v1::SOFTPLUS:
+      return "softplus";
+    case v1::ELU:
+      return "elu";
+    case v1::PRELU:
+      return "prelu";
+    default:
+      return "?";
   }
 }
 

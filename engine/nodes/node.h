@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/core/status.h"
 #include "elektronn/v1/model.pb.h"
+#include "engine/core/status.h"
 #include "engine/core/tagged_shape.h"
 #include "kernels/backend.h"
 
@@ -107,7 +107,10 @@ class Node {
   virtual absl::Status Compile(ExecContext& ctx) = 0;
   virtual absl::Status Forward(ExecContext& ctx) = 0;
   // Reads grad() (d loss / d output) and writes the parents' gradients via ParentGrad().
-  virtual absl::Status Backward(ExecContext& ctx) { (void)ctx; return absl::OkStatus(); }
+  virtual absl::Status Backward(ExecContext& ctx) {
+    (void)ctx;
+    return absl::OkStatus();
+  }
 
   std::deque<Parameter>& params() { return params_; }
   const std::deque<Parameter>& params() const { return params_; }

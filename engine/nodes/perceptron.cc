@@ -56,8 +56,7 @@ class PerceptronNode : public NeuralNode {
     kernels::Backend* b = ctx.backend;
     const int64_t m = parents_[0]->shape().stripnone_prod() / n_in_;
     fused_ = FusesActivation();
-    kernels::MatmulDesc d{m, n_in_, p.n_f(),
-                          fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear};
+    kernels::MatmulDesc d{m, n_in_, p.n_f(), fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear};
     auto k = b->CreateMatmul(d);
     if (!k.ok()) return NodeError(*this, std::string(k.status().message()));
     mm_ = *std::move(k);
@@ -87,8 +86,8 @@ class PerceptronNode : public NeuralNode {
       const int64_t n = parents_[0]->shape().stripnone_prod() / n_in_ * spec_.perceptron().n_f();
       ctx.backend->EltwiseBackward(ToEltwise(act_), nullptr, lin_, d, d, n, false);
     }
-    RETURN_IF_ERROR(mm_->BackwardWeights(parents_[0]->value(), d, params_[0].grad,
-                                         params_[1].grad));
+    RETURN_IF_ERROR(
+        mm_->BackwardWeights(parents_[0]->value(), d, params_[0].grad, params_[1].grad));
     if (GradTarget t = ParentGrad(0)) {
       RETURN_IF_ERROR(mm_->BackwardData(d, params_[0].value, t.ptr, t.accumulate));
     }

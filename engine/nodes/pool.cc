@@ -19,8 +19,9 @@ class PoolNode : public Node {
   absl::Status InferShape() override {
     if (parents_.size() != 1) return NodeError(*this, "needs exactly one input node");
     if (spec_.pool().mfp()) {
-      return NodeError(*this, "mfp=True is not supported on Pool (as in ELEKTRONN2); use "
-                              "Conv(..., pool_shape, mfp=True)");
+      return NodeError(*this,
+                       "mfp=True is not supported on Pool (as in ELEKTRONN2); use "
+                       "Conv(..., pool_shape, mfp=True)");
     }
     const TaggedShape& in = parents_[0]->shape();
     RETURN_IF_ERROR(CheckImageLayout(in, NodeRef(*this)));
@@ -38,9 +39,11 @@ class PoolNode : public Node {
         while (lo >= p && (lo - p) % st != 0) --lo;
         while ((hi - p) % st != 0 || hi < p) ++hi;
         return ShapeAxisError(
-            absl::StrFormat("%s: cannot pool spatial axis %s of size %d with pool %d and stride %d; "
-                            "nearest valid %s: %s%d", NodeRef(*this), AxisName(in, j), s, p, st,
-                            AxisName(in, j), lo >= p ? absl::StrCat(lo, " or ") : "", hi),
+            absl::StrFormat(
+                "%s: cannot pool spatial axis %s of size %d with pool %d and stride %d; "
+                "nearest valid %s: %s%d",
+                NodeRef(*this), AxisName(in, j), s, p, st, AxisName(in, j),
+                lo >= p ? absl::StrCat(lo, " or ") : "", hi),
             in.tags()[in.spatial_axes()[j]]);
       }
       shape_.set_spatial_size(j, (s - p) / st + 1);
@@ -57,9 +60,13 @@ class PoolNode : public Node {
 
   absl::Status Compile(ExecContext& ctx) override {
     const TaggedShape& in = parents_[0]->shape();
-    kernels::PoolDesc d{in.SizeOf('b'), in.SizeOf('f'), in.spatial_shape(), pool_, stride_,
-                        spec_.pool().mode() == v1::MAX ? kernels::PoolMode::kMax
-                                                       : kernels::PoolMode::kAverage};
+    kernels::PoolDesc d{
+        in.SizeOf('b'),
+        in.SizeOf('f'),
+        in.spatial_shape(),
+        pool_,
+        stride_,
+        spec_.pool().mode() == v1::MAX ? kernels::PoolMode::kMax : kernels::PoolMode::kAverage};
     auto k = ctx.backend->CreatePool(d);
     if (!k.ok()) return NodeError(*this, std::string(k.status().message()));
     kernel_ = *std::move(k);

@@ -34,9 +34,8 @@ const NodeRegistry& NodeRegistry::Builtin() {
 absl::StatusOr<std::unique_ptr<Node>> NodeRegistry::Create(const v1::NodeSpec& spec) const {
   auto it = factories_.find(spec.op_case());
   if (it == factories_.end()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("node '%s' has no operation set (or one this build does not know)",
-                        spec.name()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "node '%s' has no operation set (or one this build does not know)", spec.name()));
   }
   return it->second(spec);
 }

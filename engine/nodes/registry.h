@@ -3,7 +3,8 @@
 // Adding an op:
 //  1. add its message to proto/elektronn/v1/model.proto and a case to NodeSpec's `op` oneof;
 //  2. write engine/nodes/<family>.cc with a Node subclass (InferShape, Compile, Forward, Backward);
-//  3. add one line `r.Add(v1::NodeSpec::k<Op>, Make<Class>)` to RegisterBuiltinNodes in registry.cc;
+//  3. add one line `r.Add(v1::NodeSpec::k<Op>, Make<Class>)` to RegisterBuiltinNodes in
+//  registry.cc;
 //  4. give it a gradient check in tests/engine/nodes/ and a line in the README's node table.
 #pragma once
 

@@ -17,7 +17,8 @@ absl::Status CheckImageLayout(const TaggedShape& s, const std::string& who) {
       s.rank() != s.ndim() + 2) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: input tags \"%s\" are not an image layout; need 'b' first, an 'f' axis and 1 to 3 of "
-        "z,x,y (e.g. \"b,f,z,x,y\")", who, s.tags_string()));
+        "z,x,y (e.g. \"b,f,z,x,y\")",
+        who, s.tags_string()));
   }
   return absl::OkStatus();
 }

@@ -17,9 +17,9 @@ class SoftmaxNode : public Node {
     if (!in.HasTag('f')) return NodeError(*this, "input has no feature axis 'f'");
     if (auto* nn = dynamic_cast<const NeuralNode*>(parents_[0]);
         nn != nullptr && nn->activation_proto() != v1::LIN) {
-      return NodeError(*this, absl::StrFormat(
-          "its input %s must have activation_func='lin', not '%s'", NodeRef(*parents_[0]),
-          ActivationName(nn->activation_proto())));
+      return NodeError(
+          *this, absl::StrFormat("its input %s must have activation_func='lin', not '%s'",
+                                 NodeRef(*parents_[0]), ActivationName(nn->activation_proto())));
     }
     const int64_t f = in.SizeOf('f');
     const int64_t n_indep = spec_.softmax().n_indep() > 0 ? spec_.softmax().n_indep() : 1;
@@ -54,7 +54,9 @@ class SoftmaxNode : public Node {
 
 }  // namespace
 
-std::unique_ptr<Node> MakeSoftmax(const v1::NodeSpec& s) { return std::make_unique<SoftmaxNode>(s); }
+std::unique_ptr<Node> MakeSoftmax(const v1::NodeSpec& s) {
+  return std::make_unique<SoftmaxNode>(s);
+}
 int64_t SoftmaxClasses(const Node& n) {
   auto* s = dynamic_cast<const SoftmaxNode*>(&n);
   return s ? s->n_class() : 0;

@@ -10,16 +10,20 @@ absl::StatusOr<OptimiserKind> ParseOptimiser(const std::string& name) {
   if (name == "Adam") return OptimiserKind::kAdam;
   if (name == "AdaGrad") return OptimiserKind::kAdaGrad;
   if (name == "AdaDelta") return OptimiserKind::kAdaDelta;
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "unknown optimiser '%s'; choose one of SGD, Adam, AdaGrad, AdaDelta", name));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unknown optimiser '%s'; choose one of SGD, Adam, AdaGrad, AdaDelta", name));
 }
 
 const char* OptimiserName(OptimiserKind k) {
   switch (k) {
-    case OptimiserKind::kSgd: return "SGD";
-    case OptimiserKind::kAdam: return "Adam";
-    case OptimiserKind::kAdaGrad: return "AdaGrad";
-    case OptimiserKind::kAdaDelta: return "AdaDelta";
+    case OptimiserKind::kSgd:
+      return "SGD";
+    case OptimiserKind::kAdam:
+      return "Adam";
+    case OptimiserKind::kAdaGrad:
+      return "AdaGrad";
+    case OptimiserKind::kAdaDelta:
+      return "AdaDelta";
   }
   return "?";
 }
@@ -45,10 +49,14 @@ Optimiser::~Optimiser() {
 
 std::vector<std::string> Optimiser::SlotNames() const {
   switch (kind_) {
-    case OptimiserKind::kSgd: return {"v"};
-    case OptimiserKind::kAdam: return {"m", "s"};
-    case OptimiserKind::kAdaGrad: return {"h"};
-    case OptimiserKind::kAdaDelta: return {"s", "d"};
+    case OptimiserKind::kSgd:
+      return {"v"};
+    case OptimiserKind::kAdam:
+      return {"m", "s"};
+    case OptimiserKind::kAdaGrad:
+      return {"h"};
+    case OptimiserKind::kAdaDelta:
+      return {"s", "d"};
   }
   return {};
 }

@@ -147,8 +147,8 @@ std::vector<std::string> TickLabels(const std::vector<double>& ticks) {
 }
 
 // Draws UTF-8 text; (ha, va) place the anchor: 0 = left/top, 0.5 = centre, 1 = right/bottom.
-void Text(cairo_t* cr, double x, double y, const std::string& s, double size, double ha,
-          double va, Rgb colour = kBlack, bool bold = false, double angle = 0) {
+void Text(cairo_t* cr, double x, double y, const std::string& s, double size, double ha, double va,
+          Rgb colour = kBlack, bool bold = false, double angle = 0) {
   cairo_save(cr);
   cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL,
                          bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
@@ -207,7 +207,13 @@ struct LegendEntry {
 class Panel {
  public:
   Panel(cairo_t* cr, double x, double y, double w, double h, Range xr, Range yr)
-      : cr_(cr), x_(x), y_(y), w_(w), h_(h), xr_(xr), yr_(yr),
+      : cr_(cr),
+        x_(x),
+        y_(y),
+        w_(w),
+        h_(h),
+        xr_(xr),
+        yr_(yr),
         drawn_(std::make_shared<std::vector<std::pair<double, double>>>()) {}
 
   Panel Twin(Range yr) const {
@@ -565,10 +571,11 @@ absl::Status SavePng(Canvas& canvas, const std::string& path, const std::string&
       cairo_surface_write_to_png_stream(canvas.surface.get(), WriteToFd, &sink);
   absl::Status status;
   if (written != CAIRO_STATUS_SUCCESS) {
-    status = sink.err != 0 ? absl::ErrnoToStatus(sink.err, absl::StrFormat(
-                                                               "%s: cannot write '%s'", prefix, tmp))
-                           : absl::InternalError(absl::StrCat(prefix, ": PNG encoding failed: ",
-                                                              cairo_status_to_string(written)));
+    status =
+        sink.err != 0
+            ? absl::ErrnoToStatus(sink.err, absl::StrFormat("%s: cannot write '%s'", prefix, tmp))
+            : absl::InternalError(
+                  absl::StrCat(prefix, ": PNG encoding failed: ", cairo_status_to_string(written)));
   }
   if (::close(fd) != 0 && status.ok()) {
     status = absl::ErrnoToStatus(errno, absl::StrFormat("%s: cannot close '%s'", prefix, tmp));
@@ -798,8 +805,8 @@ absl::Status PlotTimeline(const std::string& png_path, const std::vector<Timelin
     p.XAxis(hours ? "training time [h]" : "training time [min]", false);
     p.YAxis("loss");
     p.Title(absl::StrFormat("Loss per step: %d step%s in %s, last %d: %s \xC2\xB1 %s", n,
-                            n == 1 ? "" : "s", Runtime(t_end), std::min<size_t>(n, kStatsWindow), Compact(tail_mean),
-                            Compact(tail_std)));
+                            n == 1 ? "" : "s", Runtime(t_end), std::min<size_t>(n, kStatsWindow),
+                            Compact(tail_mean), Compact(tail_std)));
     p.Legend({{"loss", {kBlue, 1.5, false, 0.55}},
               {absl::StrFormat("moving average (%d steps)", smoothing_length), {kBlack, 2.0}},
               {absl::StrFormat("mean of last %d", std::min<size_t>(n, kStatsWindow)), {kRed, 1.5}},

@@ -17,7 +17,7 @@ struct HistoryRow {
   double valid_loss = 0;  // NaN when there is no validation data.
   double loss_gain = 0;   // Loss after minus before the update, on the same batch.
   double train_err = 0;
-  double valid_err = 0;   // NaN when there is no validation data.
+  double valid_err = 0;  // NaN when there is no validation data.
   double lr = 0;
   double mom = 0;
 };

@@ -29,7 +29,8 @@ absl::StatusOr<std::unique_ptr<PreviewPredictor>> PreviewPredictor::Create(
   if (in.ndim() != 3 || out.ndim() != 3 || in.SizeOf('f') != 1) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "previews need a 3-D network with one input channel and a 3-D prediction; input %s, "
-        "prediction %s", in.ToString(), out.ToString()));
+        "prediction %s",
+        in.ToString(), out.ToString()));
   }
   std::vector<std::string> keys = {key};
   if (key.empty()) {
@@ -44,7 +45,8 @@ absl::StatusOr<std::unique_ptr<PreviewPredictor>> PreviewPredictor::Create(
       if (v.spatial()[a] < need) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "preview cube '%s' in '%s' has size %d along axis %d; the model needs at least %d "
-            "(input patch + stride - 1)", k, file, v.spatial()[a], a, need));
+            "(input patch + stride - 1)",
+            k, file, v.spatial()[a], a, need));
       }
     }
     p->cubes_.push_back(std::move(v));
@@ -54,9 +56,9 @@ absl::StatusOr<std::unique_ptr<PreviewPredictor>> PreviewPredictor::Create(
     for (int64_t c = 0; c < out.SizeOf('f'); ++c) p->export_class_.push_back(c);
   for (int64_t c : p->export_class_) {
     if (c < 0 || c >= out.SizeOf('f')) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "preview_kwargs.export_class %d is not a class of the prediction (0..%d)", c,
-          out.SizeOf('f') - 1));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("preview_kwargs.export_class %d is not a class of the prediction (0..%d)",
+                          c, out.SizeOf('f') - 1));
     }
   }
   if (kwargs.max_z_pred() > 0) p->max_z_pred_ = kwargs.max_z_pred();
@@ -77,8 +79,8 @@ absl::Status PreviewPredictor::Run(Network& trained, const std::string& dir,
   const auto st = out.strides();
   const auto off = out.offsets();
   const int64_t n_class = out.SizeOf('f');
-  const double wall_time = std::chrono::duration<double>(
-                               std::chrono::system_clock::now().time_since_epoch()).count();
+  const double wall_time =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   const std::array<int64_t, 3> dense = {os[0] * st[0], os[1] * st[1], os[2] * st[2]};
   std::vector<float> patch(in.stripnone_prod());
   for (size_t ci = 0; ci < cubes_.size(); ++ci) {
@@ -114,8 +116,8 @@ absl::Status PreviewPredictor::Run(Network& trained, const std::string& dir,
         for (int64_t i = 0; i < dense[1] * dense[2]; ++i)
           img[i] = static_cast<uint8_t>(
               std::lround(255 * std::clamp(pred.data[pred.index(c, k, 0, 0) + i], 0.f, 1.f)));
-        const std::string file = absl::StrFormat("%s/%s-pred-%d-z%d-c%d-%.1fhrs.png", dir, name,
-                                                 ci, k, c, hours);
+        const std::string file =
+            absl::StrFormat("%s/%s-pred-%d-z%d-c%d-%.1fhrs.png", dir, name, ci, k, c, hours);
         RETURN_IF_ERROR(WritePngFile(file, img.data(), static_cast<int>(dense[2]),
                                      static_cast<int>(dense[1]), 1));
         if (events != nullptr && k == z0) {
@@ -130,10 +132,10 @@ absl::Status PreviewPredictor::Run(Network& trained, const std::string& dir,
         std::vector<uint8_t> img(dense[1] * dense[2]);
         for (int64_t x = 0; x < dense[1]; ++x)
           for (int64_t y = 0; y < dense[2]; ++y)
-            img[x * dense[2] + y] = static_cast<uint8_t>(std::lround(
-                255 * std::clamp(v.at(0, origin[0] + off[0] + k, origin[1] + off[1] + x,
-                                      origin[2] + off[2] + y),
-                                 0.f, 1.f)));
+            img[x * dense[2] + y] = static_cast<uint8_t>(
+                std::lround(255 * std::clamp(v.at(0, origin[0] + off[0] + k, origin[1] + off[1] + x,
+                                                  origin[2] + off[2] + y),
+                                             0.f, 1.f)));
         RETURN_IF_ERROR(WritePngFile(absl::StrFormat("%s/%s-raw-%d-z%d.png", dir, name, ci, k),
                                      img.data(), static_cast<int>(dense[2]),
                                      static_cast<int>(dense[1]), 1));

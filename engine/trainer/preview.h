@@ -21,14 +21,16 @@ class PreviewPredictor {
  public:
   // Loads the preview cubes (every dataset of the file, or `key`) and compiles a batch-1 copy of
   // the model. Errors name the file and what does not fit.
-  static absl::StatusOr<std::unique_ptr<PreviewPredictor>> Create(
-      const v1::ModelSpec& model, kernels::Backend* backend, const std::string& file,
-      const std::string& key, const v1::PreviewKwargs& kwargs);
+  static absl::StatusOr<std::unique_ptr<PreviewPredictor>> Create(const v1::ModelSpec& model,
+                                                                  kernels::Backend* backend,
+                                                                  const std::string& file,
+                                                                  const std::string& key,
+                                                                  const v1::PreviewKwargs& kwargs);
 
   // Copies the parameters of `trained`, predicts, writes
   // <dir>/<name>-pred-<cube>-z<z>-c<class>-<hours>hrs.png (and the raw slices once).
-  absl::Status Run(Network& trained, const std::string& dir, const std::string& name,
-                   double hours, int64_t step, EventWriter* events);
+  absl::Status Run(Network& trained, const std::string& dir, const std::string& name, double hours,
+                   int64_t step, EventWriter* events);
 
  private:
   std::unique_ptr<Network> net_;

@@ -11,8 +11,8 @@ absl::StatusOr<Schedule> Schedule::Create(const std::string& name, const v1::Sch
   s.name_ = name;
   s.spec_ = spec;
   if (spec.granularity() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("schedule '%s': granularity %d must be positive", name, spec.granularity()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "schedule '%s': granularity %d must be positive", name, spec.granularity()));
   }
   if (spec.granularity() > 0) s.granularity_ = spec.granularity();
   switch (spec.kind_case()) {
@@ -24,9 +24,9 @@ absl::StatusOr<Schedule> Schedule::Create(const std::string& name, const v1::Sch
       break;
     case v1::Schedule::kLindec:
       if (spec.lindec().n() <= 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "schedule '%s': lindec needs {n, v0} with n > 0 steps, got n=%d", name,
-            spec.lindec().n()));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("schedule '%s': lindec needs {n, v0} with n > 0 steps, got n=%d", name,
+                            spec.lindec().n()));
       }
       break;
     case v1::Schedule::kUpdates: {
@@ -41,8 +41,8 @@ absl::StatusOr<Schedule> Schedule::Create(const std::string& name, const v1::Sch
       break;
     }
     default:
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "schedule '%s' needs one of dec, lindec or updates", name));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("schedule '%s' needs one of dec, lindec or updates", name));
   }
   return s;
 }

@@ -97,10 +97,14 @@ absl::StatusOr<std::shared_ptr<const BatchSource>> MakeSource(const v1::Training
 
 const char* StopReasonName(StopReason r) {
   switch (r) {
-    case StopReason::kSteps: return "n_steps reached";
-    case StopReason::kRuntime: return "max_runtime reached";
-    case StopReason::kRequested: return "stopped on request";
-    case StopReason::kNanLoss: return "loss became NaN";
+    case StopReason::kSteps:
+      return "n_steps reached";
+    case StopReason::kRuntime:
+      return "max_runtime reached";
+    case StopReason::kRequested:
+      return "stopped on request";
+    case StopReason::kNanLoss:
+      return "loss became NaN";
   }
   return "?";
 }
@@ -140,26 +144,29 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
   name_ = spec_.save_name();
   if (name_.empty()) name_ = fs::path(job.job_file_name()).stem().string();
   if (name_.empty()) name_ = "training";
-  const std::string parent = ExpandHome(spec_.save_path().empty() ? "~/elektronn_training"
-                                                                  : spec_.save_path());
+  const std::string parent =
+      ExpandHome(spec_.save_path().empty() ? "~/elektronn_training" : spec_.save_path());
   dir_ = (fs::path(parent) / name_).string();
   std::error_code ec;
   if (fs::exists(dir_) && !options_.resume) {
     if (!options_.overwrite) {
       return absl::AlreadyExistsError(absl::StrFormat(
           "training directory '%s' exists; pass --resume to continue it, --overwrite to replace "
-          "it, or choose another save_name", dir_));
+          "it, or choose another save_name",
+          dir_));
     }
     fs::remove_all(dir_, ec);
   }
   if (options_.resume && !fs::exists(CheckpointPath("LAST"))) {
-    return absl::NotFoundError(absl::StrFormat("cannot resume: '%s' does not exist",
-                                               CheckpointPath("LAST")));
+    return absl::NotFoundError(
+        absl::StrFormat("cannot resume: '%s' does not exist", CheckpointPath("LAST")));
   }
   fs::create_directories(fs::path(dir_) / "Backup", ec);
-  if (ec) return absl::UnavailableError(absl::StrFormat("cannot create '%s': %s", dir_, ec.message()));
+  if (ec)
+    return absl::UnavailableError(absl::StrFormat("cannot create '%s': %s", dir_, ec.message()));
   if (!job.job_file_source().empty()) {
-    const std::string copy = (fs::path(dir_) / ("0-" + fs::path(job.job_file_name()).filename().string())).string();
+    const std::string copy =
+        (fs::path(dir_) / ("0-" + fs::path(job.job_file_name()).filename().string())).string();
     RETURN_IF_ERROR(WriteFileAtomically(copy, job.job_file_source()));
   }
 
@@ -208,15 +215,16 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
                   net_->graph().Find(target_name_)->shape()};
   ASSIGN_OR_RETURN(source_, MakeSource(spec_, g, options_.job_dir));
   log_->info("{}", source_->Describe());
-  const int threads = spec_.background_processes() > 0 ? static_cast<int>(spec_.background_processes()) : 2;
+  const int threads =
+      spec_.background_processes() > 0 ? static_cast<int>(spec_.background_processes()) : 2;
   ASSIGN_OR_RETURN(queue_, BatchQueue::Create(source_, threads, 2 * threads, seed + 99));
 
   ASSIGN_OR_RETURN(events_, EventWriter::Create(dir_, host, WallTime(), getpid()));
   if (!spec_.preview_data_path().empty()) {
     fs::path p = ExpandHome(spec_.preview_data_path());
     if (p.is_relative()) p = fs::path(options_.job_dir) / p;
-    auto pv = PreviewPredictor::Create(job.model(), backend, p.string(),
-                                       spec_.preview_data_key(), spec_.preview_kwargs());
+    auto pv = PreviewPredictor::Create(job.model(), backend, p.string(), spec_.preview_data_key(),
+                                       spec_.preview_kwargs());
     if (!pv.ok()) {
       return absl::Status(pv.status().code(),
                           absl::StrCat("preview_data_path: ", pv.status().message()));
@@ -284,11 +292,16 @@ absl::StatusOr<double> Trainer::GetValue(const std::string& name) const {
 
 absl::Status Trainer::SetValue(const std::string& name, double v) {
   HyperParams& h = opt_->hyper();
-  if (name == "lr") h.lr = static_cast<float>(v);
-  else if (name == "mom") h.mom = static_cast<float>(v);
-  else if (name == "wd") h.wd = static_cast<float>(v);
-  else if (name == "beta2") h.beta2 = static_cast<float>(v);
-  else if (name == "history_freq") spec_.set_history_freq(std::max<int64_t>(1, std::llround(v)));
+  if (name == "lr")
+    h.lr = static_cast<float>(v);
+  else if (name == "mom")
+    h.mom = static_cast<float>(v);
+  else if (name == "wd")
+    h.wd = static_cast<float>(v);
+  else if (name == "beta2")
+    h.beta2 = static_cast<float>(v);
+  else if (name == "history_freq")
+    spec_.set_history_freq(std::max<int64_t>(1, std::llround(v)));
   else if (name == "dropout_rates") {
     for (const auto& n : net_->graph().nodes())
       if (auto* nn = dynamic_cast<NeuralNode*>(n.get()); nn && nn->has_dropout())
@@ -423,22 +436,28 @@ absl::Status Trainer::Monitor(double loss_before) {
   RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
   RETURN_IF_ERROR(WriteHistoryAndPlots());
   const double wall = WallTime();
-  for (auto [tag, v] : std::initializer_list<std::pair<const char*, double>>{
-           {"monitor/train_loss", r.train_loss}, {"monitor/valid_loss", r.valid_loss},
-           {"monitor/train_err", r.train_err}, {"monitor/valid_err", r.valid_err},
-           {"monitor/loss_gain", r.loss_gain}, {"hyper/lr", r.lr}, {"hyper/mom", r.mom}}) {
-    if (std::isfinite(v)) RETURN_IF_ERROR(events_->AddScalar(tag, step_, static_cast<float>(v), wall));
+  for (auto [tag, v] :
+       std::initializer_list<std::pair<const char*, double>>{{"monitor/train_loss", r.train_loss},
+                                                             {"monitor/valid_loss", r.valid_loss},
+                                                             {"monitor/train_err", r.train_err},
+                                                             {"monitor/valid_err", r.valid_err},
+                                                             {"monitor/loss_gain", r.loss_gain},
+                                                             {"hyper/lr", r.lr},
+                                                             {"hyper/mom", r.mom}}) {
+    if (std::isfinite(v))
+      RETURN_IF_ERROR(events_->AddScalar(tag, step_, static_cast<float>(v), wall));
   }
   RETURN_IF_ERROR(events_->Flush());
   double smooth = 0;
   for (double l : recent_losses_) smooth += l;
   smooth /= std::max<size_t>(1, recent_losses_.size());
   const double voxels = static_cast<double>(net_->graph().Find(input_name_)->numel());
-  log_->info("{:05d} L_m={:.3f}, L={:.2f}, tr={:05.2f}%, vl={:05.2f}%, prev={:04.1f}, "
-             "L_diff={:+.1e}, LR={:.2e}, {:.2f} it/s, {:.2f} MVx/s, t={}",
-             step_, smooth, loss_before, r.train_err, r.valid_err, 100 * last_batch_char_,
-             r.loss_gain, r.lr, 1 / std::max(1e-9, t_per_step_),
-             voxels / std::max(1e-9, t_per_step_) / 1e6, FormatTime(r.time_s));
+  log_->info(
+      "{:05d} L_m={:.3f}, L={:.2f}, tr={:05.2f}%, vl={:05.2f}%, prev={:04.1f}, "
+      "L_diff={:+.1e}, LR={:.2e}, {:.2f} it/s, {:.2f} MVx/s, t={}",
+      step_, smooth, loss_before, r.train_err, r.valid_err, 100 * last_batch_char_, r.loss_gain,
+      r.lr, 1 / std::max(1e-9, t_per_step_), voxels / std::max(1e-9, t_per_step_) / 1e6,
+      FormatTime(r.time_s));
   return absl::OkStatus();
 }
 
@@ -468,8 +487,8 @@ absl::Status Trainer::WriteHistoryAndPlots() {
   }
   RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir_, "/", name_, ".timeline.csv"), tl));
   if (rows.size() >= 2) {
-    absl::Status s = PlotHistory(absl::StrCat(dir_, "/0-", name_, ".history.png"), rows,
-                                 !error_name_.empty());
+    absl::Status s =
+        PlotHistory(absl::StrCat(dir_, "/0-", name_, ".history.png"), rows, !error_name_.empty());
     if (!s.ok()) log_->warn("history plot: {}", std::string(s.message()));
   }
   if (points.size() >= 2) {
@@ -513,11 +532,11 @@ void Trainer::StatusLine(double loss) {
   for (double l : recent_losses_) smooth += l;
   smooth /= std::max<size_t>(1, recent_losses_.size());
   const double voxels = static_cast<double>(net_->graph().Find(input_name_)->numel());
-  log_->info("step {:6d}  loss {:.4f}  smooth {:.4f}  err {:5.1f}%  lr {:.2e}  {:.2f} it/s  "
-             "{:.2f} MVx/s  t={}",
-             step_, loss, smooth, 100 * last_err_, opt_->hyper().lr,
-             1 / std::max(1e-9, t_per_step_), voxels / std::max(1e-9, t_per_step_) / 1e6,
-             FormatTime(TrainingSeconds()));
+  log_->info(
+      "step {:6d}  loss {:.4f}  smooth {:.4f}  err {:5.1f}%  lr {:.2e}  {:.2f} it/s  "
+      "{:.2f} MVx/s  t={}",
+      step_, loss, smooth, 100 * last_err_, opt_->hyper().lr, 1 / std::max(1e-9, t_per_step_),
+      voxels / std::max(1e-9, t_per_step_) / 1e6, FormatTime(TrainingSeconds()));
 }
 
 absl::StatusOr<StopReason> Trainer::Run() {
@@ -549,9 +568,10 @@ absl::StatusOr<StopReason> Trainer::Run() {
       if (good_step_ >= 0) RestoreGoodState();
       const std::string path = CheckpointPath("LAST");
       RETURN_IF_ERROR(SaveCheckpoint(path));
-      log_->error("The loss became {} at step {}. The last good state (step {}) is saved in {}; "
-                  "lower the learning rate or check the data, then resume with --resume.",
-                  loss, step_ + 1, step_, path);
+      log_->error(
+          "The loss became {} at step {}. The last good state (step {}) is saved in {}; "
+          "lower the learning rate or check the data, then resume with --resume.",
+          loss, step_ + 1, step_, path);
       return absl::DataLossError(absl::StrFormat(
           "loss became %f at step %d; last good state saved in %s", loss, step_ + 1, path));
     }
@@ -561,13 +581,14 @@ absl::StatusOr<StopReason> Trainer::Run() {
     if (recent_losses_.size() > 200) recent_losses_.pop_front();
     timeline_.push_back({TrainingSeconds(), loss, last_batch_char_});
     if (step_ % 10 == 0) {
-      absl::Status s = events_->AddScalar("train/loss", step_, static_cast<float>(loss), WallTime());
+      absl::Status s =
+          events_->AddScalar("train/loss", step_, static_cast<float>(loss), WallTime());
       if (!s.ok()) log_->warn("event file: {}", std::string(s.message()));
     }
     RETURN_IF_ERROR(ApplySchedules());
     if (step_ % param_save_it == 0) {
-      RETURN_IF_ERROR(SaveCheckpoint(absl::StrCat(dir_, "/Backup/", name_, "-",
-                                                  step_ / 1000, "k.h5")));
+      RETURN_IF_ERROR(
+          SaveCheckpoint(absl::StrCat(dir_, "/Backup/", name_, "-", step_ / 1000, "k.h5")));
     }
     if (preview_ && TrainingSeconds() / 3600 >= next_preview_h_) {
       const double t_preview = Now();

@@ -30,11 +30,11 @@ class EventWriter;
 class PreviewPredictor;
 
 struct TrainerOptions {
-  std::string job_dir = ".";   // relative paths in the job resolve against it
-  bool overwrite = false;      // replace an existing training directory
-  bool resume = false;         // continue from <dir>/<name>-LAST.h5
+  std::string job_dir = ".";       // relative paths in the job resolve against it
+  bool overwrite = false;          // replace an existing training directory
+  bool resume = false;             // continue from <dir>/<name>-LAST.h5
   double status_interval_s = 1.0;  // at most one progress line per interval (0: every step)
-  bool console = true;         // log to stderr as well as the log file
+  bool console = true;             // log to stderr as well as the log file
 };
 
 // One monitoring record (reference §5.4, step 7).

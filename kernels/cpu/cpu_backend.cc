@@ -1,5 +1,6 @@
 // The CPU backend: oneDNN for convolution, pooling and matrix products; OpenMP loops for the
-// element-wise, softmax, loss and optimiser kernels (memory-bound, simple, vectorised by the compiler).
+// element-wise, softmax, loss and optimiser kernels (memory-bound, simple, vectorised by the
+// compiler).
 #include <omp.h>
 
 #include <algorithm>
@@ -12,19 +13,24 @@
 
 namespace elektronn::kernels {
 
-bool IsMonotone(Eltwise e) {
-  return e != Eltwise::kAbs;
-}
+bool IsMonotone(Eltwise e) { return e != Eltwise::kAbs; }
 
 const char* EltwiseName(Eltwise e) {
   switch (e) {
-    case Eltwise::kLinear: return "lin";
-    case Eltwise::kRelu: return "relu";
-    case Eltwise::kTanh: return "tanh";
-    case Eltwise::kSigmoid: return "sigmoid";
-    case Eltwise::kAbs: return "abs";
-    case Eltwise::kSoftplus: return "softplus";
-    case Eltwise::kElu: return "elu";
+    case Eltwise::kLinear:
+      return "lin";
+    case Eltwise::kRelu:
+      return "relu";
+    case Eltwise::kTanh:
+      return "tanh";
+    case Eltwise::kSigmoid:
+      return "sigmoid";
+    case Eltwise::kAbs:
+      return "abs";
+    case Eltwise::kSoftplus:
+      return "softplus";
+    case Eltwise::kElu:
+      return "elu";
   }
   return "?";
 }
@@ -75,13 +81,20 @@ inline bool Keep(uint64_t seed, uint64_t step, int64_t i, float rate) {
 
 inline float Act(Eltwise e, float x) {
   switch (e) {
-    case Eltwise::kLinear: return x;
-    case Eltwise::kRelu: return x > 0.f ? x : 0.f;
-    case Eltwise::kTanh: return std::tanh(x);
-    case Eltwise::kSigmoid: return 1.f / (1.f + std::exp(-x));
-    case Eltwise::kAbs: return std::fabs(x);
-    case Eltwise::kSoftplus: return x > 20.f ? x : std::log1p(std::exp(x));
-    case Eltwise::kElu: return x > 0.f ? x : std::expm1(x);
+    case Eltwise::kLinear:
+      return x;
+    case Eltwise::kRelu:
+      return x > 0.f ? x : 0.f;
+    case Eltwise::kTanh:
+      return std::tanh(x);
+    case Eltwise::kSigmoid:
+      return 1.f / (1.f + std::exp(-x));
+    case Eltwise::kAbs:
+      return std::fabs(x);
+    case Eltwise::kSoftplus:
+      return x > 20.f ? x : std::log1p(std::exp(x));
+    case Eltwise::kElu:
+      return x > 0.f ? x : std::expm1(x);
   }
   return x;
 }
@@ -89,13 +102,20 @@ inline float Act(Eltwise e, float x) {
 // Derivative expressed through the output y (and x for abs).
 inline float ActGrad(Eltwise e, float x, float y) {
   switch (e) {
-    case Eltwise::kLinear: return 1.f;
-    case Eltwise::kRelu: return y > 0.f ? 1.f : 0.f;
-    case Eltwise::kTanh: return 1.f - y * y;
-    case Eltwise::kSigmoid: return y * (1.f - y);
-    case Eltwise::kAbs: return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
-    case Eltwise::kSoftplus: return -std::expm1(-y);  // sigmoid(x) = 1 - exp(-softplus(x))
-    case Eltwise::kElu: return y > 0.f ? 1.f : y + 1.f;
+    case Eltwise::kLinear:
+      return 1.f;
+    case Eltwise::kRelu:
+      return y > 0.f ? 1.f : 0.f;
+    case Eltwise::kTanh:
+      return 1.f - y * y;
+    case Eltwise::kSigmoid:
+      return y * (1.f - y);
+    case Eltwise::kAbs:
+      return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
+    case Eltwise::kSoftplus:
+      return -std::expm1(-y);  // sigmoid(x) = 1 - exp(-softplus(x))
+    case Eltwise::kElu:
+      return y > 0.f ? 1.f : y + 1.f;
   }
   return 1.f;
 }
@@ -110,7 +130,7 @@ class CpuBackend final : public Backend {
   }
   void Free(float* p) override { std::free(p); }
   void Fill(float* dst, float v, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = v;
   }
   void Copy(const float* src, float* dst, int64_t n) override {
@@ -130,12 +150,12 @@ class CpuBackend final : public Backend {
   }
 
   void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = Act(e, src[i]);
   }
   void EltwiseBackward(Eltwise e, const float* src, const float* dst, const float* dd, float* ds,
                        int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float g = dd[i] * ActGrad(e, src ? src[i] : 0.f, dst ? dst[i] : 0.f);
       ds[i] = acc ? ds[i] + g : g;
@@ -143,7 +163,7 @@ class CpuBackend final : public Backend {
   }
   void PreluForward(const float* src, const float* slope, float* dst, int64_t rows,
                     int64_t ch) override {
-#pragma omp parallel for schedule(static) if(rows > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (rows > kMinParallelIterations)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < ch; ++c) {
         float x = src[r * ch + c];
@@ -163,7 +183,7 @@ class CpuBackend final : public Backend {
       }
   }
   void AddBias(float* dst, const float* bias, int64_t rows, int64_t ch) override {
-#pragma omp parallel for schedule(static) if(rows > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (rows > kMinParallelIterations)
     for (int64_t r = 0; r < rows; ++r)
 #pragma omp simd
       for (int64_t c = 0; c < ch; ++c) dst[r * ch + c] += bias[c];
@@ -175,7 +195,7 @@ class CpuBackend final : public Backend {
   void SoftmaxForward(const float* src, float* dst, int64_t rows, int64_t ch,
                       int64_t n_class) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static) if(groups > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (groups > kMinParallelIterations)
     for (int64_t g = 0; g < groups; ++g) {
       const float* x = src + g * n_class;
       float* y = dst + g * n_class;
@@ -190,7 +210,7 @@ class CpuBackend final : public Backend {
   void SoftmaxBackward(const float* y, const float* dy, float* dx, int64_t rows, int64_t ch,
                        int64_t n_class, bool acc) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static) if(groups > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (groups > kMinParallelIterations)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t o = g * n_class;
       float dot = 0.f;
@@ -230,7 +250,7 @@ class CpuBackend final : public Backend {
     const int64_t n_lab = CountLabelled(d, t);
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static) if(d.rows > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (d.rows > kMinParallelIterations)
     for (int64_t r = 0; r < d.rows; ++r) {
       float s = 0.f;
       for (int64_t gi = 0; gi < n_indep; ++gi)
@@ -245,11 +265,11 @@ class CpuBackend final : public Backend {
     }
     return n_lab;
   }
-  void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl,
-                   int64_t n_lab, float* dp, bool acc) override {
+  void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl, int64_t n_lab,
+                   float* dp, bool acc) override {
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static) if(d.rows > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (d.rows > kMinParallelIterations)
     for (int64_t r = 0; r < d.rows; ++r)
       for (int64_t gi = 0; gi < n_indep; ++gi)
         for (int64_t c = 0; c < d.n_class; ++c) {
@@ -287,16 +307,16 @@ class CpuBackend final : public Backend {
 
   double Sum(const float* src, int64_t n) override {
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) s += src[i];
     return s;
   }
   void Scale(const float* x, float a, float* dst, int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = acc ? dst[i] + a * x[i] : a * x[i];
   }
   void Add(const float* a, const float* b, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = a[i] + b[i];
   }
   void CopyBox(const BoxCopy& box, const float* src, float* dst, bool acc) override {
@@ -305,7 +325,7 @@ class CpuBackend final : public Backend {
     int64_t outer = 1;
     for (size_t i = 0; i + 1 < rank; ++i) outer *= box.extent[i];
     const int64_t inner = box.extent[rank - 1];
-#pragma omp parallel for schedule(static) if(outer > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (outer > kMinParallelIterations)
     for (int64_t o = 0; o < outer; ++o) {
       int64_t rem = o, so = 0, dof = 0, sstride = 1, dstride = 1;
       for (int64_t a = static_cast<int64_t>(rank) - 1; a >= 0; --a) {
@@ -331,13 +351,13 @@ class CpuBackend final : public Backend {
   void Dropout(const float* src, float* dst, int64_t n, float rate, uint64_t seed,
                uint64_t step) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) dst[i] = Keep(seed, step, i, rate) ? src[i] * scale : 0.f;
   }
   void DropoutBackward(const float* dd, float* ds, int64_t n, float rate, uint64_t seed,
                        uint64_t step, bool acc) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float g = Keep(seed, step, i, rate) ? dd[i] * scale : 0.f;
       ds[i] = acc ? ds[i] + g : g;
@@ -347,7 +367,7 @@ class CpuBackend final : public Backend {
   // p <- p - lr * (direction + wd*m*p), reference §4.
   void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) override {
     const float wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       v[i] = g[i] + s.mom * v[i];
       p[i] -= s.lr * (v[i] + wdm * p[i]);
@@ -358,7 +378,7 @@ class CpuBackend final : public Backend {
     const float b1 = s.mom, b2 = s.beta2, wdm = s.wd * s.wd_multiplier;
     const float corr = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), s.t)) /
                                           (1.0 - std::pow(static_cast<double>(b1), s.t)));
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       m[i] = b1 * m[i] + (1.f - b1) * g[i];
       v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
@@ -371,7 +391,7 @@ class CpuBackend final : public Backend {
     // ELEKTRONN2 accumulates g^2 once more before the first step; no epsilon; wd unscaled by
     // the regularisation multiplier and divided by sqrt(h) together with g.
     const float wd = s.wd_multiplier > 0.f ? s.wd : 0.f;
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       if (first) h[i] += g[i] * g[i];
       h[i] += g[i] * g[i];
@@ -381,7 +401,7 @@ class CpuBackend final : public Backend {
   void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq, float* d,
                       int64_t n) override {
     const float rho = s.mom, wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static) if(n > kMinParallelIterations)
+#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
     for (int64_t i = 0; i < n; ++i) {
       float s_new = rho * sq[i] + (1.f - rho) * g[i] * g[i];
       float dir = g[i] * std::sqrt(d[i] + s.eps) / std::sqrt(sq[i] + s.eps);  // old s (QUIRK kept)

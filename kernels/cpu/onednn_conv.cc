@@ -102,8 +102,8 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
   auto k = std::make_unique<DnnlConv>();
   k->ctx_ = ctx;
   const int nd = static_cast<int>(d.in_spatial.size());
-  memory::dims src{d.batch, d.in_channels}, wei{d.out_channels, d.in_channels}, dst{d.batch,
-                                                                                  d.out_channels};
+  memory::dims src{d.batch, d.in_channels}, wei{d.out_channels, d.in_channels},
+      dst{d.batch, d.out_channels};
   memory::dims strides(nd, 1), pad(d.pad.begin(), d.pad.end());
   for (int i = 0; i < nd; ++i) {
     int64_t o = d.in_spatial[i] + 2 * d.pad[i] - d.kernel[i] + 1;
@@ -126,7 +126,8 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
   dnnl::primitive_attr attr = ctx->Attr();
   if (d.fused_activation != Eltwise::kLinear) {
     dnnl::post_ops po;
-    po.append_eltwise(1.0f, EltwiseAlgorithm(d.fused_activation), d.fused_activation == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+    po.append_eltwise(1.0f, EltwiseAlgorithm(d.fused_activation),
+                      d.fused_activation == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
     attr.set_post_ops(po);
   }
   try {
@@ -144,8 +145,8 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
 
     dnnl::primitive_attr battr = ctx->Attr();
     if (d.need_backward_data) {
-      dnnl::convolution_backward_data::desc bd(algorithm::convolution_direct, src_md, any_w,
-                                               dst_md, strides, pad, pad);
+      dnnl::convolution_backward_data::desc bd(algorithm::convolution_direct, src_md, any_w, dst_md,
+                                               strides, pad, pad);
       dnnl::convolution_backward_data::primitive_desc bpd(bd, battr, ctx->engine, fpd);
       k->bwd_data_ =
           PrimitiveCall(ctx->engine, dnnl::convolution_backward_data(bpd), bpd, &ctx->scratch);
@@ -184,7 +185,8 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
       return absl::InternalError("oneDNN changed the activation layout of a convolution");
     }
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrFormat("oneDNN could not create a convolution: %s", e.what()));
+    return absl::InternalError(
+        absl::StrFormat("oneDNN could not create a convolution: %s", e.what()));
   }
   return k;
 }
@@ -260,10 +262,12 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlConv(DnnlContext* ctx, con
   if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.pad.size() != nd) {
     return absl::InvalidArgumentError(
         absl::StrFormat("convolution needs 1 to 3 spatial axes with matching kernel and padding, "
-                        "got %d, %d and %d", nd, d.kernel.size(), d.pad.size()));
+                        "got %d, %d and %d",
+                        nd, d.kernel.size(), d.pad.size()));
   }
-  const bool all_one = std::all_of(d.kernel.begin(), d.kernel.end(), [](int64_t k) { return k == 1; }) &&
-                       std::all_of(d.pad.begin(), d.pad.end(), [](int64_t p) { return p == 0; });
+  const bool all_one =
+      std::all_of(d.kernel.begin(), d.kernel.end(), [](int64_t k) { return k == 1; }) &&
+      std::all_of(d.pad.begin(), d.pad.end(), [](int64_t p) { return p == 0; });
   if (all_one) {
     MatmulDesc md{d.batch * Prod(d.in_spatial), d.in_channels, d.out_channels, d.fused_activation};
     auto mm = CreateDnnlMatmul(ctx, md);

@@ -46,7 +46,8 @@ class DnnlPool final : public PoolKernel {
 absl::StatusOr<std::unique_ptr<PoolKernel>> CreateDnnlPool(DnnlContext* ctx, const PoolDesc& d) {
   const size_t nd = d.in_spatial.size();
   if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.stride.size() != nd) {
-    return absl::InvalidArgumentError("pooling needs 1 to 3 spatial axes with matching kernel and stride");
+    return absl::InvalidArgumentError(
+        "pooling needs 1 to 3 spatial axes with matching kernel and stride");
   }
   auto k = std::make_unique<DnnlPool>();
   k->ctx_ = ctx;
@@ -54,9 +55,9 @@ absl::StatusOr<std::unique_ptr<PoolKernel>> CreateDnnlPool(DnnlContext* ctx, con
   k->src_elems_ = d.batch * d.channels;
   for (size_t i = 0; i < nd; ++i) {
     if (d.in_spatial[i] < d.kernel[i] || (d.in_spatial[i] - d.kernel[i]) % d.stride[i] != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "pooling axis %d: size %d does not fit pool %d with stride %d", i, d.in_spatial[i],
-          d.kernel[i], d.stride[i]));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("pooling axis %d: size %d does not fit pool %d with stride %d", i,
+                          d.in_spatial[i], d.kernel[i], d.stride[i]));
     }
     int64_t o = (d.in_spatial[i] - d.kernel[i]) / d.stride[i] + 1;
     k->out_.push_back(o);

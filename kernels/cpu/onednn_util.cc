@@ -7,29 +7,42 @@ namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
   switch (ndim) {
-    case 1: return Tag::nwc;
-    case 2: return Tag::nhwc;
-    default: return Tag::ndhwc;
+    case 1:
+      return Tag::nwc;
+    case 2:
+      return Tag::nhwc;
+    default:
+      return Tag::ndhwc;
   }
 }
 
 Tag PlainWeights(int ndim) {
   switch (ndim) {
-    case 1: return Tag::oiw;
-    case 2: return Tag::oihw;
-    default: return Tag::oidhw;
+    case 1:
+      return Tag::oiw;
+    case 2:
+      return Tag::oihw;
+    default:
+      return Tag::oidhw;
   }
 }
 
 dnnl::algorithm EltwiseAlgorithm(Eltwise e) {
   switch (e) {
-    case Eltwise::kRelu: return dnnl::algorithm::eltwise_relu;
-    case Eltwise::kTanh: return dnnl::algorithm::eltwise_tanh;
-    case Eltwise::kSigmoid: return dnnl::algorithm::eltwise_logistic;
-    case Eltwise::kAbs: return dnnl::algorithm::eltwise_abs;
-    case Eltwise::kSoftplus: return dnnl::algorithm::eltwise_soft_relu;
-    case Eltwise::kElu: return dnnl::algorithm::eltwise_elu;
-    case Eltwise::kLinear: return dnnl::algorithm::eltwise_linear;
+    case Eltwise::kRelu:
+      return dnnl::algorithm::eltwise_relu;
+    case Eltwise::kTanh:
+      return dnnl::algorithm::eltwise_tanh;
+    case Eltwise::kSigmoid:
+      return dnnl::algorithm::eltwise_logistic;
+    case Eltwise::kAbs:
+      return dnnl::algorithm::eltwise_abs;
+    case Eltwise::kSoftplus:
+      return dnnl::algorithm::eltwise_soft_relu;
+    case Eltwise::kElu:
+      return dnnl::algorithm::eltwise_elu;
+    case Eltwise::kLinear:
+      return dnnl::algorithm::eltwise_linear;
   }
   return dnnl::algorithm::eltwise_linear;
 }
@@ -67,8 +80,8 @@ std::atomic<int> library_depth{0};
 void PrimitiveCall::Execute(dnnl::stream& s) {
   if (scratch_ != nullptr) Set(DNNL_ARG_SCRATCHPAD, scratch_->bytes.data());
   library_depth.fetch_add(1, std::memory_order_relaxed);
-  dnnl_status_t st = dnnl_primitive_execute(prim_.get(), s.get(),
-                                            static_cast<int>(c_args_.size()), c_args_.data());
+  dnnl_status_t st = dnnl_primitive_execute(prim_.get(), s.get(), static_cast<int>(c_args_.size()),
+                                            c_args_.data());
   library_depth.fetch_sub(1, std::memory_order_relaxed);
   dnnl::error::wrap_c_api(st, "could not execute a primitive");
 }

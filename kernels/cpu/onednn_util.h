@@ -2,7 +2,6 @@
 #pragma once
 
 #include <dnnl.hpp>
-
 #include <vector>
 
 #include "kernels/backend.h"

@@ -70,9 +70,10 @@ class TrainResume : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   void WriteJob(int n_steps, const std::string& lr = "1e-3") {
-    std::ofstream(dir_ / "tiny.lua") << absl::StrReplaceAll(
-        kJob, {{"SAVE_PATH", (dir_ / "runs").string()}, {"N_STEPS", std::to_string(n_steps)},
-               {"LR", lr}});
+    std::ofstream(dir_ / "tiny.lua")
+        << absl::StrReplaceAll(kJob, {{"SAVE_PATH", (dir_ / "runs").string()},
+                                      {"N_STEPS", std::to_string(n_steps)},
+                                      {"LR", lr}});
   }
   pid_t Start(std::vector<std::string> extra) {
     std::vector<std::string> args = {ELK_ELEKTRONN_BIN, "train", (dir_ / "tiny.lua").string(),

@@ -59,7 +59,7 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
     for (float& x : v) x = 0.5f * u(rng);
     RETURN_IF_ERROR(net->SetParamValue(*p, v));
   }
-  ASSIGN_OR_RETURN(Node* out, net->graph().Get(opt.output));
+  ASSIGN_OR_RETURN(Node * out, net->graph().Get(opt.output));
   std::vector<float> r(out->numel());
   for (float& x : r) x = u(rng);
   RETURN_IF_ERROR(net->Forward());
@@ -86,7 +86,8 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
     }
     const double e = RelError(an, fd);
     report->worst = std::max(report->worst, e);
-    report->lines.push_back(absl::StrFormat("%s: relative error %.2e over %d entries", label, e, n));
+    report->lines.push_back(
+        absl::StrFormat("%s: relative error %.2e over %d entries", label, e, n));
     return e;
   };
 

@@ -10,8 +10,8 @@
 namespace elektronn::testing {
 
 struct GradientCheckOptions {
-  std::string output;                    // node whose output is reduced to a scalar
-  std::vector<std::string> wrt_inputs;   // source nodes to check (others are held fixed)
+  std::string output;                             // node whose output is reduced to a scalar
+  std::vector<std::string> wrt_inputs;            // source nodes to check (others are held fixed)
   std::vector<std::string> fixed_inputs_integer;  // sources filled with class ids in [0, n)
   int64_t n_classes = 2;
   int64_t batch_size = 1;

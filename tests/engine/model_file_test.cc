@@ -1,16 +1,15 @@
 // Model files: bit-exact round trip, bit-exact training continuation, clear errors, h5py access.
 #include "engine/io/model_file.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
-
-#include <google/protobuf/util/message_differencer.h>
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "engine/graph/model_builder.h"
@@ -157,8 +156,8 @@ TEST_F(ModelFileTest, TrainingContinuesBitExact) {
   ASSERT_EQ(a_.net->params().size(), b.net->params().size());
   for (size_t i = 0; i < a_.net->params().size(); ++i) {
     SCOPED_TRACE(a_.net->params()[i]->key());
-    EXPECT_TRUE(BitEqual(a_.net->ParamValue(*a_.net->params()[i]),
-                         b.net->ParamValue(*b.net->params()[i])));
+    EXPECT_TRUE(
+        BitEqual(a_.net->ParamValue(*a_.net->params()[i]), b.net->ParamValue(*b.net->params()[i])));
   }
 
   // Control: without the optimiser state the same two steps land elsewhere, so the comparison
@@ -168,8 +167,8 @@ TEST_F(ModelFileTest, TrainingContinuesBitExact) {
   ASSERT_TRUE(LoadInto(*f, *c.net, nullptr).ok());
   ASSERT_TRUE(c.SetBatch(42).ok());
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(c.Step().ok());
-  EXPECT_FALSE(BitEqual(a_.net->ParamValue(*a_.net->params()[0]),
-                        c.net->ParamValue(*c.net->params()[0])));
+  EXPECT_FALSE(
+      BitEqual(a_.net->ParamValue(*a_.net->params()[0]), c.net->ParamValue(*c.net->params()[0])));
 }
 
 TEST_F(ModelFileTest, ParametersAloneLoadWithoutOptimiser) {
@@ -180,8 +179,8 @@ TEST_F(ModelFileTest, ParametersAloneLoadWithoutOptimiser) {
   ASSERT_TRUE(LoadInto(*f, *b.net, nullptr).ok());
   EXPECT_EQ(b.net->step(), 0u);
   for (size_t i = 0; i < a_.net->params().size(); ++i) {
-    EXPECT_TRUE(BitEqual(a_.net->ParamValue(*a_.net->params()[i]),
-                         b.net->ParamValue(*b.net->params()[i])));
+    EXPECT_TRUE(
+        BitEqual(a_.net->ParamValue(*a_.net->params()[i]), b.net->ParamValue(*b.net->params()[i])));
   }
   // A different optimiser kind is refused, and nothing is changed.
   Optimiser sgd(OptimiserKind::kSgd, b.backend.get(), b.net->params());
@@ -246,13 +245,10 @@ TEST_F(ModelFileTest, MissingDatasetIsNamed) {
   f->slot_shapes.erase("conv2/w/s");
   s = LoadInto(*f, *a_.net, a_.opt.get());
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
-  EXPECT_NE(s.message().find("dataset '/optimiser/conv2/w/s' is missing"), std::string::npos)
-      << s;
+  EXPECT_NE(s.message().find("dataset '/optimiser/conv2/w/s' is missing"), std::string::npos) << s;
 }
 
-bool HaveH5py() {
-  return std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") == 0;
-}
+bool HaveH5py() { return std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") == 0; }
 
 TEST_F(ModelFileTest, ReadableWithH5py) {
   if (!HaveH5py()) GTEST_SKIP() << "/usr/bin/python3 has no h5py";

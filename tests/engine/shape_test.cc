@@ -74,7 +74,8 @@ TEST(Shapes, WrongInputSizeNamesNodeAxisAndNearestSizes) {
   ASSERT_FALSE(gx.ok());
   const std::string m(gx.status().message());
   EXPECT_NE(m.find("Conv 'conv': input x=186 with kernel 6 and pool 2 leaves 181 voxels"),
-            std::string::npos) << m;
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("nearest valid sizes of input 'raw' along x: 185 or 189"), std::string::npos)
       << m;
   // Check the suggested sizes really are valid.
@@ -106,7 +107,8 @@ TEST(Shapes, ConvModesFovAndStrides) {
   auto bad = Graph::Create(m.spec());
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(std::string(bad.status().message()).find("nearest valid x: 11 or 13"),
-            std::string::npos) << bad.status();
+            std::string::npos)
+      << bad.status();
 }
 
 TEST(Shapes, MaxFragmentPoolingOneDimensionalExample) {
@@ -158,14 +160,16 @@ TEST(Shapes, ClearErrorsForBadModels) {
   auto g = Graph::Create(m.spec());
   ASSERT_FALSE(g.ok());
   EXPECT_NE(std::string(g.status().message()).find("Conv 'conv': filter_shape has 3 entries"),
-            std::string::npos) << g.status();
+            std::string::npos)
+      << g.status();
   ModelBuilder s;
   std::string y = s.Input({1, 1, 8, 8}, "b,f,x,y", "x");
   s.Softmax(s.Conv(y, 2, {3, 3}));  // relu before softmax
   auto gs = Graph::Create(s.spec());
   ASSERT_FALSE(gs.ok());
   EXPECT_NE(std::string(gs.status().message()).find("must have activation_func='lin'"),
-            std::string::npos) << gs.status();
+            std::string::npos)
+      << gs.status();
   v1::ModelSpec bad = m.spec();
   bad.mutable_nodes(1)->set_inputs(0, "nope");
   auto gb = Graph::Create(bad);

@@ -127,8 +127,10 @@ TEST(Training, SteadyStateStepAllocatesNoHeapMemory) {
   // oneDNN 2.6's primitive execute builds a small std::unordered_map of arguments per call;
   // nothing tensor-sized is ever allocated in a step.
   EXPECT_LT(g_library_max_bytes.load(), 1024u);
-  std::printf("steady-state step: 0 engine allocations; oneDNN bookkeeping: %.0f allocations "
-              "per step, largest %zu bytes\n", lib / 3.0, g_library_max_bytes.load());
+  std::printf(
+      "steady-state step: 0 engine allocations; oneDNN bookkeeping: %.0f allocations "
+      "per step, largest %zu bytes\n",
+      lib / 3.0, g_library_max_bytes.load());
 }
 
 }  // namespace

@@ -70,9 +70,9 @@ class BatchCreatorImageTest : public ::testing::Test {
         for (int64_t z = 0; z < kZ; ++z)
           for (int64_t x = 0; x < kX; ++x)
             for (int64_t y = 0; y < kY; ++y) raw.at(ch, z, x, y) = Encode(c, z, x, y);
-      ASSERT_TRUE(WriteH5Volume(absl::StrCat(dir_, "/raw_", c, ".h5"), "raw", raw,
-                                H5Dtype::kFloat32, false)
-                      .ok());
+      ASSERT_TRUE(
+          WriteH5Volume(absl::StrCat(dir_, "/raw_", c, ".h5"), "raw", raw, H5Dtype::kFloat32, false)
+              .ok());
       const auto& ls = spec.label_shape;
       Volume lab(spec.label_ch, ls[0], ls[1], ls[2]);
       for (int64_t ch = 0; ch < spec.label_ch; ++ch)
@@ -288,8 +288,7 @@ TEST_F(BatchCreatorImageTest, TwoDimensionalNetCutsSingleSlices) {
     for (int64_t b = 0; b < 4; ++b) {
       const int64_t z = Decode(in[Offset(g.input, b, 0, 0, 0, 0)]).z;
       for (int64_t x = 0; x < 11; ++x)
-        for (int64_t y = 0; y < 11; ++y)
-          ASSERT_EQ(Decode(in[Offset(g.input, b, 0, 0, x, y)]).z, z);
+        for (int64_t y = 0; y < 11; ++y) ASSERT_EQ(Decode(in[Offset(g.input, b, 0, 0, x, y)]).z, z);
     }
   }
 }
@@ -419,8 +418,7 @@ TEST_F(BatchCreatorImageTest, MissingFileIsNotFound) {
   fs::remove(absl::StrCat(dir_, "/lab_1.h5"));
   auto d = BatchCreatorImage::Create(Params(), NoWarp(), Geometry3D(), "");
   ASSERT_EQ(d.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(Message(d.status()).find("lab_1.h5' does not exist"), std::string::npos)
-      << d.status();
+  EXPECT_NE(Message(d.status()).find("lab_1.h5' does not exist"), std::string::npos) << d.status();
 }
 
 TEST_F(BatchCreatorImageTest, MissingKeyListsKeys) {
@@ -440,8 +438,7 @@ TEST_F(BatchCreatorImageTest, UnequalFileListsAreRejected) {
   p.mutable_l_files()->RemoveLast();
   auto d = BatchCreatorImage::Create(p, NoWarp(), Geometry3D(), "");
   ASSERT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(Message(d.status()).find("3 d_files but 2 l_files"), std::string::npos)
-      << d.status();
+  EXPECT_NE(Message(d.status()).find("3 d_files but 2 l_files"), std::string::npos) << d.status();
 }
 
 TEST_F(BatchCreatorImageTest, NonIntegralLabelsAreRejected) {

@@ -17,8 +17,8 @@ namespace {
 // pattern; fails on the `fail_at`-th call overall when set.
 class FakeSource : public BatchSource {
  public:
-  explicit FakeSource(int64_t batch, int fail_at = -1, int sleep_ms = 0) : fail_at_(fail_at),
-                                                                           sleep_ms_(sleep_ms) {
+  explicit FakeSource(int64_t batch, int fail_at = -1, int sleep_ms = 0)
+      : fail_at_(fail_at), sleep_ms_(sleep_ms) {
     geometry_.input = TaggedShape::Create({batch, 1, 4, 4}, "b,f,x,y").value();
     geometry_.target = TaggedShape::Create({batch, 1, 2, 2}, "b,f,x,y").value();
   }

@@ -62,9 +62,10 @@ TEST(DemoDataTest, WritesReadableCubesWithPlausibleBarriers) {
     EXPECT_GT(off, 0.35);
     EXPECT_LT(off, 0.85);
     const auto raw_bytes = fs::file_size(raw_path), lab_bytes = fs::file_size(lab_path);
-    std::printf("cube %d: barrier fraction %.3f, membrane grey %.3f, interior grey %.3f, "
-                "raw_%d.h5 %.2f MB, barrier_%d.h5 %.2f MB\n",
-                i, fraction, on, off, i, raw_bytes / 1e6, i, lab_bytes / 1e6);
+    std::printf(
+        "cube %d: barrier fraction %.3f, membrane grey %.3f, interior grey %.3f, "
+        "raw_%d.h5 %.2f MB, barrier_%d.h5 %.2f MB\n",
+        i, fraction, on, off, i, raw_bytes / 1e6, i, lab_bytes / 1e6);
     EXPECT_LT(raw_bytes, 4'000'000u);
     EXPECT_LT(lab_bytes, 1'000'000u);
   }

@@ -99,7 +99,8 @@ TEST(H5VolumeTest, Float32RoundTripIsExact) {
 TEST(H5VolumeTest, ReadsOtherIntegerAndFloatTypes) {
   const std::string f = TempPath("types.h5");
   const std::vector<hsize_t> dims = {2, 2, 3};
-  WriteRawDataset<int32_t>(f, "i32", H5T_NATIVE_INT32, dims, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1});
+  WriteRawDataset<int32_t>(f, "i32", H5T_NATIVE_INT32, dims,
+                           {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1});
   WriteRawDataset<int64_t>(f, "i64", H5T_NATIVE_INT64, dims,
                            {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100000});
   WriteRawDataset<uint16_t>(f, "u16", H5T_NATIVE_UINT16, dims,

@@ -166,8 +166,7 @@ TEST(MnistTest, Errors) {
   p.set_path(dir);
   d = MnistData::Create(p, Geometry(2));
   EXPECT_EQ(d.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(d.status().message().find("t10k-images-idx3-ubyte"), std::string::npos)
-      << d.status();
+  EXPECT_NE(d.status().message().find("t10k-images-idx3-ubyte"), std::string::npos) << d.status();
 
   WriteTinySet(dir, "t10k", 2);
   BatchGeometry g = Geometry(2);

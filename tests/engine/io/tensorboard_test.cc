@@ -85,8 +85,7 @@ TEST(EventEncodingTest, Proto3DefaultsOmittedOneofMembersKept) {
 TEST(EventEncodingTest, ImageEvent) {
   const std::string payload = EncodeImageEvent(0.0, 2, "im", "PNG", 5, 7, 3);
   // Event{step=2, summary{value{tag="im", image{height=5, width=7, colorspace=3, "PNG"}}}}
-  EXPECT_EQ(absl::BytesToHexString(payload),
-            "10022a130a110a02696d220b0805100718032203504e47");
+  EXPECT_EQ(absl::BytesToHexString(payload), "10022a130a110a02696d220b0805100718032203504e47");
 }
 
 class EventWriterTest : public ::testing::Test {

@@ -50,26 +50,44 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"conv1d", {2, 2, 9}, "b,f,x", {3}, {}, v1::TANH, v1::VALID, 0},
         ConvCase{"conv2d_pool", {1, 2, 8, 7}, "b,f,x,y", {3, 2}, {2, 3}, v1::RELU, v1::VALID, 0},
         ConvCase{"conv3d", {1, 2, 4, 6, 5}, "b,f,z,x,y", {2, 3, 2}, {}, v1::SIGMOID, v1::VALID, 0},
-        ConvCase{"conv3d_kz1", {2, 3, 3, 6, 6}, "b,f,z,x,y", {1, 3, 3}, {1, 2, 2}, v1::ELU,
-                 v1::VALID, 0},
+        ConvCase{"conv3d_kz1",
+                 {2, 3, 3, 6, 6},
+                 "b,f,z,x,y",
+                 {1, 3, 3},
+                 {1, 2, 2},
+                 v1::ELU,
+                 v1::VALID,
+                 0},
         ConvCase{"conv3d_1x1", {1, 4, 2, 3, 3}, "b,f,z,x,y", {1, 1, 1}, {}, v1::LIN, v1::VALID, 0},
-        ConvCase{"conv3d_pool_z", {1, 2, 5, 5, 5}, "b,f,z,x,y", {2, 2, 2}, {2, 1, 1},
-                 v1::SOFTPLUS, v1::VALID, 0},
+        ConvCase{"conv3d_pool_z",
+                 {1, 2, 5, 5, 5},
+                 "b,f,z,x,y",
+                 {2, 2, 2},
+                 {2, 1, 1},
+                 v1::SOFTPLUS,
+                 v1::VALID,
+                 0},
         ConvCase{"conv2d_same", {1, 2, 5, 6}, "b,f,x,y", {3, 3}, {}, v1::TANH, v1::SAME, 0},
         ConvCase{"conv2d_full", {1, 2, 4, 4}, "b,f,x,y", {2, 3}, {}, v1::LIN, v1::FULL, 0},
-        ConvCase{"conv2d_abs_pool", {1, 2, 7, 7}, "b,f,x,y", {2, 2}, {2, 2}, v1::ABS, v1::VALID,
-                 0},
+        ConvCase{"conv2d_abs_pool", {1, 2, 7, 7}, "b,f,x,y", {2, 2}, {2, 2}, v1::ABS, v1::VALID, 0},
         ConvCase{"conv2d_prelu", {1, 2, 6, 6}, "b,f,x,y", {3, 3}, {}, v1::PRELU, v1::VALID, 0},
         ConvCase{"conv2d_dropout", {1, 2, 6, 6}, "b,f,x,y", {3, 3}, {}, v1::TANH, v1::VALID, 0.3f},
-        ConvCase{"conv3d_theano_order", {1, 4, 2, 5, 5}, "b,z,f,x,y", {2, 2, 2}, {}, v1::TANH,
-                 v1::VALID, 0}),
+        ConvCase{"conv3d_theano_order",
+                 {1, 4, 2, 5, 5},
+                 "b,z,f,x,y",
+                 {2, 2, 2},
+                 {},
+                 v1::TANH,
+                 v1::VALID,
+                 0}),
     [](const auto& info) { return info.param.name; });
 
 TEST(PoolGradient, MaxAverageAndOverlapping) {
   using Case = std::tuple<v1::PoolMode, std::vector<int64_t>, std::vector<int64_t>, int64_t>;
-  for (auto [mode, pool, stride, size] :
-       std::vector<Case>{{v1::MAX, {2, 2}, {}, 8}, {v1::AVERAGE, {2, 3}, {}, 6},
-                         {v1::MAX, {3, 3}, {2, 2}, 9}, {v1::AVERAGE, {3, 3}, {2, 2}, 7}}) {
+  for (auto [mode, pool, stride, size] : std::vector<Case>{{v1::MAX, {2, 2}, {}, 8},
+                                                           {v1::AVERAGE, {2, 3}, {}, 6},
+                                                           {v1::MAX, {3, 3}, {2, 2}, 9},
+                                                           {v1::AVERAGE, {3, 3}, {2, 2}, 7}}) {
     ModelBuilder m;
     std::string x = m.Input({2, 3, size, size}, "b,f,x,y", "x");
     std::string y = m.Pool(x, pool, stride, mode);
@@ -88,8 +106,7 @@ TEST(PerceptronGradient, OverFeaturesAndFlattened) {
   }
   ModelBuilder m;
   std::string x = m.Input({3, 2, 3, 4}, "b,f,x,y", "x");
-  ExpectGradientsMatch(m, m.Perceptron(x, 4, v1::SIGMOID, /*flatten=*/true, /*dropout=*/0.2f),
-                       {x});
+  ExpectGradientsMatch(m, m.Perceptron(x, 4, v1::SIGMOID, /*flatten=*/true, /*dropout=*/0.2f), {x});
 }
 
 TEST(ActivationGradient, EveryFunction) {

@@ -30,7 +30,8 @@ struct PngSize {
 uint32_t BigEndian32(const std::string& b, size_t at) {
   return (uint32_t{static_cast<uint8_t>(b[at])} << 24) |
          (uint32_t{static_cast<uint8_t>(b[at + 1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) | uint32_t{static_cast<uint8_t>(b[at + 3])};
+         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) |
+         uint32_t{static_cast<uint8_t>(b[at + 3])};
 }
 
 // Checks the 8-byte PNG signature and reads the size from the IHDR chunk that must follow it.
@@ -61,8 +62,9 @@ bool NoTemporaries(const fs::path& dir) {
 class PlotsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("elk_plots_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        fs::path(::testing::TempDir()) /
+        absl::StrCat("elk_plots_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
