@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -94,9 +95,19 @@ int main(int argc, char** argv) {
   std::string job_path;
   bool overwrite = false, resume = false;
   double status_interval = 1.0;
-  train->add_option("job", job_path, "the Lua job file (e.g. examples/neuro3d_lite.lua)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  std::string spec_path, data_dir;
+  auto* job_opt =
+      train->add_option("job", job_path, "the Lua job file (e.g. examples/neuro3d_lite.lua)")
+          ->check(CLI::ExistingFile);
+  auto* spec_opt = train
+                       ->add_option("--job-spec", spec_path,
+                                    "a serialised JobSpec instead of a Lua file (used by "
+                                    "elektronnd's workers)")
+                       ->check(CLI::ExistingFile);
+  job_opt->excludes(spec_opt);
+  train->add_option("--data-dir", data_dir,
+                    "directory that relative data paths resolve against (default: the job "
+                    "file's directory)");
   train->add_flag("--overwrite", overwrite, "replace an existing training directory");
   train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
   std::vector<std::string> overrides;
@@ -147,7 +158,20 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*train) {
-    auto job = LoadJobFile(job_path);
+    if (job_path.empty() && spec_path.empty()) {
+      return Fail(absl::InvalidArgumentError("train needs a job file (or --job-spec)"));
+    }
+    absl::StatusOr<v1::JobSpec> job;
+    if (!spec_path.empty()) {
+      std::ifstream in(spec_path, std::ios::binary);
+      v1::JobSpec parsed;
+      if (!parsed.ParseFromIstream(&in)) {
+        return Fail(absl::InvalidArgumentError("'" + spec_path + "' is not a serialised JobSpec"));
+      }
+      job = std::move(parsed);
+    } else {
+      job = LoadJobFile(job_path);
+    }
     if (!job.ok()) return Fail(job.status());
     for (const std::string& kv : overrides) {
       absl::Status s = ApplyOverride(kv, job->mutable_training());
@@ -155,7 +179,9 @@ int main(int argc, char** argv) {
     }
     auto backend = kernels::CreateCpuBackend();
     TrainerOptions o;
-    o.job_dir = std::filesystem::absolute(job_path).parent_path().string();
+    o.job_dir = !data_dir.empty()   ? data_dir
+                : !job_path.empty() ? std::filesystem::absolute(job_path).parent_path().string()
+                                    : std::filesystem::current_path().string();
     o.overwrite = overwrite;
     o.resume = resume;
     o.status_interval_s = status_interval;
@@ -169,7 +195,8 @@ int main(int argc, char** argv) {
     if (!reason.ok()) return Fail(reason.status());
     if (*reason == StopReason::kRequested) {
       std::fprintf(stderr, "stopped at step %lld; continue with: elektronn train %s --resume\n",
-                   static_cast<long long>((*trainer)->step()), job_path.c_str());
+                   static_cast<long long>((*trainer)->step()),
+                   job_path.empty() ? ("--job-spec " + spec_path).c_str() : job_path.c_str());
       return 130;
     }
     return 0;
