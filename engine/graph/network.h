@@ -28,6 +28,7 @@ class Network {
                                                          NetworkOptions options = {});
 
   Graph& graph() { return *graph_; }
+  const Graph& graph() const { return *graph_; }
   kernels::Backend* backend() const { return ctx_.backend; }
 
   // Copies `data` (logical layout, tags order) into a source node.
@@ -46,6 +47,7 @@ class Network {
   absl::StatusOr<std::vector<float>> InputGradient(const std::string& node) const;
 
   std::vector<Parameter*>& params() { return params_; }
+  const std::vector<Parameter*>& params() const { return params_; }
   absl::StatusOr<Parameter*> FindParam(const std::string& node, const std::string& name);
   // Canonical-layout copies of a parameter's value and gradient.
   std::vector<float> ParamValue(const Parameter& p) const;

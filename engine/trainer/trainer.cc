@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -313,6 +314,38 @@ absl::Status Trainer::SetValue(const std::string& name, double v) {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::SetHyperparameter(const std::string& name, double value,
+                                        const std::string& who) {
+  ASSIGN_OR_RETURN(double old, GetValue(name));
+  RETURN_IF_ERROR(SetValue(name, value));
+  log_->info("{} changed from {:.6g} to {:.6g} at step {} ({})", name, old, value, step_, who);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::AtStepBoundary(std::function<absl::Status(Trainer&)> fn) {
+  PendingCommand cmd{std::move(fn), absl::OkStatus(), false};
+  absl::MutexLock lock(&commands_mu_);
+  if (!loop_running_) return cmd.fn(*this);
+  commands_.push_back(&cmd);
+  while (!cmd.done) commands_cv_.Wait(&commands_mu_);
+  return cmd.result;
+}
+
+void Trainer::RunPendingCommands() {
+  absl::MutexLock lock(&commands_mu_);
+  DrainCommandsLocked();
+}
+
+void Trainer::DrainCommandsLocked() {
+  while (!commands_.empty()) {
+    PendingCommand* c = commands_.front();
+    commands_.pop_front();
+    c->result = c->fn(*this);
+    c->done = true;
+  }
+  commands_cv_.SignalAll();
+}
+
 absl::Status Trainer::ApplySchedules() {
   for (const Schedule& s : schedules_) {
     ASSIGN_OR_RETURN(double cur, GetValue(s.name()));
@@ -544,6 +577,16 @@ absl::StatusOr<StopReason> Trainer::Run() {
   t_per_step_ = 0;
   StopReason reason = StopReason::kSteps;
   const int64_t param_save_it = spec_.param_save_it() > 0 ? spec_.param_save_it() : 10000;
+  {
+    absl::MutexLock lock(&commands_mu_);
+    loop_running_ = true;
+  }
+  // Commands still queued when the loop ends run on this thread before Run returns.
+  absl::Cleanup stop_commands = [this] {
+    absl::MutexLock lock(&commands_mu_);
+    loop_running_ = false;
+    DrainCommandsLocked();
+  };
   log_->info("Training {} from step {} to {} (max_runtime {})", name_, step_, spec_.n_steps(),
              FormatTime(spec_.max_runtime() > 0 ? spec_.max_runtime() : 1e30));
   while (true) {
@@ -555,6 +598,7 @@ absl::StatusOr<StopReason> Trainer::Run() {
       reason = StopReason::kRuntime;
       break;
     }
+    RunPendingCommands();
     if (stop_requested_.load()) {
       reason = StopReason::kRequested;
       break;

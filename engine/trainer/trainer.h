@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "elektronn/v1/training.pb.h"
 #include "engine/data/batch_source.h"
 #include "engine/graph/network.h"
@@ -59,6 +61,16 @@ class Trainer {
   // Asks the loop to stop at the next step boundary (async-signal-safe).
   void RequestStop() { stop_requested_.store(true); }
 
+  // Runs `fn` on the training thread at the next step boundary and returns its status; the
+  // shell and the control services change the live job only this way. Thread-safe. When no
+  // training loop is running, `fn` runs at once on the caller's thread.
+  absl::Status AtStepBoundary(std::function<absl::Status(Trainer&)> fn);
+
+  // Live-settable meta-parameters by name: lr, mom, wd, beta2, dropout_rates, history_freq.
+  // Changes are logged with their old value and the step. Call at a step boundary.
+  absl::StatusOr<double> GetHyperparameter(const std::string& name) const { return GetValue(name); }
+  absl::Status SetHyperparameter(const std::string& name, double value, const std::string& who);
+
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
   Network& network() { return *net_; }
@@ -101,6 +113,17 @@ class Trainer {
   std::vector<Schedule> schedules_;
   std::mt19937_64 rng_;
   std::atomic<bool> stop_requested_{false};
+  void RunPendingCommands();
+  void DrainCommandsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commands_mu_);
+  struct PendingCommand {
+    std::function<absl::Status(Trainer&)> fn;
+    absl::Status result;
+    bool done = false;
+  };
+  absl::Mutex commands_mu_;
+  absl::CondVar commands_cv_;
+  std::deque<PendingCommand*> commands_ ABSL_GUARDED_BY(commands_mu_);
+  bool loop_running_ ABSL_GUARDED_BY(commands_mu_) = false;
 
   std::string input_name_, target_name_, loss_name_, error_name_;
   int64_t step_ = 0;

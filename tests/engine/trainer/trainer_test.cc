@@ -1,0 +1,123 @@
+// The trainer's live-control seam: commands run on the training thread at step boundaries,
+// hyper-parameter changes are applied and logged; tensor statistics.
+#include "engine/trainer/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_replace.h"
+#include "engine/data/demo_data.h"
+#include "engine/graph/statistics.h"
+#include "engine/lua/job_file.h"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Statistics, SummariseSkipsNonFiniteValues) {
+  TensorStatistics s = Summarise("t", {4}, {1.f, -2.f, 3.f, NAN});
+  EXPECT_EQ(s.non_finite, 1);
+  EXPECT_DOUBLE_EQ(s.mean, 2.0 / 3.0);
+  EXPECT_NEAR(s.std, std::sqrt((1 + 4 + 9) / 3.0 - 4.0 / 9.0), 1e-12);
+  EXPECT_EQ(s.median_abs, 2.0);
+  EXPECT_NE(FormatStatistics({s}).find("non-finite=1"), std::string::npos);
+}
+
+const char kJob[] = R"(
+save_path = 'SAVE'
+save_name = 'control'
+data_class = 'BatchCreatorImage'
+data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
+  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
+n_steps = 100000
+max_runtime = 600
+history_freq = 1000
+monitor_batch_size = 1
+optimiser = 'SGD'
+optimiser_params = {lr = 1e-3, mom = 0.9}
+batch_size = 1
+function create_model()
+  local inp = nm.Input{{None, 1, 3, 17, 17}, 'b,f,z,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 4, {1, 3, 3}, dropout_rate = 0.2}
+  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)";
+
+TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_control_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  DemoDataOptions o;
+  o.num_cubes = 1;
+  o.shape = {8, 40, 40};
+  ASSERT_TRUE(MakeDemoData((dir / "data").string(), o).ok());
+  auto job = LoadJobSource(absl::StrReplaceAll(kJob, {{"SAVE", (dir / "runs").string()},
+                                                      {"DATA", (dir / "data").string()}}),
+                           "control.lua");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  TrainerOptions opt;
+  opt.console = false;
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  Trainer& t = **trainer;
+
+  // Not running yet: the command runs at once.
+  ASSERT_TRUE(
+      t.AtStepBoundary([](Trainer& tr) { return tr.SetHyperparameter("mom", 0.5, "test"); }).ok());
+  std::thread loop([&] { (void)t.Run(); });
+  const std::thread::id loop_id = loop.get_id();
+  int64_t first = -1, second = -1;
+  std::thread::id ran_on;
+  while (first < 3) {
+    ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
+                   first = tr.step();
+                   ran_on = std::this_thread::get_id();
+                   return absl::OkStatus();
+                 }).ok());
+  }
+  EXPECT_EQ(ran_on, loop_id);
+  ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
+                 second = tr.step();
+                 RETURN_IF_ERROR(tr.SetHyperparameter("lr", 1e-5, "test"));
+                 return tr.SetHyperparameter("dropout_rates", 0.0, "test");
+               }).ok());
+  EXPECT_GE(second, first);
+  // A bad name is an error that does not disturb training.
+  absl::Status bad =
+      t.AtStepBoundary([](Trainer& tr) { return tr.SetHyperparameter("learning_rate", 1, "x"); });
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  double lr = 0, mom = 0;
+  ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
+                 lr = *tr.GetHyperparameter("lr");
+                 mom = *tr.GetHyperparameter("mom");
+                 return absl::OkStatus();
+               }).ok());
+  EXPECT_FLOAT_EQ(lr, 1e-5);
+  EXPECT_FLOAT_EQ(mom, 0.5);
+  t.RequestStop();
+  loop.join();
+  std::ifstream log(dir / "runs/control/0-control.log");
+  std::stringstream ss;
+  ss << log.rdbuf();
+  EXPECT_NE(ss.str().find("lr changed from 0.001 to 1e-05 at step"), std::string::npos) << ss.str();
+  // Parameter statistics come from the live network.
+  auto stats = ComputeStatistics(t.network(), StatisticsOf::kParameters);
+  ASSERT_EQ(stats.size(), 4u);
+  EXPECT_EQ(stats[0].name, "conv/w");
+  EXPECT_GT(stats[0].std, 0);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace elektronn
