@@ -314,6 +314,8 @@ absl::Status Trainer::SetValue(const std::string& name, double v) {
   return absl::OkStatus();
 }
 
+void Trainer::Log(const std::string& line) { log_->info("{}", line); }
+
 absl::Status Trainer::SetHyperparameter(const std::string& name, double value,
                                         const std::string& who) {
   ASSIGN_OR_RETURN(double old, GetValue(name));

@@ -71,6 +71,9 @@ class Trainer {
   absl::StatusOr<double> GetHyperparameter(const std::string& name) const { return GetValue(name); }
   absl::Status SetHyperparameter(const std::string& name, double value, const std::string& who);
 
+  // Writes a line to the job's log (INFO).
+  void Log(const std::string& line);
+
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
   Network& network() { return *net_; }

@@ -1,0 +1,294 @@
+// Trainer and Model services of one training process (see worker_control.h).
+#include "client/worker_control.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "elektronn/v1/control.grpc.pb.h"
+#include "engine/core/status.h"
+#include "engine/graph/statistics.h"
+#include "engine/io/model_file.h"
+#include "engine/nodes/neural.h"
+
+namespace elektronn {
+namespace {
+
+constexpr size_t kChunkBytes = 1 << 20;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+void FillHyper(Trainer& t, v1::Hyperparameters* h) {
+  h->set_learning_rate(*t.GetHyperparameter("lr"));
+  h->set_momentum(*t.GetHyperparameter("mom"));
+  h->set_weight_decay(*t.GetHyperparameter("wd"));
+  h->set_beta2(*t.GetHyperparameter("beta2"));
+  auto d = t.GetHyperparameter("dropout_rates");
+  h->set_dropout_rate(d.ok() ? *d : 0.0);
+  h->set_history_freq(static_cast<int64_t>(*t.GetHyperparameter("history_freq")));
+  h->set_step(t.step());
+}
+
+class TrainerService final : public v1::Trainer::Service {
+ public:
+  explicit TrainerService(Trainer* t) : t_(t) {}
+  grpc::Status GetHyperparameters(grpc::ServerContext*, const v1::GetHyperparametersRequest*,
+                                  v1::Hyperparameters* out) override {
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+      FillHyper(t, out);
+      return absl::OkStatus();
+    }));
+  }
+  grpc::Status UpdateHyperparameters(grpc::ServerContext* ctx,
+                                     const v1::UpdateHyperparametersRequest* req,
+                                     v1::Hyperparameters* out) override {
+    const v1::Hyperparameters& h = req->hyperparameters();
+    std::vector<std::pair<std::string, double>> changes;
+    for (const std::string& path : req->update_mask().paths()) {
+      if (path == "learning_rate")
+        changes.emplace_back("lr", h.learning_rate());
+      else if (path == "momentum")
+        changes.emplace_back("mom", h.momentum());
+      else if (path == "weight_decay")
+        changes.emplace_back("wd", h.weight_decay());
+      else if (path == "beta2")
+        changes.emplace_back("beta2", h.beta2());
+      else if (path == "dropout_rate")
+        changes.emplace_back("dropout_rates", h.dropout_rate());
+      else if (path == "history_freq")
+        changes.emplace_back("history_freq", static_cast<double>(h.history_freq()));
+      else
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrFormat("update_mask path '%s' is not settable; use "
+                                            "learning_rate, momentum, weight_decay, beta2, "
+                                            "dropout_rate or history_freq",
+                                            path));
+    }
+    if (changes.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "update_mask is empty");
+    }
+    const std::string who = absl::StrFormat("UpdateHyperparameters from %s", ctx->peer());
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+      for (const auto& [name, v] : changes) RETURN_IF_ERROR(t.SetHyperparameter(name, v, who));
+      FillHyper(t, out);
+      return absl::OkStatus();
+    }));
+  }
+
+ private:
+  Trainer* t_;
+};
+
+class ModelService final : public v1::Model::Service {
+ public:
+  explicit ModelService(Trainer* t) : t_(t) {}
+
+  grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*,
+                        v1::ModelInfo* out) override {
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+      ModelSummary m = t.network().graph().Summary();
+      for (const NodeSummary& n : m.nodes) {
+        v1::NodeInfo* i = out->add_nodes();
+        i->set_name(n.name);
+        i->set_op(n.op);
+        for (int64_t s : n.shape.sizes()) i->add_shape(s);
+        i->set_tags(n.shape.tags_string());
+        for (int64_t v : n.shape.fov()) i->add_fov(v);
+        for (int64_t v : n.shape.strides()) i->add_strides(v);
+        for (int64_t v : n.shape.offsets()) i->add_offsets(v);
+        i->set_params(n.params);
+        i->set_gops(n.gops);
+        i->set_details(n.details);
+      }
+      out->set_total_params(m.total_params);
+      out->set_prediction_node(m.prediction_node);
+      out->set_step(t.step());
+      return absl::OkStatus();
+    }));
+  }
+
+  grpc::Status ListParameters(grpc::ServerContext*, const v1::ListParametersRequest*,
+                              v1::ListParametersResponse* out) override {
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+      for (const Parameter* p : t.network().params()) {
+        v1::ParameterInfo* i = out->add_parameters();
+        i->set_node(p->node);
+        i->set_param(p->name);
+        for (int64_t s : p->shape) i->add_shape(s);
+        i->set_trainable(p->trainable);
+      }
+      return absl::OkStatus();
+    }));
+  }
+
+  grpc::Status GetParameter(grpc::ServerContext*, const v1::GetParameterRequest* req,
+                            grpc::ServerWriter<v1::TensorChunk>* writer) override {
+    std::vector<float> values;
+    std::vector<int64_t> shape;
+    absl::Status s = t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+      ASSIGN_OR_RETURN(Parameter * p, t.network().FindParam(req->node(), req->param()));
+      values = t.network().ParamValue(*p);
+      shape = p->shape;
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return ToGrpc(s);
+    const char* bytes = reinterpret_cast<const char*>(values.data());
+    const size_t total = values.size() * sizeof(float);
+    size_t sent = 0;
+    do {
+      v1::TensorChunk c;
+      if (sent == 0) {
+        for (int64_t d : shape) c.mutable_tensor()->add_shape(d);
+        c.mutable_tensor()->set_dtype(v1::FLOAT32);
+      }
+      const size_t n = std::min(kChunkBytes, total - sent);
+      c.set_data(bytes + sent, n);
+      sent += n;
+      if (!writer->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    } while (sent < total);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetParameter(grpc::ServerContext* ctx,
+                            grpc::ServerReader<v1::SetParameterChunk>* reader,
+                            v1::ParameterInfo* out) override {
+    v1::SetParameterChunk c;
+    std::string node, param, data;
+    std::vector<int64_t> shape;
+    bool first = true;
+    while (reader->Read(&c)) {
+      if (first) {
+        node = c.node();
+        param = c.param();
+        shape.assign(c.chunk().tensor().shape().begin(), c.chunk().tensor().shape().end());
+        if (c.chunk().tensor().dtype() != v1::FLOAT32) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "parameters are FLOAT32");
+        }
+        first = false;
+      }
+      data += c.chunk().data();
+    }
+    if (first) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no chunks received");
+    if (data.size() % sizeof(float) != 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "data is not a float32 array");
+    }
+    std::vector<float> values(data.size() / sizeof(float));
+    std::memcpy(values.data(), data.data(), data.size());
+    const std::string who = absl::StrFormat("SetParameter from %s", ctx->peer());
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+      ASSIGN_OR_RETURN(Parameter * p, t.network().FindParam(node, param));
+      if (shape != p->shape) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("parameter %s has shape (%s), the tensor sent has (%s)", p->key(),
+                            absl::StrJoin(p->shape, ","), absl::StrJoin(shape, ",")));
+      }
+      RETURN_IF_ERROR(t.network().SetParamValue(*p, values));
+      t.Log(absl::StrFormat("parameter %s set at step %d (%s)", p->key(), t.step(), who));
+      out->set_node(p->node);
+      out->set_param(p->name);
+      for (int64_t s : p->shape) out->add_shape(s);
+      out->set_trainable(p->trainable);
+      return absl::OkStatus();
+    }));
+  }
+
+  grpc::Status GetStatistics(grpc::ServerContext*, const v1::GetStatisticsRequest* req,
+                             v1::Statistics* out) override {
+    StatisticsOf what = StatisticsOf::kParameters;
+    if (req->kind() == v1::GRADIENTS) what = StatisticsOf::kGradients;
+    if (req->kind() == v1::ACTIVATIONS) what = StatisticsOf::kActivations;
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+      for (const TensorStatistics& s : ComputeStatistics(t.network(), what)) {
+        v1::TensorStatisticsInfo* i = out->add_tensors();
+        i->set_name(s.name);
+        for (int64_t d : s.shape) i->add_shape(d);
+        i->set_mean(s.mean);
+        i->set_std(s.std);
+        i->set_median_abs(s.median_abs);
+        i->set_non_finite(s.non_finite);
+      }
+      out->set_step(t.step());
+      return absl::OkStatus();
+    }));
+  }
+
+  grpc::Status ExportModel(grpc::ServerContext*, const v1::ExportModelRequest*,
+                           grpc::ServerWriter<v1::FileChunk>* writer) override {
+    std::string path;
+    absl::Status s = t_->AtStepBoundary([&](Trainer& t) {
+      path = t.CheckpointPath(absl::StrFormat("export-%d", getpid()));
+      return SaveModel(path, t.network(), &t.optimiser());
+    });
+    if (!s.ok()) return ToGrpc(s);
+    std::ifstream in(path, std::ios::binary);
+    const auto total = std::filesystem::file_size(path);
+    std::string buf(kChunkBytes, '\0');
+    bool first = true;
+    while (in) {
+      in.read(buf.data(), buf.size());
+      const std::streamsize n = in.gcount();
+      if (n <= 0) break;
+      v1::FileChunk c;
+      c.set_data(buf.data(), n);
+      if (first) c.set_total_size(static_cast<int64_t>(total));
+      first = false;
+      if (!writer->Write(c)) break;
+    }
+    std::filesystem::remove(path);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Trainer* t_;
+};
+
+}  // namespace
+
+struct WorkerControl::Services {
+  explicit Services(Trainer* t) : trainer(t), model(t) {}
+  TrainerService trainer;
+  ModelService model;
+};
+
+absl::StatusOr<std::unique_ptr<WorkerControl>> WorkerControl::Start(
+    Trainer* trainer, const std::string& socket_path) {
+  auto w = std::unique_ptr<WorkerControl>(new WorkerControl());
+  w->services_ = std::make_unique<Services>(trainer);
+  w->socket_path_ = socket_path;
+  std::error_code ec;
+  std::filesystem::remove(socket_path, ec);
+  grpc::ServerBuilder b;
+  b.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  b.RegisterService(&w->services_->trainer);
+  b.RegisterService(&w->services_->model);
+  const mode_t old = umask(0077);  // the socket is the worker's: 0600
+  w->server_ = b.BuildAndStart();
+  umask(old);
+  if (!w->server_) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot listen on control socket '%s'", socket_path));
+  }
+  return w;
+}
+
+void WorkerControl::Shutdown() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    server_.reset();
+    std::error_code ec;
+    std::filesystem::remove(socket_path_, ec);
+  }
+}
+
+WorkerControl::~WorkerControl() { Shutdown(); }
+
+}  // namespace elektronn

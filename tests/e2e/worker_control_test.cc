@@ -1,0 +1,175 @@
+// A training process serves the Trainer and Model services on its control socket: read and
+// change hyper-parameters, inspect the model, read/write a parameter, statistics, export.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_replace.h"
+#include "elektronn/v1/control.grpc.pb.h"
+#include "engine/data/demo_data.h"
+#include "engine/io/model_file.h"
+#include "engine/lua/job_file.h"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char kJob[] = R"(
+save_path = 'SAVE'
+save_name = 'ctl'
+data_class = 'BatchCreatorImage'
+data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
+  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
+n_steps = 1000000
+max_runtime = 600
+history_freq = 100000
+monitor_batch_size = 1
+optimiser = 'Adam'
+optimiser_params = {lr = 1e-3, mom = 0.9}
+batch_size = 1
+function create_model()
+  local inp = nm.Input{{None, 1, 3, 17, 17}, 'b,f,z,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 4, {1, 3, 3}}
+  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)";
+
+TEST(WorkerControl, ServesTrainerAndModelServices) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_ctl_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  DemoDataOptions o;
+  o.num_cubes = 1;
+  o.shape = {8, 40, 40};
+  ASSERT_TRUE(MakeDemoData((dir / "data").string(), o).ok());
+  auto job = LoadJobSource(absl::StrReplaceAll(kJob, {{"SAVE", (dir / "runs").string()},
+                                                      {"DATA", (dir / "data").string()}}),
+                           "ctl.lua");
+  ASSERT_TRUE(job.ok()) << job.status();
+  {
+    std::ofstream out(dir / "job.pb", std::ios::binary);
+    ASSERT_TRUE(job->SerializeToOstream(&out));
+  }
+  const std::string socket = (dir / "ctl.sock").string();
+  const std::string log = (dir / "stderr.txt").string();
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    setenv("OMP_NUM_THREADS", "1", 1);
+    execl(ELK_ELEKTRONN_BIN, ELK_ELEKTRONN_BIN, "train", "--job-spec", (dir / "job.pb").c_str(),
+          "--control-socket", socket.c_str(), "--status-interval", "0", nullptr);
+    _exit(127);
+  }
+  auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(
+      channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)))
+      << "worker did not open its control socket";
+  auto trainer = v1::Trainer::NewStub(channel);
+  auto model = v1::Model::NewStub(channel);
+
+  {  // hyper-parameters: read, change lr, read back
+    grpc::ClientContext c;
+    v1::GetHyperparametersRequest req;
+    v1::Hyperparameters h;
+    ASSERT_TRUE(trainer->GetHyperparameters(&c, req, &h).ok());
+    EXPECT_FLOAT_EQ(h.learning_rate(), 1e-3);
+    grpc::ClientContext c2;
+    v1::UpdateHyperparametersRequest up;
+    up.mutable_hyperparameters()->set_learning_rate(1e-5);
+    up.mutable_update_mask()->add_paths("learning_rate");
+    v1::Hyperparameters after;
+    ASSERT_TRUE(trainer->UpdateHyperparameters(&c2, up, &after).ok());
+    EXPECT_FLOAT_EQ(after.learning_rate(), 1e-5);
+    grpc::ClientContext c3;
+    up.mutable_update_mask()->set_paths(0, "batch_size");
+    grpc::Status bad = trainer->UpdateHyperparameters(&c3, up, &after);
+    EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(bad.error_message().find("batch_size"), std::string::npos);
+  }
+  {  // model summary and parameters
+    grpc::ClientContext c;
+    v1::ModelInfo m;
+    ASSERT_TRUE(model->GetModel(&c, v1::GetModelRequest(), &m).ok());
+    ASSERT_GE(m.nodes_size(), 4);
+    EXPECT_EQ(m.nodes(1).name(), "conv");
+    EXPECT_EQ(m.total_params(), 4 * 9 + 4 + 2 * 4 + 2);
+    grpc::ClientContext c2;
+    v1::ListParametersResponse ps;
+    ASSERT_TRUE(model->ListParameters(&c2, v1::ListParametersRequest(), &ps).ok());
+    EXPECT_EQ(ps.parameters_size(), 4);
+  }
+  {  // write conv/b, read it back
+    grpc::ClientContext c;
+    v1::ParameterInfo info;
+    auto w = model->SetParameter(&c, &info);
+    v1::SetParameterChunk chunk;
+    chunk.set_node("conv");
+    chunk.set_param("b");
+    chunk.mutable_chunk()->mutable_tensor()->add_shape(4);
+    chunk.mutable_chunk()->mutable_tensor()->set_dtype(v1::FLOAT32);
+    const float values[4] = {0.25f, -1.f, 2.f, 0.5f};
+    chunk.mutable_chunk()->set_data(reinterpret_cast<const char*>(values), sizeof(values));
+    ASSERT_TRUE(w->Write(chunk));
+    w->WritesDone();
+    ASSERT_TRUE(w->Finish().ok());
+    grpc::ClientContext c2;
+    v1::GetParameterRequest get;
+    get.set_node("conv");
+    get.set_param("b");
+    auto r = model->GetParameter(&c2, get);
+    v1::TensorChunk t;
+    std::string data;
+    while (r->Read(&t)) data += t.data();
+    ASSERT_TRUE(r->Finish().ok());
+    ASSERT_EQ(data.size(), sizeof(values));
+    // Training continues between the two calls, so the bias may have moved by a few Adam
+    // steps of lr 1e-5 at most.
+    const float* got = reinterpret_cast<const float*>(data.data());
+    for (int i = 0; i < 4; ++i) EXPECT_NEAR(got[i], values[i], 1e-3);
+  }
+  {  // statistics and export
+    grpc::ClientContext c;
+    v1::GetStatisticsRequest req;
+    req.set_kind(v1::PARAMETERS);
+    v1::Statistics s;
+    ASSERT_TRUE(model->GetStatistics(&c, req, &s).ok());
+    EXPECT_EQ(s.tensors_size(), 4);
+    grpc::ClientContext c2;
+    auto r = model->ExportModel(&c2, v1::ExportModelRequest());
+    v1::FileChunk chunk;
+    std::string file;
+    while (r->Read(&chunk)) file += chunk.data();
+    ASSERT_TRUE(r->Finish().ok());
+    std::ofstream(dir / "export.h5", std::ios::binary) << file;
+    auto f = ReadModelFile((dir / "export.h5").string());
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_TRUE(f->has_optimiser);
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130);
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(ss.str().find("lr changed from 0.001 to 1e-05 at step"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("parameter conv/b set at step"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace elektronn
