@@ -7,6 +7,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "client/remote_commands.h"
+#include "client/worker_control.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
@@ -105,6 +107,10 @@ int main(int argc, char** argv) {
                                     "elektronnd's workers)")
                        ->check(CLI::ExistingFile);
   job_opt->excludes(spec_opt);
+  std::string control_socket;
+  train->add_option("--control-socket", control_socket,
+                    "serve the Trainer and Model services on this Unix socket (elektronnd "
+                    "forwards a job's calls there)");
   train->add_option("--data-dir", data_dir,
                     "directory that relative data paths resolve against (default: the job "
                     "file's directory)");
@@ -133,7 +139,18 @@ int main(int argc, char** argv) {
   demo->add_option("dir", demo_dir, "output directory (created)")->required();
   demo->add_option("--seed", demo_seed, "random seed")->capture_default_str();
 
-  CLI11_PARSE(app, argc, argv);
+  // submit, ls, status, watch, logs, pause, resume, cancel, hosts, ... (client/remote_commands.h)
+  RemoteCommands remote;
+  AddRemoteCommands(app, &remote);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; every usage error exits 2, as scripts expect.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  if (auto code = RunRemoteCommands(remote)) return *code;
 
   if (*check) {
     auto job = LoadJobFile(check_path);
@@ -187,6 +204,12 @@ int main(int argc, char** argv) {
     o.status_interval_s = status_interval;
     auto trainer = Trainer::Create(*job, backend.get(), o);
     if (!trainer.ok()) return Fail(trainer.status());
+    std::unique_ptr<WorkerControl> control;
+    if (!control_socket.empty()) {
+      auto c = WorkerControl::Start(trainer->get(), control_socket);
+      if (!c.ok()) return Fail(c.status());
+      control = *std::move(c);
+    }
     g_trainer.store(trainer->get());
     std::signal(SIGINT, OnInterrupt);
     std::signal(SIGTERM, OnInterrupt);

@@ -1,0 +1,938 @@
+// The daemon commands of `elektronn`: each one RPC (or one stream) against elektronnd's Jobs and
+// Host services, with tables for people and --json for scripts.
+#include "client/remote_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "elektronn/v1/control.grpc.pb.h"
+#include "elektronn/v1/jobs.grpc.pb.h"
+#include "engine/lua/job_file.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
+
+namespace elektronn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Applies "key=value" to a TrainingSpec, as `elektronn train --set` does: any scalar top-level
+// key (n_steps, max_runtime, ...) or lr/mom/wd/beta2 of optimiser_params.
+absl::Status ApplyOverride(const std::string& kv, v1::TrainingSpec* spec) {
+  const size_t eq = kv.find('=');
+  if (eq == std::string::npos) {
+    return absl::InvalidArgumentError("--set needs KEY=VALUE, got '" + kv + "'");
+  }
+  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  google::protobuf::Message* msg = spec;
+  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
+    msg = spec->mutable_optimiser_params();
+  }
+  const auto* field = msg->GetDescriptor()->FindFieldByName(key);
+  if (field == nullptr || field->is_repeated() || field->is_map() ||
+      field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+    return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
+  }
+  const auto* r = msg->GetReflection();
+  try {
+    switch (field->cpp_type()) {
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(msg, field, static_cast<int32_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(msg, field, std::stod(value));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_FLOAT:
+        r->SetFloat(msg, field, std::stof(value));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(msg, field, value);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(msg, field, value == "true" || value == "1");
+        break;
+      default:
+        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
+    }
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
+  }
+  return absl::OkStatus();
+}
+
+std::string RandomRequestId() {
+  std::random_device rd;
+  return absl::StrFormat("%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string FormatUtc(int64_t unix_s) {
+  if (unix_s <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::string FormatLoss(double loss) { return absl::StrFormat("%.4g", loss); }
+
+// Left-aligned columns separated by two spaces.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+int64_t NStepsOf(const v1::Job& job) { return job.spec().training().n_steps(); }
+
+std::string StepColumn(int64_t step, int64_t n_steps) {
+  return n_steps > 0 ? absl::StrFormat("%d/%d", step, n_steps) : absl::StrFormat("%d", step);
+}
+
+// ---- Commands ----
+
+struct Context {
+  const RemoteCommands& state;
+  Connection connection;
+  std::unique_ptr<v1::Jobs::Stub> jobs;
+};
+
+absl::StatusOr<Context> Open(const RemoteCommands& state) {
+  auto c = Connect(state.connection, ProcessEnvironment());
+  if (!c.ok()) return c.status();
+  Context ctx{state, *c, nullptr};
+  ctx.jobs = v1::Jobs::NewStub(ctx.connection.channel);
+  return ctx;
+}
+
+enum class WatchMode { kStatus, kLogs };
+
+// Follows WatchJob: state changes on their own lines, a live status line (TTY) or one line every
+// 10 s (pipe), or log lines; reconnects from the last sequence seen when the stream breaks.
+int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bool json) {
+  const bool tty = isatty(fileno(stdout)) && !json;
+  v1::Job job;
+  {
+    v1::GetJobRequest req;
+    req.set_name(name);
+    auto cc = MakeContext(ctx.connection);
+    grpc::Status s = ctx.jobs->GetJob(cc.get(), req, &job);
+    if (!s.ok()) return ReportError(s, ctx.connection);
+  }
+  v1::JobState state = job.state();
+  v1::StatusUpdate last_status;
+  last_status.set_step(job.step());
+  last_status.set_loss(job.loss());
+  last_status.set_n_steps(NStepsOf(job));
+  int64_t next_sequence = 0;
+  bool line_drawn = false, line_pending = false;
+  Clock::time_point last_draw{}, last_event = Clock::now();
+  auto draw = [&](bool force) {
+    if (mode != WatchMode::kStatus || json) return;
+    const auto now = Clock::now();
+    const auto min_gap = tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(10000);
+    if (!force && line_drawn && now - last_draw < min_gap) {
+      line_pending = true;
+      return;
+    }
+    const std::string line = FormatStatusLine(name, state, last_status);
+    if (tty) {
+      std::printf("\r\033[K%s", line.c_str());
+    } else {
+      std::printf("%s\n", line.c_str());
+    }
+    std::fflush(stdout);
+    line_drawn = true;
+    line_pending = false;
+    last_draw = now;
+  };
+  auto end_line = [&] {
+    if (line_pending) draw(true);
+    if (tty && line_drawn) std::printf("\n");
+    line_drawn = false;
+    std::fflush(stdout);
+  };
+
+  std::chrono::milliseconds backoff(500);
+  for (;;) {
+    auto cc = MakeContext(ctx.connection, /*streaming=*/true);
+    v1::WatchJobRequest req;
+    req.set_name(name);
+    req.set_from_sequence(next_sequence);
+    req.set_follow(follow);
+    auto reader = ctx.jobs->WatchJob(cc.get(), req);
+    v1::JobEvent ev;
+    bool done = false;
+    while (!done && reader->Read(&ev)) {
+      last_event = Clock::now();
+      backoff = std::chrono::milliseconds(500);
+      next_sequence = ev.sequence() + 1;
+      if (json) {
+        if (mode == WatchMode::kStatus || ev.kind_case() == v1::JobEvent::kLogLine) {
+          std::printf("%s\n", ToJson(ev).c_str());
+          std::fflush(stdout);
+        }
+      }
+      switch (ev.kind_case()) {
+        case v1::JobEvent::kState:
+          end_line();  // the pending status line belongs to the previous state
+          state = ev.state();
+          if (mode == WatchMode::kStatus && !json) {
+            std::printf("%s  %s: %s\n", FormatUtc(ev.time().seconds()).c_str(), name.c_str(),
+                        JobStateName(state).c_str());
+            std::fflush(stdout);
+          }
+          if (follow && IsFinalState(state)) done = true;
+          break;
+        case v1::JobEvent::kStatus:
+          last_status = ev.status();
+          if (last_status.n_steps() <= 0) last_status.set_n_steps(NStepsOf(job));
+          draw(false);
+          break;
+        case v1::JobEvent::kLogLine:
+          if (mode == WatchMode::kLogs && !json) {
+            std::printf("%s\n", ev.log_line().c_str());
+            std::fflush(stdout);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (done) {
+      cc->TryCancel();
+      (void)reader->Finish();
+      end_line();
+      if (mode == WatchMode::kStatus && !json && state == v1::FAILED) {
+        v1::GetJobRequest greq;
+        greq.set_name(name);
+        auto gc = MakeContext(ctx.connection);
+        if (ctx.jobs->GetJob(gc.get(), greq, &job).ok() && !job.error().empty()) {
+          std::fprintf(stderr, "%s failed: %s\n", name.c_str(), job.error().c_str());
+        }
+      }
+      return ExitCodeForFinalState(state);
+    }
+    grpc::Status s = reader->Finish();
+    if (s.ok() && !follow) {
+      end_line();
+      return kExitOk;
+    }
+    const grpc::StatusCode code = s.error_code();
+    const bool transient =
+        s.ok() || code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::INTERNAL ||
+        code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::ABORTED ||
+        code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+    if (!transient) {
+      end_line();
+      return ReportError(s, ctx.connection);
+    }
+    if (s.ok()) {
+      // The daemon closed a followed stream: finished without a state event, or shutting down.
+      v1::GetJobRequest greq;
+      greq.set_name(name);
+      auto gc = MakeContext(ctx.connection);
+      if (ctx.jobs->GetJob(gc.get(), greq, &job).ok() && IsFinalState(job.state())) {
+        state = job.state();
+        end_line();
+        return ExitCodeForFinalState(state);
+      }
+    }
+    if (Clock::now() - last_event > std::chrono::seconds(120)) {
+      end_line();
+      std::fprintf(stderr, "giving up after 120 s without contact\n");
+      return ReportError(s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed") : s,
+                         ctx.connection);
+    }
+    if (!json) {
+      end_line();
+      std::fprintf(stderr, "stream interrupted (%s); reconnecting in %.1f s\n",
+                   s.ok() ? "closed by the daemon" : s.error_message().c_str(),
+                   backoff.count() / 1e3);
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+  }
+}
+
+int RunSubmit(const RemoteCommands& state) {
+  JobFileOptions lua;
+  lua.print = [](std::string_view s) {
+    std::fwrite(s.data(), 1, s.size(), stderr);
+    std::fputc('\n', stderr);
+  };
+  auto spec = LoadJobFile(state.job_file, lua);
+  if (!spec.ok()) return ReportError(spec.status());
+  for (const std::string& kv : state.overrides) {
+    absl::Status s = ApplyOverride(kv, spec->mutable_training());
+    if (!s.ok()) return ReportError(s);
+  }
+  // The daemon may resolve relative data paths against the job file's directory.
+  spec->set_job_file_name(std::filesystem::absolute(state.job_file).lexically_normal().string());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  v1::CreateJobRequest req;
+  *req.mutable_job() = *std::move(spec);
+  req.set_request_id(state.request_id.empty() ? RandomRequestId() : state.request_id);
+  v1::Job job;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s = ctx->jobs->CreateJob(cc.get(), req, &job);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::printf("%s\n", JobToJson(job, /*brief=*/true).c_str());
+  } else {
+    std::printf("%s\n", job.name().c_str());
+  }
+  std::fflush(stdout);
+  if (state.follow) return Watch(*ctx, job.name(), WatchMode::kStatus, true, state.json);
+  return kExitOk;
+}
+
+int RunList(const RemoteCommands& state) {
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  std::vector<v1::Job> jobs;
+  v1::ListJobsRequest req;
+  req.set_page_size(static_cast<int32_t>(std::clamp<int64_t>(state.page_size, 1, 1000)));
+  for (;;) {
+    v1::ListJobsResponse resp;
+    auto cc = MakeContext(ctx->connection);
+    grpc::Status s = ctx->jobs->ListJobs(cc.get(), req, &resp);
+    if (!s.ok()) return ReportError(s, ctx->connection);
+    for (auto& j : *resp.mutable_jobs()) jobs.push_back(std::move(j));
+    if (resp.next_page_token().empty()) break;
+    req.set_page_token(resp.next_page_token());
+  }
+  if (state.json) {
+    std::vector<std::string> items;
+    for (const auto& j : jobs) items.push_back(JobToJson(j, /*brief=*/true));
+    std::printf("{\"jobs\":[%s]}\n", absl::StrJoin(items, ",").c_str());
+  } else if (jobs.empty()) {
+    std::printf("no jobs\n");
+  } else {
+    std::printf("%s", FormatJobTable(jobs, NowUnix()).c_str());
+  }
+  return kExitOk;
+}
+
+int RunStatus(const RemoteCommands& state) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  v1::GetJobRequest req;
+  req.set_name(*name);
+  v1::Job job;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s = ctx->jobs->GetJob(cc.get(), req, &job);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::printf("%s\n", JobToJson(job).c_str());
+  } else {
+    std::printf("%s", FormatJobDetails(job, NowUnix()).c_str());
+  }
+  return kExitOk;
+}
+
+int RunWatch(const RemoteCommands& state, WatchMode mode, bool follow) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  const int code = Watch(*ctx, *name, mode, follow, state.json);
+  // logs: a job's end is not an error of the command.
+  return mode == WatchMode::kLogs && code != kExitUsage && code != kExitNotFound &&
+                 code != kExitAuth && code != kExitUnavailable
+             ? kExitOk
+             : code;
+}
+
+int RunStateChange(const RemoteCommands& state, const std::string& verb) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  v1::Job job;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s;
+  if (verb == "pause") {
+    v1::PauseJobRequest req;
+    req.set_name(*name);
+    s = ctx->jobs->PauseJob(cc.get(), req, &job);
+  } else if (verb == "resume") {
+    v1::ResumeJobRequest req;
+    req.set_name(*name);
+    s = ctx->jobs->ResumeJob(cc.get(), req, &job);
+  } else {
+    v1::CancelJobRequest req;
+    req.set_name(*name);
+    s = ctx->jobs->CancelJob(cc.get(), req, &job);
+  }
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::printf("%s\n", JobToJson(job, /*brief=*/true).c_str());
+  } else {
+    std::printf("%s: %s\n", job.name().c_str(), JobStateName(job.state()).c_str());
+  }
+  return kExitOk;
+}
+
+int RunHosts(const RemoteCommands& state) {
+  const EnvLookup env = ProcessEnvironment();
+  std::vector<std::string> targets = state.hosts;
+  if (targets.empty()) targets.push_back(ResolveHost(state.connection, env));
+  std::vector<HostResources> out;
+  int code = kExitOk;
+  for (const std::string& host : targets) {
+    HostResources h;
+    h.host = host;
+    auto c = Connect(state.connection, env, host);
+    if (!c.ok()) {
+      h.error = std::string(c.status().message());
+      if (code == kExitOk) code = ExitCodeFor(static_cast<grpc::StatusCode>(c.status().code()));
+    } else {
+      auto stub = v1::Host::NewStub(c->channel);
+      auto cc = MakeContext(*c);
+      grpc::Status s = stub->GetResources(cc.get(), v1::GetResourcesRequest(), &h.resources);
+      if (!s.ok()) {
+        h.error = DescribeError(s, *c);
+        if (code == kExitOk) code = ExitCodeFor(s.error_code());
+      }
+    }
+    out.push_back(std::move(h));
+  }
+  if (state.json) {
+    std::printf("%s\n", ResourcesToJson(out).c_str());
+    return code;
+  }
+  if (out.size() == 1 && !out[0].error.empty()) {
+    std::fprintf(stderr, "error: %s\n", out[0].error.c_str());
+    return code;
+  }
+  std::printf("%s", FormatResourcesTable(out).c_str());
+  for (const auto& h : out) {
+    if (!h.error.empty()) std::fprintf(stderr, "%s: %s\n", h.host.c_str(), h.error.c_str());
+  }
+  return code;
+}
+
+// `set JOB KEY=VALUE...` -> UpdateHyperparameters with a field mask.
+int RunSet(const RemoteCommands& state) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  if (state.key_values.empty()) {
+    return ReportError(absl::InvalidArgumentError(
+        "set needs KEY=VALUE pairs: lr, mom, wd, beta2, dropout, history_freq"));
+  }
+  v1::UpdateHyperparametersRequest req;
+  req.set_name(*name);
+  v1::Hyperparameters* h = req.mutable_hyperparameters();
+  for (const std::string& kv : state.key_values) {
+    const size_t eq = kv.find('=');
+    double v = 0;
+    if (eq == std::string::npos || !absl::SimpleAtod(kv.substr(eq + 1), &v)) {
+      return ReportError(absl::InvalidArgumentError("'" + kv + "' is not KEY=NUMBER"));
+    }
+    const std::string key = kv.substr(0, eq);
+    std::string path;
+    if (key == "lr" || key == "learning_rate") {
+      h->set_learning_rate(v), path = "learning_rate";
+    } else if (key == "mom" || key == "momentum") {
+      h->set_momentum(v), path = "momentum";
+    } else if (key == "wd" || key == "weight_decay") {
+      h->set_weight_decay(v), path = "weight_decay";
+    } else if (key == "beta2") {
+      h->set_beta2(v), path = "beta2";
+    } else if (key == "dropout" || key == "dropout_rate" || key == "dropout_rates") {
+      h->set_dropout_rate(v), path = "dropout_rate";
+    } else if (key == "history_freq") {
+      h->set_history_freq(static_cast<int64_t>(v)), path = "history_freq";
+    } else {
+      return ReportError(absl::InvalidArgumentError(
+          "unknown key '" + key + "'; settable: lr, mom, wd, beta2, dropout, history_freq"));
+    }
+    req.mutable_update_mask()->add_paths(path);
+  }
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  auto stub = v1::Trainer::NewStub(ctx->connection.channel);
+  v1::Hyperparameters out;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s = stub->UpdateHyperparameters(cc.get(), req, &out);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  std::printf(
+      "%s at step %lld: lr=%.3g mom=%.3g wd=%.3g beta2=%.4g dropout=%.3g history_freq=%lld\n",
+      name->c_str(), static_cast<long long>(out.step()), out.learning_rate(), out.momentum(),
+      out.weight_decay(), out.beta2(), out.dropout_rate(),
+      static_cast<long long>(out.history_freq()));
+  return kExitOk;
+}
+
+// `params JOB`: the live hyper-parameters and the model's parameter tensors.
+int RunParams(const RemoteCommands& state) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  auto trainer = v1::Trainer::NewStub(ctx->connection.channel);
+  auto model = v1::Model::NewStub(ctx->connection.channel);
+  v1::GetHyperparametersRequest hreq;
+  hreq.set_name(*name);
+  v1::Hyperparameters h;
+  auto c1 = MakeContext(ctx->connection);
+  grpc::Status s = trainer->GetHyperparameters(c1.get(), hreq, &h);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  v1::ListParametersRequest preq;
+  preq.set_name(*name);
+  v1::ListParametersResponse ps;
+  auto c2 = MakeContext(ctx->connection);
+  s = model->ListParameters(c2.get(), preq, &ps);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::string a, b;
+    (void)google::protobuf::util::MessageToJsonString(h, &a);
+    (void)google::protobuf::util::MessageToJsonString(ps, &b);
+    std::printf("{\"hyperparameters\": %s, \"parameters\": %s}\n", a.c_str(), b.c_str());
+    return kExitOk;
+  }
+  std::printf(
+      "%s at step %lld\n  lr=%.4g  mom=%.4g  wd=%.4g  beta2=%.4g  dropout=%.3g  "
+      "history_freq=%lld\n",
+      name->c_str(), static_cast<long long>(h.step()), h.learning_rate(), h.momentum(),
+      h.weight_decay(), h.beta2(), h.dropout_rate(), static_cast<long long>(h.history_freq()));
+  std::printf("%-24s %-20s %s\n", "PARAMETER", "SHAPE", "TRAINABLE");
+  for (const auto& p : ps.parameters()) {
+    std::printf("%-24s %-20s %s\n", (p.node() + "/" + p.param()).c_str(),
+                ("(" + absl::StrJoin(p.shape(), ",") + ")").c_str(), p.trainable() ? "yes" : "no");
+  }
+  return kExitOk;
+}
+
+// `stats JOB [--gradients|--activations]`: mean, std, median |x| per tensor.
+int RunStats(const RemoteCommands& state) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  auto model = v1::Model::NewStub(ctx->connection.channel);
+  v1::GetStatisticsRequest req;
+  req.set_name(*name);
+  req.set_kind(state.stats_kind == "gradients"     ? v1::GRADIENTS
+               : state.stats_kind == "activations" ? v1::ACTIVATIONS
+                                                   : v1::PARAMETERS);
+  v1::Statistics st;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s = model->GetStatistics(cc.get(), req, &st);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::string a;
+    (void)google::protobuf::util::MessageToJsonString(st, &a);
+    std::printf("%s\n", a.c_str());
+    return kExitOk;
+  }
+  std::printf("%s %s at step %lld\n", name->c_str(), state.stats_kind.c_str(),
+              static_cast<long long>(st.step()));
+  for (const auto& t : st.tensors()) {
+    std::printf("%-24s (%s)  mean=%+.3e  std=%.3e  median|x|=%.3e%s\n", t.name().c_str(),
+                absl::StrJoin(t.shape(), ",").c_str(), t.mean(), t.std(), t.median_abs(),
+                t.non_finite() ? absl::StrFormat("  non-finite=%d", t.non_finite()).c_str() : "");
+  }
+  return kExitOk;
+}
+
+// `export JOB [-o FILE]`: the live model as an HDF5 model file.
+int RunExport(const RemoteCommands& state) {
+  auto name = NormaliseJobName(state.job);
+  if (!name.ok()) return ReportError(name.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  auto model = v1::Model::NewStub(ctx->connection.channel);
+  v1::ExportModelRequest req;
+  req.set_name(*name);
+  grpc::ClientContext cc;
+  cc.AddMetadata("authorization", "Bearer " + ctx->connection.token);
+  auto reader = model->ExportModel(&cc, req);
+  std::string out_path =
+      state.output.empty() ? std::string(absl::StripPrefix(*name, "jobs/")) + ".h5" : state.output;
+  const std::string tmp = out_path + ".part";
+  std::ofstream out(tmp, std::ios::binary);
+  if (!out) return ReportError(absl::UnavailableError("cannot write '" + tmp + "'"));
+  v1::FileChunk chunk;
+  int64_t written = 0;
+  while (reader->Read(&chunk)) {
+    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    written += static_cast<int64_t>(chunk.data().size());
+  }
+  out.close();
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    std::remove(tmp.c_str());
+    return ReportError(s, ctx->connection);
+  }
+  if (std::rename(tmp.c_str(), out_path.c_str()) != 0) {
+    return ReportError(absl::UnavailableError("cannot rename '" + tmp + "'"));
+  }
+  std::printf("%s (%lld bytes)\n", out_path.c_str(), static_cast<long long>(written));
+  return kExitOk;
+}
+
+void AddConnectionOptions(CLI::App* sub, RemoteCommands* s) {
+  auto* g = sub->add_option_group("connection", "how to reach elektronnd");
+  g->add_option("--host", s->connection.host,
+                "daemon address: HOST:PORT or unix:/path (default $ELEKTRONN_HOST, else " +
+                    std::string(kDefaultHost) + ")");
+  g->add_option("--token", s->connection.token,
+                "bearer token (default $ELEKTRONN_TOKEN, else the token file)");
+  g->add_option("--token-file", s->connection.token_file,
+                "file holding the token (default ~/.local/state/elektronnd/token; the daemon "
+                "writes <state-dir>/token)");
+  g->add_option("--tls-ca", s->connection.tls_ca,
+                "PEM file of the CA that signed the daemon's certificate: use TLS (required for "
+                "non-loopback hosts)");
+  g->add_flag("--insecure", s->connection.insecure,
+              "allow plaintext to a non-loopback host (the token travels unencrypted)");
+  g->add_option("--timeout", s->connection.timeout_s, "seconds before a request gives up")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+// ---- Formatting ----
+
+absl::StatusOr<std::string> NormaliseJobName(const std::string& job) {
+  std::string id = job;
+  if (absl::StartsWith(id, "jobs/")) id = id.substr(5);
+  const bool digits =
+      !id.empty() && std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    return absl::InvalidArgumentError("'" + job +
+                                      "' is not a job name: expected jobs/ID or ID, e.g. jobs/7 "
+                                      "or 7 (see `elektronn ls`)");
+  }
+  // elektronnd names jobs with at least six digits ("jobs/000007"); accept any zero padding.
+  const size_t first = id.find_first_not_of('0');
+  id = first == std::string::npos ? "0" : id.substr(first);
+  if (id.size() < 6) id.insert(0, 6 - id.size(), '0');
+  return "jobs/" + id;
+}
+
+std::string JobStateName(v1::JobState state) {
+  if (!v1::JobState_IsValid(state)) return absl::StrFormat("UNKNOWN(%d)", static_cast<int>(state));
+  if (state == v1::JOB_STATE_UNSPECIFIED) return "UNSPECIFIED";
+  return v1::JobState_Name(state);
+}
+
+bool IsFinalState(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+int ExitCodeForFinalState(v1::JobState state) {
+  switch (state) {
+    case v1::SUCCEEDED:
+      return kExitOk;
+    case v1::CANCELLED:
+      return kExitPrecondition;
+    default:
+      return kExitOther;
+  }
+}
+
+std::string RenderProgressBar(int64_t step, int64_t n_steps, int width) {
+  int filled = 0;
+  if (n_steps > 0 && width > 0) {
+    const int64_t s = std::clamp<int64_t>(step, 0, n_steps);
+    filled = static_cast<int>(s * width / n_steps);
+  }
+  return "[" + std::string(filled, '#') + std::string(std::max(width - filled, 0), '.') + "]";
+}
+
+std::string FormatAge(int64_t then_unix_s, int64_t now_unix_s) {
+  if (then_unix_s <= 0) return "-";
+  const int64_t d = std::max<int64_t>(now_unix_s - then_unix_s, 0);
+  if (d < 60) return absl::StrFormat("%ds ago", d);
+  if (d < 3600) return absl::StrFormat("%dm ago", d / 60);
+  if (d < 86400) return absl::StrFormat("%dh ago", d / 3600);
+  return absl::StrFormat("%dd ago", d / 86400);
+}
+
+std::string FormatBytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (std::abs(v) >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  if (u == 0) return absl::StrFormat("%d B", bytes);
+  return absl::StrFormat(v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_unix_s) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATE", "STEP/N_STEPS", "LOSS", "UPDATED"}};
+  for (const auto& j : jobs) {
+    rows.push_back({j.name(), JobStateName(j.state()), StepColumn(j.step(), NStepsOf(j)),
+                    j.step() > 0 ? FormatLoss(j.loss()) : "-",
+                    FormatAge(j.update_time().seconds(), now_unix_s)});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s) {
+  std::vector<std::vector<std::string>> rows;
+  auto add = [&](const std::string& k, const std::string& v) { rows.push_back({k + ":", v}); };
+  add("name", job.name());
+  add("state", JobStateName(job.state()));
+  const int64_t n = NStepsOf(job);
+  std::string progress = StepColumn(job.step(), n);
+  if (n > 0) {
+    progress = RenderProgressBar(job.step(), n) + " " + progress +
+               absl::StrFormat(" (%.0f%%)", 100.0 * std::min(job.step(), n) / n);
+  }
+  add("progress", progress);
+  add("loss", job.step() > 0 ? FormatLoss(job.loss()) : "-");
+  if (!job.error().empty()) add("error", job.error());
+  const std::string& save_name = job.spec().training().save_name();
+  if (!save_name.empty()) add("save_name", save_name);
+  if (!job.spec().job_file_name().empty()) add("job_file", job.spec().job_file_name());
+  add("training_dir", job.training_dir().empty() ? "-" : job.training_dir());
+  add("restarts", std::to_string(job.restarts()));
+  add("created", FormatUtc(job.create_time().seconds()) + " (" +
+                     FormatAge(job.create_time().seconds(), now_unix_s) + ")");
+  add("updated", FormatUtc(job.update_time().seconds()) + " (" +
+                     FormatAge(job.update_time().seconds(), now_unix_s) + ")");
+  if (!job.request_id().empty()) add("request_id", job.request_id());
+  return FormatTable(rows);
+}
+
+std::string JobToJson(const v1::Job& job, bool brief) {
+  if (!brief) return ToJson(job);
+  v1::Job copy = job;
+  copy.mutable_spec()->clear_model();
+  copy.mutable_spec()->clear_job_file_source();
+  return ToJson(copy);
+}
+
+std::string FormatResourcesTable(const std::vector<HostResources>& hosts) {
+  std::vector<std::vector<std::string>> rows = {
+      {"HOST", "NAME", "CPUS", "LOAD", "RAM FREE/TOTAL", "DISK FREE", "GPUS", "JOBS"}};
+  for (const auto& h : hosts) {
+    if (!h.error.empty()) {
+      rows.push_back({h.host, "-", "-", "-", "-", "-", "unreachable", "-"});
+      continue;
+    }
+    const v1::Resources& r = h.resources;
+    std::string gpus;
+    if (r.gpus_size() == 0) {
+      gpus = r.gpu_status().empty() ? "0" : "0 (" + r.gpu_status() + ")";
+    } else {
+      std::vector<std::string> each;
+      for (const auto& g : r.gpus()) {
+        std::string e = absl::StrFormat("%s %d%% %s/%s", g.name(), g.utilization_percent(),
+                                        FormatBytes(g.memory_used_bytes()),
+                                        FormatBytes(g.memory_total_bytes()));
+        if (g.foreign_pids_size() > 0) e += absl::StrFormat(" (%d foreign)", g.foreign_pids_size());
+        each.push_back(e);
+      }
+      gpus = absl::StrFormat("%d: %s", r.gpus_size(), absl::StrJoin(each, "; "));
+    }
+    std::string jobs = absl::StrFormat("%d", r.running_jobs_size());
+    if (r.capacity() > 0) jobs += absl::StrFormat("/%d", r.capacity());
+    if (r.running_jobs_size() > 0) jobs += " (" + absl::StrJoin(r.running_jobs(), ", ") + ")";
+    rows.push_back(
+        {h.host, r.hostname(), std::to_string(r.cpu_count()),
+         absl::StrFormat("%.2f", r.load_average_1m()),
+         FormatBytes(r.memory_available_bytes()) + "/" + FormatBytes(r.memory_total_bytes()),
+         FormatBytes(r.state_dir_free_bytes()), gpus, jobs});
+  }
+  return FormatTable(rows);
+}
+
+std::string ResourcesToJson(const std::vector<HostResources>& hosts) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& h : hosts) {
+    nlohmann::json item;
+    item["host"] = h.host;
+    if (!h.error.empty()) {
+      item["error"] = h.error;
+    } else {
+      item["resources"] = nlohmann::json::parse(ToJson(h.resources));
+    }
+    arr.push_back(std::move(item));
+  }
+  return nlohmann::json{{"hosts", std::move(arr)}}.dump();
+}
+
+std::string FormatStatusLine(const std::string& name, v1::JobState state,
+                             const v1::StatusUpdate& status) {
+  const int64_t n = status.n_steps();
+  std::string line = name + " " + JobStateName(state) + " " + RenderProgressBar(status.step(), n) +
+                     " " + StepColumn(status.step(), n);
+  if (n > 0) line += absl::StrFormat(" %.0f%%", 100.0 * std::min(status.step(), n) / n);
+  if (status.step() > 0) line += " loss " + FormatLoss(status.loss());
+  if (status.smoothed_loss() != 0) line += " (smoothed " + FormatLoss(status.smoothed_loss()) + ")";
+  if (status.errors() != 0) line += absl::StrFormat(" err %.2f%%", status.errors());
+  if (status.learning_rate() != 0) line += absl::StrFormat(" lr %.3g", status.learning_rate());
+  if (status.steps_per_second() > 0) {
+    line += absl::StrFormat(" %.3g steps/s", status.steps_per_second());
+    if (n > status.step()) {
+      const int64_t eta = static_cast<int64_t>((n - status.step()) / status.steps_per_second());
+      line += eta >= 3600 ? absl::StrFormat(" ETA %dh%02dm", eta / 3600, eta % 3600 / 60)
+                          : absl::StrFormat(" ETA %dm%02ds", eta / 60, eta % 60);
+    }
+  }
+  return line;
+}
+
+// ---- Registration ----
+
+void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
+  auto add = [&](const std::string& name, const std::string& help) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    s->commands.emplace_back(name, sub);
+    AddConnectionOptions(sub, s);
+    return sub;
+  };
+  const std::string job_help = "the job: jobs/000007, or just 7";
+  const std::string json_help = "print JSON for scripts instead of a table";
+
+  auto* submit = add("submit",
+                     "run a Lua job file here and submit its spec to elektronnd (the daemon never "
+                     "runs Lua); prints the job name");
+  submit->add_option("job", s->job_file, "the Lua job file")->required()->check(CLI::ExistingFile);
+  submit->add_option("--request-id", s->request_id,
+                     "idempotency key: resubmitting with the same ID returns the same job "
+                     "(default: random)");
+  submit->add_option("--set", s->overrides,
+                     "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
+  submit->add_flag("--follow,-f", s->follow, "then watch the job like `elektronn watch`");
+  submit->add_flag("--json", s->json,
+                   "print the created job as JSON (with -f: events as JSON lines)");
+
+  auto* ls = add("ls", "list jobs: NAME, STATE, STEP/N_STEPS, LOSS, UPDATED");
+  ls->add_flag("--json", s->json,
+               "print {\"jobs\": [...]} (proto JSON; without each spec's model and source)");
+  ls->add_option("--page-size", s->page_size, "jobs per request (all pages are fetched)")
+      ->capture_default_str();
+
+  auto* status = add("status", "show one job in detail");
+  status->add_option("job", s->job, job_help)->required();
+  status->add_flag("--json", s->json, "print the job as proto JSON");
+
+  auto* watch = add("watch",
+                    "follow a job until it ends: a live status line with a progress bar; exit 0 "
+                    "if SUCCEEDED, 1 if FAILED, 4 if CANCELLED");
+  watch->add_option("job", s->job, job_help)->required();
+  watch->add_flag("--json", s->json, "print every event as one JSON line");
+
+  auto* logs = add("logs", "print a job's log lines");
+  logs->add_option("job", s->job, job_help)->required();
+  logs->add_flag("--follow,-f", s->follow, "keep printing new lines until the job ends");
+  logs->add_flag("--json", s->json, "print log events as JSON lines");
+
+  for (const auto& [verb, help] : std::vector<std::pair<std::string, std::string>>{
+           {"pause", "checkpoint a running job and stop it at the next step boundary"},
+           {"resume", "restart a paused job from its checkpoint"},
+           {"cancel", "stop a job for good"}}) {
+    auto* sub = add(verb, help + "; prints the job's new state");
+    sub->add_option("job", s->job, job_help)->required();
+    sub->add_flag("--json", s->json, "print the job as JSON");
+  }
+
+  auto* set = add("set",
+                  "change hyper-parameters of a running job at its next step boundary, "
+                  "e.g. set 7 lr=1e-4 mom=0.95 (lr, mom, wd, beta2, dropout, history_freq)");
+  set->add_option("job", s->job, job_help)->required();
+  set->add_option("key_values", s->key_values, "KEY=VALUE pairs")->required();
+  auto* params = add("params", "show a running job's hyper-parameters and parameter tensors");
+  params->add_option("job", s->job, job_help)->required();
+  params->add_flag("--json", s->json, json_help);
+  auto* stats = add("stats",
+                    "mean, std and median |x| of a running job's parameters, "
+                    "gradients or activations");
+  stats->add_option("job", s->job, job_help)->required();
+  stats->add_option("--of", s->stats_kind, "parameters, gradients or activations")
+      ->check(CLI::IsMember({"parameters", "gradients", "activations"}))
+      ->capture_default_str();
+  stats->add_flag("--json", s->json, json_help);
+  auto* exp = add("export", "download a running job's model (HDF5, with optimiser state)");
+  exp->add_option("job", s->job, job_help)->required();
+  exp->add_option("-o,--output", s->output, "file to write (default: <id>.h5)");
+
+  auto* hosts = add("hosts",
+                    "show the resources of one or more daemons: CPUs, load, RAM, disk, "
+                    "GPUs, running jobs");
+  hosts->add_option("hosts", s->hosts,
+                    "daemon addresses (default: --host); all use the same token and TLS options");
+  hosts->add_flag("--json", s->json, "print {\"hosts\": [{\"host\", \"resources\" | \"error\"}]}");
+}
+
+std::optional<int> RunRemoteCommands(const RemoteCommands& state) {
+  for (const auto& [name, sub] : state.commands) {
+    if (!sub->parsed()) continue;
+    if (name == "submit") return RunSubmit(state);
+    if (name == "ls") return RunList(state);
+    if (name == "status") return RunStatus(state);
+    if (name == "watch") return RunWatch(state, WatchMode::kStatus, true);
+    if (name == "logs") return RunWatch(state, WatchMode::kLogs, state.follow);
+    if (name == "pause" || name == "resume" || name == "cancel") {
+      return RunStateChange(state, name);
+    }
+    if (name == "hosts") return RunHosts(state);
+    if (name == "set") return RunSet(state);
+    if (name == "params") return RunParams(state);
+    if (name == "stats") return RunStats(state);
+    if (name == "export") return RunExport(state);
+  }
+  return std::nullopt;
+}
+
+}  // namespace elektronn

@@ -1,0 +1,75 @@
+// The daemon commands of `elektronn` (submit, ls, status, watch, logs, pause, resume, cancel,
+// hosts, ...): registration on the CLI, running the selected one, and the formatting they share.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "client/connection.h"
+#include "elektronn/v1/jobs.pb.h"
+
+namespace elektronn {
+
+// What the remote subcommands parsed; filled by AddRemoteCommands' CLI options.
+struct RemoteCommands {
+  ConnectionOptions connection;
+  bool json = false;
+  std::string job;                        // JOB argument: "jobs/7" or "7"
+  std::string job_file;                   // submit
+  std::string request_id;                 // submit
+  std::vector<std::string> overrides;     // submit --set
+  bool follow = false;                    // submit --follow, logs -f
+  std::vector<std::string> hosts;         // hosts HOST...
+  std::vector<std::string> key_values;    // set KEY=VALUE...
+  int64_t page_size = 100;                // ls
+  std::string stats_kind = "parameters";  // stats --of
+  std::string output;                     // export -o
+
+  // The registered subcommands, by name (parsed state is read from them).
+  std::vector<std::pair<std::string, CLI::App*>> commands;
+};
+
+// Registers submit, ls, status, watch, logs, pause, resume, cancel, set, params, stats, export
+// and hosts on `app`; their options write into `*state`, which must outlive parsing.
+void AddRemoteCommands(CLI::App& app, RemoteCommands* state);
+// Runs the remote subcommand that was selected and returns its exit code; nullopt if none was.
+std::optional<int> RunRemoteCommands(const RemoteCommands& state);
+
+// ---- Formatting, exposed for tests ----
+
+// "7", "jobs/7" and "jobs/000007" -> "jobs/000007" (elektronnd's ids have at least six
+// digits); anything else is an InvalidArgument error.
+absl::StatusOr<std::string> NormaliseJobName(const std::string& job);
+// "QUEUED", "RUNNING", ... ("UNKNOWN(9)" for values this client does not know).
+std::string JobStateName(v1::JobState state);
+bool IsFinalState(v1::JobState state);
+// The exit code `watch` ends with for a final state: 0 SUCCEEDED, 1 FAILED, 4 CANCELLED.
+int ExitCodeForFinalState(v1::JobState state);
+// "[#####.....]" with `width` cells; all dots when n_steps <= 0.
+std::string RenderProgressBar(int64_t step, int64_t n_steps, int width = 20);
+// "12s ago", "5m ago", "3h ago", "2d ago" ("-" when unset), relative to `now_unix_s`.
+std::string FormatAge(int64_t then_unix_s, int64_t now_unix_s);
+// "1.5 GiB", "512 MiB", ...
+std::string FormatBytes(int64_t bytes);
+// The `ls` table: NAME, STATE, STEP/N_STEPS, LOSS, UPDATED.
+std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_unix_s);
+// `status` for people: one "key: value" line per field.
+std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s);
+// Proto JSON of a job (one line). `brief` drops the model and the job file source (ls).
+std::string JobToJson(const v1::Job& job, bool brief = false);
+// The `hosts` table: HOST, CPUS, LOAD, RAM (available/total), DISK FREE, GPUS, JOBS.
+struct HostResources {
+  std::string host;  // as dialled
+  v1::Resources resources;
+  std::string error;  // non-empty: the host did not answer
+};
+std::string FormatResourcesTable(const std::vector<HostResources>& hosts);
+std::string ResourcesToJson(const std::vector<HostResources>& hosts);
+// One live status line: "jobs/7 RUNNING [####......] 1200/5000 24% loss 0.1234 ...".
+std::string FormatStatusLine(const std::string& name, v1::JobState state,
+                             const v1::StatusUpdate& status);
+
+}  // namespace elektronn

@@ -1,0 +1,27 @@
+// Shared by the service handlers: absl::Status <-> grpc::Status with a machine-readable reason.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "elektronn/v1/jobs.pb.h"
+
+namespace elektronn {
+
+inline constexpr char kErrorDomain[] = "elektronn.dev";
+inline constexpr char kReasonPayload[] = "elektronn.dev/reason";
+
+// Returns `status` carrying `reason` (e.g. "BAD_STATE") for the ErrorInfo of its RPC answer.
+absl::Status WithReason(absl::Status status, const std::string& reason);
+
+// Maps codes one-to-one; attaches google.rpc.Status{code, message, details=[ErrorInfo]} as the
+// binary error details when the status carries a reason.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The ErrorInfo inside a grpc::Status's error details, if any (used by clients and tests).
+std::optional<v1::ErrorInfo> ErrorInfoOf(const grpc::Status& status);
+
+}  // namespace elektronn

@@ -1,0 +1,567 @@
+// Job queue, worker processes and their supervision (see job_manager.h).
+#include "server/job_manager.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "server/common.h"
+#include "spdlog/spdlog.h"
+
+extern char** environ;
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+double MonotonicSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void SetNow(google::protobuf::Timestamp* t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  t->set_seconds(ns / 1'000'000'000);
+  t->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+}
+
+absl::Status BadState(const v1::Job& job, const std::string& method, const std::string& valid) {
+  return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                        method, ": job ", job.name(), " is ", v1::JobState_Name(job.state()), "; ",
+                        method, " needs a job that is ", valid)),
+                    "BAD_STATE");
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+bool IsFinal(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+JobManager::JobManager(DaemonOptions options, JobStore* store)
+    : options_(std::move(options)), store_(store) {}
+
+JobManager::~JobManager() { Shutdown(); }
+
+absl::Status JobManager::Start() {
+  std::vector<StoredJob> stored = store_->LoadAll();
+  std::unique_lock lock(mu_);
+  for (StoredJob& s : stored) {
+    auto e = std::make_unique<Entry>();
+    e->id = std::string(absl::StripPrefix(s.job.name(), "jobs/"));
+    e->job = std::move(s.job);
+    e->events = std::move(s.events);
+    int64_t n = 0;
+    if (absl::SimpleAtoi(e->id, &n)) next_id_ = std::max(next_id_, n + 1);
+    if (!e->job.request_id().empty()) by_request_id_[e->job.request_id()] = e->job.name();
+    jobs_[e->job.name()] = std::move(e);
+  }
+  for (auto& [name, e] : jobs_) {
+    const v1::JobState st = e->job.state();
+    if (st != v1::RUNNING && st != v1::PAUSING && st != v1::QUEUED) continue;
+    lock.unlock();
+    WaitForStaleWorker(e->id);
+    lock.lock();
+    if (st == v1::PAUSING) {
+      SetStateLocked(e.get(), v1::PAUSED);
+    } else if (st == v1::RUNNING) {
+      e->job.set_restarts(e->job.restarts() + 1);
+      v1::JobEvent ev;
+      ev.set_log_line(fs::exists(store_->CheckpointPath(e->id))
+                          ? "elektronnd restarted: resuming from the last checkpoint"
+                          : "elektronnd restarted: no checkpoint yet, starting again");
+      AddEventLocked(e.get(), ev, false);
+      SetStateLocked(e.get(), v1::QUEUED);
+    }
+    spdlog::info("recovered {} ({} -> {})", name, v1::JobState_Name(st),
+                 v1::JobState_Name(e->job.state()));
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::StartScheduling() {
+  std::lock_guard lock(mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  scheduler_ = std::thread(&JobManager::SchedulerLoop, this);
+}
+
+void JobManager::WaitForStaleWorker(const std::string& id) {
+  int pid = 0;
+  {
+    std::ifstream in(store_->PidPath(id));
+    if (!(in >> pid) || pid <= 0) return;
+  }
+  const std::string spec = store_->SpecPath(id);
+  auto alive = [&] {
+    const std::string cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+    if (cmdline.find(spec) == std::string::npos) return false;
+    const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    return stat.find(") Z") == std::string::npos;  // a zombie has finished
+  };
+  if (!alive()) return;
+  spdlog::info("job {}: waiting for worker {} of the previous daemon to checkpoint", id, pid);
+  // It got SIGTERM from PR_SET_PDEATHSIG (or exited at once if its parent died before that was
+  // set up); another SIGTERM would make it abort without saving.
+  const double deadline = MonotonicSeconds() + options_.stale_worker_wait_s;
+  while (alive() && MonotonicSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (alive()) {
+    spdlog::warn("job {}: worker {} did not stop in {} s; killing it", id, pid,
+                 options_.stale_worker_wait_s);
+    kill(pid, SIGKILL);
+    while (alive()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id) {
+  std::unique_lock lock(mu_);
+  if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
+  if (!request_id.empty()) {
+    auto it = by_request_id_.find(request_id);
+    if (it != by_request_id_.end()) return jobs_.at(it->second)->job;
+  }
+  auto e = std::make_unique<Entry>();
+  e->id = absl::StrFormat("%06d", next_id_++);
+  e->job.set_name("jobs/" + e->id);
+  *e->job.mutable_spec() = spec;
+  e->job.mutable_spec()->mutable_training()->set_save_path(store_->JobDir(e->id));
+  e->job.mutable_spec()->mutable_training()->set_save_name("train");
+  e->job.set_training_dir(store_->TrainingDir(e->id));
+  e->job.set_request_id(request_id);
+  SetNow(e->job.mutable_create_time());
+  absl::Status s = store_->CreateJobDir(e->id);
+  if (s.ok()) s = store_->WriteSpec(e->id, e->job.spec());
+  if (!s.ok()) return s;
+  Entry* raw = e.get();
+  jobs_[raw->job.name()] = std::move(e);
+  if (!request_id.empty()) by_request_id_[request_id] = raw->job.name();
+  SetStateLocked(raw, v1::QUEUED);
+  spdlog::info("created {} (request_id '{}')", raw->job.name(), request_id);
+  return raw->job;
+}
+
+absl::StatusOr<JobManager::Entry*> JobManager::FindLocked(const std::string& name) const {
+  auto it = jobs_.find(name);
+  if (it == jobs_.end()) {
+    return WithReason(absl::NotFoundError(absl::StrCat(
+                          "job '", name, "' does not exist (names look like 'jobs/000001')")),
+                      "JOB_NOT_FOUND");
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto e = FindLocked(name);
+  if (!e.ok()) return e.status();
+  return (*e)->job;
+}
+
+std::pair<std::vector<v1::Job>, std::string> JobManager::List(int page_size,
+                                                              const std::string& after_name) const {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Job> out;
+  auto it = after_name.empty() ? jobs_.begin() : jobs_.upper_bound(after_name);
+  for (; it != jobs_.end() && static_cast<int>(out.size()) < page_size; ++it) {
+    out.push_back(it->second->job);
+  }
+  std::string next = it != jobs_.end() && !out.empty() ? out.back().name() : "";
+  return {std::move(out), next};
+}
+
+absl::StatusOr<v1::Job> JobManager::Pause(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  Entry* e = *found;
+  switch (e->job.state()) {
+    case v1::RUNNING:
+      e->intent = Intent::kPause;
+      SignalLocked(e, SIGTERM);
+      SetStateLocked(e, v1::PAUSING);
+      break;
+    case v1::QUEUED:
+      SetStateLocked(e, v1::PAUSED);
+      break;
+    case v1::PAUSING:
+    case v1::PAUSED:
+      break;  // already pausing or paused
+    default:
+      return BadState(e->job, "PauseJob", "QUEUED or RUNNING");
+  }
+  return e->job;
+}
+
+absl::StatusOr<v1::Job> JobManager::Resume(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  Entry* e = *found;
+  switch (e->job.state()) {
+    case v1::PAUSED:
+      SetStateLocked(e, v1::QUEUED);
+      break;
+    case v1::QUEUED:
+    case v1::RUNNING:
+      break;  // already going
+    default:
+      return BadState(e->job, "ResumeJob", "PAUSED");
+  }
+  return e->job;
+}
+
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  Entry* e = *found;
+  switch (e->job.state()) {
+    case v1::QUEUED:
+    case v1::PAUSED:
+      SetStateLocked(e, v1::CANCELLED);
+      break;
+    case v1::RUNNING:
+    case v1::PAUSING:
+      e->intent = Intent::kCancel;
+      SignalLocked(e, SIGTERM);
+      e->kill_at = MonotonicSeconds() + options_.cancel_grace_s;
+      break;
+    case v1::CANCELLED:
+      break;
+    default:
+      return BadState(e->job, "CancelJob", "QUEUED, RUNNING, PAUSING or PAUSED");
+  }
+  return e->job;
+}
+
+absl::Status JobManager::WaitEvents(const std::string& name, int64_t from_sequence, int timeout_ms,
+                                    std::vector<v1::JobEvent>* out, bool* final) const {
+  std::unique_lock lock(mu_);
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  const Entry* e = *found;
+  const size_t from = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
+  auto ready = [&] { return e->events.size() > from || IsFinal(e->job.state()) || stopping_; };
+  if (!ready()) cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
+  for (size_t i = from; i < e->events.size(); ++i) out->push_back(e->events[i]);
+  *final = IsFinal(e->job.state()) || stopping_;
+  return absl::OkStatus();
+}
+
+std::vector<std::string> JobManager::RunningJobs() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, e] : jobs_) {
+    if (e->active) out.push_back(name);
+  }
+  return out;
+}
+
+std::vector<int> JobManager::WorkerPids() const {
+  std::lock_guard lock(mu_);
+  std::vector<int> out;
+  for (const auto& [name, e] : jobs_) {
+    if (e->active) out.push_back(e->pid);
+  }
+  return out;
+}
+
+void JobManager::AddEventLocked(Entry* e, v1::JobEvent event, bool sync) {
+  event.set_sequence(static_cast<int64_t>(e->events.size() + 1));
+  SetNow(event.mutable_time());
+  absl::Status s = store_->AppendEvent(e->id, event, sync);
+  if (!s.ok()) spdlog::error("{}", s.ToString());
+  e->events.push_back(std::move(event));
+  cv_.notify_all();
+}
+
+void JobManager::PersistLocked(Entry* e) {
+  SetNow(e->job.mutable_update_time());
+  absl::Status s = store_->WriteJob(e->id, e->job);
+  if (!s.ok()) spdlog::error("{}", s.ToString());
+}
+
+void JobManager::SetStateLocked(Entry* e, v1::JobState state) {
+  e->job.set_state(state);
+  PersistLocked(e);
+  v1::JobEvent ev;
+  ev.set_state(state);
+  AddEventLocked(e, ev, /*sync=*/true);
+  spdlog::info("{} -> {}", e->job.name(), v1::JobState_Name(state));
+}
+
+void JobManager::SignalLocked(Entry* e, int sig) {
+  if (!e->active || e->pid <= 0) return;
+  if (sig == SIGTERM) {
+    if (e->term_sent) return;  // a second SIGTERM makes the worker abort without saving
+    e->term_sent = true;
+  }
+  kill(e->pid, sig);
+}
+
+void JobManager::SchedulerLoop() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    int active = 0;
+    for (auto& [name, e] : jobs_) active += e->active ? 1 : 0;
+    if (stopping_ && active == 0) break;
+    if (!stopping_) {
+      for (auto& [name, e] : jobs_) {
+        if (active >= options_.capacity) break;
+        if (e->job.state() == v1::QUEUED && !e->active) {
+          SpawnLocked(e.get());
+          ++active;
+        }
+      }
+    }
+    const double now = MonotonicSeconds();
+    for (auto& [name, e] : jobs_) {
+      if (e->active && e->kill_at > 0 && now >= e->kill_at) {
+        spdlog::warn("{}: worker {} ignored SIGTERM; killing it", name, e->pid);
+        kill(e->pid, SIGKILL);
+        e->kill_at = 0;
+      }
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+  }
+}
+
+void JobManager::SpawnLocked(Entry* e) {
+  const bool resume = fs::exists(store_->CheckpointPath(e->id));
+  std::vector<std::string> args = {options_.worker_binary,
+                                   "train",
+                                   "--job-spec",
+                                   store_->SpecPath(e->id),
+                                   "--data-dir",
+                                   options_.data_dir,
+                                   "--status-interval",
+                                   absl::StrCat(options_.status_interval_s),
+                                   "--control-socket",
+                                   store_->JobDir(e->id) + "/control.sock",
+                                   resume ? "--resume" : "--overwrite"};
+  std::vector<std::string> env;
+  for (char** p = environ; *p; ++p) {
+    if (options_.worker_omp_threads > 0 && std::strncmp(*p, "OMP_NUM_THREADS=", 16) == 0) continue;
+    env.emplace_back(*p);
+  }
+  if (options_.worker_omp_threads > 0) {
+    env.push_back(absl::StrCat("OMP_NUM_THREADS=", options_.worker_omp_threads));
+  }
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& v : env) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  const std::string dir = store_->JobDir(e->id);
+  const pid_t parent = getpid();
+
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    e->job.set_error(absl::StrCat("cannot create a pipe for the worker: ", std::strerror(errno)));
+    SetStateLocked(e, v1::FAILED);
+    return;
+  }
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // Child: async-signal-safe calls only until execve.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, nullptr);  // an orphaned worker must still reach its checkpoint
+    prctl(PR_SET_PDEATHSIG, SIGTERM);   // daemon killed: checkpoint and stop
+    if (getppid() != parent) _exit(1);
+    setpgid(0, 0);  // a terminal's Ctrl-C goes to the daemon, which stops workers in order
+    const int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    if (chdir(dir.c_str()) != 0) _exit(126);
+    execve(argv[0], argv.data(), envp.data());
+    static const char msg[] = "error: cannot execute the worker binary\n";
+    (void)!write(2, msg, sizeof(msg) - 1);
+    _exit(127);
+  }
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    e->job.set_error(absl::StrCat("cannot fork a worker: ", std::strerror(errno)));
+    SetStateLocked(e, v1::FAILED);
+    return;
+  }
+  e->pid = pid;
+  e->active = true;
+  e->term_sent = false;
+  e->intent = Intent::kNone;
+  e->kill_at = 0;
+  e->last_error.clear();
+  { std::ofstream(store_->PidPath(e->id)) << pid << "\n"; }
+  spdlog::info("{}: worker {} started ({})", e->job.name(), pid, resume ? "resume" : "fresh");
+  SetStateLocked(e, v1::RUNNING);
+  readers_.emplace_back(&JobManager::ReadWorker, this, e, fds[0], pid);
+}
+
+void JobManager::ReadWorker(Entry* e, int fd, pid_t pid) {
+  std::string buffer;
+  char chunk[4096];
+  while (true) {
+    const ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<size_t>(n));
+    size_t start = 0, nl;
+    std::vector<std::string> lines;
+    while ((nl = buffer.find('\n', start)) != std::string::npos) {
+      lines.push_back(buffer.substr(start, nl - start));
+      start = nl + 1;
+    }
+    buffer.erase(0, start);
+    if (!lines.empty()) {
+      std::lock_guard lock(mu_);
+      for (const auto& line : lines) HandleLineLocked(e, line);
+    }
+  }
+  close(fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::lock_guard lock(mu_);
+  if (!buffer.empty()) HandleLineLocked(e, buffer);
+  OnExitLocked(e, status);
+  cv_.notify_all();
+}
+
+void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
+  std::string line = raw;
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.empty()) return;
+  if (line.rfind("error: ", 0) == 0 || line.find("[error]") != std::string::npos) {
+    e->last_error = line;
+  }
+  const size_t at = line.find("step ");
+  if (at != std::string::npos && line.find(" it/s") != std::string::npos) {
+    long long step = 0;
+    double loss = 0, smooth = 0, err = 0, lr = 0, its = 0;
+    if (std::sscanf(line.c_str() + at, "step %lld loss %lf smooth %lf err %lf%% lr %lf %lf it/s",
+                    &step, &loss, &smooth, &err, &lr, &its) == 6) {
+      v1::JobEvent ev;
+      v1::StatusUpdate* u = ev.mutable_status();
+      u->set_step(step);
+      u->set_loss(loss);
+      u->set_smoothed_loss(smooth);
+      u->set_errors(err);
+      u->set_learning_rate(lr);
+      u->set_steps_per_second(its);
+      u->set_n_steps(e->job.spec().training().n_steps());
+      e->job.set_step(step);
+      e->job.set_loss(loss);
+      AddEventLocked(e, std::move(ev), false);
+      return;
+    }
+  }
+  v1::JobEvent ev;
+  ev.set_log_line(line);
+  AddEventLocked(e, std::move(ev), false);
+}
+
+void JobManager::OnExitLocked(Entry* e, int wait_status) {
+  const Intent intent = e->intent;
+  e->active = false;
+  e->pid = 0;
+  e->intent = Intent::kNone;
+  e->kill_at = 0;
+  std::error_code ec;
+  fs::remove(store_->PidPath(e->id), ec);
+  std::string how;
+  if (WIFEXITED(wait_status)) {
+    how = absl::StrCat("worker exited with code ", WEXITSTATUS(wait_status));
+  } else if (WIFSIGNALED(wait_status)) {
+    how = absl::StrCat("worker killed by signal ", WTERMSIG(wait_status));
+  }
+  spdlog::info("{}: {}", e->job.name(), how);
+  if (intent == Intent::kShutdown) {
+    PersistLocked(e);  // keeps RUNNING/PAUSING: the next start resumes it
+    return;
+  }
+  const bool exited = WIFEXITED(wait_status);
+  const int code = exited ? WEXITSTATUS(wait_status) : -1;
+  if (exited && code == 0) {
+    SetStateLocked(e, v1::SUCCEEDED);
+    return;
+  }
+  if (intent == Intent::kCancel) {
+    SetStateLocked(e, v1::CANCELLED);
+    return;
+  }
+  if ((exited && code == 130) || (!exited && intent == Intent::kPause)) {
+    SetStateLocked(e, v1::PAUSED);  // stopped on request (PauseJob or a SIGTERM from outside)
+    return;
+  }
+  std::string reason = how;
+  if (exited && !e->last_error.empty()) absl::StrAppend(&reason, ": ", e->last_error);
+  e->job.set_error(reason);
+  if (e->job.restarts() < options_.max_restarts) {
+    e->job.set_restarts(e->job.restarts() + 1);
+    v1::JobEvent ev;
+    ev.set_log_line(absl::StrCat(reason, "; restarting (", e->job.restarts(), " of ",
+                                 options_.max_restarts, ")"));
+    AddEventLocked(e, ev, false);
+    SetStateLocked(e, v1::QUEUED);
+    return;
+  }
+  SetStateLocked(e, v1::FAILED);
+}
+
+void JobManager::BeginShutdown() {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto& [name, e] : jobs_) {
+    if (!e->active) continue;
+    e->intent = Intent::kShutdown;
+    SignalLocked(e.get(), SIGTERM);
+    e->kill_at = MonotonicSeconds() + 60;  // a worker that does not stop is killed
+    spdlog::info("{}: asked worker {} to checkpoint and stop", name, e->pid);
+  }
+  cv_.notify_all();
+}
+
+void JobManager::Shutdown() {
+  BeginShutdown();
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (scheduler_.joinable()) scheduler_.join();  // returns once no worker is left
+  std::vector<std::thread> readers;
+  {
+    std::lock_guard lock(mu_);
+    readers.swap(readers_);
+  }
+  for (auto& t : readers) t.join();
+}
+
+}  // namespace elektronn

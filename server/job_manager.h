@@ -1,0 +1,101 @@
+// Supervises elektronnd's jobs: a queue bounded by the host's capacity, one `elektronn train`
+// worker process per running job (fork/exec, stderr captured line by line into events), exit
+// codes turned into states, and recovery of the jobs of a daemon that was stopped or killed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "elektronn/v1/jobs.pb.h"
+#include "server/job_store.h"
+#include "server/options.h"
+
+namespace elektronn {
+
+bool IsFinal(v1::JobState state);
+
+class JobManager {
+ public:
+  JobManager(DaemonOptions options, JobStore* store);
+  ~JobManager();  // Shutdown() if not done
+
+  // Loads the stored jobs, waits for workers of a killed daemon to checkpoint, requeues the jobs
+  // that were running. StartScheduling() then starts workers (once the server listens).
+  absl::Status Start();
+  void StartScheduling();
+
+  // `spec` is validated; the daemon rewrites its save_path/save_name to the job's directory.
+  absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id);
+  absl::StatusOr<v1::Job> Get(const std::string& name) const;
+  // Jobs ordered by name after `page_token` (a name; empty = from the start).
+  std::pair<std::vector<v1::Job>, std::string> List(int page_size,
+                                                    const std::string& after_name) const;
+  absl::StatusOr<v1::Job> Pause(const std::string& name);
+  absl::StatusOr<v1::Job> Resume(const std::string& name);
+  absl::StatusOr<v1::Job> Cancel(const std::string& name);
+
+  // Appends the job's events with sequence >= from_sequence to `out`, waiting up to `timeout_ms`
+  // for new ones when there are none. `*final` = the job is in a final state (or the daemon is
+  // stopping) and every event has been handed out.
+  absl::Status WaitEvents(const std::string& name, int64_t from_sequence, int timeout_ms,
+                          std::vector<v1::JobEvent>* out, bool* final) const;
+
+  std::vector<std::string> RunningJobs() const;
+  std::vector<int> WorkerPids() const;
+  int capacity() const { return options_.capacity; }
+
+  // SIGTERMs every worker (they checkpoint and exit; their jobs resume on the next start) and
+  // wakes every watcher. Shutdown() then waits for the workers.
+  void BeginShutdown();
+  void Shutdown();
+
+ private:
+  enum class Intent { kNone, kPause, kCancel, kShutdown };
+  struct Entry {
+    v1::Job job;
+    std::vector<v1::JobEvent> events;
+    std::string id;
+    pid_t pid = 0;
+    bool active = false;  // a worker process exists (until its reader thread reaped it)
+    bool term_sent = false;
+    Intent intent = Intent::kNone;
+    double kill_at = 0;  // monotonic seconds; SIGKILL the worker then (cancel grace)
+    std::string last_error;
+  };
+
+  absl::StatusOr<Entry*> FindLocked(const std::string& name) const;
+  void AddEventLocked(Entry* e, v1::JobEvent event, bool sync);
+  void SetStateLocked(Entry* e, v1::JobState state);
+  void PersistLocked(Entry* e);
+  void SignalLocked(Entry* e, int sig);
+  void SchedulerLoop();
+  void SpawnLocked(Entry* e);
+  void ReadWorker(Entry* e, int fd, pid_t pid);
+  void HandleLineLocked(Entry* e, const std::string& line);
+  void OnExitLocked(Entry* e, int wait_status);
+  void WaitForStaleWorker(const std::string& id);
+
+  const DaemonOptions options_;
+  JobStore* const store_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::map<std::string, std::unique_ptr<Entry>> jobs_;  // by name
+  std::map<std::string, std::string> by_request_id_;
+  int64_t next_id_ = 1;
+  bool stopping_ = false;
+  bool started_ = false;
+  bool shut_down_ = false;
+  std::thread scheduler_;
+  std::vector<std::thread> readers_;
+};
+
+}  // namespace elektronn

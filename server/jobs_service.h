@@ -1,0 +1,37 @@
+// The Jobs service: CreateJob (validated fully), Get/List, Pause/Resume/Cancel, WatchJob.
+#pragma once
+
+#include "elektronn/v1/jobs.grpc.pb.h"
+#include "server/auth.h"
+#include "server/job_manager.h"
+
+namespace elektronn {
+
+// INVALID_ARGUMENT (reason INVALID_JOB_SPEC) naming the field when `spec` cannot be trained.
+absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+
+class JobsService final : public v1::Jobs::Service {
+ public:
+  JobsService(JobManager* manager, const TokenChecker* auth) : manager_(manager), auth_(auth) {}
+
+  grpc::Status CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
+                         v1::Job* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                      v1::Job* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+  grpc::Status PauseJob(grpc::ServerContext* context, const v1::PauseJobRequest* request,
+                        v1::Job* response) override;
+  grpc::Status ResumeJob(grpc::ServerContext* context, const v1::ResumeJobRequest* request,
+                         v1::Job* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                         v1::Job* response) override;
+  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobEvent>* writer) override;
+
+ private:
+  JobManager* manager_;
+  const TokenChecker* auth_;
+};
+
+}  // namespace elektronn

@@ -1,0 +1,519 @@
+// The daemon commands of `elektronn` without a daemon: names, exit codes, token and host
+// resolution, the plaintext refusal, tables, JSON and the progress bar; then, when the binaries
+// are built, `elektronn` against a closed port and against a real elektronnd.
+#include "client/remote_commands.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "client/connection.h"
+#include "google/protobuf/any.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+fs::path TempDir(const std::string& name) {
+  fs::path d =
+      fs::temp_directory_path() / ("elk_remote_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void WriteFile(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+
+TEST(NormaliseJobName, AcceptsIdAndName) {
+  EXPECT_EQ(*NormaliseJobName("7"), "jobs/000007");
+  EXPECT_EQ(*NormaliseJobName("jobs/7"), "jobs/000007");
+  EXPECT_EQ(*NormaliseJobName("jobs/000007"), "jobs/000007");
+  EXPECT_EQ(*NormaliseJobName("0000123"), "jobs/000123");
+  EXPECT_EQ(*NormaliseJobName("1234567"), "jobs/1234567");
+  for (const char* bad : {"", "jobs/", "abc", "jobs/7/x", "-1", "job/7"}) {
+    auto r = NormaliseJobName(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("jobs/7"), std::string::npos);
+  }
+}
+
+TEST(ExitCodes, MapGrpcStatus) {
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::OK), 0);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INVALID_ARGUMENT), 2);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::NOT_FOUND), 3);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::FAILED_PRECONDITION), 4);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAUTHENTICATED), 5);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::PERMISSION_DENIED), 5);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAVAILABLE), 6);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INTERNAL), 1);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::DEADLINE_EXCEEDED), 1);
+  EXPECT_EQ(ExitCodeForFinalState(v1::SUCCEEDED), 0);
+  EXPECT_EQ(ExitCodeForFinalState(v1::FAILED), 1);
+  EXPECT_EQ(ExitCodeForFinalState(v1::CANCELLED), 4);
+  EXPECT_TRUE(IsFinalState(v1::CANCELLED));
+  EXPECT_FALSE(IsFinalState(v1::PAUSED));
+}
+
+std::string Varint(uint64_t v) {
+  std::string out;
+  while (v >= 0x80) {
+    out += static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  return out + static_cast<char>(v);
+}
+
+TEST(ExitCodes, ErrorReasonFromRpcStatusDetails) {
+  v1::ErrorInfo info;
+  info.set_reason("BAD_STATE");
+  info.set_domain("elektronn.dev");
+  google::protobuf::Any any;
+  any.set_type_url("type.googleapis.com/google.rpc.ErrorInfo");
+  any.set_value(info.SerializeAsString());
+  const std::string msg = "job is SUCCEEDED";
+  const std::string any_bytes = any.SerializeAsString();
+  const std::string rpc_status = "\x08" + Varint(9) + "\x12" + Varint(msg.size()) + msg + "\x1a" +
+                                 Varint(any_bytes.size()) + any_bytes;
+  grpc::Status s(grpc::StatusCode::FAILED_PRECONDITION, msg, rpc_status);
+  EXPECT_EQ(ErrorReason(s), "BAD_STATE");
+  Connection c;
+  c.host = "127.0.0.1:7077";
+  EXPECT_EQ(DescribeError(s, c), "job is SUCCEEDED (BAD_STATE)");
+  // A bare ErrorInfo is understood too; no details gives no reason.
+  EXPECT_EQ(ErrorReason(grpc::Status(grpc::StatusCode::INTERNAL, "x", info.SerializeAsString())),
+            "BAD_STATE");
+  EXPECT_EQ(ErrorReason(grpc::Status(grpc::StatusCode::INTERNAL, "x")), "");
+}
+
+TEST(ExitCodes, UnavailableSaysHowToStartTheDaemon) {
+  Connection c;
+  c.host = "127.0.0.1:7077";
+  c.state_dir = "/home/u/.local/state/elektronnd";
+  const std::string text =
+      DescribeError(grpc::Status(grpc::StatusCode::UNAVAILABLE, "failed to connect"), c);
+  EXPECT_NE(text.find("cannot reach elektronnd at 127.0.0.1:7077"), std::string::npos) << text;
+  EXPECT_NE(text.find("is it running? start it with: elektronnd --state-dir "
+                      "/home/u/.local/state/elektronnd"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Connection, TokenFlagBeatsEnvBeatsFile) {
+  const fs::path dir = TempDir("token");
+  WriteFile(dir / "token", "from-file\n");
+  WriteFile(dir / "home/.local/state/elektronnd/token", "from-default-file\n");
+  ConnectionOptions o;
+  o.token_file = (dir / "token").string();
+  const auto env = FakeEnv({{"ELEKTRONN_TOKEN", "from-env"}, {"HOME", (dir / "home").string()}});
+  const auto no_token_env = FakeEnv({{"HOME", (dir / "home").string()}});
+
+  o.token = "from-flag";
+  EXPECT_EQ(*ResolveToken(o, env), "from-flag");
+  o.token.clear();
+  EXPECT_EQ(*ResolveToken(o, env), "from-env");
+  EXPECT_EQ(*ResolveToken(o, no_token_env), "from-file");
+  o.token_file.clear();
+  EXPECT_EQ(*ResolveToken(o, no_token_env), "from-default-file");
+  EXPECT_EQ(ResolveTokenFile(o, no_token_env),
+            (dir / "home/.local/state/elektronnd/token").string());
+
+  o.token_file = (dir / "missing").string();
+  auto missing = ResolveToken(o, no_token_env);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(missing.status().message().find((dir / "missing").string()), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(Connection, HostFlagBeatsEnvBeatsDefault) {
+  ConnectionOptions o;
+  EXPECT_EQ(ResolveHost(o, FakeEnv({})), "127.0.0.1:7077");
+  EXPECT_EQ(ResolveHost(o, FakeEnv({{"ELEKTRONN_HOST", "gpu1:7077"}})), "gpu1:7077");
+  o.host = "unix:/tmp/elk.sock";
+  EXPECT_EQ(ResolveHost(o, FakeEnv({{"ELEKTRONN_HOST", "gpu1:7077"}})), "unix:/tmp/elk.sock");
+}
+
+TEST(Connection, LoopbackDetection) {
+  for (const char* h : {"127.0.0.1:7077", "localhost:7077", "[::1]:7077", "unix:/tmp/x.sock",
+                        "127.0.1.1:1", "LOCALHOST:1"}) {
+    EXPECT_TRUE(IsLoopbackHost(h)) << h;
+  }
+  for (const char* h : {"gpu1:7077", "10.0.0.5:7077", "[2001:db8::1]:7077", "example.org:1"}) {
+    EXPECT_FALSE(IsLoopbackHost(h)) << h;
+  }
+}
+
+TEST(Connection, RefusesPlaintextToRemoteHosts) {
+  ConnectionOptions o;
+  auto refused = MakeChannelCredentials(o, "gpu1:7077");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("gpu1:7077"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("--tls-ca"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("--insecure"), std::string::npos);
+  EXPECT_TRUE(MakeChannelCredentials(o, "127.0.0.1:7077").ok());
+  EXPECT_TRUE(MakeChannelCredentials(o, "unix:/tmp/x.sock").ok());
+  o.insecure = true;
+  EXPECT_TRUE(MakeChannelCredentials(o, "gpu1:7077").ok());
+  o.insecure = false;
+  o.tls_ca = "/nonexistent/ca.pem";
+  auto bad_ca = MakeChannelCredentials(o, "gpu1:7077");
+  ASSERT_FALSE(bad_ca.ok());
+  EXPECT_NE(bad_ca.status().message().find("/nonexistent/ca.pem"), std::string::npos);
+}
+
+TEST(Formatting, ProgressBar) {
+  EXPECT_EQ(RenderProgressBar(0, 100, 10), "[..........]");
+  EXPECT_EQ(RenderProgressBar(50, 100, 10), "[#####.....]");
+  EXPECT_EQ(RenderProgressBar(99, 100, 10), "[#########.]");
+  EXPECT_EQ(RenderProgressBar(100, 100, 10), "[##########]");
+  EXPECT_EQ(RenderProgressBar(250, 100, 10), "[##########]");
+  EXPECT_EQ(RenderProgressBar(5, 0, 4), "[....]");
+  EXPECT_EQ(RenderProgressBar(1, 3, 20).size(), 22u);
+}
+
+TEST(Formatting, AgeAndBytes) {
+  EXPECT_EQ(FormatAge(0, 1000), "-");
+  EXPECT_EQ(FormatAge(990, 1000), "10s ago");
+  EXPECT_EQ(FormatAge(1000 - 300, 1000), "5m ago");
+  EXPECT_EQ(FormatAge(100000 - 7200, 100000), "2h ago");
+  EXPECT_EQ(FormatAge(1000000 - 3 * 86400, 1000000), "3d ago");
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(int64_t{3} << 29), "1.5 GiB");
+  EXPECT_EQ(FormatBytes(int64_t{64} << 30), "64 GiB");
+}
+
+v1::Job MakeJob() {
+  v1::Job job;
+  job.set_name("jobs/7");
+  job.set_state(v1::RUNNING);
+  job.set_step(1200);
+  job.set_loss(0.1234);
+  job.mutable_spec()->mutable_training()->set_n_steps(5000);
+  job.mutable_spec()->mutable_training()->set_save_name("neuro3d");
+  job.mutable_spec()->set_job_file_source("n_steps = 5000");
+  job.mutable_update_time()->set_seconds(1'700'000'000);
+  job.mutable_create_time()->set_seconds(1'699'999'000);
+  job.set_training_dir("/srv/elk/neuro3d");
+  return job;
+}
+
+TEST(Formatting, JobTable) {
+  v1::Job queued;
+  queued.set_name("jobs/12");
+  queued.set_state(v1::QUEUED);
+  const std::string table = FormatJobTable({MakeJob(), queued}, 1'700'000'030);
+  EXPECT_EQ(table,
+            "NAME     STATE    STEP/N_STEPS  LOSS    UPDATED\n"
+            "jobs/7   RUNNING  1200/5000     0.1234  30s ago\n"
+            "jobs/12  QUEUED   0             -       -\n");
+}
+
+TEST(Formatting, JobDetails) {
+  v1::Job job = MakeJob();
+  job.set_state(v1::FAILED);
+  job.set_error("worker exited with signal 9");
+  const std::string d = FormatJobDetails(job, 1'700'000'060);
+  EXPECT_NE(d.find("name:"), std::string::npos) << d;
+  EXPECT_NE(d.find("FAILED"), std::string::npos) << d;
+  EXPECT_NE(d.find("[####................] 1200/5000 (24%)"), std::string::npos) << d;
+  EXPECT_NE(d.find("worker exited with signal 9"), std::string::npos) << d;
+  EXPECT_NE(d.find("2023-11-14 22:13:20 UTC (1m ago)"), std::string::npos) << d;
+}
+
+TEST(Formatting, JobJson) {
+  const auto full = nlohmann::json::parse(JobToJson(MakeJob()));
+  EXPECT_EQ(full["name"], "jobs/7");
+  EXPECT_EQ(full["state"], "RUNNING");
+  EXPECT_EQ(full["step"], "1200");  // proto JSON: int64 as a string
+  EXPECT_DOUBLE_EQ(full["loss"].get<double>(), 0.1234);
+  EXPECT_EQ(full["spec"]["training"]["n_steps"], "5000");
+  EXPECT_EQ(full["spec"]["job_file_source"], "n_steps = 5000");
+  EXPECT_EQ(full["update_time"], "2023-11-14T22:13:20Z");
+  const auto brief = nlohmann::json::parse(JobToJson(MakeJob(), /*brief=*/true));
+  EXPECT_EQ(brief["spec"]["job_file_source"], "");
+  EXPECT_EQ(brief["spec"]["training"]["save_name"], "neuro3d");
+}
+
+HostResources MakeHost() {
+  HostResources h;
+  h.host = "127.0.0.1:7077";
+  v1::Resources& r = h.resources;
+  r.set_hostname("lab1");
+  r.set_cpu_count(16);
+  r.set_load_average_1m(2.5);
+  r.set_memory_total_bytes(int64_t{128} << 30);
+  r.set_memory_available_bytes(int64_t{100} << 30);
+  r.set_state_dir_free_bytes(int64_t{3} << 39);
+  auto* g = r.add_gpus();
+  g->set_name("NVIDIA H100");
+  g->set_uuid("GPU-1");
+  g->set_utilization_percent(87);
+  g->set_memory_used_bytes(int64_t{40} << 30);
+  g->set_memory_total_bytes(int64_t{80} << 30);
+  r.add_running_jobs("jobs/7");
+  r.set_capacity(2);
+  return h;
+}
+
+TEST(Formatting, ResourcesTable) {
+  HostResources down;
+  down.host = "gpu9:7077";
+  down.error = "cannot reach elektronnd";
+  HostResources nogpu = MakeHost();
+  nogpu.resources.clear_gpus();
+  nogpu.resources.set_gpu_status("no GPU: libnvidia-ml.so.1 not found");
+  const std::string t = FormatResourcesTable({MakeHost(), nogpu, down});
+  EXPECT_NE(t.find("HOST"), std::string::npos) << t;
+  EXPECT_NE(t.find("lab1"), std::string::npos) << t;
+  EXPECT_NE(t.find("2.50"), std::string::npos) << t;
+  EXPECT_NE(t.find("100 GiB/128 GiB"), std::string::npos) << t;
+  EXPECT_NE(t.find("1.5 TiB"), std::string::npos) << t;
+  EXPECT_NE(t.find("1: NVIDIA H100 87% 40 GiB/80 GiB"), std::string::npos) << t;
+  EXPECT_NE(t.find("1/2 (jobs/7)"), std::string::npos) << t;
+  EXPECT_NE(t.find("0 (no GPU: libnvidia-ml.so.1 not found)"), std::string::npos) << t;
+  EXPECT_NE(t.find("unreachable"), std::string::npos) << t;
+}
+
+TEST(Formatting, ResourcesJson) {
+  HostResources down;
+  down.host = "gpu9:7077";
+  down.error = "cannot reach";
+  const auto j = nlohmann::json::parse(ResourcesToJson({MakeHost(), down}));
+  ASSERT_EQ(j["hosts"].size(), 2u);
+  EXPECT_EQ(j["hosts"][0]["host"], "127.0.0.1:7077");
+  EXPECT_EQ(j["hosts"][0]["resources"]["cpu_count"], 16);
+  EXPECT_EQ(j["hosts"][0]["resources"]["gpus"][0]["name"], "NVIDIA H100");
+  EXPECT_EQ(j["hosts"][0]["resources"]["running_jobs"][0], "jobs/7");
+  EXPECT_EQ(j["hosts"][1]["error"], "cannot reach");
+  EXPECT_FALSE(j["hosts"][1].contains("resources"));
+}
+
+TEST(Formatting, StatusLine) {
+  v1::StatusUpdate s;
+  s.set_step(2500);
+  s.set_n_steps(5000);
+  s.set_loss(0.25);
+  s.set_steps_per_second(10);
+  const std::string line = FormatStatusLine("jobs/7", v1::RUNNING, s);
+  EXPECT_EQ(line.rfind("jobs/7 RUNNING [##########..........] 2500/5000 50% loss 0.25", 0), 0u)
+      << line;
+  EXPECT_NE(line.find("10 steps/s ETA 4m10s"), std::string::npos) << line;
+}
+
+TEST(Registration, EverySubcommandHasHelpAndConnectionOptions) {
+  CLI::App app{"test"};
+  RemoteCommands state;
+  AddRemoteCommands(app, &state);
+  for (const char* name : {"submit", "ls", "status", "watch", "logs", "pause", "resume", "cancel",
+                           "set", "params", "stats", "export", "hosts"}) {
+    CLI::App* sub = app.get_subcommand(name);
+    ASSERT_NE(sub, nullptr) << name;
+    EXPECT_FALSE(sub->get_description().empty()) << name;
+    const std::string help = sub->help();
+    for (const char* opt : {"--host", "--token-file", "--tls-ca", "--help"}) {
+      EXPECT_NE(help.find(opt), std::string::npos) << name << " lacks " << opt;
+    }
+  }
+  const char* argv[] = {"elektronn", "ls", "--json", "--host", "unix:/tmp/x.sock"};
+  app.parse(5, const_cast<char**>(argv));
+  EXPECT_TRUE(state.json);
+  EXPECT_EQ(state.connection.host, "unix:/tmp/x.sock");
+}
+
+TEST(Registration, SetRejectsUnknownKeysBeforeConnecting) {
+  CLI::App app{"test"};
+  RemoteCommands state;
+  AddRemoteCommands(app, &state);
+  const char* argv[] = {"elektronn", "set", "7", "learning=1e-4"};
+  app.parse(4, const_cast<char**>(argv));
+  EXPECT_EQ(RunRemoteCommands(state), std::optional<int>(2));
+  CLI::App app2{"test"};
+  RemoteCommands bad_value;
+  AddRemoteCommands(app2, &bad_value);
+  const char* argv2[] = {"elektronn", "set", "7", "lr=fast"};
+  app2.parse(4, const_cast<char**>(argv2));
+  EXPECT_EQ(RunRemoteCommands(bad_value), std::optional<int>(2));
+}
+
+// ---- End to end (subprocesses) ----
+
+fs::path BuildDir() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path(); }
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+struct Output {
+  int code = -1;
+  std::string out;
+};
+
+// Runs a shell command; stdout (and stderr when asked) captured.
+Output RunShell(const std::string& cmd) {
+  Output o;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return o;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  o.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
+
+TEST(EndToEnd, ClosedPortExitsUnavailableWithHint) {
+  const fs::path elektronn = BuildDir() / "client/elektronn";
+  if (!fs::exists(elektronn)) GTEST_SKIP() << "not built: " << elektronn;
+  const std::string host = "127.0.0.1:" + std::to_string(FreePort());
+  Output o = RunShell(elektronn.string() + " ls --host " + host + " --token t 2>&1");
+  EXPECT_EQ(o.code, 6) << o.out;
+  EXPECT_NE(o.out.find("cannot reach elektronnd at " + host), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("elektronnd --state-dir"), std::string::npos) << o.out;
+  o = RunShell(elektronn.string() + " ls --host gpu1.invalid:7077 --token t 2>&1");
+  EXPECT_EQ(o.code, 2) << o.out;
+  EXPECT_NE(o.out.find("--tls-ca"), std::string::npos) << o.out;
+  o = RunShell(elektronn.string() + " status nope --token t 2>&1");
+  EXPECT_EQ(o.code, 2) << o.out;
+  o = RunShell(elektronn.string() + " stats 7 --host " + host + " --token t 2>&1");
+  EXPECT_EQ(o.code, 6) << o.out;
+}
+
+// A tiny job; its data does not exist, so the worker fails soon after start.
+const char kTinyJob[] = R"(
+save_path = 'SAVE_PATH'
+save_name = 'tiny'
+data_class = 'BatchCreatorImage'
+data_init_kwargs = {d_path = 'data/', l_path = 'data/',
+  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}},
+  aniso_factor = 2, valid_cubes = {}}
+n_steps = 100
+max_runtime = 600
+history_freq = 5
+monitor_batch_size = 1
+optimiser = 'SGD'
+optimiser_params = {lr = 1e-3, mom = 0.9}
+batch_size = 1
+function create_model()
+  local inp = nm.Input{{None, 1, 5, 27, 27}, 'b,f,z,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 2, {1, 1, 1}, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}, name = 'loss'}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)";
+
+TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
+  const fs::path elektronn = BuildDir() / "client/elektronn";
+  const fs::path daemon = BuildDir() / "server/elektronnd";
+  if (!fs::exists(elektronn) || !fs::exists(daemon)) {
+    GTEST_SKIP() << "needs both " << elektronn << " and " << daemon << " built";
+  }
+  const fs::path dir = TempDir("e2e");
+  std::string job = kTinyJob;
+  job.replace(job.find("SAVE_PATH"), 9, (dir / "runs").string());
+  WriteFile(dir / "tiny.lua", job);
+  const std::string host = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string log = (dir / "daemon.log").string();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stderr);
+    const std::string state = (dir / "state").string();
+    ::execl(daemon.c_str(), daemon.c_str(), "--listen", host.c_str(), "--state-dir", state.c_str(),
+            "--worker-binary", elektronn.c_str(), static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  // Stops the daemon however the test ends (a failed ASSERT returns early).
+  absl::Cleanup stop_daemon = [pid] {
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  };
+  const std::string cli = elektronn.string() + " ";
+  const std::string conn = " --host " + host + " --token-file " + (dir / "state/token").string();
+  Output o;
+  for (int i = 0; i < 100; ++i) {
+    o = RunShell(cli + "ls" + conn + " 2>&1");
+    if (o.code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(o.code, 0) << o.out;
+
+  o = RunShell(cli + "submit " + (dir / "tiny.lua").string() + conn +
+               " --request-id e2e-1 --set n_steps=50");
+  ASSERT_EQ(o.code, 0) << o.out;
+  const std::string name = o.out.substr(0, o.out.find('\n'));
+  EXPECT_EQ(name.rfind("jobs/", 0), 0u) << o.out;
+  o = RunShell(cli + "submit " + (dir / "tiny.lua").string() + conn + " --request-id e2e-1");
+  EXPECT_EQ(o.out.substr(0, o.out.find('\n')), name) << "same request_id, same job";
+
+  o = RunShell(cli + "ls --json" + conn);
+  ASSERT_EQ(o.code, 0) << o.out;
+  const auto listed = nlohmann::json::parse(o.out);
+  ASSERT_EQ(listed["jobs"].size(), 1u) << o.out;
+  EXPECT_EQ(listed["jobs"][0]["name"], name);
+  EXPECT_EQ(listed["jobs"][0]["spec"]["training"]["n_steps"], "50");
+
+  o = RunShell(cli + "status " + std::to_string(std::stoi(name.substr(5))) + conn);
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find(name), std::string::npos) << o.out;
+  EXPECT_EQ(RunShell(cli + "status 999" + conn + " 2>&1").code, 3);
+  EXPECT_EQ(RunShell(cli + "ls --host " + host + " --token wrong 2>&1").code, 5);
+
+  o = RunShell(cli + "cancel " + name + conn + " 2>&1");
+  EXPECT_TRUE(o.code == 0 || o.code == 4) << o.out;  // 4: it already FAILED (no data)
+  const int cancel_code = o.code;
+  o = RunShell("timeout 60 " + cli + "watch " + name + conn + " 2>&1");
+  EXPECT_EQ(o.code, cancel_code == 0 ? 4 : 1) << o.out;
+  EXPECT_EQ(RunShell("timeout 60 " + cli + "logs " + name + conn + " 2>&1").code, 0);
+
+  o = RunShell(cli + "hosts --json" + conn);
+  EXPECT_EQ(o.code, 0) << o.out;
+  const auto hosts = nlohmann::json::parse(o.out);
+  EXPECT_GT(hosts["hosts"][0]["resources"]["cpu_count"].get<int>(), 0) << o.out;
+
+  std::move(stop_daemon).Invoke();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace elektronn
