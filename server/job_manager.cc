@@ -484,6 +484,26 @@ void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
       return;
     }
   }
+  // Monitor lines ("00400 L_m=0.229, L=0.17, tr=07.99%, vl=06.52%, prev=23.8, L_diff=...,
+  // LR=5.00e-04, 4.65 it/s, ...") are progress too: the last one carries the final step.
+  long long mstep = 0;
+  double smooth = 0, loss = 0, tr = 0, vl = 0, prev = 0, diff = 0, lr = 0, its = 0;
+  if (std::sscanf(line.c_str(), "%lld L_m=%lf, L=%lf, tr=%lf%%, vl=%lf%%, prev=%lf, L_diff=%lf, "
+                  "LR=%lf, %lf it/s", &mstep, &smooth, &loss, &tr, &vl, &prev, &diff, &lr,
+                  &its) == 9) {
+    v1::JobEvent st;
+    v1::StatusUpdate* u = st.mutable_status();
+    u->set_step(mstep);
+    u->set_loss(loss);
+    u->set_smoothed_loss(smooth);
+    u->set_errors(tr);
+    u->set_learning_rate(lr);
+    u->set_steps_per_second(its);
+    u->set_n_steps(e->job.spec().training().n_steps());
+    e->job.set_step(mstep);
+    e->job.set_loss(loss);
+    AddEventLocked(e, std::move(st), false);
+  }
   v1::JobEvent ev;
   ev.set_log_line(line);
   AddEventLocked(e, std::move(ev), false);
