@@ -43,9 +43,10 @@ optimiser = 'Adam'
 optimiser_params = {lr = 1e-3}
 batch_size = 1
 function create_model()
-  local inp = nm.Input{{None, 1, 5, 27, 27}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 8, {1, 4, 4}, {1, 2, 2}}
-  out = nm.Conv{out, 8, {3, 3, 3}}
+  local inp = nm.Input{{None, 1, 9, 51, 51}, 'b,f,z,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 16, {1, 4, 4}, {1, 2, 2}}
+  out = nm.Conv{out, 32, {3, 3, 3}}
+  out = nm.Conv{out, 32, {3, 3, 3}}
   out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
   local probs = nm.Softmax{out}
   local target = nm.Input_like{probs, override_f = 1, name = 'target'}
@@ -81,12 +82,15 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   CLI::App app{"Drive elektronnd with watchers and Get/List calls while a job trains."};
   std::string elektronnd = fs::path(argv[0]).parent_path().parent_path() / "server/elektronnd";
-  int watchers = 32, callers = 4, seconds = 10;
+  int watchers = 32, callers = 4, seconds = 20;
+  double rate = 100;
   app.add_option("--elektronnd", elektronnd, "daemon binary")->capture_default_str();
   app.add_option("--watchers", watchers, "concurrent WatchJob streams")->capture_default_str();
   app.add_option("--callers", callers, "threads calling GetJob/ListJobs back to back")
       ->capture_default_str();
   app.add_option("--seconds", seconds, "length of each phase")->capture_default_str();
+  app.add_option("--rate", rate, "GetJob+ListJobs calls per second, all callers together")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const fs::path dir = fs::temp_directory_path() / ("elk_load_" + std::to_string(getpid()));
@@ -144,13 +148,42 @@ int main(int argc, char** argv) {
   };
   while (step_of() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 
-  auto measure_rate = [&] {
-    const int64_t s0 = step_of();
-    auto t0 = Clock::now();
-    std::this_thread::sleep_for(std::chrono::seconds(seconds));
-    return (step_of() - s0) / std::chrono::duration<double>(Clock::now() - t0).count();
+  // The step rate comes from the job's own status events (step and time stamp, about one per
+  // second), recorded by one watcher for the whole run: exact, and independent of RPC latency.
+  std::mutex rate_mu;
+  std::vector<std::pair<double, int64_t>> samples;  // (unix seconds, step)
+  auto rate_ctx = ctx(3600);
+  std::thread recorder([&] {
+    v1::WatchJobRequest w;
+    w.set_name(job.name());
+    w.set_follow(true);
+    auto r = stub->WatchJob(rate_ctx.get(), w);
+    v1::JobEvent e;
+    while (r->Read(&e)) {
+      if (!e.has_status()) continue;
+      std::lock_guard<std::mutex> l(rate_mu);
+      samples.emplace_back(e.time().seconds() + 1e-9 * e.time().nanos(), e.status().step());
+    }
+  });
+  auto unix_now = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
   };
-  const double quiet_rate = measure_rate();
+  auto measure_rate = [&] {
+    const double t0 = unix_now();
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    const double t1 = unix_now();
+    std::lock_guard<std::mutex> l(rate_mu);
+    std::pair<double, int64_t> first{0, 0}, last{0, 0};
+    for (const auto& s : samples) {
+      if (s.first < t0 || s.first > t1) continue;
+      if (first.first == 0) first = s;
+      last = s;
+    }
+    return last.first > first.first ? (last.second - first.second) / (last.first - first.first)
+                                    : 0.0;
+  };
+  const double quiet_before = measure_rate();
 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> failures{0}, watch_events{0};
@@ -173,7 +206,11 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < callers; ++i) {
     threads.emplace_back([&, i] {
+      const auto period = std::chrono::duration<double>(callers / rate);
+      auto next = Clock::now();
       while (!stop.load()) {
+        next += std::chrono::duration_cast<Clock::duration>(period);
+        std::this_thread::sleep_until(next);
         auto t0 = Clock::now();
         grpc::Status s;
         if (i % 2 == 0) {
@@ -196,16 +233,23 @@ int main(int argc, char** argv) {
   stop.store(true);
   for (auto& c : watch_ctx) c->TryCancel();
   for (auto& t : threads) t.join();
+  // Unloaded again, so drift (thermal, other processes) shows and averages out.
+  const double quiet_after = measure_rate();
+  const double quiet_rate = 0.5 * (quiet_before + quiet_after);
 
-  std::printf("daemon_load watchers=%d callers=%d seconds=%d\n", watchers, callers, seconds);
+  std::printf("daemon_load watchers=%d callers=%d rate=%.0f/s seconds=%d\n", watchers, callers,
+              rate, seconds);
   std::printf("GetJob   calls=%zu p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f\n", get_ms.size(),
               Percentile(get_ms, 50), Percentile(get_ms, 90), Percentile(get_ms, 99));
   std::printf("ListJobs calls=%zu p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f\n", list_ms.size(),
               Percentile(list_ms, 50), Percentile(list_ms, 90), Percentile(list_ms, 99));
   std::printf("watch_events=%lld failures=%lld\n", static_cast<long long>(watch_events.load()),
               static_cast<long long>(failures.load()));
-  std::printf("training steps_per_s quiet=%.2f loaded=%.2f ratio=%.2f\n", quiet_rate, loaded_rate,
+  std::printf("training steps_per_s quiet=%.2f (before %.2f, after %.2f) loaded=%.2f ratio=%.3f\n",
+              quiet_rate, quiet_before, quiet_after, loaded_rate,
               loaded_rate / std::max(1e-9, quiet_rate));
+  rate_ctx->TryCancel();
+  recorder.join();
   kill(daemon, SIGTERM);
   int status = 0;
   waitpid(daemon, &status, 0);
