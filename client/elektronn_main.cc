@@ -32,51 +32,6 @@ void OnInterrupt(int) {
   (void)!write(2, msg, sizeof(msg) - 1);
 }
 
-// Applies "key=value" to a TrainingSpec: any scalar top-level key (n_steps, max_runtime,
-// history_freq, save_path, ...) or lr/mom/wd/beta2 of optimiser_params.
-absl::Status ApplyOverride(const std::string& kv, elektronn::v1::TrainingSpec* spec) {
-  const size_t eq = kv.find('=');
-  if (eq == std::string::npos) {
-    return absl::InvalidArgumentError("--set needs KEY=VALUE, got '" + kv + "'");
-  }
-  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-  google::protobuf::Message* msg = spec;
-  std::string field_name = key;
-  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
-    msg = spec->mutable_optimiser_params();
-  }
-  const auto* field = msg->GetDescriptor()->FindFieldByName(field_name);
-  if (field == nullptr || field->is_repeated() || field->is_map() ||
-      field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-    return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
-  }
-  const auto* r = msg->GetReflection();
-  try {
-    switch (field->cpp_type()) {
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
-        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
-        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
-        r->SetDouble(msg, field, std::stod(value));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(msg, field, value);
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
-        r->SetBool(msg, field, value == "true" || value == "1");
-        break;
-      default:
-        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
-    }
-  } catch (const std::exception&) {
-    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
-  }
-  return absl::OkStatus();
-}
-
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
@@ -191,7 +146,7 @@ int main(int argc, char** argv) {
     }
     if (!job.ok()) return Fail(job.status());
     for (const std::string& kv : overrides) {
-      absl::Status s = ApplyOverride(kv, job->mutable_training());
+      absl::Status s = ApplyTrainingOverride(kv, job->mutable_training());
       if (!s.ok()) return Fail(s);
     }
     auto backend = kernels::CreateCpuBackend();

@@ -34,56 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
-// Applies "key=value" to a TrainingSpec, as `elektronn train --set` does: any scalar top-level
-// key (n_steps, max_runtime, ...) or lr/mom/wd/beta2 of optimiser_params.
-absl::Status ApplyOverride(const std::string& kv, v1::TrainingSpec* spec) {
-  const size_t eq = kv.find('=');
-  if (eq == std::string::npos) {
-    return absl::InvalidArgumentError("--set needs KEY=VALUE, got '" + kv + "'");
-  }
-  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-  google::protobuf::Message* msg = spec;
-  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
-    msg = spec->mutable_optimiser_params();
-  }
-  const auto* field = msg->GetDescriptor()->FindFieldByName(key);
-  if (field == nullptr || field->is_repeated() || field->is_map() ||
-      field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-    return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
-  }
-  const auto* r = msg->GetReflection();
-  try {
-    switch (field->cpp_type()) {
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
-        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
-        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
-        r->SetInt32(msg, field, static_cast<int32_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
-        r->SetDouble(msg, field, std::stod(value));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_FLOAT:
-        r->SetFloat(msg, field, std::stof(value));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(msg, field, value);
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
-        r->SetBool(msg, field, value == "true" || value == "1");
-        break;
-      default:
-        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
-    }
-  } catch (const std::exception&) {
-    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
-  }
-  return absl::OkStatus();
-}
-
 std::string RandomRequestId() {
   std::random_device rd;
   return absl::StrFormat("%08x%08x%08x%08x", rd(), rd(), rd(), rd());
@@ -312,7 +262,7 @@ int RunSubmit(const RemoteCommands& state) {
   auto spec = LoadJobFile(state.job_file, lua);
   if (!spec.ok()) return ReportError(spec.status());
   for (const std::string& kv : state.overrides) {
-    absl::Status s = ApplyOverride(kv, spec->mutable_training());
+    absl::Status s = ApplyTrainingOverride(kv, spec->mutable_training());
     if (!s.ok()) return ReportError(s);
   }
   // The daemon may resolve relative data paths against the job file's directory.

@@ -488,9 +488,10 @@ void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
   // LR=5.00e-04, 4.65 it/s, ...") are progress too: the last one carries the final step.
   long long mstep = 0;
   double smooth = 0, loss = 0, tr = 0, vl = 0, prev = 0, diff = 0, lr = 0, its = 0;
-  if (std::sscanf(line.c_str(), "%lld L_m=%lf, L=%lf, tr=%lf%%, vl=%lf%%, prev=%lf, L_diff=%lf, "
-                  "LR=%lf, %lf it/s", &mstep, &smooth, &loss, &tr, &vl, &prev, &diff, &lr,
-                  &its) == 9) {
+  if (std::sscanf(line.c_str(),
+                  "%lld L_m=%lf, L=%lf, tr=%lf%%, vl=%lf%%, prev=%lf, L_diff=%lf, "
+                  "LR=%lf, %lf it/s",
+                  &mstep, &smooth, &loss, &tr, &vl, &prev, &diff, &lr, &its) == 9) {
     v1::JobEvent st;
     v1::StatusUpdate* u = st.mutable_status();
     u->set_step(mstep);

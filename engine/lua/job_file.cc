@@ -12,6 +12,8 @@
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/nm_functions.h"
 #include "engine/lua/internal/training_keys.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace elektronn {
 namespace {
@@ -145,6 +147,49 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
 absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job) {
   ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
   return graph->Summary().ToString();
+}
+
+absl::Status ApplyTrainingOverride(const std::string& kv, v1::TrainingSpec* spec) {
+  const size_t eq = kv.find('=');
+  if (eq == std::string::npos) {
+    return absl::InvalidArgumentError("--set needs KEY=VALUE, got '" + kv + "'");
+  }
+  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  google::protobuf::Message* msg = spec;
+  std::string field_name = key;
+  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
+    msg = spec->mutable_optimiser_params();
+  }
+  const auto* field = msg->GetDescriptor()->FindFieldByName(field_name);
+  if (field == nullptr || field->is_repeated() || field->is_map() ||
+      field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+    return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
+  }
+  const auto* r = msg->GetReflection();
+  try {
+    switch (field->cpp_type()) {
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(msg, field, std::stod(value));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(msg, field, value);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(msg, field, value == "true" || value == "1");
+        break;
+      default:
+        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
+    }
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace elektronn

@@ -44,4 +44,9 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job);
 // The same as a human-readable table (one line per node, then totals).
 absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job);
 
+// Applies a "key=value" override (elektronn train/submit --set) to a TrainingSpec: any scalar
+// top-level key (n_steps, max_runtime, history_freq, save_path, ...) or lr/mom/wd/beta2 of
+// optimiser_params. Errors name the key or value.
+absl::Status ApplyTrainingOverride(const std::string& key_value, v1::TrainingSpec* spec);
+
 }  // namespace elektronn
