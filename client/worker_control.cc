@@ -6,21 +6,30 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "elektronn/v1/control.grpc.pb.h"
+#include "elektronn/v1/shell.grpc.pb.h"
 #include "engine/core/status.h"
 #include "engine/graph/statistics.h"
 #include "engine/io/model_file.h"
 #include "engine/nodes/neural.h"
+#include "engine/shell/shell_session.h"
 
 namespace elektronn {
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
+// A shell whose client sends nothing for this long releases the pause (a vanished client).
+constexpr absl::Duration kIdleRelease = absl::Minutes(10);
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -251,12 +260,144 @@ class ModelService final : public v1::Model::Service {
   Trainer* t_;
 };
 
+// The interactive shell. A pausing session runs entirely inside one step-boundary command, so
+// training holds still until the user types q (or the client goes away); a --live session runs
+// each line as its own step-boundary command and training continues between lines.
+class ShellService final : public v1::Shell::Service {
+ public:
+  explicit ShellService(Trainer* t) : t_(t) {}
+
+  grpc::Status Attach(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::ShellResponse, v1::ShellRequest>* stream) override {
+    v1::ShellRequest req;
+    if (!stream->Read(&req) || !req.has_attach()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a shell session starts with an attach message");
+    }
+    const bool live = req.attach().live();
+    const std::string who =
+        absl::StrFormat("shell of %s from %s",
+                        req.attach().user().empty() ? "?" : req.attach().user(), ctx->peer());
+    std::unique_ptr<ShellSession> session;
+    absl::Status made = t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+      auto s = ShellSession::Create(&t, who);
+      if (!s.ok()) return s.status();
+      session = *std::move(s);
+      t.Log(absl::StrFormat("%s attached at step %d%s", who, t.step(), live ? " (live)" : ""));
+      return absl::OkStatus();
+    });
+    if (!made.ok()) return ToGrpc(made);
+    auto prompt = [&](Trainer& t, bool paused, bool closed) {
+      v1::ShellResponse r;
+      v1::ShellPrompt* p = r.mutable_prompt();
+      p->set_step(t.step());
+      p->set_paused(paused);
+      p->set_closed(closed);
+      p->set_text(
+          absl::StrFormat("%s step %d%s>> ", t.name(), t.step(), paused ? " (paused)" : ""));
+      stream->Write(r);
+    };
+    // Returns false when the session is over.
+    auto handle = [&](Trainer& t, const v1::ShellRequest& r, bool paused) -> bool {
+      if (r.has_complete()) {
+        v1::ShellResponse out;
+        for (auto& c : session->Complete(r.complete()))
+          out.mutable_completions()->add_candidates(c);
+        stream->Write(out);
+        return true;
+      }
+      if (!r.has_line()) return true;
+      ShellOutput o = session->Execute(r.line());
+      if (!o.text.empty()) {
+        v1::ShellResponse out;
+        if (o.error) {
+          out.set_error(o.text);
+        } else {
+          out.set_output(o.text);
+        }
+        stream->Write(out);
+      }
+      if (o.leave || o.kill) {
+        prompt(t, paused, true);
+        return false;
+      }
+      prompt(t, paused, false);
+      return true;
+    };
+    // The gRPC thread reads; the step-boundary side takes requests from this queue with a
+    // timeout, so a client that vanishes without closing releases the pause.
+    absl::Mutex mu;
+    std::deque<v1::ShellRequest> queue;
+    bool ended = false;
+    std::thread reader([&] {
+      v1::ShellRequest r;
+      while (stream->Read(&r)) {
+        absl::MutexLock l(&mu);
+        queue.push_back(r);
+      }
+      absl::MutexLock l(&mu);
+      ended = true;
+    });
+    // Next request, or nullopt when the client is gone or silent for too long.
+    auto next = [&]() -> std::optional<v1::ShellRequest> {
+      absl::MutexLock l(&mu);
+      auto ready = [&] { return !queue.empty() || ended; };
+      if (!mu.AwaitWithTimeout(absl::Condition(&ready), kIdleRelease) || queue.empty()) {
+        return std::nullopt;
+      }
+      v1::ShellRequest r = std::move(queue.front());
+      queue.pop_front();
+      return r;
+    };
+    if (live) {
+      (void)t_->AtStepBoundary([&](Trainer& t) {
+        prompt(t, false, false);
+        return absl::OkStatus();
+      });
+      while (auto r = next()) {
+        bool more = true;
+        (void)t_->AtStepBoundary([&](Trainer& t) {
+          more = handle(t, *r, false);
+          return absl::OkStatus();
+        });
+        if (!more) break;
+      }
+    } else {
+      (void)t_->AtStepBoundary([&](Trainer& t) {
+        t.Log(absl::StrFormat("training paused by %s", who));
+        prompt(t, true, false);
+        while (auto r = next()) {
+          if (!handle(t, *r, true)) break;
+        }
+        t.Log(absl::StrFormat("training continues after %s", who));
+        return absl::OkStatus();
+      });
+    }
+    {
+      // A client closes its side after the closing prompt; one that does not is cut off.
+      absl::MutexLock l(&mu);
+      if (!mu.AwaitWithTimeout(absl::Condition(&ended), absl::Seconds(2))) ctx->TryCancel();
+    }
+    reader.join();
+    (void)t_->AtStepBoundary([&](Trainer&) {
+      session.reset();  // the Lua state lives and dies on the training thread
+      return absl::OkStatus();
+    });
+    return grpc::Status::OK;
+  }
+
+ private:
+  Trainer* t_;
+};
+
 }  // namespace
 
 struct WorkerControl::Services {
-  explicit Services(Trainer* t) : trainer(t), model(t) {}
+  explicit Services(Trainer* t) : trainer(t), model(t), shell(t) {}
   TrainerService trainer;
   ModelService model;
+  ShellService shell;
 };
 
 absl::StatusOr<std::unique_ptr<WorkerControl>> WorkerControl::Start(
@@ -270,6 +411,7 @@ absl::StatusOr<std::unique_ptr<WorkerControl>> WorkerControl::Start(
   b.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
   b.RegisterService(&w->services_->trainer);
   b.RegisterService(&w->services_->model);
+  b.RegisterService(&w->services_->shell);
   const mode_t old = umask(0077);  // the socket is the worker's: 0600
   w->server_ = b.BuildAndStart();
   umask(old);

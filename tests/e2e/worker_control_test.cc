@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "elektronn/v1/control.grpc.pb.h"
+#include "elektronn/v1/shell.grpc.pb.h"
 #include "engine/data/demo_data.h"
 #include "engine/io/model_file.h"
 #include "engine/lua/job_file.h"
@@ -159,6 +160,41 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
     ASSERT_TRUE(f.ok()) << f.status();
     EXPECT_TRUE(f->has_optimiser);
   }
+  {  // a shell session pauses training until q; lines run on the live job
+    auto shell = v1::Shell::NewStub(channel);
+    grpc::ClientContext c;
+    auto stream = shell->Attach(&c);
+    v1::ShellRequest attach;
+    attach.mutable_attach()->set_user("tester");
+    ASSERT_TRUE(stream->Write(attach));
+    v1::ShellResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_prompt()) << r.ShortDebugString();
+    EXPECT_TRUE(r.prompt().paused());
+    auto run = [&](const std::string& line) {
+      v1::ShellRequest q;
+      q.set_line(line);
+      EXPECT_TRUE(stream->Write(q));
+      std::string text;
+      while (stream->Read(&r) && !r.has_prompt()) text += r.output() + r.error();
+      return text;
+    };
+    const std::string step1 = run("trainer.step");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(run("trainer.step"), step1);  // paused: the step stays still
+    EXPECT_NE(run("setlr 2e-5").find("lr = 2e-05"), std::string::npos);
+    EXPECT_NE(run("io.open('x')").find("sandbox"), std::string::npos);
+    v1::ShellRequest comp;
+    comp.set_complete("model.");
+    ASSERT_TRUE(stream->Write(comp));
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_completions());
+    EXPECT_GT(r.completions().candidates_size(), 0);
+    run("q");
+    EXPECT_TRUE(r.prompt().closed());
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -168,6 +204,8 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
   ss << in.rdbuf();
   EXPECT_NE(ss.str().find("lr changed from 0.001 to 1e-05 at step"), std::string::npos) << ss.str();
   EXPECT_NE(ss.str().find("parameter conv/b set at step"), std::string::npos);
+  EXPECT_NE(ss.str().find("training paused by shell of tester"), std::string::npos);
+  EXPECT_NE(ss.str().find("lr changed from 1e-05 to 2e-05"), std::string::npos) << ss.str();
   fs::remove_all(dir);
 }
 

@@ -1,0 +1,199 @@
+// ShellSession: shortcuts, sandboxed Lua on the live job, errors that keep the session, completion.
+#include "engine/shell/shell_session.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "engine/data/demo_data.h"
+#include "engine/lua/job_file.h"
+#include "engine/trainer/trainer.h"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char kJob[] = R"(
+save_path = 'SAVE'
+save_name = 'shell'
+data_class = 'BatchCreatorImage'
+data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
+  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
+n_steps = 100000
+max_runtime = 600
+history_freq = 1000
+monitor_batch_size = 1
+optimiser = 'SGD'
+optimiser_params = {lr = 1e-3, mom = 0.9}
+batch_size = 1
+function create_model()
+  local inp = nm.Input{{None, 1, 3, 17, 17}, 'b,f,z,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 4, {1, 3, 3}, dropout_rate = 0.2}
+  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)";
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+class ShellSessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("elk_shell_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    DemoDataOptions o;
+    o.num_cubes = 1;
+    o.shape = {8, 40, 40};
+    ASSERT_TRUE(MakeDemoData((dir_ / "data").string(), o).ok());
+    auto job = LoadJobSource(absl::StrReplaceAll(kJob, {{"SAVE", (dir_ / "runs").string()},
+                                                        {"DATA", (dir_ / "data").string()}}),
+                             "shell.lua");
+    ASSERT_TRUE(job.ok()) << job.status();
+    backend_ = kernels::CreateCpuBackend();
+    TrainerOptions opt;
+    opt.console = false;
+    auto trainer = Trainer::Create(*job, backend_.get(), opt);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    trainer_ = std::move(*trainer);
+    auto session = ShellSession::Create(trainer_.get(), "tester");
+    ASSERT_TRUE(session.ok()) << session.status();
+    shell_ = std::move(*session);
+  }
+  void TearDown() override {
+    shell_.reset();
+    trainer_.reset();
+    fs::remove_all(dir_);
+  }
+  double Hyper(const std::string& name) { return *trainer_->GetHyperparameter(name); }
+
+  fs::path dir_;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::unique_ptr<Trainer> trainer_;
+  std::unique_ptr<ShellSession> shell_;
+};
+
+TEST_F(ShellSessionTest, ShortcutsChangeTheLiveJob) {
+  ShellOutput help = shell_->Execute("help");
+  EXPECT_FALSE(help.error);
+  EXPECT_NE(help.text.find("setlr"), std::string::npos) << help.text;
+
+  ShellOutput set = shell_->Execute("setlr 1e-5");
+  EXPECT_FALSE(set.error) << set.text;
+  EXPECT_FLOAT_EQ(Hyper("lr"), 1e-5);
+  EXPECT_FALSE(shell_->Execute("setmom 0.5").error);
+  EXPECT_FLOAT_EQ(Hyper("mom"), 0.5);
+  EXPECT_FALSE(shell_->Execute("sethist 7").error);
+  EXPECT_EQ(Hyper("history_freq"), 7);
+
+  ShellOutput missing = shell_->Execute("setlr");
+  EXPECT_TRUE(missing.error);
+  EXPECT_NE(missing.text.find("usage"), std::string::npos);
+  EXPECT_TRUE(shell_->Execute("setwd abc").error);
+
+  ShellOutput stats = shell_->Execute("paramstats");
+  EXPECT_FALSE(stats.error);
+  EXPECT_NE(stats.text.find("conv/w"), std::string::npos) << stats.text;
+  EXPECT_NE(shell_->Execute("nodes").text.find("conv"), std::string::npos);
+
+  EXPECT_TRUE(shell_->Execute("save ../x").error);
+  EXPECT_TRUE(shell_->Execute("save a/b.h5").error);
+  ShellOutput saved = shell_->Execute("save mine.h5");
+  EXPECT_FALSE(saved.error) << saved.text;
+  EXPECT_TRUE(fs::exists(fs::path(trainer_->dir()) / "mine.h5"));
+}
+
+TEST_F(ShellSessionTest, LuaReadsAndWritesTheLiveJob) {
+  ShellOutput assign = shell_->Execute("trainer.lr = 2e-5");
+  EXPECT_FALSE(assign.error) << assign.text;
+  EXPECT_FLOAT_EQ(Hyper("lr"), 2e-5);
+  ShellOutput lr = shell_->Execute("trainer.lr");
+  EXPECT_EQ(lr.text, "= 2e-05");
+  EXPECT_TRUE(shell_->Execute("trainer.step = 3").error);
+
+  ShellOutput w = shell_->Execute("model.conv.w[1] = 0.5");
+  EXPECT_FALSE(w.error) << w.text;
+  Network& net = trainer_->network();
+  auto p = net.FindParam("conv", "w");
+  ASSERT_TRUE(p.ok());
+  EXPECT_FLOAT_EQ(net.ParamValue(**p)[0], 0.5f);
+  EXPECT_EQ(shell_->Execute("model['conv'].w[1]").text, "= 0.5");
+
+  ShellOutput mean = shell_->Execute("model.conv.w:mean()");
+  EXPECT_FALSE(mean.error) << mean.text;
+  ASSERT_GT(mean.text.size(), 2u);
+  EXPECT_EQ(mean.text.substr(0, 2), "= ");
+  double value = 0;
+  EXPECT_TRUE(absl::SimpleAtod(mean.text.substr(2), &value)) << mean.text;
+
+  ShellOutput tensor = shell_->Execute("model.conv.w");
+  EXPECT_NE(tensor.text.find("tensor conv/w (4,1,1,3,3) mean="), std::string::npos) << tensor.text;
+  EXPECT_EQ(shell_->Execute("model.conv.op").text, "= Conv");
+
+  EXPECT_FALSE(shell_->Execute("local_sum = 1 + 2").error);
+  EXPECT_EQ(shell_->Execute("local_sum").text, "= 3");
+  EXPECT_EQ(shell_->Execute("print('hi', 1)").text, "hi\t1\n");
+  EXPECT_EQ(shell_->Execute("{a = 1, 2}").text, "= {2, a=1}");
+  EXPECT_TRUE(shell_->Execute("model.nosuch").error);
+}
+
+TEST_F(ShellSessionTest, ErrorsAndSandboxRefusalsKeepTheSession) {
+  for (const char* line : {"io.open('x')", "os.execute('ls')"}) {
+    ShellOutput out = shell_->Execute(line);
+    EXPECT_TRUE(out.error) << line;
+    EXPECT_NE(out.text.find("sandbox"), std::string::npos) << out.text;
+    EXPECT_EQ(shell_->Execute("1 + 1").text, "= 2");
+  }
+  ShellOutput syntax = shell_->Execute("x = = 3");
+  EXPECT_TRUE(syntax.error);
+  EXPECT_NE(syntax.text.find("syntax error"), std::string::npos) << syntax.text;
+  ShellOutput runtime = shell_->Execute("error('boom')");
+  EXPECT_TRUE(runtime.error);
+  EXPECT_NE(runtime.text.find("boom"), std::string::npos);
+  EXPECT_EQ(shell_->Execute("1 + 1").text, "= 2");
+  // An endless loop hits the instruction limit; the Lua state is replaced and still works.
+  ShellOutput loop = shell_->Execute("while true do end");
+  EXPECT_TRUE(loop.error);
+  EXPECT_NE(loop.text.find("reset"), std::string::npos) << loop.text;
+  EXPECT_EQ(shell_->Execute("trainer.history_freq").text, "= 1000");
+  EXPECT_EQ(shell_->Execute("#history").text, "= 0");
+  EXPECT_NE(shell_->Execute("model.params").text.find("conv/w=tensor conv/w"), std::string::npos);
+}
+
+TEST_F(ShellSessionTest, LeaveAndKill) {
+  ShellOutput q = shell_->Execute("q");
+  EXPECT_TRUE(q.leave);
+  EXPECT_FALSE(q.kill);
+  ShellOutput kill = shell_->Execute("kill");
+  EXPECT_TRUE(kill.leave);
+  EXPECT_TRUE(kill.kill);
+  // The stop request makes Run() stop at once, with reason kRequested.
+  auto reason = trainer_->Run();
+  ASSERT_TRUE(reason.ok()) << reason.status();
+  EXPECT_EQ(*reason, StopReason::kRequested);
+}
+
+TEST_F(ShellSessionTest, Completion) {
+  std::vector<std::string> set = shell_->Complete("set");
+  EXPECT_EQ(set.size(), 4u);
+  for (const char* s : {"setlr", "setmom", "setwd", "sethist"}) EXPECT_TRUE(Contains(set, s)) << s;
+  EXPECT_TRUE(Contains(shell_->Complete("model."), "model.conv"));
+  EXPECT_TRUE(Contains(shell_->Complete("model.conv."), "model.conv.w"));
+  EXPECT_EQ(shell_->Complete("trainer.l"), std::vector<std::string>{"trainer.lr"});
+  EXPECT_TRUE(Contains(shell_->Complete("x = tra"), "x = trainer"));
+  EXPECT_TRUE(shell_->Complete("save ").empty());
+  EXPECT_TRUE(shell_->Complete("setlr 1").empty());
+}
+
+}  // namespace
+}  // namespace elektronn
