@@ -1,6 +1,9 @@
 // Forwarding of the per-job Trainer and Model services to the job's worker.
 #include "server/control_proxy.h"
 
+#include <atomic>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "engine/core/status.h"
@@ -140,6 +143,44 @@ grpc::Status ModelProxy::SetParameter(grpc::ServerContext* ctx,
   while (ok && r->Read(&chunk)) ok = writer->Write(chunk);
   writer->WritesDone();
   return writer->Finish();
+}
+
+grpc::Status ShellProxy::Attach(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<v1::ShellResponse, v1::ShellRequest>* stream) {
+  v1::ShellRequest first;
+  if (!stream->Read(&first) || !first.has_attach()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a shell session starts with an attach message naming the job");
+  }
+  ELK_STUB(Shell, stub, first.attach().name());
+  auto fwd = grpc::ClientContext::FromServerContext(*ctx);
+  auto worker = stub->Attach(fwd.get());
+  if (!worker->Write(first)) return worker->Finish();
+  // Client -> worker on its own thread; worker -> client here.
+  std::atomic<bool> up_done{false};
+  std::thread up([&] {
+    v1::ShellRequest r;
+    while (stream->Read(&r)) {
+      if (!worker->Write(r)) break;
+    }
+    worker->WritesDone();
+    up_done = true;
+  });
+  v1::ShellResponse r;
+  while (worker->Read(&r)) {
+    if (!stream->Write(r)) {
+      fwd->TryCancel();
+      break;
+    }
+  }
+  grpc::Status s = worker->Finish();
+  // The worker ended the session; a client that does not close its side soon is cut off.
+  for (int i = 0; i < 40 && !up_done; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!up_done) ctx->TryCancel();
+  up.join();
+  return s;
 }
 
 }  // namespace elektronn

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "elektronn/v1/control.grpc.pb.h"
+#include "elektronn/v1/shell.grpc.pb.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/job_store.h"
@@ -57,6 +58,21 @@ class ModelProxy final : public v1::Model::Service {
                              v1::Statistics* out) override;
   grpc::Status ExportModel(grpc::ServerContext* ctx, const v1::ExportModelRequest* r,
                            grpc::ServerWriter<v1::FileChunk>* w) override;
+
+ private:
+  const WorkerChannels* channels_;
+  const TokenChecker* auth_;
+};
+
+// The interactive shell of a running job: the first message (attach) names the job; the stream
+// is then relayed both ways to the worker's Shell service.
+class ShellProxy final : public v1::Shell::Service {
+ public:
+  ShellProxy(const WorkerChannels* channels, const TokenChecker* auth)
+      : channels_(channels), auth_(auth) {}
+  grpc::Status Attach(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::ShellResponse, v1::ShellRequest>* stream) override;
 
  private:
   const WorkerChannels* channels_;

@@ -175,6 +175,7 @@ int Main(int argc, char** argv) {
   WorkerChannels channels(&manager, &store);
   TrainerProxy trainer_proxy(&channels, &auth);
   ModelProxy model_proxy(&channels, &auth);
+  ShellProxy shell_proxy(&channels, &auth);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen.address, creds, &port);
@@ -182,6 +183,7 @@ int Main(int argc, char** argv) {
   builder.RegisterService(&host);
   builder.RegisterService(&trainer_proxy);
   builder.RegisterService(&model_proxy);
+  builder.RegisterService(&shell_proxy);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (port == 0 && !absl::StartsWith(listen.address, "unix:"))) {
     manager.Shutdown();

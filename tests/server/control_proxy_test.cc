@@ -1,6 +1,7 @@
 // The daemon forwards a running job's Trainer and Model calls to its worker: set lr and see it
 // in the next status line; read a parameter; a paused job refuses with FAILED_PRECONDITION.
 #include "elektronn/v1/control.grpc.pb.h"
+#include "elektronn/v1/shell.grpc.pb.h"
 #include "server/common.h"
 #include "tests/server/daemon_fixture.h"
 
@@ -79,6 +80,39 @@ TEST_F(DaemonTest, TrainerAndModelServicesReachTheWorker) {
   v1::Statistics stats;
   ASSERT_TRUE(model->GetStatistics(Ctx().get(), st, &stats).ok());
   EXPECT_GT(stats.tensors_size(), 0);
+
+  // A shell through the daemon: training holds still while it is attached.
+  {
+    auto shell = v1::Shell::NewStub(channel_);
+    auto sctx = Ctx("<own>", 60);
+    auto stream = shell->Attach(sctx.get());
+    v1::ShellRequest attach;
+    attach.mutable_attach()->set_name(job.name());
+    attach.mutable_attach()->set_user("tester");
+    ASSERT_TRUE(stream->Write(attach));
+    v1::ShellResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    ASSERT_TRUE(r.has_prompt()) << r.ShortDebugString();
+    auto run = [&](const std::string& line) {
+      v1::ShellRequest q;
+      q.set_line(line);
+      EXPECT_TRUE(stream->Write(q));
+      std::string text;
+      while (stream->Read(&r) && !r.has_prompt()) text += r.output() + r.error();
+      return text;
+    };
+    const std::string step = run("trainer.step");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(run("trainer.step"), step);
+    EXPECT_NE(run("setlr 3e-5").find("lr = 3e-05"), std::string::npos);
+    run("q");
+    EXPECT_TRUE(r.prompt().closed());
+    stream->WritesDone();
+    grpc::Status fs = stream->Finish();
+    EXPECT_TRUE(fs.ok()) << fs.error_message();
+  }
+  ASSERT_TRUE(trainer->GetHyperparameters(Ctx().get(), get, &h).ok());
+  EXPECT_FLOAT_EQ(h.learning_rate(), 3e-5);
 
   // Paused: no worker to ask.
   v1::PauseJobRequest pause;
