@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "client/shell_client.h"
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "engine/lua/job_file.h"
@@ -857,6 +858,12 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
   exp->add_option("job", s->job, job_help)->required();
   exp->add_option("-o,--output", s->output, "file to write (default: <id>.h5)");
 
+  auto* shell = add("shell",
+                    "open an interactive shell in a running job: training pauses at "
+                    "the next step boundary until q (unless --live); shortcuts and Lua");
+  shell->add_option("job", s->job, job_help)->required();
+  shell->add_flag("--live", s->live, "keep training while the shell is open");
+
   auto* hosts = add("hosts",
                     "show the resources of one or more daemons: CPUs, load, RAM, disk, "
                     "GPUs, running jobs");
@@ -877,6 +884,16 @@ std::optional<int> RunRemoteCommands(const RemoteCommands& state) {
       return RunStateChange(state, name);
     }
     if (name == "hosts") return RunHosts(state);
+    if (name == "shell") {
+      auto job = NormaliseJobName(state.job);
+      if (!job.ok()) return ReportError(job.status());
+      auto ctx = Open(state);
+      if (!ctx.ok()) return ReportError(ctx.status());
+      ShellClientOptions o;
+      o.job = *job;
+      o.live = state.live;
+      return RunShell(ctx->connection, o);
+    }
     if (name == "set") return RunSet(state);
     if (name == "params") return RunParams(state);
     if (name == "stats") return RunStats(state);
