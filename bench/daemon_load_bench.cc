@@ -21,6 +21,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_replace.h"
 #include "elektronn/v1/jobs.grpc.pb.h"
+#include "elektronn/v1/shell.grpc.pb.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
 
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
     FILE* f = std::freopen((dir / "daemon.log").c_str(), "w", stderr);
     (void)f;
     execl(elektronnd.c_str(), elektronnd.c_str(), "--listen", addr.c_str(), "--state-dir",
-          (dir / "state").c_str(), "--data-dir", dir.c_str(), "--worker-threads", "1", nullptr);
+          (dir / "state").c_str(), "--data-dir", dir.c_str(), "--worker-threads", "1", "--capacity",
+          "2", nullptr);
     _exit(127);
   }
   auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
@@ -248,6 +250,47 @@ int main(int argc, char** argv) {
   std::printf("training steps_per_s quiet=%.2f (before %.2f, after %.2f) loaded=%.2f ratio=%.3f\n",
               quiet_rate, quiet_before, quiet_after, loaded_rate,
               loaded_rate / std::max(1e-9, quiet_rate));
+  // Shell round trips (a no-op Lua statement) on a second, paused job while the first trains.
+  v1::Job second;
+  if (auto st = stub->CreateJob(ctx().get(), create, &second); st.ok()) {
+    for (int i = 0; i < 300; ++i) {
+      v1::GetJobRequest g;
+      g.set_name(second.name());
+      v1::Job j;
+      (void)stub->GetJob(ctx().get(), g, &j);
+      if (j.state() == v1::RUNNING && j.step() > 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    auto shell = v1::Shell::NewStub(channel);
+    auto sctx = ctx(600);
+    auto stream = shell->Attach(sctx.get());
+    v1::ShellRequest attach;
+    attach.mutable_attach()->set_name(second.name());
+    v1::ShellResponse r;
+    std::vector<double> rtt;
+    if (stream->Write(attach) && stream->Read(&r)) {
+      for (int i = 0; i < 300; ++i) {
+        v1::ShellRequest q;
+        q.set_line("x = 1");
+        auto t0 = Clock::now();
+        if (!stream->Write(q)) break;
+        while (stream->Read(&r) && !r.has_prompt()) {
+        }
+        rtt.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      v1::ShellRequest q;
+      q.set_line("q");
+      stream->Write(q);
+      while (stream->Read(&r) && !(r.has_prompt() && r.prompt().closed())) {
+      }
+      stream->WritesDone();
+      (void)stream->Finish();
+    }
+    std::printf(
+        "shell no-op round trip (another job training) n=%zu p50_ms=%.2f p90_ms=%.2f "
+        "p99_ms=%.2f\n",
+        rtt.size(), Percentile(rtt, 50), Percentile(rtt, 90), Percentile(rtt, 99));
+  }
   rate_ctx->TryCancel();
   recorder.join();
   kill(daemon, SIGTERM);
