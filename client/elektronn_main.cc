@@ -1,12 +1,18 @@
 // elektronn: the command-line client. Today: train (local), check, make-demo-data; the daemon
 // commands (submit, ls, watch, shell, ...) join with the control-plane issues.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "CLI/CLI.hpp"
+#include "client/local_shell.h"
 #include "client/remote_commands.h"
 #include "client/worker_control.h"
 #include "engine/data/demo_data.h"
@@ -19,8 +25,15 @@ namespace {
 
 std::atomic<elektronn::Trainer*> g_trainer{nullptr};
 std::atomic<int> g_interrupts{0};
+std::atomic<bool> g_interactive{false};
+std::atomic<bool> g_shell_requested{false};
 
-void OnInterrupt(int) {
+void OnInterrupt(int sig) {
+  if (sig == SIGINT && g_interactive.load() && !g_shell_requested.exchange(true)) {
+    static const char msg[] = "\nInterrupted: the shell opens at the next step boundary\n";
+    (void)!write(2, msg, sizeof(msg) - 1);
+    return;
+  }
   if (g_interrupts.fetch_add(1) > 0) {
     std::signal(SIGINT, SIG_DFL);
     std::raise(SIGINT);
@@ -71,6 +84,10 @@ int main(int argc, char** argv) {
                     "file's directory)");
   train->add_flag("--overwrite", overwrite, "replace an existing training directory");
   train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
+  bool no_shell = false;
+  train->add_flag("--no-shell", no_shell,
+                  "Ctrl-C saves and exits instead of opening the shell (the default off a "
+                  "terminal)");
   std::vector<std::string> overrides;
   train->add_option("--set", overrides,
                     "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
@@ -166,9 +183,44 @@ int main(int argc, char** argv) {
       control = *std::move(c);
     }
     g_trainer.store(trainer->get());
+    // On a terminal (and not as a daemon's worker) Ctrl-C and a NaN loss open the shell.
+    g_interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && control_socket.empty() &&
+                    spec_path.empty() && !no_shell;
     std::signal(SIGINT, OnInterrupt);
     std::signal(SIGTERM, OnInterrupt);
-    auto reason = (*trainer)->Run();
+    std::atomic<bool> running{true};
+    std::thread shell_watcher([&] {
+      while (running.load()) {
+        if (g_shell_requested.load()) {
+          (void)(*trainer)->AtStepBoundary([](Trainer& t) {
+            if (RunLocalShell(
+                    t, "Training paused at step " + std::to_string(t.step()) + " (Ctrl-C).")) {
+              t.RequestStop();
+            }
+            return absl::OkStatus();
+          });
+          g_shell_requested = false;
+          g_interrupts = 0;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+    absl::StatusOr<StopReason> reason;
+    while (true) {
+      reason = (*trainer)->Run();
+      if (reason.ok() || reason.status().code() != absl::StatusCode::kDataLoss ||
+          !g_interactive.load()) {
+        break;
+      }
+      // NaN: the last good state is back in place; inspect and fix, then q trains on.
+      if (RunLocalShell(**trainer, std::string(reason.status().message()) +
+                                       "\nThe last good state is restored. q continues "
+                                       "training from it, kill stops.")) {
+        break;
+      }
+    }
+    running = false;
+    shell_watcher.join();
     g_trainer.store(nullptr);
     if (!reason.ok()) return Fail(reason.status());
     if (*reason == StopReason::kRequested) {

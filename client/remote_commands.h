@@ -26,8 +26,8 @@ struct RemoteCommands {
   std::vector<std::string> key_values;    // set KEY=VALUE...
   int64_t page_size = 100;                // ls
   std::string stats_kind = "parameters";  // stats --of
-  std::string output;  // export -o
-  bool live = false;   // shell --live
+  std::string output;                     // export -o
+  bool live = false;                      // shell --live
 
   // The registered subcommands, by name (parsed state is read from them).
   std::vector<std::pair<std::string, CLI::App*>> commands;

@@ -585,6 +585,9 @@ absl::StatusOr<StopReason> Trainer::Run() {
   }
   // Commands still queued when the loop ends run on this thread before Run returns.
   absl::Cleanup stop_commands = [this] {
+    // Run may be called again (the shell after a NaN): keep the training time trained so far.
+    time_offset_s_ = TrainingSeconds();
+    run_start_s_ = Now();
     absl::MutexLock lock(&commands_mu_);
     loop_running_ = false;
     DrainCommandsLocked();
