@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "client/line_editor.h"
 #include "engine/shell/shell_session.h"
 
 namespace elektronn {
@@ -20,21 +21,7 @@ const char* LocalPrompt(EditLine*) { return g_prompt.c_str(); }
 unsigned char LocalComplete(EditLine* el, int) {
   const LineInfo* li = el_line(el);
   const std::string before(li->buffer, li->cursor - li->buffer);
-  std::vector<std::string> c = g_local->Complete(before);
-  if (c.empty()) return CC_ERROR;
-  std::string common = c[0];
-  for (const std::string& cand : c) {
-    size_t n = 0;
-    while (n < common.size() && n < cand.size() && common[n] == cand[n]) ++n;
-    common.resize(n);
-  }
-  if (common.size() > before.size() && common.compare(0, before.size(), before) == 0) {
-    el_insertstr(el, common.substr(before.size()).c_str());
-    return CC_REFRESH;
-  }
-  std::fputc('\n', stdout);
-  for (const std::string& cand : c) std::printf("  %s\n", cand.c_str());
-  return CC_REDISPLAY;
+  return ApplyCompletions(el, before, g_local->Complete(before));
 }
 
 }  // namespace
@@ -48,12 +35,7 @@ bool RunLocalShell(Trainer& trainer, const std::string& reason) {
   }
   g_local = session->get();
   std::printf("\n%s\n%s\n", reason.c_str(), (*session)->Banner().c_str());
-  const char* home = std::getenv("HOME");
-  const std::filesystem::path hist_dir =
-      std::filesystem::path(home ? home : ".") / ".local/state/elektronn";
-  std::error_code ec;
-  std::filesystem::create_directories(hist_dir, ec);
-  const std::string hist_file = (hist_dir / "shell_history").string();
+  const std::string hist_file = ShellHistoryFile();
   EditLine* el = el_init("elektronn", stdin, stdout, stderr);
   History* hist = history_init();
   HistEvent ev;

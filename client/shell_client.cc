@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "client/line_editor.h"
 #include "elektronn/v1/shell.grpc.pb.h"
 
 namespace elektronn {
@@ -57,32 +58,8 @@ unsigned char Complete(EditLine* el, int) {
   req.set_complete(before);
   if (!g_session->stream->Write(req)) return CC_ERROR;
   v1::ShellCompletions c;
-  if (!Drain(*g_session, &c) || c.candidates_size() == 0) return CC_ERROR;
-  // Candidates are whole lines: insert their common prefix, list them when it is ambiguous.
-  std::string common = c.candidates(0);
-  for (const std::string& cand : c.candidates()) {
-    size_t n = 0;
-    while (n < common.size() && n < cand.size() && common[n] == cand[n]) ++n;
-    common.resize(n);
-  }
-  if (common.size() > before.size() && common.compare(0, before.size(), before) == 0) {
-    el_insertstr(el, common.substr(before.size()).c_str());
-    return CC_REFRESH;
-  }
-  std::fputc('\n', stdout);
-  for (const std::string& cand : c.candidates()) std::printf("  %s\n", cand.c_str());
-  return CC_REDISPLAY;
-}
-
-std::string DefaultHistoryFile() {
-  const char* state = std::getenv("XDG_STATE_HOME");
-  const char* home = std::getenv("HOME");
-  std::filesystem::path dir =
-      state && *state ? std::filesystem::path(state) / "elektronn"
-                      : std::filesystem::path(home ? home : ".") / ".local/state/elektronn";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  return (dir / "shell_history").string();
+  if (!Drain(*g_session, &c)) return CC_ERROR;
+  return ApplyCompletions(el, before, {c.candidates().begin(), c.candidates().end()});
 }
 
 }  // namespace
@@ -116,7 +93,7 @@ int RunShell(const Connection& connection, const ShellClientOptions& options) {
   history(hist, &ev, H_SETSIZE, 2000);
   history(hist, &ev, H_SETUNIQUE, 1);
   const std::string hist_file =
-      options.history_file.empty() ? DefaultHistoryFile() : options.history_file;
+      options.history_file.empty() ? ShellHistoryFile() : options.history_file;
   history(hist, &ev, H_LOAD, hist_file.c_str());
   el_set(el, EL_HIST, history, hist);
   el_set(el, EL_PROMPT, PromptOf);
