@@ -2,6 +2,7 @@
 #include "client/shell_client.h"
 
 #include <histedit.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -76,7 +77,8 @@ int RunShell(const Connection& connection, const ShellClientOptions& options) {
   attach.mutable_attach()->set_name(options.job);
   attach.mutable_attach()->set_live(options.live);
   const char* user = std::getenv("USER");
-  attach.mutable_attach()->set_user(user ? user : "");
+  const passwd* pw = getpwuid(getuid());
+  attach.mutable_attach()->set_user(user && *user ? user : pw ? pw->pw_name : "unknown");
   if (!stream->Write(attach) || !Drain(session, nullptr)) {
     grpc::Status s = stream->Finish();
     return ReportError(s, connection);

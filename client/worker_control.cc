@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -276,9 +277,10 @@ class ShellService final : public v1::Shell::Service {
                           "a shell session starts with an attach message");
     }
     const bool live = req.attach().live();
-    const std::string who =
-        absl::StrFormat("shell of %s from %s",
-                        req.attach().user().empty() ? "?" : req.attach().user(), ctx->peer());
+    // Through the daemon, `user` already names the client's address ("alice at ipv4:...").
+    const std::string who = absl::StrCat("shell of ", req.attach().user().empty()
+                                                          ? absl::StrCat("unknown at ", ctx->peer())
+                                                          : req.attach().user());
     std::unique_ptr<ShellSession> session;
     absl::Status made = t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
       auto s = ShellSession::Create(&t, who);

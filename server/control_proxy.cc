@@ -154,6 +154,9 @@ grpc::Status ShellProxy::Attach(
                         "a shell session starts with an attach message naming the job");
   }
   ELK_STUB(Shell, stub, first.attach().name());
+  // The worker sees the daemon as its peer; tell it who is really attached.
+  first.mutable_attach()->set_user(absl::StrCat(
+      first.attach().user().empty() ? "unknown" : first.attach().user(), " at ", ctx->peer()));
   auto fwd = grpc::ClientContext::FromServerContext(*ctx);
   auto worker = stub->Attach(fwd.get());
   if (!worker->Write(first)) return worker->Finish();
