@@ -12,36 +12,12 @@
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
+#include "tests/support/tiny_job.h"
 
 namespace elektronn {
 namespace {
 
 namespace fs = std::filesystem;
-
-const char kJob[] = R"(
-save_path = 'SAVE'
-save_name = 'shell'
-data_class = 'BatchCreatorImage'
-data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
-  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
-n_steps = 100000
-max_runtime = 600
-history_freq = 1000
-monitor_batch_size = 1
-optimiser = 'SGD'
-optimiser_params = {lr = 1e-3, mom = 0.9}
-batch_size = 1
-function create_model()
-  local inp = nm.Input{{None, 1, 3, 17, 17}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 4, {1, 3, 3}, dropout_rate = 0.2}
-  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
-  local probs = nm.Softmax{out}
-  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
-  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
-  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
-                            prediction_node = probs}
-end
-)";
 
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -52,13 +28,7 @@ class ShellSessionTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / ("elk_shell_" + std::to_string(getpid()));
     fs::remove_all(dir_);
-    DemoDataOptions o;
-    o.num_cubes = 1;
-    o.shape = {8, 40, 40};
-    ASSERT_TRUE(MakeDemoData((dir_ / "data").string(), o).ok());
-    auto job = LoadJobSource(absl::StrReplaceAll(kJob, {{"SAVE", (dir_ / "runs").string()},
-                                                        {"DATA", (dir_ / "data").string()}}),
-                             "shell.lua");
+    auto job = testing::MakeTinyJob(dir_, {"shell", "SGD", /*dropout=*/true});
     ASSERT_TRUE(job.ok()) << job.status();
     backend_ = kernels::CreateCpuBackend();
     TrainerOptions opt;

@@ -14,6 +14,7 @@
 #include "engine/data/demo_data.h"
 #include "engine/graph/statistics.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/tiny_job.h"
 
 namespace elektronn {
 namespace {
@@ -29,41 +30,10 @@ TEST(Statistics, SummariseSkipsNonFiniteValues) {
   EXPECT_NE(FormatStatistics({s}).find("non-finite=1"), std::string::npos);
 }
 
-const char kJob[] = R"(
-save_path = 'SAVE'
-save_name = 'control'
-data_class = 'BatchCreatorImage'
-data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
-  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
-n_steps = 100000
-max_runtime = 600
-history_freq = 1000
-monitor_batch_size = 1
-optimiser = 'SGD'
-optimiser_params = {lr = 1e-3, mom = 0.9}
-batch_size = 1
-function create_model()
-  local inp = nm.Input{{None, 1, 3, 17, 17}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 4, {1, 3, 3}, dropout_rate = 0.2}
-  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
-  local probs = nm.Softmax{out}
-  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
-  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
-  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
-                            prediction_node = probs}
-end
-)";
-
 TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   const fs::path dir = fs::path(::testing::TempDir()) / ("elk_control_" + std::to_string(getpid()));
   fs::remove_all(dir);
-  DemoDataOptions o;
-  o.num_cubes = 1;
-  o.shape = {8, 40, 40};
-  ASSERT_TRUE(MakeDemoData((dir / "data").string(), o).ok());
-  auto job = LoadJobSource(absl::StrReplaceAll(kJob, {{"SAVE", (dir / "runs").string()},
-                                                      {"DATA", (dir / "data").string()}}),
-                           "control.lua");
+  auto job = testing::MakeTinyJob(dir, {"control", "SGD", /*dropout=*/true});
   ASSERT_TRUE(job.ok()) << job.status();
   auto backend = kernels::CreateCpuBackend();
   TrainerOptions opt;
