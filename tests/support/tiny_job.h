@@ -16,6 +16,7 @@ struct TinyJobOptions {
   std::string save_name = "tiny";
   std::string optimiser = "SGD";
   bool dropout = false;  // dropout_rate 0.2 on the first layer
+  int64_t history_freq = 100000;
 };
 
 // Writes the demo cube into <dir>/data and returns the job, saving under <dir>/runs.
@@ -33,7 +34,7 @@ data_init_kwargs = {d_path = 'DATA', l_path = 'DATA',
   d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
 n_steps = 1000000
 max_runtime = 600
-history_freq = 100000
+history_freq = HISTORY
 monitor_batch_size = 1
 optimiser = 'OPTIMISER'
 optimiser_params = {lr = 1e-3, mom = 0.9}
@@ -54,6 +55,7 @@ end
                                  {"DATA", (dir / "data").string()},
                                  {"NAME", o.save_name},
                                  {"OPTIMISER", o.optimiser},
+                                 {"HISTORY", std::to_string(o.history_freq)},
                                  {"DROPOUT", o.dropout ? ", dropout_rate = 0.2" : ""}}),
       o.save_name + ".lua");
 }

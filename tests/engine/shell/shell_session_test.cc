@@ -28,7 +28,8 @@ class ShellSessionTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / ("elk_shell_" + std::to_string(getpid()));
     fs::remove_all(dir_);
-    auto job = testing::MakeTinyJob(dir_, {"shell", "SGD", /*dropout=*/true});
+    auto job =
+        testing::MakeTinyJob(dir_, {"shell", "SGD", /*dropout=*/true, /*history_freq=*/1000});
     ASSERT_TRUE(job.ok()) << job.status();
     backend_ = kernels::CreateCpuBackend();
     TrainerOptions opt;

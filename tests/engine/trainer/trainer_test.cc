@@ -33,7 +33,7 @@ TEST(Statistics, SummariseSkipsNonFiniteValues) {
 TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   const fs::path dir = fs::path(::testing::TempDir()) / ("elk_control_" + std::to_string(getpid()));
   fs::remove_all(dir);
-  auto job = testing::MakeTinyJob(dir, {"control", "SGD", /*dropout=*/true});
+  auto job = testing::MakeTinyJob(dir, {"control", "SGD", /*dropout=*/true, /*history_freq=*/1000});
   ASSERT_TRUE(job.ok()) << job.status();
   auto backend = kernels::CreateCpuBackend();
   TrainerOptions opt;
