@@ -16,6 +16,7 @@
 #include "client/remote_commands.h"
 #include "client/worker_control.h"
 #include "engine/data/demo_data.h"
+#include "engine/io/data_path.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
 #include "google/protobuf/descriptor.h"
@@ -80,8 +81,10 @@ int main(int argc, char** argv) {
                     "serve the Trainer and Model services on this Unix socket (elektronnd "
                     "forwards a job's calls there)");
   train->add_option("--data-dir", data_dir,
-                    "directory that relative data paths resolve against (default: the job "
-                    "file's directory)");
+                    "data directory: the job's data paths resolve against it and may not "
+                    "leave it (elektronnd passes its --data-dir; default: the job file's "
+                    "directory, unconfined, or with --job-spec the working directory, "
+                    "confined)");
   train->add_flag("--overwrite", overwrite, "replace an existing training directory");
   train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
   bool no_shell = false;
@@ -166,11 +169,16 @@ int main(int argc, char** argv) {
       absl::Status s = ApplyTrainingOverride(kv, job->mutable_training());
       if (!s.ok()) return Fail(s);
     }
-    auto backend = kernels::CreateCpuBackend();
     TrainerOptions o;
     o.job_dir = !data_dir.empty()   ? data_dir
                 : !job_path.empty() ? std::filesystem::absolute(job_path).parent_path().string()
                                     : std::filesystem::current_path().string();
+    // A daemon's job (or an explicit --data-dir) reads only inside its data directory: checked
+    // again here, whatever the daemon checked, and rewritten to the resolved paths it opens.
+    if (!spec_path.empty() || !data_dir.empty()) {
+      if (absl::Status s = ConfineJobDataPaths(&*job, o.job_dir); !s.ok()) return Fail(s);
+    }
+    auto backend = kernels::CreateCpuBackend();
     o.overwrite = overwrite;
     o.resume = resume;
     o.status_interval_s = status_interval;

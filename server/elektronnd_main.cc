@@ -170,7 +170,7 @@ int Main(int argc, char** argv) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  JobsService jobs(&manager, &auth);
+  JobsService jobs(&manager, &auth, daemon.data_dir);
   HostService host(&manager, &auth, daemon.state_dir);
   WorkerChannels channels(&manager, &store);
   TrainerProxy trainer_proxy(&channels, &auth);

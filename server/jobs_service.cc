@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/graph/graph.h"
+#include "engine/io/data_path.h"
 #include "server/common.h"
 
 namespace elektronn {
@@ -16,23 +17,9 @@ absl::Status Invalid(const std::string& message) {
   return WithReason(absl::InvalidArgumentError(message), "INVALID_JOB_SPEC");
 }
 
-// Data paths resolve against the daemon's data directory and may not leave it.
-absl::Status CheckDataPath(const std::string& field, const std::string& path) {
-  if (path.empty()) return absl::OkStatus();
-  const std::filesystem::path p(path);
-  bool up = false;
-  for (const auto& part : p) up = up || part == "..";
-  if (p.is_absolute() || up) {
-    return Invalid(absl::StrCat(field, " is '", path,
-                                "'; it must be a relative path inside the daemon's data "
-                                "directory (no leading '/', no '..')"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
+absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir) {
   if (!spec.has_model()) return Invalid("job.model is missing");
   if (!spec.has_training()) return Invalid("job.training is missing");
   const v1::TrainingSpec& t = spec.training();
@@ -59,20 +46,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
                                   " entries and l_files ", b.l_files_size(),
                                   "; both need the same number, at least 1"));
     }
-    if (auto s = CheckDataPath("job.training.batch_creator_image.d_path", b.d_path()); !s.ok()) {
-      return s;
-    }
-    if (auto s = CheckDataPath("job.training.batch_creator_image.l_path", b.l_path()); !s.ok()) {
-      return s;
-    }
-  } else if (t.data_class() == "MNISTData") {
-    if (auto s = CheckDataPath("job.training.mnist.path", t.mnist().path()); !s.ok()) return s;
-  } else {
+  } else if (t.data_class() != "MNISTData") {
     return Invalid(absl::StrCat("job.training.data_class is '", t.data_class(),
                                 "'; valid: BatchCreatorImage, MNISTData"));
   }
-  if (auto s = CheckDataPath("job.training.preview_data_path", t.preview_data_path()); !s.ok()) {
-    return s;
+  v1::JobSpec confined = spec;
+  if (auto s = ConfineJobDataPaths(&confined, data_dir); !s.ok()) {
+    return s.code() == absl::StatusCode::kInvalidArgument ? Invalid(std::string(s.message())) : s;
   }
   auto graph = Graph::Create(spec.model());
   if (!graph.ok()) {
@@ -97,7 +77,7 @@ grpc::Status Answer(const absl::StatusOr<v1::Job>& job, v1::Job* response) {
 grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
                                     const v1::CreateJobRequest* request, v1::Job* response) {
   ELK_CHECK_AUTH(context);
-  if (auto s = ValidateJobSpec(request->job()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = ValidateJobSpec(request->job(), data_dir_); !s.ok()) return ToGrpcStatus(s);
   return Answer(manager_->Create(request->job(), request->request_id()), response);
 }
 

@@ -1,18 +1,23 @@
 // The Jobs service: CreateJob (validated fully), Get/List, Pause/Resume/Cancel, WatchJob.
 #pragma once
 
+#include <string>
+#include <utility>
+
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
 
 namespace elektronn {
 
-// INVALID_ARGUMENT (reason INVALID_JOB_SPEC) naming the field when `spec` cannot be trained.
-absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+// INVALID_ARGUMENT (reason INVALID_JOB_SPEC) naming the field when `spec` cannot be trained,
+// or when one of its data paths leaves `data_dir` (see engine/io/data_path.h).
+absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir);
 
 class JobsService final : public v1::Jobs::Service {
  public:
-  JobsService(JobManager* manager, const TokenChecker* auth) : manager_(manager), auth_(auth) {}
+  JobsService(JobManager* manager, const TokenChecker* auth, std::string data_dir)
+      : manager_(manager), auth_(auth), data_dir_(std::move(data_dir)) {}
 
   grpc::Status CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                          v1::Job* response) override;
@@ -32,6 +37,7 @@ class JobsService final : public v1::Jobs::Service {
  private:
   JobManager* manager_;
   const TokenChecker* auth_;
+  const std::string data_dir_;  // job data paths must stay inside it
 };
 
 }  // namespace elektronn

@@ -1,0 +1,107 @@
+// The data-directory boundary: resolve, normalise, resolve symlinks, and check containment.
+#include "engine/io/data_path.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+
+namespace elektronn {
+namespace fs = std::filesystem;
+
+namespace {
+
+absl::Status Refuse(absl::string_view field, const std::string& path, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is '", path, "': ", why,
+                   "; job data paths must lie inside the daemon's data directory (--data-dir)"));
+}
+
+// True when `inner` equals `outer` or lies below it, compared component by component (so
+// /data2 is not inside /data).
+bool IsInside(const fs::path& inner, const fs::path& outer) {
+  auto i = inner.begin();
+  for (auto o = outer.begin(); o != outer.end(); ++o, ++i) {
+    if (o->empty()) continue;  // a trailing separator of `outer`
+    if (i == inner.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ConfineDataPath(absl::string_view field, const std::string& path,
+                                            const std::string& data_dir) {
+  if (data_dir.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot check ", field, ": no data directory is set"));
+  }
+  if (path.find('\0') != std::string::npos) return Refuse(field, path, "it contains a NUL byte");
+  if (!path.empty() && path[0] == '~') {
+    return Refuse(field, path, "'~' is not expanded for jobs of the daemon");
+  }
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(fs::absolute(data_dir, ec), ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the data directory '", data_dir, "' cannot be resolved: ", ec.message()));
+  }
+  const fs::path candidate = fs::path(path).is_absolute() ? fs::path(path) : root / path;
+  // weakly_canonical resolves every symlink of the existing prefix, then normalises the rest
+  // lexically ('..' included).
+  fs::path resolved = fs::weakly_canonical(candidate, ec);
+  if (ec) return Refuse(field, path, absl::StrCat("it cannot be resolved (", ec.message(), ")"));
+  resolved = resolved.lexically_normal();
+  if (!IsInside(resolved, root)) {
+    return Refuse(
+        field, path,
+        absl::StrCat("it resolves to '", resolved.string(), "', outside '", root.string(), "'"));
+  }
+  std::string out = resolved.string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+absl::Status ConfineJobDataPaths(v1::JobSpec* spec, const std::string& data_dir) {
+  v1::TrainingSpec* t = spec->mutable_training();
+  if (t->has_batch_creator_image()) {
+    v1::BatchCreatorImageParams* b = t->mutable_batch_creator_image();
+    constexpr absl::string_view kB = "job.training.batch_creator_image";
+    auto d_dir = ConfineDataPath(absl::StrCat(kB, ".d_path"), b->d_path(), data_dir);
+    if (!d_dir.ok()) return d_dir.status();
+    auto l_dir = ConfineDataPath(absl::StrCat(kB, ".l_path"), b->l_path(), data_dir);
+    if (!l_dir.ok()) return l_dir.status();
+    auto confine_files = [&](auto* files, const std::string& dir, absl::string_view name) {
+      for (int i = 0; i < files->size(); ++i) {
+        v1::H5Dataset* f = files->Mutable(i);
+        const std::string field = absl::StrCat(kB, ".", name, "[", i, "].file");
+        if (f->file().empty()) return Refuse(field, f->file(), "it is empty");
+        // Relative to its folder; an absolute file name is checked as it stands.
+        const std::string joined = fs::path(f->file()).is_absolute() || f->file()[0] == '~'
+                                       ? f->file()
+                                       : (fs::path(dir) / f->file()).string();
+        auto p = ConfineDataPath(field, joined, data_dir);
+        if (!p.ok()) return p.status();
+        f->set_file(*p);
+      }
+      return absl::OkStatus();
+    };
+    if (auto s = confine_files(b->mutable_d_files(), *d_dir, "d_files"); !s.ok()) return s;
+    if (auto s = confine_files(b->mutable_l_files(), *l_dir, "l_files"); !s.ok()) return s;
+    b->set_d_path(*d_dir);
+    b->set_l_path(*l_dir);
+  }
+  if (t->has_mnist() && !t->mnist().path().empty()) {
+    auto p = ConfineDataPath("job.training.mnist.path", t->mnist().path(), data_dir);
+    if (!p.ok()) return p.status();
+    t->mutable_mnist()->set_path(*p);
+  }
+  if (!t->preview_data_path().empty()) {
+    auto p = ConfineDataPath("job.training.preview_data_path", t->preview_data_path(), data_dir);
+    if (!p.ok()) return p.status();
+    t->set_preview_data_path(*p);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace elektronn
