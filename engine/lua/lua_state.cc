@@ -70,9 +70,108 @@ int EditDistance(std::string_view a, std::string_view b) {
   return d[n][m];
 }
 
-// Lua's pattern matcher runs in C, where the instruction hook cannot stop it, and a pattern
-// with k quantifiers can take about n^(k+1) steps on a string of n characters. The sandbox's
-// string.find/match/gmatch/gsub refuse calls whose estimate exceeds about a second of work.
+// Lua's pattern matcher runs in C, where the instruction hook cannot stop it, and it
+// backtracks: ('a?'):rep(32)..('a'):rep(32) takes 2^32 steps on 32 characters. So the sandbox's
+// string.find/match/gmatch/gsub first bound the matcher's worst-case work and refuse a call
+// whose bound exceeds kMaxPatternSteps (about a second of matching).
+//
+// The bound follows the matcher: a pattern item followed by the rest R of the pattern costs
+//   single character (class, set, '.'):   1 + C(R)
+//   x?                                    1 + 2 C(R)      (with and without x)
+//   x*, x+, x-                            (n+1) (1 + C(R)), or n + C(R) when R cannot fail
+//   %bxy, back-reference %1..%9           n + C(R)        (a scan, no choice)
+//   %f[set], '(', ')', '()', final '$'    1 + C(R)
+// with C(empty) = 1, times the start positions tried (1 when anchored by '^', else n+1; gsub
+// and a whole gmatch loop try each start once). A pattern we cannot parse is bounded as if
+// every '*', '+', '-' and '?' were a free repetition, which over-estimates any parse.
+constexpr double kMaxPatternSteps = 2e8;
+
+// Index just past the single-character class starting at p[i], or npos when malformed.
+size_t SkipClass(std::string_view p, size_t i) {
+  if (i >= p.size()) return std::string_view::npos;
+  if (p[i] == '%') return i + 2 <= p.size() ? i + 2 : std::string_view::npos;
+  if (p[i] != '[') return i + 1;
+  ++i;
+  if (i < p.size() && p[i] == '^') ++i;
+  do {  // the first ']' of a set is a literal
+    if (i >= p.size()) return std::string_view::npos;
+    if (p[i] == '%') ++i;
+    ++i;
+  } while (i >= p.size() || p[i] != ']');
+  return i + 1;
+}
+
+double PatternSteps(std::string_view p, double n) {
+  const bool anchored = !p.empty() && p[0] == '^';
+  if (anchored) p.remove_prefix(1);
+  // Items as (kind, quantifier): C is computed from the end.
+  struct Item {
+    char kind;  // 'c' character class, 's' scan (%b, back-reference), 'z' zero-width test,
+                // 'p' capture parenthesis (zero width, cannot fail)
+    char quant;  // 0, '?', '*', '+', '-'
+  };
+  std::vector<Item> items;
+  bool parsed = true;
+  for (size_t i = 0; i < p.size() && parsed;) {
+    const char c = p[i];
+    if (c == '(' || c == ')') {
+      items.push_back({'p', 0});
+      ++i;
+    } else if (c == '$' && i + 1 == p.size()) {
+      items.push_back({'z', 0});
+      ++i;
+    } else if (c == '%' && i + 1 < p.size() && p[i + 1] == 'b') {
+      if (i + 4 > p.size()) parsed = false;
+      items.push_back({'s', 0});
+      i += 4;
+    } else if (c == '%' && i + 1 < p.size() && p[i + 1] == 'f') {
+      const size_t end = (i + 2 < p.size() && p[i + 2] == '[') ? SkipClass(p, i + 2)
+                                                               : std::string_view::npos;
+      if (end == std::string_view::npos) parsed = false;
+      items.push_back({'z', 0});
+      i = end;
+    } else if (c == '%' && i + 1 < p.size() && p[i + 1] >= '0' && p[i + 1] <= '9') {
+      items.push_back({'s', 0});
+      i += 2;
+    } else {
+      const size_t end = SkipClass(p, i);
+      if (end == std::string_view::npos) {
+        parsed = false;
+        break;
+      }
+      char quant = 0;
+      if (end < p.size() && std::strchr("?*+-", p[end]) != nullptr) quant = p[end];
+      items.push_back({'c', quant});
+      i = end + (quant != 0 ? 1 : 0);
+    }
+  }
+  const double starts = anchored ? 1 : n + 1;
+  if (!parsed) {
+    int free = 0;
+    for (char c : p) free += std::strchr("?*+-", c) != nullptr ? 1 : 0;
+    return starts * std::pow(n + 1, free) * (static_cast<double>(p.size()) + 1);
+  }
+  double cost = 1;  // C(empty)
+  bool rest_empty = true;
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    if (it->kind == 'p') {
+      cost = 1 + cost;
+      continue;  // cannot fail: a repetition before it still ends at its first try
+    }
+    if (it->kind == 's') {
+      cost = n + cost;
+    } else if (it->quant == '?') {
+      cost = 1 + 2 * cost;
+    } else if (it->quant != 0) {
+      cost = rest_empty ? n + cost : (n + 1) * (1 + cost);
+    } else {
+      cost = 1 + cost;
+    }
+    rest_empty = false;
+  }
+  return starts * cost;
+}
+
 int GuardedPatternFunction(lua_State* L) {
   const char* fn = lua_tostring(L, lua_upvalueindex(2));
   size_t n = 0, plen = 0;
@@ -80,20 +179,17 @@ int GuardedPatternFunction(lua_State* L) {
   const char* pattern = luaL_checklstring(L, 2, &plen);
   const bool plain = std::string_view(fn) == "find" && lua_toboolean(L, 4);
   if (!plain) {
-    int quantifiers = 0;
-    for (size_t i = 0; i < plen; ++i) {
-      if (pattern[i] == '%') {
-        ++i;
-      } else if (pattern[i] == '*' || pattern[i] == '+' || pattern[i] == '-') {
-        ++quantifiers;
-      }
-    }
-    const double cost = std::pow(static_cast<double>(n) + 1, quantifiers + 1);
-    if (cost > 1e9) {
-      RaiseError(L, absl::StrFormat("string.%s: a pattern with %d repetition operators on a "
-                                    "string of %d characters could run for too long; the "
-                                    "sandbox refuses it (use fewer *, + or -, or a shorter string)",
-                                    fn, quantifiers, n));
+    const double steps = PatternSteps(std::string_view(pattern, plen), static_cast<double>(n));
+    if (steps > kMaxPatternSteps) {
+      RaiseError(L, absl::StrFormat("string.%s: the pattern '%s' could take up to %.3g matching "
+                                    "steps on a string of %d characters (it backtracks over "
+                                    "'?', '*', '+' or '-' items); the sandbox refuses more than "
+                                    "%.0g. Use fewer repetitions, anchor it with '^', or split "
+                                    "the string first",
+                                    fn,
+                                    plen > 60 ? std::string(pattern, 57) + "..."
+                                              : std::string(pattern, plen),
+                                    steps, n, kMaxPatternSteps));
     }
   }
   lua_pushvalue(L, lua_upvalueindex(1));
