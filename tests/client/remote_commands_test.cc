@@ -400,7 +400,7 @@ Output RunShell(const std::string& cmd) {
 
 TEST(EndToEnd, ClosedPortExitsUnavailableWithHint) {
   const fs::path elektronn = BuildDir() / "client/elektronn";
-  if (!fs::exists(elektronn)) GTEST_SKIP() << "not built: " << elektronn;
+  ASSERT_TRUE(fs::exists(elektronn)) << "not built: " << elektronn;
   const std::string host = "127.0.0.1:" + std::to_string(FreePort());
   Output o = RunShell(elektronn.string() + " ls --host " + host + " --token t 2>&1");
   EXPECT_EQ(o.code, 6) << o.out;
@@ -444,9 +444,8 @@ end
 TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   const fs::path elektronn = BuildDir() / "client/elektronn";
   const fs::path daemon = BuildDir() / "server/elektronnd";
-  if (!fs::exists(elektronn) || !fs::exists(daemon)) {
-    GTEST_SKIP() << "needs both " << elektronn << " and " << daemon << " built";
-  }
+  ASSERT_TRUE(fs::exists(elektronn) && fs::exists(daemon))
+      << "needs both " << elektronn << " and " << daemon << " built";
   const fs::path dir = TempDir("e2e");
   std::string job = kTinyJob;
   job.replace(job.find("SAVE_PATH"), 9, (dir / "runs").string());

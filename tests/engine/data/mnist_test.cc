@@ -54,10 +54,10 @@ void WriteTinySet(const std::string& dir, const std::string& prefix, uint32_t n)
 }
 
 TEST(MnistTest, DebianFashionMnist) {
-  if (!DebianFilesPresent()) {
-    GTEST_SKIP() << "Debian's dataset-fashion-mnist is not installed (no IDX files in "
-                 << MnistData::kDebianPath << ")";
-  }
+  // A missing test dependency is a failure, not a skip (scripts/test installs it).
+  ASSERT_TRUE(DebianFilesPresent())
+      << "Debian's dataset-fashion-mnist is not installed (no IDX files in "
+      << MnistData::kDebianPath << "): apt-get install dataset-fashion-mnist";
   auto d = MnistData::Create(v1::MnistParams(), Geometry(20));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ((*d)->train_size(), 60000);
