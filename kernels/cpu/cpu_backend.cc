@@ -42,21 +42,51 @@ namespace cpu {
 // a core.
 constexpr int64_t kMinParallelIterations = 16384;
 
+// Runs body(i) for i in [0, n): on the OpenMP team when n is large, else inline. Deliberately not
+// an `if` clause: an `if (false)` parallel region still makes libgomp allocate (and free) a
+// one-thread team on every call, and a steady-state training step must not allocate
+// (tests/engine/training_test.cc).
+template <typename Body>
+void ParallelFor(int64_t n, const Body& body) {
+  if (n > kMinParallelIterations) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) body(i);
+  } else {
+    for (int64_t i = 0; i < n; ++i) body(i);
+  }
+}
+// The same for element-wise loops the compiler should vectorise.
+template <typename Body>
+void ParallelForSimd(int64_t n, const Body& body) {
+  if (n > kMinParallelIterations) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) body(i);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) body(i);
+  }
+}
+
 void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out) {
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;  // grows on first use only
   if (partial.size() < static_cast<size_t>(nt * cols)) partial.resize(nt * cols);
   float* part = partial.data();
   std::fill(part, part + nt * cols, 0.f);
-#pragma omp parallel num_threads(nt) if (rows > kMinParallelIterations)
-  {
-    float* local = part + omp_get_thread_num() * cols;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = x + r * cols;
+  auto add_rows = [&](float* local, int64_t r) {
+    const float* row = x + r * cols;
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) local[c] += row[c];
+    for (int64_t c = 0; c < cols; ++c) local[c] += row[c];
+  };
+  if (rows > kMinParallelIterations) {  // not an `if` clause: see ParallelFor
+#pragma omp parallel num_threads(nt)
+    {
+      float* local = part + omp_get_thread_num() * cols;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) add_rows(local, r);
     }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) add_rows(part, r);
   }
   for (int64_t c = 0; c < cols; ++c) {
     float s = 0.f;
@@ -130,8 +160,7 @@ class CpuBackend final : public Backend {
   }
   void Free(float* p) override { std::free(p); }
   void Fill(float* dst, float v, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) dst[i] = v;
+    ParallelForSimd(n, [&](int64_t i) { dst[i] = v; });
   }
   void Copy(const float* src, float* dst, int64_t n) override {
     if (n > 0) std::memcpy(dst, src, n * sizeof(float));
@@ -150,25 +179,23 @@ class CpuBackend final : public Backend {
   }
 
   void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) dst[i] = Act(e, src[i]);
+    ParallelForSimd(n, [&](int64_t i) { dst[i] = Act(e, src[i]); });
   }
   void EltwiseBackward(Eltwise e, const float* src, const float* dst, const float* dd, float* ds,
                        int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelForSimd(n, [&](int64_t i) {
       float g = dd[i] * ActGrad(e, src ? src[i] : 0.f, dst ? dst[i] : 0.f);
       ds[i] = acc ? ds[i] + g : g;
-    }
+    });
   }
   void PreluForward(const float* src, const float* slope, float* dst, int64_t rows,
                     int64_t ch) override {
-#pragma omp parallel for schedule(static) if (rows > kMinParallelIterations)
-    for (int64_t r = 0; r < rows; ++r)
+    ParallelFor(rows, [&](int64_t r) {
       for (int64_t c = 0; c < ch; ++c) {
         float x = src[r * ch + c];
         dst[r * ch + c] = x > 0.f ? x : slope[c] * x;
       }
+    });
   }
   void PreluBackward(const float* src, const float* slope, const float* dd, float* ds,
                      float* dslope, int64_t rows, int64_t ch, bool acc) override {
@@ -183,10 +210,10 @@ class CpuBackend final : public Backend {
       }
   }
   void AddBias(float* dst, const float* bias, int64_t rows, int64_t ch) override {
-#pragma omp parallel for schedule(static) if (rows > kMinParallelIterations)
-    for (int64_t r = 0; r < rows; ++r)
+    ParallelFor(rows, [&](int64_t r) {
 #pragma omp simd
       for (int64_t c = 0; c < ch; ++c) dst[r * ch + c] += bias[c];
+    });
   }
   void BiasGradient(const float* diff, float* db, int64_t rows, int64_t ch) override {
     cpu::ColumnSum(diff, rows, ch, db);
@@ -195,8 +222,7 @@ class CpuBackend final : public Backend {
   void SoftmaxForward(const float* src, float* dst, int64_t rows, int64_t ch,
                       int64_t n_class) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static) if (groups > kMinParallelIterations)
-    for (int64_t g = 0; g < groups; ++g) {
+    ParallelFor(groups, [&](int64_t g) {
       const float* x = src + g * n_class;
       float* y = dst + g * n_class;
       float mx = x[0];
@@ -205,13 +231,12 @@ class CpuBackend final : public Backend {
       for (int64_t c = 0; c < n_class; ++c) s += (y[c] = std::exp(x[c] - mx));
       float inv = 1.f / s;
       for (int64_t c = 0; c < n_class; ++c) y[c] *= inv;
-    }
+    });
   }
   void SoftmaxBackward(const float* y, const float* dy, float* dx, int64_t rows, int64_t ch,
                        int64_t n_class, bool acc) override {
     const int64_t groups = rows * (ch / n_class);
-#pragma omp parallel for schedule(static) if (groups > kMinParallelIterations)
-    for (int64_t g = 0; g < groups; ++g) {
+    ParallelFor(groups, [&](int64_t g) {
       const int64_t o = g * n_class;
       float dot = 0.f;
       for (int64_t c = 0; c < n_class; ++c) dot += y[o + c] * dy[o + c];
@@ -219,7 +244,7 @@ class CpuBackend final : public Backend {
         float v = y[o + c] * (dy[o + c] - dot);
         dx[o + c] = acc ? dx[o + c] + v : v;
       }
-    }
+    });
   }
 
   // Target value of class c in group gi of row r, or 0 where unlabelled.
@@ -250,8 +275,7 @@ class CpuBackend final : public Backend {
     const int64_t n_lab = CountLabelled(d, t);
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static) if (d.rows > kMinParallelIterations)
-    for (int64_t r = 0; r < d.rows; ++r) {
+    ParallelFor(d.rows, [&](int64_t r) {
       float s = 0.f;
       for (int64_t gi = 0; gi < n_indep; ++gi)
         for (int64_t c = 0; c < d.n_class; ++c) {
@@ -262,15 +286,14 @@ class CpuBackend final : public Backend {
           }
         }
       loss[r] = scale * s;
-    }
+    });
     return n_lab;
   }
   void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl, int64_t n_lab,
                    float* dp, bool acc) override {
     const float scale = NllScale(d, n_lab);
     const int64_t n_indep = d.channels / d.n_class;
-#pragma omp parallel for schedule(static) if (d.rows > kMinParallelIterations)
-    for (int64_t r = 0; r < d.rows; ++r)
+    ParallelFor(d.rows, [&](int64_t r) {
       for (int64_t gi = 0; gi < n_indep; ++gi)
         for (int64_t c = 0; c < d.n_class; ++c) {
           const int64_t i = r * d.channels + gi * d.n_class + c;
@@ -279,6 +302,7 @@ class CpuBackend final : public Backend {
           float g = tv == 0.f ? 0.f : -dl[r] * scale * tv * cw / (p[i] + 1e-5f);
           dp[i] = acc ? dp[i] + g : g;
         }
+    });
   }
   void CountErrors(const float* p, const float* t, int64_t rows, int64_t ch, int64_t n_class,
                    bool sparse, int64_t* wrong, int64_t* labelled) override {
@@ -307,17 +331,19 @@ class CpuBackend final : public Backend {
 
   double Sum(const float* src, int64_t n) override {
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) s += src[i];
+    if (n > kMinParallelIterations) {  // not an `if` clause: see ParallelFor
+#pragma omp parallel for reduction(+ : s) schedule(static)
+      for (int64_t i = 0; i < n; ++i) s += src[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) s += src[i];
+    }
     return s;
   }
   void Scale(const float* x, float a, float* dst, int64_t n, bool acc) override {
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) dst[i] = acc ? dst[i] + a * x[i] : a * x[i];
+    ParallelForSimd(n, [&](int64_t i) { dst[i] = acc ? dst[i] + a * x[i] : a * x[i]; });
   }
   void Add(const float* a, const float* b, float* dst, int64_t n) override {
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) dst[i] = a[i] + b[i];
+    ParallelForSimd(n, [&](int64_t i) { dst[i] = a[i] + b[i]; });
   }
   void CopyBox(const BoxCopy& box, const float* src, float* dst, bool acc) override {
     const size_t rank = box.extent.size();
@@ -325,8 +351,7 @@ class CpuBackend final : public Backend {
     int64_t outer = 1;
     for (size_t i = 0; i + 1 < rank; ++i) outer *= box.extent[i];
     const int64_t inner = box.extent[rank - 1];
-#pragma omp parallel for schedule(static) if (outer > kMinParallelIterations)
-    for (int64_t o = 0; o < outer; ++o) {
+    ParallelFor(outer, [&](int64_t o) {
       int64_t rem = o, so = 0, dof = 0, sstride = 1, dstride = 1;
       for (int64_t a = static_cast<int64_t>(rank) - 1; a >= 0; --a) {
         int64_t idx = 0;
@@ -346,69 +371,63 @@ class CpuBackend final : public Backend {
       } else {
         std::memcpy(d, s, inner * sizeof(float));
       }
-    }
+    });
   }
   void Dropout(const float* src, float* dst, int64_t n, float rate, uint64_t seed,
                uint64_t step) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) dst[i] = Keep(seed, step, i, rate) ? src[i] * scale : 0.f;
+    ParallelFor(n, [&](int64_t i) { dst[i] = Keep(seed, step, i, rate) ? src[i] * scale : 0.f; });
   }
   void DropoutBackward(const float* dd, float* ds, int64_t n, float rate, uint64_t seed,
                        uint64_t step, bool acc) override {
     const float scale = 1.f / (1.f - rate);
-#pragma omp parallel for schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelFor(n, [&](int64_t i) {
       float g = Keep(seed, step, i, rate) ? dd[i] * scale : 0.f;
       ds[i] = acc ? ds[i] + g : g;
-    }
+    });
   }
 
   // p <- p - lr * (direction + wd*m*p), reference §4.
   void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) override {
     const float wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelForSimd(n, [&](int64_t i) {
       v[i] = g[i] + s.mom * v[i];
       p[i] -= s.lr * (v[i] + wdm * p[i]);
-    }
+    });
   }
   void AdamUpdate(const OptimiserStep& s, const float* g, float* p, float* m, float* v,
                   int64_t n) override {
     const float b1 = s.mom, b2 = s.beta2, wdm = s.wd * s.wd_multiplier;
     const float corr = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), s.t)) /
                                           (1.0 - std::pow(static_cast<double>(b1), s.t)));
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelForSimd(n, [&](int64_t i) {
       m[i] = b1 * m[i] + (1.f - b1) * g[i];
       v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
       float dir = corr * m[i] / std::sqrt(v[i] + s.eps);
       p[i] -= s.lr * (dir + wdm * p[i]);
-    }
+    });
   }
   void AdaGradUpdate(const OptimiserStep& s, const float* g, float* p, float* h, bool first,
                      int64_t n) override {
     // ELEKTRONN2 accumulates g^2 once more before the first step; no epsilon; wd unscaled by
     // the regularisation multiplier and divided by sqrt(h) together with g.
     const float wd = s.wd_multiplier > 0.f ? s.wd : 0.f;
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelForSimd(n, [&](int64_t i) {
       if (first) h[i] += g[i] * g[i];
       h[i] += g[i] * g[i];
       p[i] -= s.lr / std::sqrt(h[i]) * (g[i] + wd * p[i]);
-    }
+    });
   }
   void AdaDeltaUpdate(const OptimiserStep& s, const float* g, float* p, float* sq, float* d,
                       int64_t n) override {
     const float rho = s.mom, wdm = s.wd * s.wd_multiplier;
-#pragma omp parallel for simd schedule(static) if (n > kMinParallelIterations)
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelForSimd(n, [&](int64_t i) {
       float s_new = rho * sq[i] + (1.f - rho) * g[i] * g[i];
       float dir = g[i] * std::sqrt(d[i] + s.eps) / std::sqrt(sq[i] + s.eps);  // old s (QUIRK kept)
       d[i] = rho * d[i] + (1.f - rho) * dir * dir;
       sq[i] = s_new;
       p[i] -= s.lr * (dir + wdm * p[i]);
-    }
+    });
   }
 
  private:
