@@ -84,6 +84,7 @@ class DnnlConv final : public ConvKernel {
  private:
   void Reorder(const memory::desc& from, const float* a, const memory::desc& to, float* b) const {
     memory ma(from, ctx_->engine, const_cast<float*>(a)), mb(to, ctx_->engine, b);
+    LibraryCallScope in_onednn;
     dnnl::reorder(ma, mb).execute(ctx_->stream, ma, mb);
     ctx_->stream.wait();
   }

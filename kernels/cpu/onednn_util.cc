@@ -1,8 +1,6 @@
 // Shared oneDNN plumbing: formats, argument lists built once, the shared scratchpad.
 #include "kernels/cpu/onednn_util.h"
 
-#include <atomic>
-
 namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
@@ -74,15 +72,23 @@ void PrimitiveCall::Set(int arg, const void* ptr) {
 }
 
 namespace {
-std::atomic<int> library_depth{0};
+// Per thread: how deep the calling thread is in oneDNN calls. A plain thread-local int in this
+// static library costs one TLS increment per call; other threads (OpenMP workers, data loaders)
+// are never attributed to a call they are not making.
+thread_local int library_depth = 0;
 }  // namespace
+
+LibraryCallScope::LibraryCallScope() { ++library_depth; }
+LibraryCallScope::~LibraryCallScope() { --library_depth; }
 
 void PrimitiveCall::Execute(dnnl::stream& s) {
   if (scratch_ != nullptr) Set(DNNL_ARG_SCRATCHPAD, scratch_->bytes.data());
-  library_depth.fetch_add(1, std::memory_order_relaxed);
-  dnnl_status_t st = dnnl_primitive_execute(prim_.get(), s.get(), static_cast<int>(c_args_.size()),
-                                            c_args_.data());
-  library_depth.fetch_sub(1, std::memory_order_relaxed);
+  dnnl_status_t st;
+  {
+    LibraryCallScope in_onednn;
+    st = dnnl_primitive_execute(prim_.get(), s.get(), static_cast<int>(c_args_.size()),
+                                c_args_.data());
+  }
   dnnl::error::wrap_c_api(st, "could not execute a primitive");
 }
 
@@ -94,5 +100,6 @@ void AddInto(float* a, const float* b, int64_t n) {
 }  // namespace elektronn::kernels::cpu
 
 namespace elektronn::kernels {
-bool InLibraryCall() { return cpu::library_depth.load(std::memory_order_relaxed) > 0; }
+// Per thread (see library_depth): allocation tests count only the calling thread's calls.
+bool InLibraryCall() { return cpu::library_depth > 0; }
 }  // namespace elektronn::kernels

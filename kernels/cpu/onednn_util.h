@@ -25,6 +25,16 @@ struct Scratchpad {
   }
 };
 
+// Marks the calling thread as inside a oneDNN call for its lifetime (kernels::InLibraryCall()),
+// so tests can tell oneDNN's own bookkeeping allocations from ours, thread by thread.
+class LibraryCallScope {
+ public:
+  LibraryCallScope();
+  ~LibraryCallScope();
+  LibraryCallScope(const LibraryCallScope&) = delete;
+  LibraryCallScope& operator=(const LibraryCallScope&) = delete;
+};
+
 // A primitive with its argument list built once; per call only data handles change,
 // so no argument maps are built in the steady state.
 class PrimitiveCall {
