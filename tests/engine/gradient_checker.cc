@@ -49,7 +49,18 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
     const bool integer = std::find(opt.fixed_inputs_integer.begin(), opt.fixed_inputs_integer.end(),
                                    n->name()) != opt.fixed_inputs_integer.end();
     std::uniform_int_distribution<int> cls(0, static_cast<int>(opt.n_classes) - 1);
-    for (float& x : v) x = integer ? static_cast<float>(cls(rng)) : u(rng);
+    std::uniform_real_distribution<double> share(0, 1);
+    const float ignored[] = {-1.f, -2.f, static_cast<float>(opt.n_classes)};
+    int n_ignored = 0;
+    for (float& x : v) {
+      if (!integer) {
+        x = u(rng);
+      } else if (opt.ignored_label_share > 0 && share(rng) < opt.ignored_label_share) {
+        x = ignored[n_ignored++ % 3];
+      } else {
+        x = static_cast<float>(cls(rng));
+      }
+    }
     RETURN_IF_ERROR(net->SetInput(n->name(), v));
     inputs[n->name()] = std::move(v);
   }

@@ -14,6 +14,8 @@ struct GradientCheckOptions {
   std::vector<std::string> wrt_inputs;            // source nodes to check (others are held fixed)
   std::vector<std::string> fixed_inputs_integer;  // sources filled with class ids in [0, n)
   int64_t n_classes = 2;
+  // Share of those ids replaced by ignored labels (-1, -2 or n_classes, drawn in turn).
+  double ignored_label_share = 0;
   int64_t batch_size = 1;
   double eps = 1e-3;
   double tolerance = 2e-2;  // on ||fd - analytic|| / max(||analytic||, ||fd||)

@@ -1,6 +1,7 @@
 // Naive reference kernels: one loop nest per definition, every sum in double precision.
 #include "tests/kernels/reference.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -304,6 +305,290 @@ std::vector<float> SoftmaxBackward(const std::vector<float>& dst,
     }
   }
   return diff_src;
+}
+
+double ActivateDerivative(Eltwise e, double x) {
+  switch (e) {
+    case Eltwise::kLinear:
+      return 1;
+    case Eltwise::kRelu:
+      return x > 0 ? 1 : 0;
+    case Eltwise::kTanh:
+      return 1 - std::tanh(x) * std::tanh(x);
+    case Eltwise::kSigmoid:
+      return std::exp(-x) / ((1 + std::exp(-x)) * (1 + std::exp(-x)));
+    case Eltwise::kAbs:
+      return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case Eltwise::kSoftplus:
+      return 1 / (1 + std::exp(-x));
+    case Eltwise::kElu:
+      return x > 0 ? 1 : std::exp(x);
+  }
+  return 1;
+}
+
+std::vector<float> EltwiseForward(Eltwise e, const std::vector<float>& src) {
+  std::vector<float> dst(src.size());
+  for (size_t i = 0; i < src.size(); ++i) dst[i] = static_cast<float>(Activate(e, src[i]));
+  return dst;
+}
+
+std::vector<float> EltwiseBackward(Eltwise e, const std::vector<float>& src,
+                                   const std::vector<float>& diff_dst) {
+  std::vector<float> diff_src(src.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    diff_src[i] = static_cast<float>(ActivateDerivative(e, src[i]) * diff_dst[i]);
+  }
+  return diff_src;
+}
+
+std::vector<float> PreluForward(const std::vector<float>& src, const std::vector<float>& slope,
+                                int64_t rows, int64_t channels) {
+  std::vector<float> dst(rows * channels);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) {
+      const double x = src[r * channels + c];
+      dst[r * channels + c] = static_cast<float>(x > 0 ? x : slope[c] * x);
+    }
+  return dst;
+}
+
+PreluGrads PreluBackward(const std::vector<float>& src, const std::vector<float>& slope,
+                         const std::vector<float>& diff_dst, int64_t rows, int64_t channels) {
+  std::vector<float> diff_src(rows * channels);
+  std::vector<double> diff_slope(channels, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t i = r * channels + c;
+      const double x = src[i], g = diff_dst[i];
+      diff_src[i] = static_cast<float>(x > 0 ? g : slope[c] * g);
+      if (x <= 0) diff_slope[c] += x * g;
+    }
+  return {diff_src, ToFloat(diff_slope)};
+}
+
+std::vector<float> AddBias(const std::vector<float>& dst, const std::vector<float>& bias,
+                           int64_t rows, int64_t channels) {
+  std::vector<float> out(rows * channels);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) {
+      out[r * channels + c] =
+          static_cast<float>(static_cast<double>(dst[r * channels + c]) + bias[c]);
+    }
+  return out;
+}
+
+std::vector<float> BiasGradient(const std::vector<float>& diff, int64_t rows, int64_t channels) {
+  std::vector<double> sum(channels, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) sum[c] += diff[r * channels + c];
+  return ToFloat(sum);
+}
+
+std::vector<double> NllDenseTarget(const NllProblem& p, const std::vector<float>& target) {
+  if (!p.sparse) return {target.begin(), target.end()};
+  const int64_t n_indep = p.channels / p.n_class;
+  std::vector<double> t(p.rows * p.channels, 0.0);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t g = 0; g < n_indep; ++g)
+      for (int64_t c = 0; c < p.n_class; ++c) {
+        // T.eq(id, c): exact equality, so ids < 0, >= n_class or fractional match no class.
+        if (static_cast<double>(target[r * n_indep + g]) == static_cast<double>(c)) {
+          t[r * p.channels + g * p.n_class + c] = 1.0;
+        }
+      }
+  return t;
+}
+
+namespace {
+
+double ClassWeight(const NllProblem& p, int64_t c) {
+  return p.class_weights.empty() ? 1.0 : p.class_weights[c];
+}
+
+double NllScale(const NllProblem& p, double n_labelled) {
+  const int64_t n_indep = p.channels / p.n_class;
+  return static_cast<double>(p.rows * p.channels) / (n_labelled + 1e-5) / n_indep / p.n_class;
+}
+
+}  // namespace
+
+NllResult NllForward(const NllProblem& p, const std::vector<float>& probs,
+                     const std::vector<float>& target) {
+  const std::vector<double> t = NllDenseTarget(p, target);
+  double n_labelled = 0;
+  for (double v : t) n_labelled += v;
+  const double scale = NllScale(p, n_labelled);
+  NllResult res{std::vector<float>(p.rows), n_labelled};
+  for (int64_t r = 0; r < p.rows; ++r) {
+    double s = 0;
+    for (int64_t f = 0; f < p.channels; ++f) {
+      const int64_t i = r * p.channels + f;
+      const double weighted = t[i] * ClassWeight(p, f % p.n_class);
+      if (weighted != 0) s -= weighted * std::log(probs[i] + 1e-5);  // xlogy0
+    }
+    res.loss[r] = static_cast<float>(scale * s);
+  }
+  return res;
+}
+
+std::vector<float> NllBackward(const NllProblem& p, const std::vector<float>& probs,
+                               const std::vector<float>& target,
+                               const std::vector<float>& diff_loss, double n_labelled) {
+  const std::vector<double> t = NllDenseTarget(p, target);
+  const double scale = NllScale(p, n_labelled);
+  std::vector<float> diff(p.rows * p.channels);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t f = 0; f < p.channels; ++f) {
+      const int64_t i = r * p.channels + f;
+      const double weighted = t[i] * ClassWeight(p, f % p.n_class);
+      diff[i] = static_cast<float>(-diff_loss[r] * scale * weighted / (probs[i] + 1e-5));
+    }
+  return diff;
+}
+
+ErrorCount CountErrors(const std::vector<float>& probs, const std::vector<float>& target,
+                       int64_t rows, int64_t channels, int64_t n_class, bool sparse) {
+  const int64_t n_indep = channels / n_class;
+  ErrorCount n;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < n_indep; ++g) {
+      const int64_t o = r * channels + g * n_class;
+      int64_t predicted = 0;
+      for (int64_t c = 1; c < n_class; ++c) {
+        if (probs[o + c] > probs[o + predicted]) predicted = c;
+      }
+      int64_t truth = -1;
+      if (sparse) {
+        const double id = target[r * n_indep + g];
+        for (int64_t c = 0; c < n_class; ++c) {
+          if (id == static_cast<double>(c)) truth = c;
+        }
+      } else {
+        for (int64_t c = 0; c < n_class; ++c) {
+          if (target[o + c] != 0 && (truth < 0 || target[o + c] > target[o + truth])) truth = c;
+        }
+      }
+      if (truth < 0) continue;
+      ++n.labelled;
+      if (predicted != truth) ++n.wrong;
+    }
+  return n;
+}
+
+double Sum(const std::vector<float>& src) {
+  double s = 0;
+  for (float v : src) s += v;
+  return s;
+}
+
+std::vector<float> Scale(const std::vector<float>& x, float a, const std::vector<float>& prior,
+                         bool accumulate) {
+  std::vector<float> dst(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    dst[i] = static_cast<float>(static_cast<double>(a) * x[i] + (accumulate ? prior[i] : 0.0));
+  }
+  return dst;
+}
+
+std::vector<float> Add(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> dst(a.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    dst[i] = static_cast<float>(static_cast<double>(a[i]) + b[i]);
+  return dst;
+}
+
+std::vector<float> CopyBox(const kernels::BoxCopy& box, const std::vector<float>& src,
+                           const std::vector<float>& prior, bool accumulate) {
+  const size_t rank = box.extent.size();
+  // Row-major offset of `index` shifted by `origin` in a tensor shaped `shape`.
+  auto offset = [rank](const std::vector<int64_t>& shape, const std::vector<int64_t>& origin,
+                       const std::vector<int64_t>& index) {
+    int64_t o = 0;
+    for (size_t a = 0; a < rank; ++a) o = o * shape[a] + origin[a] + index[a];
+    return o;
+  };
+  std::vector<float> dst = prior;
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t k = 0; k < Prod(box.extent); ++k) {
+    // Odometer over the extent, last axis fastest.
+    int64_t rem = k;
+    for (size_t a = rank; a-- > 0;) {
+      index[a] = rem % box.extent[a];
+      rem /= box.extent[a];
+    }
+    const float v = src[offset(box.src_shape, box.src_origin, index)];
+    float& d = dst[offset(box.dst_shape, box.dst_origin, index)];
+    d = accumulate ? static_cast<float>(static_cast<double>(d) + v) : v;
+  }
+  return dst;
+}
+
+namespace {
+
+std::vector<double> ToDouble(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// p <- p - lr * (direction + wd * m * p), m = wd_multiplier (0: not regularised).
+std::vector<float> DecayedStep(const kernels::Backend::OptimiserStep& s,
+                               const std::vector<double>& p, const std::vector<double>& dir) {
+  std::vector<double> out(p.size());
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double decay =
+        s.wd_multiplier > 0 ? static_cast<double>(s.wd) * s.wd_multiplier * p[i] : 0.0;
+    out[i] = p[i] - static_cast<double>(s.lr) * (dir[i] + decay);
+  }
+  return ToFloat(out);
+}
+
+}  // namespace
+
+OptimiserState SgdStep(const kernels::Backend::OptimiserStep& s, const std::vector<float>& g,
+                       OptimiserState st) {
+  std::vector<double> v = ToDouble(st.slot0);
+  for (size_t i = 0; i < g.size(); ++i) v[i] = g[i] + static_cast<double>(s.mom) * v[i];
+  return {DecayedStep(s, ToDouble(st.p), v), ToFloat(v), {}};
+}
+
+OptimiserState AdamStep(const kernels::Backend::OptimiserStep& s, const std::vector<float>& g,
+                        OptimiserState st) {
+  const double b1 = s.mom, b2 = s.beta2, eps = s.eps;
+  const double factor = std::sqrt(1 - std::pow(b2, s.t)) / (1 - std::pow(b1, s.t));
+  std::vector<double> m = ToDouble(st.slot0), v = ToDouble(st.slot1), dir(g.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    m[i] = b1 * m[i] + (1 - b1) * g[i];
+    v[i] = b2 * v[i] + (1 - b2) * static_cast<double>(g[i]) * g[i];
+    dir[i] = factor * m[i] / std::sqrt(v[i] + eps);  // eps inside the root
+  }
+  return {DecayedStep(s, ToDouble(st.p), dir), ToFloat(m), ToFloat(v)};
+}
+
+OptimiserState AdaGradStep(const kernels::Backend::OptimiserStep& s, const std::vector<float>& g,
+                           bool first_step, OptimiserState st) {
+  std::vector<double> h = ToDouble(st.slot0), p = ToDouble(st.p);
+  // ELEKTRONN2's AdaGrad applies weight decay to every regularised parameter without the
+  // multiplier, inside the division by sqrt(h), and has no epsilon.
+  const double wd = s.wd_multiplier > 0 ? s.wd : 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double g2 = static_cast<double>(g[i]) * g[i];
+    if (first_step) h[i] += g2;
+    h[i] += g2;
+    p[i] -= static_cast<double>(s.lr) / std::sqrt(h[i]) * (g[i] + wd * p[i]);
+  }
+  return {ToFloat(p), ToFloat(h), {}};
+}
+
+OptimiserState AdaDeltaStep(const kernels::Backend::OptimiserStep& s, const std::vector<float>& g,
+                            OptimiserState st) {
+  const double rho = s.mom, eps = s.eps;
+  std::vector<double> sq = ToDouble(st.slot0), d = ToDouble(st.slot1), dir(g.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double g2 = static_cast<double>(g[i]) * g[i];
+    // The direction uses the squared-gradient average from before this step (QUIRK in §4).
+    dir[i] = g[i] * std::sqrt(d[i] + eps) / std::sqrt(sq[i] + eps);
+    sq[i] = rho * sq[i] + (1 - rho) * g2;
+    d[i] = rho * d[i] + (1 - rho) * dir[i] * dir[i];
+  }
+  return {DecayedStep(s, ToDouble(st.p), dir), ToFloat(sq), ToFloat(d)};
 }
 
 }  // namespace elektronn::testing

@@ -185,5 +185,37 @@ TEST(LossGradient, MultinoulliNllSparseDenseAndAggregate) {
   }
 }
 
+// Labels < 0 (and >= n_class) mark unlabelled voxels: they add nothing to the loss and take no
+// gradient, while the labelled ones are renormalised by their count.
+TEST(LossGradient, MultinoulliNllIgnoredLabels) {
+  GradientCheckOptions o;
+  o.fixed_inputs_integer = {"target"};
+  o.ignored_label_share = 0.4;
+  {
+    ModelBuilder m;
+    std::string x = m.Input({2, 3, 4, 4}, "b,f,x,y", "x");
+    std::string p = m.Softmax(m.Conv(x, 2, {1, 1}, {}, v1::LIN));
+    std::string t = m.InputLike(p, 1, "target");
+    ExpectGradientsMatch(m, m.MultinoulliNLL(p, t, true), {x}, o);
+  }
+  {
+    ModelBuilder m;
+    std::string x = m.Input({2, 3, 4, 4}, "b,f,x,y", "x");
+    std::string p = m.Softmax(m.Conv(x, 3, {1, 1}, {}, v1::LIN));
+    std::string t = m.InputLike(p, 1, "target");
+    GradientCheckOptions o3 = o;
+    o3.n_classes = 3;
+    ExpectGradientsMatch(m, m.MultinoulliNLL(p, t, true, {0.7f, 1.6f, 1.1f}), {x}, o3);
+  }
+  {
+    ModelBuilder m;
+    std::string x = m.Input({2, 4, 5}, "b,f,x", "x");
+    std::string p = m.Softmax(x, 2, 2);
+    std::string t = m.InputLike(p, 2, "target");
+    std::string nll = m.MultinoulliNLL(p, t, true, {1.8f, 0.4f});
+    ExpectGradientsMatch(m, m.AggregateLoss({nll}, {}, "loss"), {x}, o);
+  }
+}
+
 }  // namespace
 }  // namespace elektronn
