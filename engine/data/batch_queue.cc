@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <utility>
@@ -21,7 +22,8 @@ double Seconds(std::chrono::steady_clock::duration d) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
-    std::shared_ptr<const BatchSource> source, int threads, int capacity, uint64_t seed) {
+    std::shared_ptr<const BatchSource> source, int threads, int capacity, uint64_t seed,
+    int64_t first_index) {
   if (source == nullptr) return absl::InvalidArgumentError("BatchQueue: no batch source");
   if (threads < 1 || threads > 256) {
     return absl::InvalidArgumentError(
@@ -41,6 +43,8 @@ absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
   std::unique_ptr<BatchQueue> q(new BatchQueue());
   q->source_ = std::move(source);
   q->capacity_ = capacity;
+  q->seed_ = seed;
+  q->next_claim_ = q->next_delivery_ = std::max<int64_t>(0, first_index);
   for (int i = 0; i < capacity + threads; ++i) {
     auto b = std::make_unique<Batch>();
     b->input.assign(static_cast<size_t>(in_n), 0.f);
@@ -49,29 +53,33 @@ absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
     q->pool_.push_back(std::move(b));
   }
   for (int i = 0; i < threads; ++i) {
-    q->workers_.emplace_back(&BatchQueue::WorkerLoop, q.get(), i, seed);
+    q->workers_.emplace_back(&BatchQueue::WorkerLoop, q.get(), i);
   }
   return q;
 }
 
 BatchQueue::~BatchQueue() { Stop(); }
 
-void BatchQueue::WorkerLoop(int index, uint64_t seed) {
+void BatchQueue::WorkerLoop(int index) {
   // Workers yield to the compute threads: with as many OpenMP threads as cores, a worker that
   // preempts one stalls the whole team at its next barrier. Nice 10 keeps them in the gaps.
   (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
-  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                    static_cast<uint32_t>(index), 0x5eedu};
-  std::mt19937_64 rng(seq);
   while (true) {
     Batch* b = nullptr;
+    int64_t k = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       free_cv_.wait(lock, [&] { return stop_ || !free_.empty(); });
       if (stop_) return;
       b = free_.back();
       free_.pop_back();
+      // Claimed together with a buffer: the batch Next() waits for is always being drawn.
+      k = next_claim_++;
     }
+    const uint64_t uk = static_cast<uint64_t>(k);
+    std::seed_seq seq{static_cast<uint32_t>(seed_), static_cast<uint32_t>(seed_ >> 32),
+                      static_cast<uint32_t>(uk), static_cast<uint32_t>(uk >> 32), 0x5eedu};
+    std::mt19937_64 rng(seq);
     const auto t0 = std::chrono::steady_clock::now();
     absl::Status s = source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data());
     const double busy = Seconds(std::chrono::steady_clock::now() - t0);
@@ -92,15 +100,18 @@ void BatchQueue::WorkerLoop(int index, uint64_t seed) {
       return;
     }
     b->worker = index;
-    b->sequence = stats_.produced++;
-    ready_.push_back(b);
-    ready_cv_.notify_one();
+    b->sequence = k;
+    ++stats_.produced;
+    ready_.emplace(k, b);
+    if (k == next_delivery_) ready_cv_.notify_one();
   }
 }
 
 absl::StatusOr<Batch*> BatchQueue::Next() {
   std::unique_lock<std::mutex> lock(mu_);
-  auto done = [&] { return !error_.ok() || stop_ || !ready_.empty(); };
+  auto done = [&] {
+    return !error_.ok() || stop_ || (!ready_.empty() && ready_.begin()->first == next_delivery_);
+  };
   if (!done()) {
     ++stats_.waits;
     const auto t0 = std::chrono::steady_clock::now();
@@ -109,8 +120,9 @@ absl::StatusOr<Batch*> BatchQueue::Next() {
   }
   if (!error_.ok()) return error_;
   if (stop_) return absl::CancelledError("BatchQueue: stopped");
-  Batch* b = ready_.front();
-  ready_.pop_front();
+  Batch* b = ready_.begin()->second;
+  ready_.erase(ready_.begin());
+  ++next_delivery_;
   ++stats_.consumed;
   return b;
 }

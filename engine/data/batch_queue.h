@@ -4,7 +4,7 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -21,13 +21,16 @@ namespace elektronn {
 struct Batch {
   std::vector<float> input;
   std::vector<float> target;
-  int64_t sequence = 0;  // order in which batches were finished, from 0
+  int64_t sequence = 0;  // index in the stream (from Create's `first_index`): delivery order
   int worker = 0;        // thread that produced it
 };
 
 // Training batches (Split::kTrain) only: validation batches are drawn synchronously through the
-// source. Worker i draws with its own std::mt19937_64 seeded from (seed, i), so a run is
-// reproducible per thread, though with several threads the delivery order is not.
+// source. Batch k of the stream is drawn with its own std::mt19937_64 seeded from (seed, k), by
+// whichever thread claims it, and batches are delivered in order of k. So the stream is a function
+// of the seed alone, whatever the number of threads, and a queue created with first_index = k
+// delivers exactly the stream's batches from k on (a resumed run sees the batches the
+// uninterrupted run would have seen).
 //
 // Buffers: capacity + threads are allocated at Create and recycled (a worker pauses while none
 // is free), so `capacity` batches can wait ready while every thread fills one more. No
@@ -49,13 +52,14 @@ class BatchQueue {
   };
 
   static absl::StatusOr<std::unique_ptr<BatchQueue>> Create(
-      std::shared_ptr<const BatchSource> source, int threads, int capacity, uint64_t seed);
+      std::shared_ptr<const BatchSource> source, int threads, int capacity, uint64_t seed,
+      int64_t first_index = 0);
   ~BatchQueue();  // Stop()
   BatchQueue(const BatchQueue&) = delete;
   BatchQueue& operator=(const BatchQueue&) = delete;
 
-  // The oldest ready batch; blocks until one is ready. Returns the first worker error as soon as
-  // a worker failed (all workers then stop), and Cancelled after Stop().
+  // The next batch of the stream; blocks until it is ready. Returns the first worker error as soon
+  // as a worker failed (all workers then stop), and Cancelled after Stop().
   absl::StatusOr<Batch*> Next();
   // Gives a batch from Next() back for refilling.
   void Release(Batch* batch);
@@ -68,7 +72,7 @@ class BatchQueue {
 
  private:
   BatchQueue() = default;
-  void WorkerLoop(int index, uint64_t seed);
+  void WorkerLoop(int index);
 
   std::shared_ptr<const BatchSource> source_;
   int capacity_ = 0;
@@ -77,11 +81,14 @@ class BatchQueue {
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;  // a batch became ready, or an error / stop happened
   std::condition_variable free_cv_;   // a buffer became free, or stop
-  std::deque<Batch*> ready_;          // guarded by mu_
-  std::vector<Batch*> free_;          // guarded by mu_
-  bool stop_ = false;                 // guarded by mu_
-  absl::Status error_;                // first worker error; guarded by mu_
-  Stats stats_;                       // guarded by mu_ (except `ready`, computed)
+  uint64_t seed_ = 0;
+  std::map<int64_t, Batch*> ready_;  // finished batches by stream index; guarded by mu_
+  std::vector<Batch*> free_;         // guarded by mu_
+  int64_t next_claim_ = 0;           // the next stream index a worker draws; guarded by mu_
+  int64_t next_delivery_ = 0;        // the stream index Next() hands out next; guarded by mu_
+  bool stop_ = false;                // guarded by mu_
+  absl::Status error_;               // first worker error; guarded by mu_
+  Stats stats_;                      // guarded by mu_ (except `ready`, computed)
 
   std::vector<std::thread> workers_;
   std::mutex join_mu_;  // serialises Stop()

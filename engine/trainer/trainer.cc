@@ -192,7 +192,7 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
 
   // Network, optimiser, schedules.
   const uint64_t seed = spec_.seed() != 0 ? spec_.seed() : job.model().seed();
-  rng_.seed(seed + 17);
+  seed_ = seed;
   ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend,
                                          {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
   log_->info("\n{}", net_->graph().Summary().ToString());
@@ -216,9 +216,6 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
                   net_->graph().Find(target_name_)->shape()};
   ASSIGN_OR_RETURN(source_, MakeSource(spec_, g, options_.job_dir));
   log_->info("{}", source_->Describe());
-  const int threads =
-      spec_.background_processes() > 0 ? static_cast<int>(spec_.background_processes()) : 2;
-  ASSIGN_OR_RETURN(queue_, BatchQueue::Create(source_, threads, 2 * threads, seed + 99));
 
   ASSIGN_OR_RETURN(events_, EventWriter::Create(dir_, host, WallTime(), getpid()));
   if (!spec_.preview_data_path().empty()) {
@@ -239,6 +236,11 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
     const double prev = spec_.has_prev_save_h() ? spec_.prev_save_h() : 3.0;
     while (preview_ && next_preview_h_ < time_offset_s_ / 3600) next_preview_h_ += prev;
   }
+  // Step k trains on batch k of the seed's stream, so a resumed run sees the batches the
+  // uninterrupted run would have seen from its step on.
+  const int threads =
+      spec_.background_processes() > 0 ? static_cast<int>(spec_.background_processes()) : 2;
+  ASSIGN_OR_RETURN(queue_, BatchQueue::Create(source_, threads, 2 * threads, seed + 99, step_));
   return absl::OkStatus();
 }
 
@@ -447,6 +449,12 @@ absl::StatusOr<std::pair<double, double>> Trainer::Evaluate(Split split) {
 }
 
 absl::Status Trainer::Monitor(double loss_before) {
+  // Monitoring batches depend on the seed and the step only, as training batches do: a resumed
+  // run monitors on what the uninterrupted run would have.
+  const uint64_t step = static_cast<uint64_t>(step_);
+  std::seed_seq seq{static_cast<uint32_t>(seed_ + 17), static_cast<uint32_t>((seed_ + 17) >> 32),
+                    static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32)};
+  rng_.seed(seq);
   HistoryRecord r;
   r.step = step_;
   r.time_s = TrainingSeconds();
@@ -468,8 +476,10 @@ absl::Status Trainer::Monitor(double loss_before) {
   r.lr = opt_->hyper().lr;
   r.mom = opt_->hyper().mom;
   history_.push_back(r);
-  RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
+  // History first: a run killed in between resumes from the previous checkpoint and drops the
+  // newer row, where the other order would lose this row for good.
   RETURN_IF_ERROR(WriteHistoryAndPlots());
+  RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
   const double wall = WallTime();
   for (auto [tag, v] :
        std::initializer_list<std::pair<const char*, double>>{{"monitor/train_loss", r.train_loss},

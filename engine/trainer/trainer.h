@@ -114,7 +114,8 @@ class Trainer {
   std::unique_ptr<PreviewPredictor> preview_;
   double next_preview_h_ = 0;
   std::vector<Schedule> schedules_;
-  std::mt19937_64 rng_;
+  uint64_t seed_ = 0;
+  std::mt19937_64 rng_;  // monitoring batches; reseeded from (seed, step) at each Monitor()
   std::atomic<bool> stop_requested_{false};
   void RunPendingCommands();
   void DrainCommandsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commands_mu_);

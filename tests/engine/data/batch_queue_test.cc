@@ -61,7 +61,7 @@ TEST(BatchQueueTest, DeliversCompleteBatchesFromSeveralThreads) {
     ASSERT_EQ((*b)->target.size(), 12u);
     const float id = (*b)->target[0];
     for (size_t k = 0; k < (*b)->input.size(); ++k) ASSERT_EQ((*b)->input[k], id + k);
-    EXPECT_GT((*b)->sequence, last_seq);  // delivered in completion order
+    EXPECT_EQ((*b)->sequence, last_seq + 1);  // delivered in stream order
     last_seq = (*b)->sequence;
     workers.insert((*b)->worker);
     buffers.insert(*b);
@@ -92,6 +92,27 @@ TEST(BatchQueueTest, SameSeedSameDrawsPerThread) {
   };
   EXPECT_EQ(collect(5), collect(5));
   EXPECT_NE(collect(5), collect(6));
+}
+
+TEST(BatchQueueTest, StreamIsAFunctionOfSeedAndIndexWhateverTheThreads) {
+  // Batch k is drawn from (seed, k) and delivered in order of k: the same stream with one thread
+  // or three, and a queue that starts at k delivers the stream's batches from k on (a resume).
+  auto collect = [](int threads, int64_t first, int n) {
+    auto q = BatchQueue::Create(std::make_shared<FakeSource>(1, -1, /*sleep_ms=*/1), threads, 2, 7,
+                                first)
+                 .value();
+    std::vector<float> ids;
+    for (int i = 0; i < n; ++i) {
+      Batch* b = q->Next().value();
+      EXPECT_EQ(b->sequence, first + i);
+      ids.push_back(b->target[0]);
+      q->Release(b);
+    }
+    return ids;
+  };
+  const std::vector<float> one = collect(1, 0, 12);
+  EXPECT_EQ(collect(3, 0, 12), one);
+  EXPECT_EQ(collect(2, 5, 7), std::vector<float>(one.begin() + 5, one.end()));
 }
 
 TEST(BatchQueueTest, WorkerErrorReachesTheConsumer) {
