@@ -22,6 +22,7 @@
 #include "client/connection.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/wait.h"
 
 namespace elektronn {
 namespace {
@@ -464,8 +465,9 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   // Stops the daemon however the test ends (a failed ASSERT returns early).
   absl::Cleanup stop_daemon = [pid] {
     ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    // It gives its workers 60 s to checkpoint; a daemon that hangs is killed and fails the test.
+    EXPECT_TRUE(testing::WaitPidFor(pid, std::chrono::seconds(90)).has_value())
+        << "elektronnd did not exit within 90 s of SIGTERM";
   };
   const std::string cli = elektronn.string() + " ";
   const std::string conn = " --host " + host + " --token-file " + (dir / "state/token").string();

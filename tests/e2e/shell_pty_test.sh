@@ -3,7 +3,7 @@
 # attach (training pauses: the step stays still), paramstats, Tab after `set` and `model.`,
 # setlr then q (the next status lines show the new rate), a Lua assignment to a parameter
 # (read back through the Model service with `elektronn params`-style export), the sandbox
-# refusing io.open, and kill ending the job with a checkpoint.
+# refusing io.open, and kill ending the job with a checkpoint of the step it was paused at.
 # Usage: shell_pty_test.sh ELEKTRONN ELEKTRONND
 set -euo pipefail
 elektronn=$1
@@ -24,7 +24,14 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
   --worker-binary "$elektronn" --worker-threads 1 --worker-status-interval 0.1 \
   >"$work/daemon.log" 2>&1 &
 dpid=$!
-for _ in $(seq 100); do [ -s "$work/state/token" ] && break; sleep 0.1; done
+# Every wait below is bounded and fails with what it waited for.
+until_ok() {  # tries seconds what command...
+  local tries=$1 what=$2
+  shift 2
+  for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.1; done
+  fail "timed out waiting for $what"
+}
+until_ok 100 "the daemon's token" test -s "$work/state/token"
 export ELEKTRONN_HOST=127.0.0.1:$port ELEKTRONN_TOKEN=$(cat "$work/state/token")
 cat > "$work/job.lua" <<'LUA'
 save_path = 'x'
@@ -50,10 +57,19 @@ function create_model()
 end
 LUA
 job=$("$elektronn" submit "$work/job.lua")
-for _ in $(seq 200); do
-  "$elektronn" status "$job" | grep -q "state: *RUNNING" && break; sleep 0.1
-done
+state_is() { "$elektronn" status "$job" | grep -q "state: *\($1\)"; }
+until_ok 300 "job $job to run" state_is RUNNING
 sleep 1
+step_of_job() {
+  "$elektronn" status "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("step", 0))'
+}
+checkpoint_step() {  # the step stored in the job's -LAST checkpoint (0 if there is none)
+  /usr/bin/python3 - "$work"/state/jobs/*/train/train-LAST.h5 <<'PY'
+import os, sys, h5py
+p = sys.argv[1]
+print(int(h5py.File(p, "r")["optimiser"].attrs["step"]) if os.path.exists(p) else 0)
+PY
+}
 
 tmux new-session -d -s "$session" -x 160 -y 50 \
   "ELEKTRONN_HOST=$ELEKTRONN_HOST ELEKTRONN_TOKEN=$ELEKTRONN_TOKEN $elektronn shell $job; sleep 30"
@@ -65,9 +81,9 @@ wait_for() {  # pattern
   fail "timed out waiting for: $1"
 }
 wait_for "(paused)>>"
-step1=$("$elektronn" status "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("step", 0))')
+step1=$(step_of_job)
 sleep 1.5
-step2=$("$elektronn" status "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("step", 0))')
+step2=$(step_of_job)
 [ "$step1" = "$step2" ] || fail "training did not pause: step $step1 -> $step2"
 
 tmux send-keys -t "$session" "paramstats" Enter
@@ -95,7 +111,7 @@ sys.exit(0 if lrs and abs(lrs[-1] - 1e-5) < 1e-9 else 1)
 PY
 
 # The parameter written in the shell, read back through the Model service (export).
-"$elektronn" export "$job" -o "$work/export.h5" >/dev/null
+timeout 60 "$elektronn" export "$job" -o "$work/export.h5" >/dev/null || fail "export failed"
 /usr/bin/python3 - "$work/export.h5" <<'PY' || fail "conv/b[0] was not 0.25 in the exported model"
 import sys, h5py
 b = h5py.File(sys.argv[1], "r")["params/conv/b"][()]
@@ -104,15 +120,20 @@ b = h5py.File(sys.argv[1], "r")["params/conv/b"][()]
 sys.exit(0 if abs(b[0] - 0.25) < 0.1 else 1)
 PY
 
-# kill ends the job with a checkpoint.
+# kill ends the job with a checkpoint of the step it was paused at, newer than the attach (the
+# only earlier checkpoint is the one of step 1: history_freq is 100000).
 tmux new-session -d -s "${session}b" \
   "ELEKTRONN_HOST=$ELEKTRONN_HOST ELEKTRONN_TOKEN=$ELEKTRONN_TOKEN $elektronn shell $job; sleep 30"
 session="${session}b"
 wait_for "(paused)>>"
+touch "$work/attached"
+attach_step=$(step_of_job)
+before=$(checkpoint_step)
+[ "$before" -lt "$attach_step" ] || fail "checkpoint of step $before already at attach (step $attach_step)"
 tmux send-keys -t "$session" "kill" Enter
-for _ in $(seq 300); do
-  "$elektronn" status "$job" | grep -q "state: *SUCCEEDED\|state: *CANCELLED\|state: *PAUSED" && break
-  sleep 0.1
-done
-ls "$work"/state/jobs/*/train/train-LAST.h5 >/dev/null || fail "no checkpoint after kill"
-echo "shell pty test passed"
+until_ok 300 "job $job to stop after kill" state_is "SUCCEEDED\|CANCELLED\|PAUSED"
+ckpt=$(ls "$work"/state/jobs/*/train/train-LAST.h5) || fail "no checkpoint after kill"
+[ "$ckpt" -nt "$work/attached" ] || fail "the checkpoint is not newer than the attach"
+saved=$(checkpoint_step)
+[ "$saved" -ge "$attach_step" ] || fail "checkpoint of step $saved, but the job was at step $attach_step at attach"
+echo "shell pty test passed (checkpoint of step $saved; step $attach_step at attach)"

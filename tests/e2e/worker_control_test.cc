@@ -19,6 +19,7 @@
 #include "engine/io/model_file.h"
 #include "engine/lua/job_file.h"
 #include "tests/support/tiny_job.h"
+#include "tests/support/wait.h"
 
 namespace elektronn {
 namespace {
@@ -26,6 +27,8 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(WorkerControl, ServesTrainerAndModelServices) {
+  // The calls below have no deadlines of their own, nor has waiting for the worker to exit.
+  testing::Watchdog dog(std::chrono::seconds(180), "WorkerControl: a call to the worker hangs");
   const fs::path dir = fs::path(::testing::TempDir()) / ("elk_ctl_" + std::to_string(getpid()));
   fs::remove_all(dir);
   auto job = testing::MakeTinyJob(dir, {"ctl", "Adam", /*dropout=*/false});

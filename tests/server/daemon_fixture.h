@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/wait.h"
 
 namespace elektronn {
 
@@ -157,11 +159,16 @@ class DaemonTest : public ::testing::Test {
     FAIL() << "elektronnd did not come up:\n" << DaemonLog();
   }
 
+  // The daemon's wait status; a daemon that does not exit within 90 s (it gives its workers 60 s
+  // to checkpoint) is killed and fails the test.
   int WaitDaemon() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
+    const std::optional<int> status = testing::WaitPidFor(pid_, std::chrono::seconds(90));
     pid_ = 0;
-    return status;
+    if (!status.has_value()) {
+      ADD_FAILURE() << "elektronnd did not exit within 90 s (killed)\n" << DaemonLog();
+      return -1;
+    }
+    return *status;
   }
 
   // grpc.health.v1.Health/Check with an empty request; SERVING is the bytes 08 01.

@@ -4,17 +4,21 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_replace.h"
 #include "engine/data/demo_data.h"
 #include "engine/graph/statistics.h"
 #include "engine/lua/job_file.h"
 #include "tests/support/tiny_job.h"
+#include "tests/support/wait.h"
 
 namespace elektronn {
 namespace {
@@ -45,11 +49,26 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   // Not running yet: the command runs at once.
   ASSERT_TRUE(
       t.AtStepBoundary([](Trainer& tr) { return tr.SetHyperparameter("mom", 0.5, "test"); }).ok());
-  std::thread loop([&] { (void)t.Run(); });
+  // Commands wait for the loop: if it hangs, fail here rather than at ctest's timeout.
+  testing::Watchdog dog(std::chrono::seconds(120), "Trainer test: the training loop hangs");
+  std::atomic<bool> finished{false};
+  absl::StatusOr<StopReason> result = StopReason::kSteps;
+  std::thread loop([&] {
+    result = t.Run();
+    finished = true;
+  });
+  absl::Cleanup join = [&] {
+    t.RequestStop();
+    loop.join();
+  };
   const std::thread::id loop_id = loop.get_id();
   int64_t first = -1, second = -1;
   std::thread::id ran_on;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (first < 3) {
+    // A loop that ended (training failed) runs commands at once, at step 0, forever.
+    ASSERT_FALSE(finished.load()) << "training ended before step 3: " << result.status();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "training reached step " << first;
     ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
                    first = tr.step();
                    ran_on = std::this_thread::get_id();
@@ -75,8 +94,9 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
                }).ok());
   EXPECT_FLOAT_EQ(lr, 1e-5);
   EXPECT_FLOAT_EQ(mom, 0.5);
-  t.RequestStop();
-  loop.join();
+  std::move(join).Invoke();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, StopReason::kRequested);
   std::ifstream log(dir / "runs/control/0-control.log");
   std::stringstream ss;
   ss << log.rdbuf();
