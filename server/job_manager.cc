@@ -72,7 +72,8 @@ absl::Status JobManager::Start() {
     auto e = std::make_unique<Entry>();
     e->id = std::string(absl::StripPrefix(s.job.name(), "jobs/"));
     e->job = std::move(s.job);
-    e->events = std::move(s.events);
+    e->events = std::make_unique<JobEventLog>(store_, e->id);
+    e->events->Restore(std::move(s.events));
     int64_t n = 0;
     if (absl::SimpleAtoi(e->id, &n)) next_id_ = std::max(next_id_, n + 1);
     if (!e->job.request_id().empty()) by_request_id_[e->job.request_id()] = e->job.name();
@@ -146,6 +147,7 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
   }
   auto e = std::make_unique<Entry>();
   e->id = absl::StrFormat("%06d", next_id_++);
+  e->events = std::make_unique<JobEventLog>(store_, e->id);
   e->job.set_name("jobs/" + e->id);
   *e->job.mutable_spec() = spec;
   e->job.mutable_spec()->mutable_training()->set_save_path(store_->JobDir(e->id));
@@ -264,10 +266,11 @@ absl::Status JobManager::WaitEvents(const std::string& name, int64_t from_sequen
   auto found = FindLocked(name);
   if (!found.ok()) return found.status();
   const Entry* e = *found;
-  const size_t from = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
-  auto ready = [&] { return e->events.size() > from || IsFinal(e->job.state()) || stopping_; };
+  // Compaction may have dropped events: a watcher behind it gets the oldest retained ones.
+  const int64_t from = std::max<int64_t>(1, from_sequence);
+  auto ready = [&] { return e->events->HasFrom(from) || IsFinal(e->job.state()) || stopping_; };
   if (!ready()) cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready);
-  for (size_t i = from; i < e->events.size(); ++i) out->push_back(e->events[i]);
+  e->events->CopyFrom(from, out);
   *final = IsFinal(e->job.state()) || stopping_;
   return absl::OkStatus();
 }
@@ -291,12 +294,14 @@ std::vector<int> JobManager::WorkerPids() const {
 }
 
 void JobManager::AddEventLocked(Entry* e, v1::JobEvent event, bool sync) {
-  event.set_sequence(static_cast<int64_t>(e->events.size() + 1));
   SetNow(event.mutable_time());
-  absl::Status s = store_->AppendEvent(e->id, event, sync);
-  if (!s.ok()) spdlog::error("{}", s.ToString());
-  e->events.push_back(std::move(event));
+  e->events->Append(std::move(event), sync);
   cv_.notify_all();
+}
+
+void JobManager::CheckpointedLocked(Entry* e, int64_t step) {
+  e->job.set_step(step);
+  PersistLocked(e);  // job.pb: step, loss and update time, atomically
 }
 
 void JobManager::PersistLocked(Entry* e) {
@@ -501,9 +506,15 @@ void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
     u->set_learning_rate(lr);
     u->set_steps_per_second(its);
     u->set_n_steps(e->job.spec().training().n_steps());
-    e->job.set_step(mstep);
     e->job.set_loss(loss);
+    // The trainer prints this line right after it saved <name>-LAST.h5 at this step.
+    CheckpointedLocked(e, mstep);
     AddEventLocked(e, std::move(st), false);
+  }
+  // "End of training at step N (reason); checkpoints in DIR": the last checkpoint, at N.
+  long long end_step = 0;
+  if (std::sscanf(line.c_str(), "End of training at step %lld", &end_step) == 1) {
+    CheckpointedLocked(e, end_step);
   }
   v1::JobEvent ev;
   ev.set_log_line(line);

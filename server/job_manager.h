@@ -1,6 +1,7 @@
 // Supervises elektronnd's jobs: a queue bounded by the host's capacity, one `elektronn train`
-// worker process per running job (fork/exec, stderr captured line by line into events), exit
-// codes turned into states, and recovery of the jobs of a daemon that was stopped or killed.
+// worker process per running job (fork/exec, stderr captured line by line into a bounded event
+// log; step and loss persisted at each checkpoint it reports), exit codes turned into states, and
+// recovery of the jobs of a daemon that was stopped or killed.
 #pragma once
 
 #include <sys/types.h>
@@ -62,7 +63,7 @@ class JobManager {
   enum class Intent { kNone, kPause, kCancel, kShutdown };
   struct Entry {
     v1::Job job;
-    std::vector<v1::JobEvent> events;
+    std::unique_ptr<JobEventLog> events;  // bounded: see EventLogLimits
     std::string id;
     pid_t pid = 0;
     bool active = false;  // a worker process exists (until its reader thread reaped it)
@@ -81,6 +82,8 @@ class JobManager {
   void SpawnLocked(Entry* e);
   void ReadWorker(Entry* e, int fd, pid_t pid);
   void HandleLineLocked(Entry* e, const std::string& line);
+  // The worker reported a checkpoint at `step`: persist where the job is.
+  void CheckpointedLocked(Entry* e, int64_t step);
   void OnExitLocked(Entry* e, int wait_status);
   void WaitForStaleWorker(const std::string& id);
 

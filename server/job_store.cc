@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,14 @@ absl::Status WriteAtomically(const std::string& path, const std::string& bytes) 
   if (!ok) return Errno("cannot write", tmp);
   if (rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename to", path);
   return absl::OkStatus();
+}
+
+// One events.log record: the payload's length (4 bytes, little endian), then the payload.
+void AppendRecord(const v1::JobEvent& event, std::string* out) {
+  const std::string payload = event.SerializeAsString();
+  const uint32_t n = static_cast<uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  *out += payload;
 }
 
 std::string ReadAll(const std::string& path) {
@@ -86,13 +95,14 @@ absl::Status JobStore::WriteSpec(const std::string& id, const v1::JobSpec& spec)
   return WriteAtomically(SpecPath(id), spec.SerializeAsString());
 }
 
+std::string JobStore::EventsPath(const std::string& id) const {
+  return (fs::path(JobDir(id)) / "events.log").string();
+}
+
 absl::Status JobStore::AppendEvent(const std::string& id, const v1::JobEvent& event, bool sync) {
-  const std::string path = (fs::path(JobDir(id)) / "events.log").string();
-  const std::string payload = event.SerializeAsString();
-  std::string record(4, '\0');
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) record[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  record += payload;
+  const std::string path = EventsPath(id);
+  std::string record;
+  AppendRecord(event, &record);
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("cannot open", path);
   bool ok = write(fd, record.data(), record.size()) == static_cast<ssize_t>(record.size());
@@ -100,6 +110,13 @@ absl::Status JobStore::AppendEvent(const std::string& id, const v1::JobEvent& ev
   close(fd);
   if (!ok) return Errno("cannot append to", path);
   return absl::OkStatus();
+}
+
+absl::Status JobStore::RewriteEvents(const std::string& id,
+                                     const std::vector<v1::JobEvent>& events) {
+  std::string bytes;
+  for (const v1::JobEvent& e : events) AppendRecord(e, &bytes);
+  return WriteAtomically(EventsPath(id), bytes);
 }
 
 std::vector<StoredJob> JobStore::LoadAll() const {
@@ -119,20 +136,114 @@ std::vector<StoredJob> JobStore::LoadAll() const {
       uint32_t n = 0;
       for (int i = 0; i < 4; ++i)
         n |= static_cast<uint32_t>(static_cast<unsigned char>(log[pos + i])) << (8 * i);
-      if (pos + 4 + n > log.size()) break;  // torn last record
+      if (n > log.size() - pos - 4) break;  // torn last record
       v1::JobEvent e;
       if (!e.ParseFromArray(log.data() + pos + 4, static_cast<int>(n))) break;
       s.events.push_back(std::move(e));
       pos += 4 + n;
     }
-    // Sequences must stay dense: renumber in case a torn record was dropped mid-file.
-    for (size_t i = 0; i < s.events.size(); ++i)
-      s.events[i].set_sequence(static_cast<int64_t>(i + 1));
+    if (pos < log.size()) {
+      // A torn or damaged tail: cut it off, or the records appended after it would be lost with
+      // it at the next load.
+      spdlog::warn("'{}/events.log': dropping {} bytes of a torn last record", dir,
+                   log.size() - pos);
+      if (truncate((dir + "/events.log").c_str(), static_cast<off_t>(pos)) != 0) {
+        spdlog::error("{}", Errno("cannot truncate", dir + "/events.log").ToString());
+      }
+    }
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(),
             [](const StoredJob& a, const StoredJob& b) { return a.job.name() < b.job.name(); });
   return out;
+}
+
+JobEventLog::JobEventLog(JobStore* store, std::string id, EventLogLimits limits)
+    : store_(store), id_(std::move(id)), limits_(limits) {
+  limits_.keep = std::max<size_t>(1, limits_.keep);
+}
+
+JobEventLog::Kind JobEventLog::KindOf(const v1::JobEvent& e) {
+  switch (e.kind_case()) {
+    case v1::JobEvent::kState:
+      return kState;
+    case v1::JobEvent::kStatus:
+      return kStatus;
+    case v1::JobEvent::kLogLine:
+      return e.log_line().rfind("error: ", 0) == 0 ||
+                     e.log_line().find("[error]") != std::string::npos
+                 ? kError
+                 : kLog;
+    default:
+      return kLog;
+  }
+}
+
+bool JobEventLog::OverLimit() const {
+  return count_[kError] >= 2 * limits_.keep || count_[kStatus] >= 2 * limits_.keep ||
+         count_[kLog] >= 2 * limits_.keep;
+}
+
+void JobEventLog::Restore(std::vector<v1::JobEvent> events) {
+  events_ = std::move(events);
+  std::fill(std::begin(count_), std::end(count_), 0);
+  int64_t last = 0;
+  bool renumbered = false;
+  for (v1::JobEvent& e : events_) {
+    // Increasing, as written; a damaged file (or one from before sequence numbers were stored)
+    // is renumbered after the last good one.
+    if (e.sequence() <= last) {
+      e.set_sequence(last + 1);
+      renumbered = true;
+    }
+    last = e.sequence();
+    ++count_[KindOf(e)];
+  }
+  next_sequence_ = last + 1;
+  if (OverLimit()) {
+    Compact();
+  } else if (renumbered) {
+    absl::Status s = store_->RewriteEvents(id_, events_);
+    if (!s.ok()) spdlog::error("{}", s.ToString());
+  }
+}
+
+int64_t JobEventLog::Append(v1::JobEvent event, bool sync) {
+  const int64_t seq = next_sequence_++;
+  event.set_sequence(seq);
+  absl::Status s = store_->AppendEvent(id_, event, sync);
+  if (!s.ok()) spdlog::error("{}", s.ToString());
+  ++count_[KindOf(event)];
+  events_.push_back(std::move(event));
+  if (OverLimit()) Compact();
+  return seq;
+}
+
+void JobEventLog::Compact() {
+  // Walk from the newest: keep every state change and the newest `keep` of each other kind.
+  size_t seen[kKinds] = {};
+  std::vector<bool> kept(events_.size());
+  for (size_t i = events_.size(); i-- > 0;) {
+    const Kind k = KindOf(events_[i]);
+    kept[i] = k == kState || seen[k] < limits_.keep;
+    ++seen[k];
+  }
+  std::vector<v1::JobEvent> out;
+  std::fill(std::begin(count_), std::end(count_), 0);
+  for (size_t i = 0; i < events_.size(); ++i) {
+    if (!kept[i]) continue;
+    ++count_[KindOf(events_[i])];
+    out.push_back(std::move(events_[i]));
+  }
+  events_ = std::move(out);
+  absl::Status s = store_->RewriteEvents(id_, events_);
+  if (!s.ok()) spdlog::error("{}", s.ToString());
+}
+
+void JobEventLog::CopyFrom(int64_t from_sequence, std::vector<v1::JobEvent>* out) const {
+  auto it = std::lower_bound(events_.begin(), events_.end(), from_sequence,
+                             [](const v1::JobEvent& e, int64_t seq) { return e.sequence() < seq; });
+  out->insert(out->end(), it, events_.end());
 }
 
 }  // namespace elektronn

@@ -120,7 +120,7 @@ class DaemonTest : public ::testing::Test {
                                        "--data-dir",
                                        dir_.string(),
                                        "--worker-binary",
-                                       ELK_ELEKTRONN_BIN,
+                                       worker_binary_,
                                        "--worker-threads",
                                        "1",
                                        "--worker-status-interval",
@@ -260,6 +260,7 @@ class DaemonTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  std::string worker_binary_ = ELK_ELEKTRONN_BIN;  // --worker-binary of the next StartDaemon
   pid_t pid_ = 0;
   int port_ = 0;
   std::string token_;
