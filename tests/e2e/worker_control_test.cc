@@ -45,7 +45,8 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
     (void)f;
     setenv("OMP_NUM_THREADS", "1", 1);
     execl(ELK_ELEKTRONN_BIN, ELK_ELEKTRONN_BIN, "train", "--job-spec", (dir / "job.pb").c_str(),
-          "--control-socket", socket.c_str(), "--status-interval", "0", nullptr);
+          "--data-dir", dir.c_str(), "--control-socket", socket.c_str(), "--status-interval", "0",
+          nullptr);
     _exit(127);
   }
   auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
@@ -157,6 +158,12 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
     EXPECT_EQ(run("trainer.step"), step1);  // paused: the step stays still
     EXPECT_NE(run("setlr 2e-5").find("lr = 2e-05"), std::string::npos);
     EXPECT_NE(run("io.open('x')").find("sandbox"), std::string::npos);
+    {  // a backtracking pattern is refused at once, and the session and the job answer on
+      const std::string hostile =
+          run("s = ('a'):rep(32); s:find(('a?'):rep(32)..('a'):rep(32)..'b')");
+      EXPECT_NE(hostile.find("the sandbox refuses"), std::string::npos) << hostile;
+      EXPECT_EQ(run("trainer.step"), step1);
+    }
     v1::ShellRequest comp;
     comp.set_complete("model.");
     ASSERT_TRUE(stream->Write(comp));
@@ -179,6 +186,37 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
   EXPECT_NE(ss.str().find("parameter conv/b set at step"), std::string::npos);
   EXPECT_NE(ss.str().find("training paused by shell of tester"), std::string::npos);
   EXPECT_NE(ss.str().find("lr changed from 1e-05 to 2e-05"), std::string::npos) << ss.str();
+  fs::remove_all(dir);
+}
+
+// The worker checks the data paths again, whatever the daemon checked: a JobSpec reading a
+// file outside --data-dir never gets to open it.
+TEST(WorkerControl, WorkerRefusesDataPathsOutsideItsDataDirectory) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_conf_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  auto job = testing::MakeTinyJob(dir, {"conf", "Adam", /*dropout=*/false});
+  ASSERT_TRUE(job.ok()) << job.status();
+  fs::create_directories(dir / "data");
+  job->mutable_training()->mutable_batch_creator_image()->set_d_path("");
+  job->mutable_training()->mutable_batch_creator_image()->mutable_d_files(0)->set_file(
+      (dir / "raw_0.h5").string());  // outside dir/data
+  {
+    std::ofstream out(dir / "job.pb", std::ios::binary);
+    ASSERT_TRUE(job->SerializeToOstream(&out));
+  }
+  const std::string cmd = std::string(ELK_ELEKTRONN_BIN) + " train --job-spec " +
+                          (dir / "job.pb").string() + " --data-dir " + (dir / "data").string() +
+                          " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << out;
+  EXPECT_NE(out.find("job.training.batch_creator_image.d_files[0].file is"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("outside"), std::string::npos) << out;
   fs::remove_all(dir);
 }
 

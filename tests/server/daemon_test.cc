@@ -69,6 +69,25 @@ TEST_F(DaemonTest, AuthValidationQueueAndBadStates) {
   bad = TinySpec(100);
   bad.mutable_training()->mutable_batch_creator_image()->set_d_path("/etc/");
   expect_invalid(bad, "job.training.batch_creator_image.d_path");
+  // Every way out of --data-dir (engine/io/data_path_test.cc has the full list).
+  bad = TinySpec(100);
+  bad.mutable_training()->mutable_batch_creator_image()->mutable_d_files(0)->set_file(
+      "/etc/hosts");
+  expect_invalid(bad, "job.training.batch_creator_image.d_files[0].file");
+  bad = TinySpec(100);
+  bad.mutable_training()->mutable_batch_creator_image()->mutable_l_files(0)->set_file(
+      "../../../../../../../../etc/passwd");
+  expect_invalid(bad, "job.training.batch_creator_image.l_files[0].file");
+  bad = TinySpec(100);
+  bad.mutable_training()->mutable_batch_creator_image()->set_l_path("~/");
+  expect_invalid(bad, "job.training.batch_creator_image.l_path");
+  bad = TinySpec(100);
+  bad.mutable_training()->set_preview_data_path("~/preview.h5");
+  expect_invalid(bad, "job.training.preview_data_path");
+  std::filesystem::create_directory_symlink("/usr", dir_ / "usr-link");
+  bad = TinySpec(100);
+  bad.mutable_training()->mutable_batch_creator_image()->set_d_path("usr-link");
+  expect_invalid(bad, "job.training.batch_creator_image.d_path");
 
   v1::GetJobRequest get;
   get.set_name("jobs/999999");
