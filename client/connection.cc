@@ -1,6 +1,8 @@
 // How `elektronn` reaches an elektronnd: host/token resolution, credentials, errors.
 #include "client/connection.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -107,6 +109,17 @@ absl::StatusOr<std::string> ResolveToken(const ConnectionOptions& options, const
   std::string token(absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
   if (token.empty()) {
     return absl::UnauthenticatedError("the token file '" + path + "' is empty");
+  }
+  // The daemon refuses a token file others can read; the client only warns, so a copy with a
+  // loose mode still works, but says how to fix it (once per process).
+  struct stat st;
+  static bool warned = false;
+  if (!warned && stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    warned = true;
+    std::fprintf(stderr,
+                 "warning: token file '%s' is accessible by group or others (mode %04o); anyone "
+                 "who can read it controls the daemon's jobs. Restrict it with: chmod 600 '%s'\n",
+                 path.c_str(), static_cast<unsigned>(st.st_mode & 07777), path.c_str());
   }
   return token;
 }

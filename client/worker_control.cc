@@ -1,6 +1,7 @@
 // Trainer and Model services of one training process (see worker_control.h).
 #include "client/worker_control.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +32,13 @@ namespace {
 constexpr size_t kChunkBytes = 1 << 20;
 // A shell whose client sends nothing for this long releases the pause (a vanished client).
 constexpr absl::Duration kIdleRelease = absl::Minutes(10);
+// Shell requests waiting for the training thread: a client waits for the prompt after each line,
+// so more than this is a flood, and the session ends with RESOURCE_EXHAUSTED.
+constexpr size_t kMaxQueuedShellRequests = 256;
+constexpr size_t kMaxQueuedShellBytes = size_t{8} << 20;
+// Largest request message accepted (gRPC's default, stated so it cannot silently grow):
+// parameter chunks are 1 MiB.
+constexpr int kMaxReceiveMessageBytes = 4 << 20;
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -168,39 +176,73 @@ class ModelService final : public v1::Model::Service {
     return grpc::Status::OK;
   }
 
+  // The parameter is looked up at the first chunk, so a wrong shape is refused before any data
+  // is taken in, and the stream may carry exactly the parameter's bytes: at most one
+  // parameter's size is ever buffered, and every chunk after the first must bring data.
   grpc::Status SetParameter(grpc::ServerContext* ctx,
                             grpc::ServerReader<v1::SetParameterChunk>* reader,
                             v1::ParameterInfo* out) override {
     v1::SetParameterChunk c;
-    std::string node, param, data;
-    std::vector<int64_t> shape;
-    bool first = true;
-    while (reader->Read(&c)) {
-      if (first) {
-        node = c.node();
-        param = c.param();
-        shape.assign(c.chunk().tensor().shape().begin(), c.chunk().tensor().shape().end());
-        if (c.chunk().tensor().dtype() != v1::FLOAT32) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "parameters are FLOAT32");
-        }
-        first = false;
-      }
-      data += c.chunk().data();
+    if (!reader->Read(&c)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no chunks received");
     }
-    if (first) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no chunks received");
-    if (data.size() % sizeof(float) != 0) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "data is not a float32 array");
+    const std::string node = c.node(), param = c.param();
+    const std::vector<int64_t> shape(c.chunk().tensor().shape().begin(),
+                                     c.chunk().tensor().shape().end());
+    if (c.chunk().tensor().dtype() != v1::FLOAT32) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "parameters are FLOAT32");
     }
-    std::vector<float> values(data.size() / sizeof(float));
-    std::memcpy(values.data(), data.data(), data.size());
-    const std::string who = absl::StrFormat("SetParameter from %s", ctx->peer());
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+    std::string key;
+    size_t expected = 0;
+    absl::Status found = t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
       ASSIGN_OR_RETURN(Parameter * p, t.network().FindParam(node, param));
+      key = p->key();
       if (shape != p->shape) {
         return absl::InvalidArgumentError(
             absl::StrFormat("parameter %s has shape (%s), the tensor sent has (%s)", p->key(),
                             absl::StrJoin(p->shape, ","), absl::StrJoin(shape, ",")));
       }
+      expected = static_cast<size_t>(p->canonical_size()) * sizeof(float);
+      return absl::OkStatus();
+    });
+    if (!found.ok()) return ToGrpc(found);
+    std::string data;
+    data.reserve(expected);
+    int64_t chunks = 1;
+    auto take = [&](const std::string& bytes) -> grpc::Status {
+      if (bytes.size() > expected - data.size()) {
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrFormat("parameter %s of shape (%s) holds %d bytes; the stream sent more "
+                            "(%d bytes by chunk %d)",
+                            key, absl::StrJoin(shape, ","), expected, data.size() + bytes.size(),
+                            chunks));
+      }
+      data += bytes;
+      return grpc::Status::OK;
+    };
+    if (grpc::Status s = take(c.chunk().data()); !s.ok()) return s;
+    while (reader->Read(&c)) {
+      ++chunks;
+      if (c.chunk().data().empty()) {
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrFormat("chunk %d of parameter %s carries no data", chunks, key));
+      }
+      if (grpc::Status s = take(c.chunk().data()); !s.ok()) return s;
+    }
+    if (data.size() != expected) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrFormat("parameter %s of shape (%s) needs %d bytes; the stream "
+                                          "sent %d",
+                                          key, absl::StrJoin(shape, ","), expected, data.size()));
+    }
+    std::vector<float> values(data.size() / sizeof(float));
+    std::memcpy(values.data(), data.data(), data.size());
+    data = std::string();
+    const std::string who = absl::StrFormat("SetParameter from %s", ctx->peer());
+    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+      ASSIGN_OR_RETURN(Parameter * p, t.network().FindParam(node, param));
       RETURN_IF_ERROR(t.network().SetParamValue(*p, values));
       t.Log(absl::StrFormat("parameter %s set at step %d (%s)", p->key(), t.step(), who));
       out->set_node(p->node);
@@ -329,27 +371,45 @@ class ShellService final : public v1::Shell::Service {
     };
     // The gRPC thread reads; the step-boundary side takes requests from this queue with a
     // timeout, so a client that vanishes without closing releases the pause.
+    // The queue is bounded: a client that floods it ends its session with RESOURCE_EXHAUSTED.
     absl::Mutex mu;
     std::deque<v1::ShellRequest> queue;
-    bool ended = false;
+    size_t queued_bytes = 0;
+    bool ended = false, flooded = false;
     std::thread reader([&] {
       v1::ShellRequest r;
       while (stream->Read(&r)) {
         absl::MutexLock l(&mu);
-        queue.push_back(r);
+        const size_t bytes = r.ByteSizeLong();
+        if (queue.size() >= kMaxQueuedShellRequests ||
+            queued_bytes + bytes > kMaxQueuedShellBytes) {
+          flooded = true;
+          const std::string message = absl::StrFormat(
+              "shell input overflow: %d requests (%d bytes) are already waiting for the "
+              "training thread (limits %d, %d bytes); send each line after the previous prompt",
+              queue.size(), queued_bytes, kMaxQueuedShellRequests, kMaxQueuedShellBytes);
+          // Ends the call with this status towards the client; reads and writes on the stream
+          // fail from now on, so a training thread blocked writing to this client is released.
+          grpc_call_cancel_with_status(ctx->c_call(), GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                       message.c_str(), nullptr);
+          break;
+        }
+        queued_bytes += bytes;
+        queue.push_back(std::move(r));
       }
       absl::MutexLock l(&mu);
       ended = true;
     });
-    // Next request, or nullopt when the client is gone or silent for too long.
+    // Next request, or nullopt when the client is gone, flooded us or is silent for too long.
     auto next = [&]() -> std::optional<v1::ShellRequest> {
       absl::MutexLock l(&mu);
       auto ready = [&] { return !queue.empty() || ended; };
-      if (!mu.AwaitWithTimeout(absl::Condition(&ready), kIdleRelease) || queue.empty()) {
+      if (!mu.AwaitWithTimeout(absl::Condition(&ready), kIdleRelease) || queue.empty() || flooded) {
         return std::nullopt;
       }
       v1::ShellRequest r = std::move(queue.front());
       queue.pop_front();
+      queued_bytes -= r.ByteSizeLong();
       return r;
     };
     if (live) {
@@ -386,6 +446,9 @@ class ShellService final : public v1::Shell::Service {
       session.reset();  // the Lua state lives and dies on the training thread
       return absl::OkStatus();
     });
+    if (flooded) {  // the client already has this status (see the reader)
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "shell input overflow");
+    }
     return grpc::Status::OK;
   }
 
@@ -411,6 +474,7 @@ absl::StatusOr<std::unique_ptr<WorkerControl>> WorkerControl::Start(
   std::filesystem::remove(socket_path, ec);
   grpc::ServerBuilder b;
   b.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  b.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   b.RegisterService(&w->services_->trainer);
   b.RegisterService(&w->services_->model);
   b.RegisterService(&w->services_->shell);

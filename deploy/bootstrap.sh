@@ -11,7 +11,7 @@ PACKAGES=(
   libcairo2-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py python3-protobuf python3-torch
-  dataset-fashion-mnist tmux
+  dataset-fashion-mnist tmux openssl
 )
 
 missing=()

@@ -130,7 +130,9 @@ grpc::Status ModelProxy::ExportModel(grpc::ServerContext* ctx, const v1::ExportM
 grpc::Status ModelProxy::SetParameter(grpc::ServerContext* ctx,
                                       grpc::ServerReader<v1::SetParameterChunk>* r,
                                       v1::ParameterInfo* out) {
-  // The first chunk names the job; read it before choosing the worker.
+  // The token first: nothing of an unauthenticated stream is read. The first chunk then names
+  // the job, so it is read before choosing the worker.
+  if (auto s = auth_->Check(*ctx); !s.ok()) return ToGrpcStatus(s);
   v1::SetParameterChunk first;
   if (!r->Read(&first)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "SetParameter received no chunks");
@@ -148,6 +150,8 @@ grpc::Status ModelProxy::SetParameter(grpc::ServerContext* ctx,
 grpc::Status ShellProxy::Attach(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::ShellResponse, v1::ShellRequest>* stream) {
+  // The token first: nothing of an unauthenticated stream is read.
+  if (auto s = auth_->Check(*ctx); !s.ok()) return ToGrpcStatus(s);
   v1::ShellRequest first;
   if (!stream->Read(&first) || !first.has_attach()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

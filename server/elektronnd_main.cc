@@ -1,4 +1,5 @@
 // elektronnd: the per-host training daemon (Jobs and Host services, health, reflection).
+#include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -29,14 +30,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Largest request message accepted (gRPC's own default, stated so it cannot silently grow):
+// parameter and file chunks are 1 MiB, job specs a few KiB.
+constexpr int kMaxReceiveMessageBytes = 4 << 20;
+
+// True only for unix: sockets, "localhost" and numeric 127.0.0.0/8 or [::1] addresses; any
+// other host (0.0.0.0, [::], a DNS name such as 127.example.org) needs TLS or --insecure.
 bool IsLoopback(const std::string& address) {
   if (absl::StartsWith(address, "unix:")) return true;
   std::string host = address;
   if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
   if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
   if (absl::StartsWith(host, "[")) return absl::StartsWith(host, "[::1]:");
-  host = host.substr(0, host.rfind(':'));
-  return host == "localhost" || absl::StartsWith(host, "127.");
+  const size_t colon = host.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = host.substr(0, colon);
+  in_addr v4{};
+  return host == "localhost" ||
+         (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127);
 }
 
 std::string ReadFile(const std::string& path) {
@@ -68,6 +79,9 @@ int Main(int argc, char** argv) {
                  "PEM CA that client certificates must be signed by (then required)");
   app.add_flag("--insecure", listen.insecure,
                "allow plaintext on a non-loopback address (the token travels in clear)");
+  bool reflection = false;
+  app.add_flag("--reflection", reflection,
+               "serve gRPC server reflection (for grpcurl and the like); its calls need the token");
   app.add_option("--capacity", daemon.capacity, "jobs that may run at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -94,6 +108,11 @@ int Main(int argc, char** argv) {
   if (daemon.state_dir.empty()) return Fail("--state-dir is empty and $HOME is not set");
   if (listen.tls.enabled() != !listen.tls.key_file.empty()) {
     return Fail("--tls-cert and --tls-key go together; give both or neither");
+  }
+  if (!listen.tls.client_ca_file.empty() && !listen.tls.enabled()) {
+    return Fail(
+        "--tls-client-ca requires client certificates over TLS; give --tls-cert and --tls-key "
+        "too");
   }
   if (!IsLoopback(listen.address) && !listen.tls.enabled()) {
     if (!listen.insecure) {
@@ -169,6 +188,7 @@ int Main(int argc, char** argv) {
   }
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Linking the reflection library registers its plugin in every server; the gate below decides.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   JobsService jobs(&manager, &auth, daemon.data_dir);
   HostService host(&manager, &auth, daemon.state_dir);
@@ -179,6 +199,15 @@ int Main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen.address, creds, &port);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  {
+    // The reflection service's handlers are gRPC's: gated by their method names.
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> gates;
+    gates.push_back(MakeServiceGate(
+        &auth, "/grpc.reflection.", reflection,
+        "server reflection is off; start elektronnd with --reflection to serve it"));
+    builder.experimental().SetInterceptorCreators(std::move(gates));
+  }
   builder.RegisterService(&jobs);
   builder.RegisterService(&host);
   builder.RegisterService(&trainer_proxy);
@@ -191,9 +220,11 @@ int Main(int argc, char** argv) {
                              " (in use, or not a valid host:port / unix:PATH)"));
   }
   manager.StartScheduling();
-  spdlog::info("elektronnd listening on {} (port {}; state {}, capacity {}, TLS {})",
+  spdlog::info("elektronnd listening on {} (port {}; state {}, capacity {}, TLS {}{}{})",
                listen.address, port, daemon.state_dir, daemon.capacity,
-               listen.tls.enabled() ? "on" : "off");
+               listen.tls.enabled() ? "on" : "off",
+               listen.tls.client_ca_file.empty() ? "" : ", client certificates required",
+               reflection ? ", reflection on" : "");
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

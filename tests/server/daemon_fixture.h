@@ -114,7 +114,7 @@ class DaemonTest : public ::testing::Test {
       port_ = FreePort();
       std::vector<std::string> args = {ELK_ELEKTRONND_BIN,
                                        "--listen",
-                                       "127.0.0.1:" + std::to_string(port_),
+                                       listen_host_ + ":" + std::to_string(port_),
                                        "--state-dir",
                                        StateDir(),
                                        "--data-dir",
@@ -137,8 +137,9 @@ class DaemonTest : public ::testing::Test {
         execv(argv[0], argv.data());
         _exit(127);
       }
-      channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
-                                     grpc::InsecureChannelCredentials());
+      channel_ =
+          grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                              client_creds_ ? client_creds_ : grpc::InsecureChannelCredentials());
       jobs_ = v1::Jobs::NewStub(channel_);
       host_ = v1::Host::NewStub(channel_);
       const auto deadline = Clock::now() + std::chrono::seconds(40);
@@ -154,6 +155,10 @@ class DaemonTest : public ::testing::Test {
           return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (pid_ > 0) {  // alive but not serving (e.g. unreachable with client_creds_): stop it
+        kill(pid_, SIGKILL);
+        WaitDaemon();
       }
     }
     FAIL() << "elektronnd did not come up:\n" << DaemonLog();
@@ -261,6 +266,10 @@ class DaemonTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::string worker_binary_ = ELK_ELEKTRONN_BIN;  // --worker-binary of the next StartDaemon
+  // Set before StartDaemon: the host part of --listen (the test still dials 127.0.0.1), and the
+  // credentials of the fixture's channel (null: plaintext) for a daemon started with TLS flags.
+  std::string listen_host_ = "127.0.0.1";
+  std::shared_ptr<grpc::ChannelCredentials> client_creds_;
   pid_t pid_ = 0;
   int port_ = 0;
   std::string token_;
