@@ -1,11 +1,13 @@
 // Running a job file: sandbox, nm, create_model(), top-level keys → JobSpec; model summaries.
 #include "engine/lua/job_file.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/core/status.h"
 #include "engine/graph/graph.h"
@@ -46,6 +48,76 @@ absl::Status CheckJob(const v1::JobSpec& job, const lua::SandboxedLua& lua) {
   return absl::OkStatus();
 }
 
+// Length of the UTF-8 sequence starting at s[i], or 0 if none starts there (overlong forms,
+// surrogates and code points above U+10FFFF are refused, as protobuf's parser does).
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) return 0;
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+// Offset of the first byte of `s` that is not valid UTF-8, or npos.
+size_t FirstNonUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+// JobSpec is proto3: its string fields must hold UTF-8, or the daemon's parser refuses the whole
+// message (and a model file's /spec could not be read back). Lua strings are bytes, so a node
+// name written as 'a\xa5' must be refused here, naming the field.
+absl::Status CheckUtf8Fields(const google::protobuf::Message& m, const std::string& where,
+                             const std::string& file) {
+  using google::protobuf::FieldDescriptor;
+  const auto* d = m.GetDescriptor();
+  const auto* r = m.GetReflection();
+  auto bad = [&](const std::string& field) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s is not valid UTF-8 text; names, tags and paths must be UTF-8", file, field));
+  };
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    const std::string name = where.empty() ? f->name() : absl::StrCat(where, ".", f->name());
+    if (f->type() == FieldDescriptor::TYPE_STRING) {
+      if (!f->is_repeated()) {
+        if (FirstNonUtf8(r->GetString(m, f)) != std::string_view::npos) return bad(name);
+        continue;
+      }
+      for (int j = 0; j < r->FieldSize(m, f); ++j) {
+        if (FirstNonUtf8(r->GetRepeatedString(m, f, j)) != std::string_view::npos) {
+          return bad(absl::StrCat(name, "[", j, "]"));
+        }
+      }
+    } else if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
+      if (!f->is_repeated()) {
+        if (r->HasField(m, f)) RETURN_IF_ERROR(CheckUtf8Fields(r->GetMessage(m, f), name, file));
+        continue;
+      }
+      for (int j = 0; j < r->FieldSize(m, f); ++j) {
+        RETURN_IF_ERROR(
+            CheckUtf8Fields(r->GetRepeatedMessage(m, f, j), absl::StrCat(name, "[", j, "]"), file));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string ModelName(const std::string& chunk_name) {
   std::string stem = std::filesystem::path(chunk_name).stem().string();
   return stem.empty() ? "model" : stem;
@@ -55,6 +127,12 @@ std::string ModelName(const std::string& chunk_name) {
 
 absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::string& chunk_name,
                                           const JobFileOptions& options) {
+  if (const size_t bad = FirstNonUtf8(source); bad != std::string_view::npos) {
+    const int64_t line = 1 + std::count(source.begin(), source.begin() + bad, '\n');
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s:%d: the job file is not UTF-8 text (byte %d); save it as UTF-8",
+                        chunk_name, line, bad));
+  }
   lua::SandboxLimits limits;
   limits.max_instructions = options.max_instructions;
   limits.max_bytes = options.max_bytes;
@@ -98,6 +176,7 @@ absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::
   }
   *job.mutable_model() = recorder.spec();
   if (job.training().seed() != 0) job.mutable_model()->set_seed(job.training().seed());
+  RETURN_IF_ERROR(CheckUtf8Fields(job, "job", chunk_name));
   RETURN_IF_ERROR(CheckJob(job, *lua));
   return job;
 }
@@ -141,7 +220,9 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
   }
   nlohmann::ordered_json out = {
       {"nodes", nodes}, {"prediction", prediction}, {"total_params", summary.total_params}};
-  return out.dump();  // one line, keys in the documented order
+  // One line, keys in the documented order; a JobSpec that did not come from LoadJobSource may
+  // hold non-UTF-8 names, which dump() would throw on, so they are replaced (U+FFFD).
+  return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job) {

@@ -571,5 +571,30 @@ TEST(JobFileTest, CheckJsonHasTheDocumentedKeys) {
   EXPECT_THAT(*table, HasSubstr("softmax"));
 }
 
+// Found by fuzz/fuzz_job_file: a name that is not UTF-8 made `check --json` throw (uncaught),
+// and a JobSpec holding it cannot be parsed by the daemon (proto3 strings are UTF-8).
+TEST(JobFileTest, TextThatIsNotUtf8IsRefusedNamingTheField) {
+  EXPECT_THAT(ErrorOf(Job("", "out = nm.Conv{out, 4, {1, 1}, name = 'c\\xa5'}")),
+              HasSubstr("job.model.nodes[2].name is not valid UTF-8 text"));
+  EXPECT_THAT(ErrorOf(Job("save_name = 'caf\\xe9'")),
+              HasSubstr("job.training.save_name is not valid UTF-8 text"));
+  EXPECT_THAT(ErrorOf(Job("-- Latin-1 comment: \xe9\n")),
+              HasSubstr("job.lua:10: the job file is not UTF-8 text"));
+  auto job = LoadJobSource(Job("save_name = 'caf\xc3\xa9 \xe2\x82\xac'"), "job.lua");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->training().save_name(), "caf\xc3\xa9 \xe2\x82\xac");
+  // A JobSpec from elsewhere still gets a summary, with the bytes replaced.
+  job->mutable_model()->mutable_nodes(0)->set_name("raw\xa5");
+  job->mutable_model()->mutable_designations()->set_input_node("raw\xa5");
+  for (auto& n : *job->mutable_model()->mutable_nodes()) {
+    for (auto& in : *n.mutable_inputs()) {
+      if (in == "raw") in = "raw\xa5";
+    }
+  }
+  auto json = CheckJson(*job);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_THAT(*json, HasSubstr("\"raw\xef\xbf\xbd\""));
+}
+
 }  // namespace
 }  // namespace elektronn
