@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -331,6 +332,34 @@ absl::StatusOr<std::vector<int64_t>> SpaceShape(hid_t space, const std::string& 
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
+// The number of values of dataset `d` (shape `shape`, values of `value_bytes` bytes each in the
+// file), once it is clear the file really stores them: a corrupt file can declare any
+// dimensions, and allocating for them would abort or exhaust memory. Unfiltered data is stored
+// in full; compressed (deflate) data at most 1032 times smaller.
+absl::StatusOr<int64_t> StoredNumel(hid_t d, const std::vector<int64_t>& shape, size_t value_bytes,
+                                    const std::string& name, const std::string& path) {
+  int64_t n = 1;
+  for (int64_t s : shape) {
+    if (s < 0 || (s > 0 && n > std::numeric_limits<int64_t>::max() / s)) {
+      return Invalid(path, absl::StrFormat("dataset '%s' has the impossible shape %s", name,
+                                           ShapeString(shape)));
+    }
+    n *= s;
+  }
+  if (n == 0) return n;
+  H5Id dcpl(H5Dget_create_plist(d), H5Pclose);
+  const int filters = dcpl.valid() ? H5Pget_nfilters(dcpl.get()) : -1;
+  if (filters < 0) return Hdf5Error(path, absl::StrFormat("cannot read the layout of '%s'", name));
+  const long double needed = static_cast<long double>(n) * value_bytes;
+  const long double stored = static_cast<long double>(H5Dget_storage_size(d));
+  if (needed > stored * (filters > 0 ? 1032 : 1)) {
+    return Invalid(path, absl::StrFormat("dataset '%s' has shape %s (%.0Lf bytes), but the file "
+                                         "stores only %.0Lf bytes of it",
+                                         name, ShapeString(shape), needed, stored));
+  }
+  return n;
+}
+
 absl::StatusOr<DatasetData> ReadFloatDataset(hid_t file, const std::string& name,
                                              const std::string& path) {
   H5Id d(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
@@ -346,7 +375,9 @@ absl::StatusOr<DatasetData> ReadFloatDataset(hid_t file, const std::string& name
   H5Id space(H5Dget_space(d.get()), H5Sclose);
   DatasetData out;
   ASSIGN_OR_RETURN(out.shape, SpaceShape(space.get(), name, path));
-  out.values.resize(Numel(out.shape));
+  ASSIGN_OR_RETURN(const int64_t n,
+                   StoredNumel(d.get(), out.shape, H5Tget_size(type.get()), name, path));
+  out.values.resize(n);
   if (!out.values.empty() &&
       H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.values.data()) < 0) {
     return Hdf5Error(path, absl::StrFormat("cannot read dataset '%s'", name),
@@ -372,7 +403,8 @@ absl::StatusOr<std::string> ReadBytes(hid_t file, const std::string& name,
     return Invalid(path, absl::StrFormat("dataset '%s' has shape %s, expected one axis", name,
                                          ShapeString(shape)));
   }
-  std::string bytes(shape[0], '\0');
+  ASSIGN_OR_RETURN(const int64_t n, StoredNumel(d.get(), shape, 1, name, path));
+  std::string bytes(n, '\0');
   if (!bytes.empty() &&
       H5Dread(d.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
     return Hdf5Error(path, absl::StrFormat("cannot read dataset '%s'", name),
@@ -401,6 +433,8 @@ absl::StatusOr<H5Id> OpenScalarAttribute(hid_t file, const std::string& where,
   return a;
 }
 
+constexpr size_t kMaxStringAttribute = 4096;
+
 absl::StatusOr<std::string> ReadStringAttribute(hid_t file, const std::string& where,
                                                 const std::string& name, const std::string& path) {
   ASSIGN_OR_RETURN(H5Id a, OpenScalarAttribute(file, where, name, path));
@@ -421,8 +455,15 @@ absl::StatusOr<std::string> ReadStringAttribute(hid_t file, const std::string& w
     H5free_memory(s);
     return out;
   }
-  // Fixed-length (as numpy's bytes_ attributes are written by h5py).
-  std::string out(H5Tget_size(ftype.get()), '\0');
+  // Fixed-length (as numpy's bytes_ attributes are written by h5py). Our strings are names; a
+  // corrupt type may claim gigabytes.
+  const size_t size = H5Tget_size(ftype.get());
+  if (size > kMaxStringAttribute) {
+    return Invalid(path, absl::StrFormat("attribute '%s' of '%s' is a string of %d bytes; at most "
+                                         "%d are expected",
+                                         name, where, size, kMaxStringAttribute));
+  }
+  std::string out(size, '\0');
   if (H5Aread(a.get(), ftype.get(), out.data()) < 0) return Hdf5Error(path, error);
   out.resize(out.find('\0') == std::string::npos ? out.size() : out.find('\0'));
   return out;

@@ -3,6 +3,7 @@
 
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -246,6 +247,57 @@ TEST_F(ModelFileTest, MissingDatasetIsNamed) {
   s = LoadInto(*f, *a_.net, a_.opt.get());
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
   EXPECT_NE(s.message().find("dataset '/optimiser/conv2/w/s' is missing"), std::string::npos) << s;
+}
+
+// Found by fuzz/fuzz_model_file_bytes: a corrupt file declaring huge dimensions made the reader
+// allocate for them (abort, or all memory) before HDF5 noticed nothing was stored.
+TEST_F(ModelFileTest, DatasetsLargerThanTheFileStoresAreRefusedBeforeAllocating) {
+  {
+    const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    ASSERT_GE(H5Ldelete(file, "/params/conv/w", H5P_DEFAULT), 0);
+    const hsize_t dims[3] = {hsize_t{1} << 20, hsize_t{1} << 20, 1 << 10};  // 4 PiB, never written
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t d = H5Dcreate2(file, "/params/conv/w", H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                               H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    ASSERT_GE(H5Fclose(file), 0);
+  }
+  absl::StatusOr<ModelFileContents> f = ReadModelFile(path_);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.status().message(),
+            absl::StrCat("model file '", path_,
+                         "': dataset '/params/conv/w' has shape (1048576,1048576,1024) "
+                         "(4503599627370496 bytes), but the file stores only 0 bytes of it"));
+}
+
+// Found the same way: a fixed-length string type may claim gigabytes.
+TEST_F(ModelFileTest, OverlongStringAttributeIsRefused) {
+  {
+    const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    ASSERT_GE(H5Adelete(file, "format"), 0);
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, 10000);
+    const hid_t space = H5Screate(H5S_SCALAR);
+    const hid_t a = H5Acreate2(file, "format", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(a, 0);
+    std::string value(10000, 'x');
+    ASSERT_GE(H5Awrite(a, type, value.data()), 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    ASSERT_GE(H5Fclose(file), 0);
+  }
+  absl::StatusOr<ModelFileContents> f = ReadModelFile(path_);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(f.status().message().find("attribute 'format' of '/' is a string of 10000 bytes"),
+            std::string::npos)
+      << f.status();
 }
 
 bool HaveH5py() { return std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") == 0; }
