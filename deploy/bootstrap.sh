@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py python3-protobuf python3-torch
   dataset-fashion-mnist tmux openssl
+  clang libclang-rt-14-dev libomp-14-dev
 )
 
 missing=()
