@@ -137,20 +137,29 @@ class ServiceGate final : public grpc::experimental::Interceptor {
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
-      grpc_status_code code = GRPC_STATUS_OK;
-      std::string message;
       if (!serve_) {
-        code = GRPC_STATUS_UNIMPLEMENTED;
-        message = *off_message_;
+        code_ = grpc::StatusCode::UNIMPLEMENTED;
+        message_ = *off_message_;
       } else if (absl::Status s = auth_->Check(*methods->GetRecvInitialMetadata()); !s.ok()) {
-        code = GRPC_STATUS_UNAUTHENTICATED;
-        message = std::string(s.message());
+        code_ = grpc::StatusCode::UNAUTHENTICATED;
+        message_ = std::string(s.message());
       }
-      if (code != GRPC_STATUS_OK) {
+      if (code_ != grpc::StatusCode::OK) {
         // Ends the call with this status towards the client (the transport sends it as the
-        // trailers); the handler then finds the stream closed: nothing is read or answered.
-        grpc_call_cancel_with_status(info_->server_context()->c_call(), code, message.c_str(),
+        // trailers); the handler then usually finds the stream closed.
+        grpc_call_cancel_with_status(info_->server_context()->c_call(),
+                                     static_cast<grpc_status_code>(code_), message_.c_str(),
                                      nullptr);
+      }
+    }
+    // The handler may still run before the cancellation lands (a race inside gRPC): whatever
+    // it sends is emptied, and its status replaced, so nothing leaks either way.
+    if (code_ != grpc::StatusCode::OK) {
+      if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+        if (grpc::ByteBuffer* b = methods->GetSerializedSendMessage()) b->Clear();
+      }
+      if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+        methods->ModifySendStatus(grpc::Status(code_, message_));
       }
     }
     methods->Proceed();
@@ -161,6 +170,8 @@ class ServiceGate final : public grpc::experimental::Interceptor {
   bool serve_;
   const std::string* off_message_;
   grpc::experimental::ServerRpcInfo* info_;
+  grpc::StatusCode code_ = grpc::StatusCode::OK;  // not OK: the call is refused
+  std::string message_;
 };
 
 class ServiceGateFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
