@@ -1,104 +1,62 @@
-// elektronn: the command-line client. Today: train (local), check, make-demo-data; the daemon
-// commands (submit, ls, watch, shell, ...) join with the control-plane issues.
+// elektronn: the command-line client: check, submit and steer jobs on elektronnd (submit, ls,
+// watch, shell, ...); `train` and `make-demo-data` run in elektronn-worker, exec'd in place.
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
-#include <csignal>
+#include <cerrno>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cstring>
 #include <string>
-#include <thread>
+#include <string_view>
+#include <vector>
 
 #include "CLI/CLI.hpp"
-#include "client/local_shell.h"
 #include "client/remote_commands.h"
-#include "client/worker_control.h"
-#include "engine/data/demo_data.h"
-#include "engine/io/data_path.h"
+#include "engine/graph/graph.h"
 #include "engine/lua/job_file.h"
-#include "engine/trainer/trainer.h"
-#include "google/protobuf/descriptor.h"
-#include "google/protobuf/message.h"
+#include "worker/locate.h"
 
 namespace {
-
-std::atomic<elektronn::Trainer*> g_trainer{nullptr};
-std::atomic<int> g_interrupts{0};
-std::atomic<bool> g_interactive{false};
-std::atomic<bool> g_shell_requested{false};
-
-void OnInterrupt(int sig) {
-  if (sig == SIGINT && g_interactive.load() && !g_shell_requested.exchange(true)) {
-    static const char msg[] = "\nInterrupted: the shell opens at the next step boundary\n";
-    (void)!write(2, msg, sizeof(msg) - 1);
-    return;
-  }
-  if (g_interrupts.fetch_add(1) > 0) {
-    std::signal(SIGINT, SIG_DFL);
-    std::raise(SIGINT);
-    return;
-  }
-  if (elektronn::Trainer* t = g_trainer.load()) t->RequestStop();
-  static const char msg[] =
-      "\nInterrupted: saving a checkpoint at the next step boundary (Ctrl-C again to abort)\n";
-  (void)!write(2, msg, sizeof(msg) - 1);
-}
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
+// `elektronn train ...` and `elektronn make-demo-data ...` are elektronn-worker's commands: the
+// worker replaces this process (same pid, terminal and signals), so there is one code path.
+int ForwardToWorker(int argc, char** argv) {
+  const std::string worker = elektronn::LocateWorkerBinary();
+  std::vector<char*> args;
+  args.push_back(const_cast<char*>(worker.c_str()));
+  for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  std::fprintf(stderr,
+               "error: cannot run the worker '%s': %s (install elektronn-worker next to "
+               "elektronn, or set $ELEKTRONN_WORKER)\n",
+               worker.c_str(), std::strerror(errno));
+  return 127;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace elektronn;
+  if (argc > 1 &&
+      (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data")) {
+    return ForwardToWorker(argc, argv);
+  }
   CLI::App app{
       "ELEKTRONN: train 3-D convolutional networks on EM volumes.\n"
       "Run 'elektronn <command> --help' for a command's options."};
   app.require_subcommand(1);
 
-  // train
-  auto* train =
-      app.add_subcommand("train", "train a job file locally, in <save_path>/<save_name>/");
-  std::string job_path;
-  bool overwrite = false, resume = false;
-  double status_interval = 1.0;
-  std::string spec_path, data_dir;
-  auto* job_opt =
-      train->add_option("job", job_path, "the Lua job file (e.g. examples/neuro3d_lite.lua)")
-          ->check(CLI::ExistingFile);
-  auto* spec_opt = train
-                       ->add_option("--job-spec", spec_path,
-                                    "a serialised JobSpec instead of a Lua file (used by "
-                                    "elektronnd's workers)")
-                       ->check(CLI::ExistingFile);
-  job_opt->excludes(spec_opt);
-  std::string control_socket;
-  train->add_option("--control-socket", control_socket,
-                    "serve the Trainer and Model services on this Unix socket (elektronnd "
-                    "forwards a job's calls there)");
-  train->add_option("--data-dir", data_dir,
-                    "data directory: the job's data paths resolve against it and may not "
-                    "leave it (elektronnd passes its --data-dir; default: the job file's "
-                    "directory, unconfined, or with --job-spec the working directory, "
-                    "confined)");
-  train->add_flag("--overwrite", overwrite, "replace an existing training directory");
-  train->add_flag("--resume", resume, "continue the training directory from its -LAST checkpoint");
-  bool no_shell = false;
-  train->add_flag("--no-shell", no_shell,
-                  "Ctrl-C saves and exits instead of opening the shell (the default off a "
-                  "terminal)");
-  std::vector<std::string> overrides;
-  train->add_option("--set", overrides,
-                    "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
-  train
-      ->add_option("--status-interval", status_interval,
-                   "seconds between progress lines (0: every step)")
-      ->capture_default_str();
-
+  // train and make-demo-data run in elektronn-worker (ForwardToWorker); listed here for --help.
+  app.add_subcommand("train",
+                     "train a job file locally, in <save_path>/<save_name>/ (runs "
+                     "elektronn-worker train; see 'elektronn train --help')")
+      ->allow_extras()
+      ->prefix_command();
   // check
   auto* check = app.add_subcommand("check", "print the model summary of a job file; no training");
   std::string check_path;
@@ -106,13 +64,11 @@ int main(int argc, char** argv) {
   check->add_option("job", check_path, "the Lua job file")->required()->check(CLI::ExistingFile);
   check->add_flag("--json", json, "print one JSON object instead of a table");
 
-  // make-demo-data
-  auto* demo = app.add_subcommand("make-demo-data",
-                                  "write an EM-like training set (HDF5 raw/label cubes + preview)");
-  std::string demo_dir;
-  uint64_t demo_seed = 1;
-  demo->add_option("dir", demo_dir, "output directory (created)")->required();
-  demo->add_option("--seed", demo_seed, "random seed")->capture_default_str();
+  app.add_subcommand("make-demo-data",
+                     "write an EM-like training set (HDF5 raw/label cubes + preview) (runs "
+                     "elektronn-worker)")
+      ->allow_extras()
+      ->prefix_command();
 
   // submit, ls, status, watch, logs, pause, resume, cancel, hosts, ... (client/remote_commands.h)
   RemoteCommands remote;
@@ -139,104 +95,6 @@ int main(int argc, char** argv) {
     auto g = Graph::Create(job->model());
     if (!g.ok()) return Fail(g.status());
     std::printf("%s", (*g)->Summary().ToString().c_str());
-    return 0;
-  }
-  if (*demo) {
-    DemoDataOptions o;
-    o.seed = demo_seed;
-    absl::Status s = MakeDemoData(demo_dir, o);
-    if (!s.ok()) return Fail(s);
-    std::printf("demo data written to %s\n", demo_dir.c_str());
-    return 0;
-  }
-  if (*train) {
-    if (job_path.empty() && spec_path.empty()) {
-      return Fail(absl::InvalidArgumentError("train needs a job file (or --job-spec)"));
-    }
-    absl::StatusOr<v1::JobSpec> job;
-    if (!spec_path.empty()) {
-      std::ifstream in(spec_path, std::ios::binary);
-      v1::JobSpec parsed;
-      if (!parsed.ParseFromIstream(&in)) {
-        return Fail(absl::InvalidArgumentError("'" + spec_path + "' is not a serialised JobSpec"));
-      }
-      job = std::move(parsed);
-    } else {
-      job = LoadJobFile(job_path);
-    }
-    if (!job.ok()) return Fail(job.status());
-    for (const std::string& kv : overrides) {
-      absl::Status s = ApplyTrainingOverride(kv, job->mutable_training());
-      if (!s.ok()) return Fail(s);
-    }
-    TrainerOptions o;
-    o.job_dir = !data_dir.empty()   ? data_dir
-                : !job_path.empty() ? std::filesystem::absolute(job_path).parent_path().string()
-                                    : std::filesystem::current_path().string();
-    // A daemon's job (or an explicit --data-dir) reads only inside its data directory: checked
-    // again here, whatever the daemon checked, and rewritten to the resolved paths it opens.
-    if (!spec_path.empty() || !data_dir.empty()) {
-      if (absl::Status s = ConfineJobDataPaths(&*job, o.job_dir); !s.ok()) return Fail(s);
-    }
-    auto backend = kernels::CreateCpuBackend();
-    o.overwrite = overwrite;
-    o.resume = resume;
-    o.status_interval_s = status_interval;
-    auto trainer = Trainer::Create(*job, backend.get(), o);
-    if (!trainer.ok()) return Fail(trainer.status());
-    std::unique_ptr<WorkerControl> control;
-    if (!control_socket.empty()) {
-      auto c = WorkerControl::Start(trainer->get(), control_socket);
-      if (!c.ok()) return Fail(c.status());
-      control = *std::move(c);
-    }
-    g_trainer.store(trainer->get());
-    // On a terminal (and not as a daemon's worker) Ctrl-C and a NaN loss open the shell.
-    g_interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && control_socket.empty() &&
-                    spec_path.empty() && !no_shell;
-    std::signal(SIGINT, OnInterrupt);
-    std::signal(SIGTERM, OnInterrupt);
-    std::atomic<bool> running{true};
-    std::thread shell_watcher([&] {
-      while (running.load()) {
-        if (g_shell_requested.load()) {
-          (void)(*trainer)->AtStepBoundary([](Trainer& t) {
-            if (RunLocalShell(
-                    t, "Training paused at step " + std::to_string(t.step()) + " (Ctrl-C).")) {
-              t.RequestStop();
-            }
-            return absl::OkStatus();
-          });
-          g_shell_requested = false;
-          g_interrupts = 0;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    });
-    absl::StatusOr<StopReason> reason;
-    while (true) {
-      reason = (*trainer)->Run();
-      if (reason.ok() || reason.status().code() != absl::StatusCode::kDataLoss ||
-          !g_interactive.load()) {
-        break;
-      }
-      // NaN: the last good state is back in place; inspect and fix, then q trains on.
-      if (RunLocalShell(**trainer, std::string(reason.status().message()) +
-                                       "\nThe last good state is restored. q continues "
-                                       "training from it, kill stops.")) {
-        break;
-      }
-    }
-    running = false;
-    shell_watcher.join();
-    g_trainer.store(nullptr);
-    if (!reason.ok()) return Fail(reason.status());
-    if (*reason == StopReason::kRequested) {
-      std::fprintf(stderr, "stopped at step %lld; continue with: elektronn train %s --resume\n",
-                   static_cast<long long>((*trainer)->step()),
-                   job_path.empty() ? ("--job-spec " + spec_path).c_str() : job_path.c_str());
-      return 130;
-    }
     return 0;
   }
   return 0;

@@ -24,6 +24,7 @@
 #include "server/options.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
+#include "worker/locate.h"
 
 namespace elektronn {
 namespace {
@@ -92,7 +93,8 @@ int Main(int argc, char** argv) {
   app.add_option("--data-dir", daemon.data_dir,
                  "relative data paths of jobs resolve against it (default: the state dir)");
   app.add_option("--worker-binary", daemon.worker_binary,
-                 "the elektronn executable (default: next to elektronnd)");
+                 "the elektronn-worker executable (default: $ELEKTRONN_WORKER, else next to "
+                 "elektronnd)");
   app.add_option("--worker-status-interval", daemon.status_interval_s,
                  "seconds between workers' progress lines (0: every step)")
       ->capture_default_str();
@@ -134,18 +136,10 @@ int Main(int argc, char** argv) {
   if (token_file.empty()) token_file = (fs::path(daemon.state_dir) / "token").string();
   if (daemon.data_dir.empty()) daemon.data_dir = daemon.state_dir;
   daemon.data_dir = fs::absolute(daemon.data_dir).string();
-  if (daemon.worker_binary.empty()) {
-    // Installed side by side, or in the build tree (build/<preset>/{server,client}/).
-    const fs::path here = fs::read_symlink("/proc/self/exe").parent_path();
-    daemon.worker_binary = (here / "elektronn").string();
-    if (access(daemon.worker_binary.c_str(), X_OK) != 0 &&
-        access((here.parent_path() / "client" / "elektronn").c_str(), X_OK) == 0) {
-      daemon.worker_binary = (here.parent_path() / "client" / "elektronn").string();
-    }
-  }
+  if (daemon.worker_binary.empty()) daemon.worker_binary = LocateWorkerBinary();
   if (access(daemon.worker_binary.c_str(), X_OK) != 0) {
     return Fail(absl::StrCat("--worker-binary '", daemon.worker_binary,
-                             "' is not an executable file; point it at the elektronn binary"));
+                             "' is not an executable file; point it at elektronn-worker"));
   }
   daemon.worker_binary = fs::absolute(daemon.worker_binary).string();
 

@@ -1,5 +1,5 @@
 // Local shell: libedit on the terminal, a ShellSession on the live trainer.
-#include "client/local_shell.h"
+#include "worker/local_shell.h"
 
 #include <histedit.h>
 

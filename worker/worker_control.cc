@@ -1,5 +1,5 @@
 // Trainer and Model services of one training process (see worker_control.h).
-#include "client/worker_control.h"
+#include "worker/worker_control.h"
 
 #include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>

@@ -445,8 +445,9 @@ end
 TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   const fs::path elektronn = BuildDir() / "client/elektronn";
   const fs::path daemon = BuildDir() / "server/elektronnd";
-  ASSERT_TRUE(fs::exists(elektronn) && fs::exists(daemon))
-      << "needs both " << elektronn << " and " << daemon << " built";
+  const fs::path worker = ELK_WORKER_BIN;
+  ASSERT_TRUE(fs::exists(elektronn) && fs::exists(daemon) && fs::exists(worker))
+      << "needs " << elektronn << ", " << daemon << " and " << worker << " built";
   const fs::path dir = TempDir("e2e");
   std::string job = kTinyJob;
   job.replace(job.find("SAVE_PATH"), 9, (dir / "runs").string());
@@ -459,7 +460,7 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
     std::freopen(log.c_str(), "w", stderr);
     const std::string state = (dir / "state").string();
     ::execl(daemon.c_str(), daemon.c_str(), "--listen", host.c_str(), "--state-dir", state.c_str(),
-            "--worker-binary", elektronn.c_str(), static_cast<char*>(nullptr));
+            "--worker-binary", worker.c_str(), static_cast<char*>(nullptr));
     std::_Exit(127);
   }
   // Stops the daemon however the test ends (a failed ASSERT returns early).

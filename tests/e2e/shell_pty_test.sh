@@ -4,10 +4,11 @@
 # setlr then q (the next status lines show the new rate), a Lua assignment to a parameter
 # (read back through the Model service with `elektronn params`-style export), the sandbox
 # refusing io.open, and kill ending the job with a checkpoint of the step it was paused at.
-# Usage: shell_pty_test.sh ELEKTRONN ELEKTRONND
+# Usage: shell_pty_test.sh ELEKTRONN ELEKTRONND ELEKTRONN_WORKER
 set -euo pipefail
 elektronn=$1
 elektronnd=$2
+worker=$3
 work=$(mktemp -d /tmp/elk_pty.XXXXXX)
 session=elkpty$$
 cleanup() {
@@ -21,7 +22,7 @@ fail() { echo "FAIL: $*" >&2; echo "--- pane:" >&2; tmux capture-pane -t "$sessi
 "$elektronn" make-demo-data "$work/data" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$elektronnd" --listen 127.0.0.1:$port --state-dir "$work/state" --data-dir "$work" \
-  --worker-binary "$elektronn" --worker-threads 1 --worker-status-interval 0.1 \
+  --worker-binary "$worker" --worker-threads 1 --worker-status-interval 0.1 \
   >"$work/daemon.log" 2>&1 &
 dpid=$!
 # Every wait below is bounded and fails with what it waited for.

@@ -44,7 +44,7 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
     FILE* f = std::freopen(log.c_str(), "w", stderr);
     (void)f;
     setenv("OMP_NUM_THREADS", "1", 1);
-    execl(ELK_ELEKTRONN_BIN, ELK_ELEKTRONN_BIN, "train", "--job-spec", (dir / "job.pb").c_str(),
+    execl(ELK_WORKER_BIN, ELK_WORKER_BIN, "train", "--job-spec", (dir / "job.pb").c_str(),
           "--data-dir", dir.c_str(), "--control-socket", socket.c_str(), "--status-interval", "0",
           nullptr);
     _exit(127);
@@ -204,7 +204,7 @@ TEST(WorkerControl, WorkerRefusesDataPathsOutsideItsDataDirectory) {
     std::ofstream out(dir / "job.pb", std::ios::binary);
     ASSERT_TRUE(job->SerializeToOstream(&out));
   }
-  const std::string cmd = std::string(ELK_ELEKTRONN_BIN) + " train --job-spec " +
+  const std::string cmd = std::string(ELK_WORKER_BIN) + " train --job-spec " +
                           (dir / "job.pb").string() + " --data-dir " + (dir / "data").string() +
                           " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");

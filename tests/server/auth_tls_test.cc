@@ -113,7 +113,7 @@ class AuthTlsTest : public DaemonTest {
 
   std::vector<std::string> BaseArgs(const std::string& listen) {
     return {"--listen",   listen,        "--state-dir",     StateDir(),
-            "--data-dir", dir_.string(), "--worker-binary", ELK_ELEKTRONN_BIN};
+            "--data-dir", dir_.string(), "--worker-binary", ELK_WORKER_BIN};
   }
 
   grpc::Status List(const std::shared_ptr<grpc::Channel>& channel,

@@ -265,7 +265,7 @@ class DaemonTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  std::string worker_binary_ = ELK_ELEKTRONN_BIN;  // --worker-binary of the next StartDaemon
+  std::string worker_binary_ = ELK_WORKER_BIN;  // --worker-binary of the next StartDaemon
   // Set before StartDaemon: the host part of --listen (the test still dials 127.0.0.1), and the
   // credentials of the fixture's channel (null: plaintext) for a daemon started with TLS flags.
   std::string listen_host_ = "127.0.0.1";
