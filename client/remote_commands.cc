@@ -254,20 +254,57 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
   }
 }
 
-int RunSubmit(const RemoteCommands& state) {
+// The JobSpec that `submit` sends and `spec` writes: the job file run here (its print() goes to
+// stderr), then the --set overrides, then the job file's absolute name.
+absl::StatusOr<v1::JobSpec> BuildJobSpec(const RemoteCommands& state) {
   JobFileOptions lua;
   lua.print = [](std::string_view s) {
     std::fwrite(s.data(), 1, s.size(), stderr);
     std::fputc('\n', stderr);
   };
   auto spec = LoadJobFile(state.job_file, lua);
-  if (!spec.ok()) return ReportError(spec.status());
+  if (!spec.ok()) return spec.status();
   for (const std::string& kv : state.overrides) {
     absl::Status s = ApplyTrainingOverride(kv, spec->mutable_training());
-    if (!s.ok()) return ReportError(s);
+    if (!s.ok()) return s;
   }
   // The daemon may resolve relative data paths against the job file's directory.
   spec->set_job_file_name(std::filesystem::absolute(state.job_file).lexically_normal().string());
+  return spec;
+}
+
+// `spec JOB.lua [-o FILE] [--set K=V...]`: the serialised JobSpec for clients that cannot run
+// Lua (python/elektronn_client); no daemon is contacted.
+int RunSpec(const RemoteCommands& state) {
+  auto spec = BuildJobSpec(state);
+  if (!spec.ok()) return ReportError(spec.status());
+  std::string bytes;
+  if (!spec->SerializeToString(&bytes)) {
+    return ReportError(absl::InternalError("cannot serialise the JobSpec"));
+  }
+  if (state.output.empty()) {
+    if (isatty(STDOUT_FILENO)) {
+      return ReportError(absl::InvalidArgumentError(
+          "the JobSpec is binary protobuf: pass -o FILE or redirect standard output"));
+    }
+    if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size() ||
+        std::fflush(stdout) != 0) {
+      return ReportError(absl::InternalError("cannot write the JobSpec to standard output"));
+    }
+    return kExitOk;
+  }
+  std::ofstream out(state.output, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) {
+    return ReportError(absl::InternalError("cannot write '" + state.output + "'"));
+  }
+  return kExitOk;
+}
+
+int RunSubmit(const RemoteCommands& state) {
+  auto spec = BuildJobSpec(state);
+  if (!spec.ok()) return ReportError(spec.status());
   auto ctx = Open(state);
   if (!ctx.ok()) return ReportError(ctx.status());
   v1::CreateJobRequest req;
@@ -807,6 +844,14 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
   submit->add_flag("--follow,-f", s->follow, "then watch the job like `elektronn watch`");
   submit->add_flag("--json", s->json,
                    "print the created job as JSON (with -f: events as JSON lines)");
+  // No daemon involved, so no connection options.
+  auto* spec = app.add_subcommand("spec",
+                                  "run a Lua job file here and write the JobSpec that submit "
+                                  "would send, as binary protobuf (for clients such as Python)");
+  s->commands.emplace_back("spec", spec);
+  spec->add_option("job", s->job_file, "the Lua job file")->required()->check(CLI::ExistingFile);
+  spec->add_option("--set", s->overrides, "override a training key, as for submit (repeatable)");
+  spec->add_option("-o,--output", s->output, "file to write (default: standard output)");
 
   auto* ls = add("ls", "list jobs: NAME, STATE, STEP/N_STEPS, LOSS, UPDATED");
   ls->add_flag("--json", s->json,
@@ -876,6 +921,7 @@ std::optional<int> RunRemoteCommands(const RemoteCommands& state) {
   for (const auto& [name, sub] : state.commands) {
     if (!sub->parsed()) continue;
     if (name == "submit") return RunSubmit(state);
+    if (name == "spec") return RunSpec(state);
     if (name == "ls") return RunList(state);
     if (name == "status") return RunStatus(state);
     if (name == "watch") return RunWatch(state, WatchMode::kStatus, true);

@@ -18,23 +18,24 @@ struct RemoteCommands {
   ConnectionOptions connection;
   bool json = false;
   std::string job;                        // JOB argument: "jobs/7" or "7"
-  std::string job_file;                   // submit
+  std::string job_file;                   // submit, spec
   std::string request_id;                 // submit
-  std::vector<std::string> overrides;     // submit --set
+  std::vector<std::string> overrides;     // submit --set, spec --set
   bool follow = false;                    // submit --follow, logs -f
   std::vector<std::string> hosts;         // hosts HOST...
   std::vector<std::string> key_values;    // set KEY=VALUE...
   int64_t page_size = 100;                // ls
   std::string stats_kind = "parameters";  // stats --of
-  std::string output;                     // export -o
+  std::string output;                     // export -o, spec -o
   bool live = false;                      // shell --live
 
   // The registered subcommands, by name (parsed state is read from them).
   std::vector<std::pair<std::string, CLI::App*>> commands;
 };
 
-// Registers submit, ls, status, watch, logs, pause, resume, cancel, set, params, stats, export
-// and hosts on `app`; their options write into `*state`, which must outlive parsing.
+// Registers submit, spec (the JobSpec submit would send, no daemon), ls, status, watch, logs,
+// pause, resume, cancel, set, params, stats, export and hosts on `app`; their options write into
+// `*state`, which must outlive parsing.
 void AddRemoteCommands(CLI::App& app, RemoteCommands* state);
 // Runs the remote subcommand that was selected and returns its exit code; nullopt if none was.
 std::optional<int> RunRemoteCommands(const RemoteCommands& state);
