@@ -14,6 +14,7 @@
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/nm_functions.h"
 #include "engine/lua/internal/training_keys.h"
+#include "engine/trainer/hyperparams.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -238,8 +239,13 @@ absl::Status ApplyTrainingOverride(const std::string& kv, v1::TrainingSpec* spec
   const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
   google::protobuf::Message* msg = spec;
   std::string field_name = key;
-  if (key == "lr" || key == "mom" || key == "wd" || key == "beta2") {
-    msg = spec->mutable_optimiser_params();
+  // Hyper-parameters by name or alias (hyperparams.h): lr=... sets optimiser_params.learning_rate.
+  if (const HyperparameterDef* d = FindHyperparameter(key);
+      d != nullptr && d->job_file != JobFileKey::kNone) {
+    if (d->job_file == JobFileKey::kOptimiserParams) msg = spec->mutable_optimiser_params();
+    field_name = d->proto_field;
+    absl::StatusOr<double> v = ParseHyperparameterValue(*d, value);
+    if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat("--set: ", v.status().message()));
   }
   const auto* field = msg->GetDescriptor()->FindFieldByName(field_name);
   if (field == nullptr || field->is_repeated() || field->is_map() ||

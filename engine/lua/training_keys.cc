@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -12,8 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "engine/core/status.h"
 #include "engine/lua/internal/nm_functions.h"
+#include "engine/trainer/hyperparams.h"
 #include "engine/trainer/schedule.h"
 
 namespace elektronn::lua {
@@ -147,25 +150,55 @@ class KeyReader {
 using Spec = v1::TrainingSpec;
 using Handler = std::function<absl::Status(const KeyReader&, Spec*)>;
 
+// A hyper-parameter's value (hyperparams.h) on top of the stack, checked against its range.
+absl::StatusOr<double> ReadHyperparameter(const KeyReader& r, const HyperparameterDef& d) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  if (d.type == HyperparameterType::kInt && lua_type(r.L(), -1) != LUA_TNUMBER) {
+    return r.Int(0).status();  // "must be an integer, got string 'often'"
+  }
+  ASSIGN_OR_RETURN(double v, r.Number(-kInf, kInf));
+  if (!CheckHyperparameterValue(d, v).ok()) {
+    return r.Error(absl::StrFormat("must be %s, got %g", RangeText(d), v));
+  }
+  return v;
+}
+
+// Names and aliases of the hyper-parameters `pick` selects; `canonical` maps each to its entry.
+std::vector<std::string> HyperparameterKeys(
+    const std::function<bool(const HyperparameterDef&)>& pick,
+    std::map<std::string, const HyperparameterDef*>* canonical) {
+  std::vector<std::string> keys;
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    if (!pick(d)) continue;
+    std::vector<std::string> all = {d.name, d.proto_field};
+    all.insert(all.end(), d.aliases.begin(), d.aliases.end());
+    for (const std::string& k : all) {
+      if (canonical->emplace(k, &d).second) keys.push_back(k);
+    }
+  }
+  return keys;
+}
+
+// Two spellings of one hyper-parameter in the same table ({lr = 1, learning_rate = 2}).
+absl::Status CheckOnce(const KeyReader& r, const HyperparameterDef& d, const std::string& key,
+                       std::map<std::string, std::string>* seen) {
+  auto [it, fresh] = seen->emplace(d.name, key);
+  if (fresh) return absl::OkStatus();
+  return r.Error(absl::StrFormat("sets %s twice, as '%s' and as '%s'", d.name, it->second, key));
+}
+
 absl::Status ReadOptimiserParams(const KeyReader& r, Spec* spec) {
   v1::OptimiserParams* p = spec->mutable_optimiser_params();
-  return r.Fields({"lr", "mom", "wd", "beta2"}, {},
-                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
-                    if (key == "lr") {
-                      ASSIGN_OR_RETURN(double v, f.Number(0));
-                      p->set_lr(v);
-                    } else if (key == "mom") {
-                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
-                      p->set_mom(v);
-                    } else if (key == "wd") {
-                      ASSIGN_OR_RETURN(double v, f.Number(0));
-                      p->set_wd(v);
-                    } else {
-                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
-                      p->set_beta2(v);
-                    }
-                    return absl::OkStatus();
-                  });
+  std::map<std::string, const HyperparameterDef*> defs;
+  const std::vector<std::string> keys = HyperparameterKeys(
+      [](const HyperparameterDef& d) { return d.job_file == JobFileKey::kOptimiserParams; }, &defs);
+  std::map<std::string, std::string> seen;
+  return r.Fields(keys, {}, [&](const std::string& key, const KeyReader& f) -> absl::Status {
+    const HyperparameterDef& d = *defs.at(key);
+    RETURN_IF_ERROR(CheckOnce(r, d, key, &seen));
+    ASSIGN_OR_RETURN(double v, ReadHyperparameter(f, d));
+    return SetProtoValue(d, v, p);
+  });
 }
 
 absl::Status ReadSchedule(const KeyReader& r, const std::string& name, v1::Schedule* s) {
@@ -244,15 +277,19 @@ absl::Status ReadSchedule(const KeyReader& r, const std::string& name, v1::Sched
 }
 
 absl::Status ReadSchedules(const KeyReader& r, Spec* spec) {
-  static const std::vector<std::string> kNames = {"lr",    "mom",           "wd",
-                                                  "beta2", "dropout_rates", "history_freq"};
-  return r.Fields(kNames,
+  std::map<std::string, const HyperparameterDef*> defs;
+  const std::vector<std::string> keys =
+      HyperparameterKeys([](const HyperparameterDef& d) { return d.schedulable; }, &defs);
+  std::map<std::string, std::string> seen;
+  return r.Fields(keys,
                   {{"gradnet_rates", "this engine has no gradnet"},
                    {"mixing", "loss mixing weights cannot be scheduled yet"}},
                   [&](const std::string& key, const KeyReader& f) {
+                    const HyperparameterDef& d = *defs.at(key);
+                    RETURN_IF_ERROR(CheckOnce(r, d, key, &seen));
                     v1::Schedule s;
-                    RETURN_IF_ERROR(ReadSchedule(f, key, &s));
-                    (*spec->mutable_schedules())[key] = s;
+                    RETURN_IF_ERROR(ReadSchedule(f, d.name, &s));
+                    (*spec->mutable_schedules())[d.name] = s;
                     return absl::OkStatus();
                   });
 }
@@ -498,8 +535,26 @@ Handler NumberKey(double min, Setter set) {
   };
 }
 
+std::map<std::string, Handler> OtherHandlers();
+
 const std::map<std::string, Handler>& Handlers() {
-  static const auto* handlers = new std::map<std::string, Handler>{
+  static const auto* handlers = [] {
+    auto* h = new std::map<std::string, Handler>(OtherHandlers());
+    // Top-level hyper-parameters (history_freq) come from the table.
+    for (const HyperparameterDef& d : Hyperparameters()) {
+      if (d.job_file != JobFileKey::kTopLevel) continue;
+      (*h)[d.name] = [&d](const KeyReader& r, Spec* s) -> absl::Status {
+        ASSIGN_OR_RETURN(double v, ReadHyperparameter(r, d));
+        return SetProtoValue(d, v, s);
+      };
+    }
+    return h;
+  }();
+  return *handlers;
+}
+
+std::map<std::string, Handler> OtherHandlers() {
+  return {
       {"create_model",
        [](const KeyReader& r, Spec*) -> absl::Status {
          if (lua_type(r.L(), -1) != LUA_TFUNCTION) {
@@ -524,7 +579,6 @@ const std::map<std::string, Handler>& Handlers() {
        }},
       {"n_steps", IntKey(1, [](Spec* s, int64_t v) { s->set_n_steps(v); })},
       {"max_runtime", NumberKey(1e-9, [](Spec* s, double v) { s->set_max_runtime(v); })},
-      {"history_freq", IntKey(1, [](Spec* s, int64_t v) { s->set_history_freq(v); })},
       {"monitor_batch_size", IntKey(1, [](Spec* s, int64_t v) { s->set_monitor_batch_size(v); })},
       {"optimiser",
        [](const KeyReader& r, Spec* s) -> absl::Status {
@@ -566,16 +620,13 @@ const std::map<std::string, Handler>& Handlers() {
        }},
       {"param_save_it", IntKey(1, [](Spec* s, int64_t v) { s->set_param_save_it(v); })},
       {"class_weights",
-       [](const KeyReader& r, Spec* s) -> absl::
-                                           Status {
-                                             ASSIGN_OR_RETURN(auto v, r.Numbers());
-                                             for (double w : v)
-                                               s->add_class_weights(static_cast<float>(w));
-                                             return absl::OkStatus();
-                                           }},
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         ASSIGN_OR_RETURN(auto v, r.Numbers());
+         for (double w : v) s->add_class_weights(static_cast<float>(w));
+         return absl::OkStatus();
+       }},
       {"seed", IntKey(0, [](Spec* s, int64_t v) { s->set_seed(static_cast<uint64_t>(v)); })},
   };
-  return *handlers;
 }
 
 // ELEKTRONN2 keys that job files here do not take, and why.
@@ -617,6 +668,13 @@ const std::vector<std::string>& RequiredKeys() {
 }
 
 }  // namespace
+
+absl::Status ReadScheduleValue(lua_State* L, const std::string& path, const std::string& name,
+                               v1::Schedule* out) {
+  absl::Status s = ReadSchedule(KeyReader(L, "", path), name, out);
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StripLeadingAsciiWhitespace(s.message()));
+}
 
 const std::vector<std::string>& TrainingKeyNames() {
   static const auto* names = [] {

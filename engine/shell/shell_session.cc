@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -19,36 +18,54 @@
 #include "engine/graph/statistics.h"
 #include "engine/io/model_file.h"
 #include "engine/lua/internal/lua_state.h"
+#include "engine/trainer/hyperparams.h"
 #include "engine/trainer/trainer.h"
 
 namespace elektronn {
 namespace {
 
 struct Shortcut {
-  const char* name;
-  const char* args;
-  const char* help;
+  std::string name;
+  std::string args;
+  std::string help;
+  const HyperparameterDef* sets = nullptr;  // the hyper-parameter a set-shortcut sets
 };
 
-constexpr Shortcut kShortcuts[] = {
-    {"help", "", "show this list"},
-    {"q", "", "leave the shell and continue training"},
-    {"kill", "", "leave the shell and stop training (the last state is saved)"},
-    {"setlr", "<float>", "set the learning rate"},
-    {"setmom", "<float>", "set the momentum (Adam beta1, AdaDelta rho)"},
-    {"setwd", "<float>", "set the weight decay"},
-    {"sethist", "<int>", "set history_freq (steps between monitoring records)"},
-    {"save", "[file]", "save the model to the training directory (<name>-shell-<step>.h5)"},
-    {"paramstats", "", "statistics of the parameters"},
-    {"gradstats", "", "statistics of the gradients of the last batch"},
-    {"actstats", "", "statistics of the activations of the last batch"},
-    {"nodes", "", "list the model's nodes with op, shape and field of view"},
-};
+// ELEKTRONN2's shortcuts (reference §6); the set-shortcuts (setlr, setmom, setwd, sethist) come
+// from the hyper-parameter table.
+const std::vector<Shortcut>& Shortcuts() {
+  static const auto* shortcuts = [] {
+    auto* v = new std::vector<Shortcut>{
+        {"help", "", "show this list"},
+        {"q", "", "leave the shell and continue training"},
+        {"kill", "", "leave the shell and stop training (the last state is saved)"},
+    };
+    for (const HyperparameterDef& d : Hyperparameters()) {
+      if (d.shortcut.empty()) continue;
+      v->push_back({d.shortcut, d.type == HyperparameterType::kInt ? "<int>" : "<float>",
+                    absl::StrFormat("set %s: %s, %s", d.name, d.help, RangeText(d)), &d});
+    }
+    v->insert(v->end(), {{"save", "[file]",
+                          "save the model to the training directory (<name>-shell-<step>.h5)"},
+                         {"paramstats", "", "statistics of the parameters"},
+                         {"gradstats", "", "statistics of the gradients of the last batch"},
+                         {"actstats", "", "statistics of the activations of the last batch"},
+                         {"nodes", "", "list the model's nodes with op, shape and field of view"}});
+    return v;
+  }();
+  return *shortcuts;
+}
 
-constexpr const char* kTrainerFields[] = {"lr",           "mom",  "wd",   "beta2", "dropout_rates",
-                                          "history_freq", "step", "name", "dir"};
-constexpr const char* kHyperparameters[] = {"lr",    "mom",           "wd",
-                                            "beta2", "dropout_rates", "history_freq"};
+// `trainer.` fields: the hyper-parameters' names, then the read-only ones.
+const std::vector<std::string>& TrainerFields() {
+  static const auto* fields = [] {
+    auto* v = new std::vector<std::string>;
+    for (const HyperparameterDef& d : Hyperparameters()) v->push_back(d.name);
+    v->insert(v->end(), {"step", "name", "dir"});
+    return v;
+  }();
+  return *fields;
+}
 constexpr const char* kNodeFields[] = {"name",    "op",      "shape", "fov",
                                        "strides", "offsets", "params"};
 constexpr const char* kGlobals[] = {"model",    "trainer", "history", "print",  "math",
@@ -312,11 +329,6 @@ int TensorToString(lua_State* L) {
   return 1;
 }
 
-bool IsHyperparameter(const std::string& key) {
-  return std::find(std::begin(kHyperparameters), std::end(kHyperparameters), key) !=
-         std::end(kHyperparameters);
-}
-
 int TrainerIndex(lua_State* L) {
   Trainer& t = CheckRef(L, 1, kTrainerMeta)->session->trainer();
   const std::string key = luaL_checkstring(L, 2);
@@ -326,19 +338,17 @@ int TrainerIndex(lua_State* L) {
     lua_pushstring(L, t.name().c_str());
   } else if (key == "dir") {
     lua_pushstring(L, t.dir().c_str());
-  } else if (IsHyperparameter(key)) {
-    absl::StatusOr<double> v = t.GetHyperparameter(key);
+  } else if (const HyperparameterDef* d = FindHyperparameter(key)) {
+    absl::StatusOr<double> v = d->get(t);
     if (!v.ok()) lua::RaiseError(L, std::string(v.status().message()));
-    if (key == "history_freq") {
+    if (d->type == HyperparameterType::kInt) {
       lua_pushinteger(L, static_cast<lua_Integer>(*v));
     } else {
       lua_pushnumber(L, *v);
     }
   } else {
     lua::RaiseError(
-        L,
-        absl::StrCat("trainer has no field '", key, "'",
-                     lua::Suggestion(key, {std::begin(kTrainerFields), std::end(kTrainerFields)})));
+        L, absl::StrCat("trainer has no field '", key, "'", lua::Suggestion(key, TrainerFields())));
   }
   return 1;
 }
@@ -346,9 +356,9 @@ int TrainerIndex(lua_State* L) {
 int TrainerNewIndex(lua_State* L) {
   Trainer& t = CheckRef(L, 1, kTrainerMeta)->session->trainer();
   const std::string key = luaL_checkstring(L, 2);
-  if (!IsHyperparameter(key)) {
-    lua::RaiseError(L, absl::StrCat("trainer.", key, " is read-only (settable: ",
-                                    absl::StrJoin(kHyperparameters, ", "), ")"));
+  if (FindHyperparameter(key) == nullptr) {
+    lua::RaiseError(L, absl::StrCat("trainer.", key,
+                                    " is read-only (settable: ", HyperparameterNameList(), ")"));
   }
   absl::StatusOr<double> v = lua::ReadNumber(L, 3);
   if (!v.ok()) lua::RaiseError(L, absl::StrCat("trainer.", key, " ", v.status().message()));
@@ -360,9 +370,9 @@ int TrainerNewIndex(lua_State* L) {
 int TrainerToString(lua_State* L) {
   Trainer& t = CheckRef(L, 1, kTrainerMeta)->session->trainer();
   std::string text = absl::StrFormat("trainer %s step=%d", t.name(), t.step());
-  for (const char* h : kHyperparameters) {
-    if (absl::StatusOr<double> v = t.GetHyperparameter(h); v.ok()) {
-      absl::StrAppendFormat(&text, " %s=%g", h, *v);
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    if (absl::StatusOr<double> v = d.get(t); v.ok()) {
+      absl::StrAppend(&text, " ", d.name, "=", FormatHyperparameterValue(d, *v));
     }
   }
   lua_pushstring(L, text.c_str());
@@ -522,7 +532,7 @@ void ShellSession::PushHistory() {
 std::string ShellSession::Banner() const {
   std::string text =
       absl::StrFormat("=== ELEKTRONN2 SHELL ===\n>> %s <<\nShortcuts:\n", trainer_->name());
-  for (const Shortcut& s : kShortcuts) {
+  for (const Shortcut& s : Shortcuts()) {
     absl::StrAppendFormat(&text, "  %-18s %s\n", absl::StrCat(s.name, " ", s.args), s.help);
   }
   text +=
@@ -584,8 +594,9 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
   if (line.empty()) return out;
   const std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipWhitespace());
   const std::string& cmd = words[0];
-  const bool is_shortcut = std::any_of(std::begin(kShortcuts), std::end(kShortcuts),
-                                       [&](const Shortcut& s) { return cmd == s.name; }) &&
+  const auto shortcut = std::find_if(Shortcuts().begin(), Shortcuts().end(),
+                                     [&](const Shortcut& s) { return cmd == s.name; });
+  const bool is_shortcut = shortcut != Shortcuts().end() &&
                            (words.size() == 1 || (words[1][0] != '=' && words[1][0] != '('));
   if (!is_shortcut) return RunLua(line);
   auto hint = [&](const std::string& text) {
@@ -594,25 +605,18 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
     return out;
   };
   const size_t nargs = words.size() - 1;
-  static const std::map<std::string, std::string> kSetters = {
-      {"setlr", "lr"}, {"setmom", "mom"}, {"setwd", "wd"}, {"sethist", "history_freq"}};
-  if (auto it = kSetters.find(cmd); it != kSetters.end()) {
-    const bool integer = cmd == "sethist";
-    const std::string usage = absl::StrCat("usage: ", cmd, integer ? " <int>" : " <float>",
-                                           " (e.g. ", cmd, integer ? " 200)" : " 1e-4)");
+  if (const HyperparameterDef* d = shortcut->sets) {
+    const bool integer = d->type == HyperparameterType::kInt;
+    const std::string usage = absl::StrCat("usage: ", cmd, " ", shortcut->args, " (e.g. ", cmd,
+                                           integer ? " 200)" : " 1e-4)");
     if (nargs != 1) return hint(usage);
-    double v = 0;
-    int64_t iv = 0;
-    if (integer ? !absl::SimpleAtoi(words[1], &iv) : !absl::SimpleAtod(words[1], &v)) {
-      return hint(absl::StrCat("'", words[1], "' is not ", integer ? "an integer" : "a number",
-                               "; ", usage));
-    }
-    if (integer) v = static_cast<double>(iv);
-    const absl::StatusOr<double> old = trainer_->GetHyperparameter(it->second);
-    absl::Status s = trainer_->SetHyperparameter(it->second, v, "shell");
+    const absl::StatusOr<double> v = ParseHyperparameterValue(*d, words[1]);
+    if (!v.ok()) return hint(absl::StrCat(v.status().message(), "; ", usage));
+    const absl::StatusOr<double> old = d->get(*trainer_);
+    absl::Status s = trainer_->SetHyperparameter(d->name, *v, "shell");
     if (!s.ok()) return hint(std::string(s.message()));
-    out.text = absl::StrFormat("%s = %g", it->second, v);
-    if (old.ok()) absl::StrAppendFormat(&out.text, " (was %g)", *old);
+    out.text = absl::StrCat(d->name, " = ", FormatHyperparameterValue(*d, *v));
+    if (old.ok()) absl::StrAppend(&out.text, " (was ", FormatHyperparameterValue(*d, *old), ")");
     return out;
   }
   if (cmd == "save") {
@@ -672,12 +676,12 @@ std::vector<std::string> ShellSession::Complete(const std::string& line) {
   std::vector<std::string> out;
   // Shortcut words: only while the whole line is a prefix of one; nothing after their arguments.
   if (line.find(' ') == std::string::npos) {
-    for (const Shortcut& s : kShortcuts) {
+    for (const Shortcut& s : Shortcuts()) {
       if (absl::StartsWith(s.name, line) && !line.empty()) out.push_back(s.name);
     }
   } else {
     const std::string first = line.substr(0, line.find(' '));
-    for (const Shortcut& s : kShortcuts) {
+    for (const Shortcut& s : Shortcuts()) {
       if (first == s.name) return {};
     }
   }
@@ -709,7 +713,7 @@ std::vector<std::string> ShellSession::Complete(const std::string& line) {
       if (net.params()[i]->name == parts[2]) candidates = {"shape", "size", "name"};
     }
   } else if (parts[0] == "trainer" && parts.size() == 2) {
-    candidates.assign(std::begin(kTrainerFields), std::end(kTrainerFields));
+    candidates = TrainerFields();
   }
   std::sort(candidates.begin(), candidates.end());
   const std::string stem = token.substr(0, token.size() - parts.back().size());

@@ -31,8 +31,9 @@ struct ShellOutput {
 // Lua bindings: `model` (model.conv / model['conv'] -> node with name, op, shape, fov,
 // strides, offsets, params and its parameters: model.conv.w is a tensor with shape, size,
 // mean(), std(), t[i] / t[i] = v (1-based, canonical layout), t:set{...}, t:values());
-// `model.params` maps "node/param" to tensors; `trainer` (lr, mom, wd, beta2, dropout_rates,
-// history_freq readable and assignable through SetHyperparameter; step, name, dir read-only);
+// `model.params` maps "node/param" to tensors; `trainer` (the hyper-parameters of hyperparams.h
+// by name or alias, readable and assignable through SetHyperparameter; step, name, dir
+// read-only);
 // `history` (the recent HistoryRecords as tables).
 class ShellSession {
  public:

@@ -3,12 +3,19 @@
 #include "engine/trainer/schedule.h"
 
 #include "absl/strings/str_format.h"
+#include "engine/trainer/hyperparams.h"
 
 namespace elektronn {
 
 absl::StatusOr<Schedule> Schedule::Create(const std::string& name, const v1::Schedule& spec) {
+  const HyperparameterDef* d = FindHyperparameter(name);
+  if (d == nullptr || !d->schedulable) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("schedule '%s' drives nothing; schedulable are %s", name,
+                        HyperparameterNameList(/*schedulable_only=*/true)));
+  }
   Schedule s;
-  s.name_ = name;
+  s.name_ = d->name;
   s.spec_ = spec;
   if (spec.granularity() < 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -35,6 +42,10 @@ absl::StatusOr<Schedule> Schedule::Create(const std::string& name, const v1::Sch
         if (u.step() <= last) {
           return absl::InvalidArgumentError(absl::StrFormat(
               "schedule '%s': update steps must increase, got %d after %d", name, u.step(), last));
+        }
+        if (absl::Status v = CheckHyperparameterValue(*d, u.value()); !v.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrFormat("schedule '%s': update at step %d: %s", name, u.step(), v.message()));
         }
         last = u.step();
       }

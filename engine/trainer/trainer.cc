@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -21,8 +22,8 @@
 #include "engine/data/mnist.h"
 #include "engine/io/model_file.h"
 #include "engine/io/tensorboard.h"
-#include "engine/nodes/neural.h"
 #include "engine/report/plots.h"
+#include "engine/trainer/hyperparams.h"
 #include "engine/trainer/preview.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -198,18 +199,19 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
   log_->info("\n{}", net_->graph().Summary().ToString());
   ASSIGN_OR_RETURN(OptimiserKind kind, ParseOptimiser(spec_.optimiser()));
   opt_ = std::make_unique<Optimiser>(kind, backend, net_->params());
-  const v1::OptimiserParams& op = spec_.optimiser_params();
-  if (op.has_lr()) opt_->hyper().lr = static_cast<float>(op.lr());
-  if (op.has_mom()) opt_->hyper().mom = static_cast<float>(op.mom());
-  if (op.has_wd()) opt_->hyper().wd = static_cast<float>(op.wd());
-  if (op.has_beta2()) opt_->hyper().beta2 = static_cast<float>(op.beta2());
-  if (!op.has_lr()) log_->warn("optimiser_params has no lr; ELEKTRONN2's default lr=1.0 is used");
-  for (const auto& [name, s] : spec_.schedules()) {
-    RETURN_IF_ERROR(GetValue(name).status());
-    ASSIGN_OR_RETURN(Schedule sch, Schedule::Create(name, s));
-    log_->info("Schedule for {}", sch.Describe());
-    schedules_.push_back(std::move(sch));
+  // Starting values of the job-file keys in optimiser_params (the table's defaults otherwise).
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    if (d.job_file != JobFileKey::kOptimiserParams) continue;
+    absl::StatusOr<double> v = GetProtoValue(d, spec_.optimiser_params());
+    if (!v.ok()) {
+      if (d.name == "lr")
+        log_->warn("optimiser_params has no lr; ELEKTRONN2's default lr=1.0 is used");
+      v = d.default_value;
+    }
+    RETURN_IF_ERROR(CheckHyperparameterValue(d, *v));
+    RETURN_IF_ERROR(d.set(*this, *v));
   }
+  for (const auto& [name, s] : spec_.schedules()) RETURN_IF_ERROR(SetSchedule(name, &s, ""));
 
   // Data.
   BatchGeometry g{net_->graph().Find(input_name_)->shape(),
@@ -276,43 +278,41 @@ absl::Status Trainer::Resume() {
 
 double Trainer::TrainingSeconds() const { return time_offset_s_ + (Now() - run_start_s_); }
 
-absl::StatusOr<double> Trainer::GetValue(const std::string& name) const {
-  const HyperParams& h = opt_->hyper();
-  if (name == "lr") return h.lr;
-  if (name == "mom") return h.mom;
-  if (name == "wd") return h.wd;
-  if (name == "beta2") return h.beta2;
-  if (name == "history_freq") return static_cast<double>(spec_.history_freq());
-  if (name == "dropout_rates") {
-    for (const auto& n : net_->graph().nodes())
-      if (auto* nn = dynamic_cast<NeuralNode*>(n.get()); nn && nn->has_dropout())
-        return nn->dropout_rate();
-    return absl::InvalidArgumentError("schedule 'dropout_rates': no layer was built with dropout");
-  }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "schedule '%s' drives nothing; use lr, mom, wd, beta2, dropout_rates or history_freq", name));
+absl::StatusOr<double> Trainer::GetHyperparameter(const std::string& name) const {
+  ASSIGN_OR_RETURN(const HyperparameterDef* d, LookupHyperparameter(name));
+  return d->get(*this);
 }
 
-absl::Status Trainer::SetValue(const std::string& name, double v) {
-  HyperParams& h = opt_->hyper();
-  if (name == "lr")
-    h.lr = static_cast<float>(v);
-  else if (name == "mom")
-    h.mom = static_cast<float>(v);
-  else if (name == "wd")
-    h.wd = static_cast<float>(v);
-  else if (name == "beta2")
-    h.beta2 = static_cast<float>(v);
-  else if (name == "history_freq")
-    spec_.set_history_freq(std::max<int64_t>(1, std::llround(v)));
-  else if (name == "dropout_rates") {
-    for (const auto& n : net_->graph().nodes())
-      if (auto* nn = dynamic_cast<NeuralNode*>(n.get()); nn && nn->has_dropout())
-        RETURN_IF_ERROR(nn->set_dropout_rate(static_cast<float>(v)));
-  } else {
-    return GetValue(name).status();
+std::map<std::string, v1::Schedule> Trainer::ScheduleSpecs() const {
+  std::map<std::string, v1::Schedule> out;
+  for (const Schedule& s : schedules_) out[s.name()] = s.spec();
+  return out;
+}
+
+absl::Status Trainer::SetSchedule(const std::string& name, const v1::Schedule* spec,
+                                  const std::string& who) {
+  ASSIGN_OR_RETURN(const HyperparameterDef* d, LookupHyperparameter(name));
+  const std::string by = who.empty() ? "" : absl::StrCat(" (", who, ")");
+  auto it = std::find_if(schedules_.begin(), schedules_.end(),
+                         [&](const Schedule& s) { return s.name() == d->name; });
+  if (spec == nullptr) {
+    if (it == schedules_.end()) return absl::OkStatus();
+    schedules_.erase(it);
+    log_->info("Schedule for {} removed at step {}{}", d->name, step_, by);
+    return absl::OkStatus();
   }
-  log_->debug("{} set to {:.6g} at step {}", name, v, step_);
+  ASSIGN_OR_RETURN(Schedule sch, Schedule::Create(d->name, *spec));
+  RETURN_IF_ERROR(d->get(*this).status());  // something to drive (dropout needs dropout layers)
+  if (who.empty()) {
+    log_->info("Schedule for {}", sch.Describe());
+  } else {
+    log_->info("Schedule for {} from step {}{}", sch.Describe(), step_, by);
+  }
+  if (it != schedules_.end()) {
+    *it = std::move(sch);
+  } else {
+    schedules_.push_back(std::move(sch));
+  }
   return absl::OkStatus();
 }
 
@@ -320,9 +320,11 @@ void Trainer::Log(const std::string& line) { log_->info("{}", line); }
 
 absl::Status Trainer::SetHyperparameter(const std::string& name, double value,
                                         const std::string& who) {
-  ASSIGN_OR_RETURN(double old, GetValue(name));
-  RETURN_IF_ERROR(SetValue(name, value));
-  log_->info("{} changed from {:.6g} to {:.6g} at step {} ({})", name, old, value, step_, who);
+  ASSIGN_OR_RETURN(const HyperparameterDef* d, LookupHyperparameter(name));
+  RETURN_IF_ERROR(CheckHyperparameterValue(*d, value));
+  ASSIGN_OR_RETURN(double old, d->get(*this));
+  RETURN_IF_ERROR(d->set(*this, value));
+  log_->info("{} changed from {:.6g} to {:.6g} at step {} ({})", d->name, old, value, step_, who);
   return absl::OkStatus();
 }
 
@@ -352,10 +354,12 @@ void Trainer::DrainCommandsLocked() {
 
 absl::Status Trainer::ApplySchedules() {
   for (const Schedule& s : schedules_) {
-    ASSIGN_OR_RETURN(double cur, GetValue(s.name()));
+    const HyperparameterDef* d = FindHyperparameter(s.name());  // Schedule::Create checked it
+    ASSIGN_OR_RETURN(double cur, d->get(*this));
     if (auto v = s.Apply(step_, cur)) {
-      RETURN_IF_ERROR(SetValue(s.name(), *v));
-      log_->debug("Schedule: {} = {:.4g} at step {}", s.name(), *v, step_);
+      const double value = ClampHyperparameterValue(*d, *v);
+      RETURN_IF_ERROR(d->set(*this, value));
+      log_->debug("Schedule: {} = {:.4g} at step {}", s.name(), value, step_);
     }
   }
   return absl::OkStatus();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -66,10 +67,19 @@ class Trainer {
   // training loop is running, `fn` runs at once on the caller's thread.
   absl::Status AtStepBoundary(std::function<absl::Status(Trainer&)> fn);
 
-  // Live-settable meta-parameters by name: lr, mom, wd, beta2, dropout_rates, history_freq.
-  // Changes are logged with their old value and the step. Call at a step boundary.
-  absl::StatusOr<double> GetHyperparameter(const std::string& name) const { return GetValue(name); }
+  // Live hyper-parameters by name, proto field or alias (the table in hyperparams.h). A set value
+  // is checked against the range and logged as "lr changed from A to B at step N (who)". Call at
+  // a step boundary.
+  absl::StatusOr<double> GetHyperparameter(const std::string& name) const;
   absl::Status SetHyperparameter(const std::string& name, double value, const std::string& who);
+  // The active schedules by hyper-parameter name. SetSchedule adds or replaces the schedule of
+  // `name` (nullptr removes it); it fires from the next step on. Call at a step boundary.
+  std::map<std::string, v1::Schedule> ScheduleSpecs() const;
+  absl::Status SetSchedule(const std::string& name, const v1::Schedule* spec,
+                           const std::string& who);
+  // Raw accessors behind the table's history_freq entry (no check, no log line).
+  int64_t history_freq() const { return spec_.history_freq(); }
+  void set_history_freq(int64_t steps) { spec_.set_history_freq(steps); }
 
   // Writes a line to the job's log (INFO).
   void Log(const std::string& line);
@@ -77,7 +87,9 @@ class Trainer {
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
   Network& network() { return *net_; }
+  const Network& network() const { return *net_; }
   Optimiser& optimiser() { return *opt_; }
+  const Optimiser& optimiser() const { return *opt_; }
   int64_t step() const { return step_; }
   const std::vector<HistoryRecord>& history() const { return history_; }
   std::string CheckpointPath(const std::string& suffix) const;  // <dir>/<name>-<suffix>.h5
@@ -91,8 +103,6 @@ class Trainer {
   absl::StatusOr<std::pair<double, double>> Evaluate(Split split);
   absl::Status SaveCheckpoint(const std::string& path);
   absl::Status ApplySchedules();
-  absl::Status SetValue(const std::string& name, double v);
-  absl::StatusOr<double> GetValue(const std::string& name) const;
   absl::Status WriteHistoryAndPlots();
   void SnapshotGoodState();
   void RestoreGoodState();

@@ -127,10 +127,10 @@ TEST(JobFileTest, Neuro3dTrainingSettings) {
   EXPECT_EQ(t.history_freq(), 200);
   EXPECT_EQ(t.monitor_batch_size(), 30);
   EXPECT_EQ(t.optimiser(), "Adam");
-  EXPECT_DOUBLE_EQ(t.optimiser_params().lr(), 5e-4);
-  EXPECT_DOUBLE_EQ(t.optimiser_params().mom(), 0.9);
+  EXPECT_DOUBLE_EQ(t.optimiser_params().learning_rate(), 5e-4);
+  EXPECT_DOUBLE_EQ(t.optimiser_params().momentum(), 0.9);
   EXPECT_DOUBLE_EQ(t.optimiser_params().beta2(), 0.999);
-  EXPECT_DOUBLE_EQ(t.optimiser_params().wd(), 0.5e-4);
+  EXPECT_DOUBLE_EQ(t.optimiser_params().weight_decay(), 0.5e-4);
   ASSERT_EQ(t.schedules().count("lr"), 1u);
   EXPECT_DOUBLE_EQ(t.schedules().at("lr").dec(), 0.995);
   EXPECT_EQ(t.batch_size(), 1);

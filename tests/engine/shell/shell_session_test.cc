@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
+#include "engine/trainer/hyperparams.h"
 #include "engine/trainer/trainer.h"
 #include "tests/support/tiny_job.h"
 
@@ -164,6 +167,45 @@ TEST_F(ShellSessionTest, Completion) {
   EXPECT_TRUE(Contains(shell_->Complete("x = tra"), "x = trainer"));
   EXPECT_TRUE(shell_->Complete("save ").empty());
   EXPECT_TRUE(shell_->Complete("setlr 1").empty());
+}
+
+// Shortcuts, `trainer.` fields and completion come from the hyper-parameter table: every entry
+// is reachable, by every spelling, and its range is enforced.
+TEST_F(ShellSessionTest, EveryHyperparameterOfTheTable) {
+  const std::string banner = shell_->Banner();
+  const std::vector<std::string> fields = shell_->Complete("trainer.");
+  std::vector<std::string> shortcuts;
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    SCOPED_TRACE(d.name);
+    const bool integer = d.type == HyperparameterType::kInt;
+    const double v = integer ? d.min + 2 : d.min + 0.25 * (std::isinf(d.max) ? 1 : d.max - d.min);
+    const std::string text = FormatHyperparameterValue(d, v);
+    EXPECT_TRUE(Contains(fields, "trainer." + d.name));
+    for (const std::string& spelling : {d.name, d.proto_field}) {
+      ShellOutput set = shell_->Execute(absl::StrCat("trainer.", spelling, " = ", text));
+      EXPECT_FALSE(set.error) << set.text;
+      EXPECT_FLOAT_EQ(Hyper(d.name), v);
+      EXPECT_EQ(shell_->Execute("trainer." + spelling).text, "= " + text);
+    }
+    ShellOutput bad = shell_->Execute(absl::StrCat("trainer.", d.name, " = ", d.min - 1));
+    EXPECT_TRUE(bad.error);
+    EXPECT_NE(bad.text.find(RangeText(d)), std::string::npos) << bad.text;
+    if (d.shortcut.empty()) continue;
+    shortcuts.push_back(d.shortcut);
+    EXPECT_NE(banner.find(d.shortcut), std::string::npos) << banner;
+    ShellOutput out = shell_->Execute(absl::StrCat(d.shortcut, " ", text));
+    EXPECT_FALSE(out.error) << out.text;
+    EXPECT_EQ(out.text, absl::StrCat(d.name, " = ", text, " (was ", text, ")"));
+    ShellOutput refused = shell_->Execute(absl::StrCat(d.shortcut, " ", d.min - 1));
+    EXPECT_TRUE(refused.error);
+    EXPECT_NE(refused.text.find(d.name + " must be " + RangeText(d)), std::string::npos)
+        << refused.text;
+    EXPECT_FLOAT_EQ(Hyper(d.name), v);
+  }
+  std::vector<std::string> completed = shell_->Complete("set");
+  std::sort(completed.begin(), completed.end());
+  std::sort(shortcuts.begin(), shortcuts.end());
+  EXPECT_EQ(completed, shortcuts);
 }
 
 }  // namespace

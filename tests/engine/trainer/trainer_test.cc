@@ -84,7 +84,7 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   EXPECT_GE(second, first);
   // A bad name is an error that does not disturb training.
   absl::Status bad =
-      t.AtStepBoundary([](Trainer& tr) { return tr.SetHyperparameter("learning_rate", 1, "x"); });
+      t.AtStepBoundary([](Trainer& tr) { return tr.SetHyperparameter("lernrate", 1, "x"); });
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   double lr = 0, mom = 0;
   ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
