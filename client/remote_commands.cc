@@ -11,18 +11,25 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "client/shell_client.h"
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/jobs.grpc.pb.h"
+#include "engine/core/status.h"
 #include "engine/lua/job_file.h"
+#include "engine/lua/schedule_text.h"
+#include "engine/trainer/hyperparams.h"
+#include "engine/trainer/schedule.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -456,39 +463,9 @@ int RunHosts(const RemoteCommands& state) {
 int RunSet(const RemoteCommands& state) {
   auto name = NormaliseJobName(state.job);
   if (!name.ok()) return ReportError(name.status());
-  if (state.key_values.empty()) {
-    return ReportError(absl::InvalidArgumentError(
-        "set needs KEY=VALUE pairs: lr, mom, wd, beta2, dropout, history_freq"));
-  }
   v1::UpdateHyperparametersRequest req;
   req.set_name(*name);
-  v1::Hyperparameters* h = req.mutable_hyperparameters();
-  for (const std::string& kv : state.key_values) {
-    const size_t eq = kv.find('=');
-    double v = 0;
-    if (eq == std::string::npos || !absl::SimpleAtod(kv.substr(eq + 1), &v)) {
-      return ReportError(absl::InvalidArgumentError("'" + kv + "' is not KEY=NUMBER"));
-    }
-    const std::string key = kv.substr(0, eq);
-    std::string path;
-    if (key == "lr" || key == "learning_rate") {
-      h->set_learning_rate(v), path = "learning_rate";
-    } else if (key == "mom" || key == "momentum") {
-      h->set_momentum(v), path = "momentum";
-    } else if (key == "wd" || key == "weight_decay") {
-      h->set_weight_decay(v), path = "weight_decay";
-    } else if (key == "beta2") {
-      h->set_beta2(v), path = "beta2";
-    } else if (key == "dropout" || key == "dropout_rate" || key == "dropout_rates") {
-      h->set_dropout_rate(v), path = "dropout_rate";
-    } else if (key == "history_freq") {
-      h->set_history_freq(static_cast<int64_t>(v)), path = "history_freq";
-    } else {
-      return ReportError(absl::InvalidArgumentError(
-          "unknown key '" + key + "'; settable: lr, mom, wd, beta2, dropout, history_freq"));
-    }
-    req.mutable_update_mask()->add_paths(path);
-  }
+  if (absl::Status p = ParseSetArguments(state.key_values, &req); !p.ok()) return ReportError(p);
   auto ctx = Open(state);
   if (!ctx.ok()) return ReportError(ctx.status());
   auto stub = v1::Trainer::NewStub(ctx->connection.channel);
@@ -496,11 +473,13 @@ int RunSet(const RemoteCommands& state) {
   auto cc = MakeContext(ctx->connection);
   grpc::Status s = stub->UpdateHyperparameters(cc.get(), req, &out);
   if (!s.ok()) return ReportError(s, ctx->connection);
-  std::printf(
-      "%s at step %lld: lr=%.3g mom=%.3g wd=%.3g beta2=%.4g dropout=%.3g history_freq=%lld\n",
-      name->c_str(), static_cast<long long>(out.step()), out.learning_rate(), out.momentum(),
-      out.weight_decay(), out.beta2(), out.dropout_rate(),
-      static_cast<long long>(out.history_freq()));
+  if (state.json) {
+    std::printf("%s\n", ToJson(out).c_str());
+    return kExitOk;
+  }
+  std::printf("%s at step %lld: %s\n  schedules: %s\n", name->c_str(),
+              static_cast<long long>(out.step()), FormatHyperparameters(out).c_str(),
+              FormatSchedules(out).c_str());
   return kExitOk;
 }
 
@@ -525,17 +504,13 @@ int RunParams(const RemoteCommands& state) {
   s = model->ListParameters(c2.get(), preq, &ps);
   if (!s.ok()) return ReportError(s, ctx->connection);
   if (state.json) {
-    std::string a, b;
-    (void)google::protobuf::util::MessageToJsonString(h, &a);
-    (void)google::protobuf::util::MessageToJsonString(ps, &b);
-    std::printf("{\"hyperparameters\": %s, \"parameters\": %s}\n", a.c_str(), b.c_str());
+    std::printf("{\"hyperparameters\":%s,\"parameters\":%s}\n", ToJson(h).c_str(),
+                ToJson(ps).c_str());
     return kExitOk;
   }
-  std::printf(
-      "%s at step %lld\n  lr=%.4g  mom=%.4g  wd=%.4g  beta2=%.4g  dropout=%.3g  "
-      "history_freq=%lld\n",
-      name->c_str(), static_cast<long long>(h.step()), h.learning_rate(), h.momentum(),
-      h.weight_decay(), h.beta2(), h.dropout_rate(), static_cast<long long>(h.history_freq()));
+  std::printf("%s at step %lld\n  %s\n  schedules: %s\n", name->c_str(),
+              static_cast<long long>(h.step()), FormatHyperparameters(h).c_str(),
+              FormatSchedules(h).c_str());
   std::printf("%-24s %-20s %s\n", "PARAMETER", "SHAPE", "TRAINABLE");
   for (const auto& p : ps.parameters()) {
     std::printf("%-24s %-20s %s\n", (p.node() + "/" + p.param()).c_str(),
@@ -561,9 +536,7 @@ int RunStats(const RemoteCommands& state) {
   grpc::Status s = model->GetStatistics(cc.get(), req, &st);
   if (!s.ok()) return ReportError(s, ctx->connection);
   if (state.json) {
-    std::string a;
-    (void)google::protobuf::util::MessageToJsonString(st, &a);
-    std::printf("%s\n", a.c_str());
+    std::printf("%s\n", ToJson(st).c_str());
     return kExitOk;
   }
   std::printf("%s %s at step %lld\n", name->c_str(), state.stats_kind.c_str(),
@@ -728,6 +701,10 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s) {
   add("progress", progress);
   add("loss", job.step() > 0 ? FormatLoss(job.loss()) : "-");
   if (!job.error().empty()) add("error", job.error());
+  if (job.has_hyperparameters()) {
+    add("hyperparameters", FormatHyperparameters(job.hyperparameters()));
+    add("schedules", FormatSchedules(job.hyperparameters()));
+  }
   const std::string& save_name = job.spec().training().save_name();
   if (!save_name.empty()) add("save_name", save_name);
   if (!job.spec().job_file_name().empty()) add("job_file", job.spec().job_file_name());
@@ -739,6 +716,70 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s) {
                      FormatAge(job.update_time().seconds(), now_unix_s) + ")");
   if (!job.request_id().empty()) add("request_id", job.request_id());
   return FormatTable(rows);
+}
+
+std::string FormatHyperparameters(const v1::Hyperparameters& h) {
+  std::vector<std::string> parts;
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    absl::StatusOr<double> v = GetProtoValue(d, h);
+    if (v.ok()) parts.push_back(absl::StrCat(d.name, "=", FormatHyperparameterValue(d, *v)));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+std::string FormatSchedules(const v1::Hyperparameters& h) {
+  std::map<std::string, std::string> lines;  // sorted by name
+  for (const auto& [name, spec] : h.schedules()) {
+    absl::StatusOr<Schedule> s = Schedule::Create(name, spec);
+    lines[name] = s.ok() ? s->Describe() : absl::StrCat(name, ": ", s.status().message());
+  }
+  if (lines.empty()) return "none";
+  std::vector<std::string> out;
+  for (const auto& [name, line] : lines) out.push_back(line);
+  return absl::StrJoin(out, "; ");
+}
+
+absl::Status ParseSetArguments(const std::vector<std::string>& key_values,
+                               v1::UpdateHyperparametersRequest* req) {
+  const std::string usage = absl::StrCat(
+      "set takes KEY=VALUE pairs: ", HyperparameterNameList(),
+      " (or their proto field names), and schedule.NAME={dec=0.99} or schedule.NAME=none");
+  if (key_values.empty()) return absl::InvalidArgumentError(usage);
+  v1::Hyperparameters* h = req->mutable_hyperparameters();
+  std::set<std::string> seen;
+  for (const std::string& kv : key_values) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("'", kv, "' is not KEY=VALUE; ", usage));
+    }
+    absl::string_view key = absl::string_view(kv).substr(0, eq);
+    const std::string value(absl::StripAsciiWhitespace(absl::string_view(kv).substr(eq + 1)));
+    if (absl::ConsumePrefix(&key, "schedules.") || absl::ConsumePrefix(&key, "schedule.")) {
+      ASSIGN_OR_RETURN(const HyperparameterDef* d, LookupHyperparameter(key));
+      if (!d->schedulable) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            d->name, " cannot be scheduled; schedulable are ", HyperparameterNameList(true)));
+      }
+      if (!seen.insert("schedules." + d->name).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the schedule of ", d->name, " is set twice"));
+      }
+      if (value != "none" && value != "nil") {
+        ASSIGN_OR_RETURN(v1::Schedule spec, ParseScheduleText(d->name, value));
+        (*h->mutable_schedules())[d->name] = spec;
+      }
+      req->mutable_update_mask()->add_paths("schedules." + d->name);
+      continue;
+    }
+    ASSIGN_OR_RETURN(const HyperparameterDef* d, LookupHyperparameter(key));
+    if (!seen.insert(d->name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(d->name, " is set twice"));
+    }
+    ASSIGN_OR_RETURN(double v, ParseHyperparameterValue(*d, value));
+    RETURN_IF_ERROR(SetProtoValue(*d, v, h));
+    req->mutable_update_mask()->add_paths(d->proto_field);
+  }
+  return absl::OkStatus();
 }
 
 std::string JobToJson(const v1::Job& job, bool brief) {
@@ -883,11 +924,17 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
     sub->add_flag("--json", s->json, "print the job as JSON");
   }
 
-  auto* set = add("set",
-                  "change hyper-parameters of a running job at its next step boundary, "
-                  "e.g. set 7 lr=1e-4 mom=0.95 (lr, mom, wd, beta2, dropout, history_freq)");
+  auto* set =
+      add("set", absl::StrCat("change hyper-parameters or schedules of a running job at its "
+                              "next step boundary, e.g. set 7 lr=1e-4 mom=0.95 "
+                              "'schedule.lr={dec=0.99}' (",
+                              HyperparameterNameList(), ")"));
   set->add_option("job", s->job, job_help)->required();
-  set->add_option("key_values", s->key_values, "KEY=VALUE pairs")->required();
+  set->add_option("key_values", s->key_values,
+                  "KEY=VALUE pairs; schedule.KEY={dec=f} | {lindec={n, v0}} | "
+                  "{updates={{step, v}, ...}} (optionally granularity=steps), or none")
+      ->required();
+  set->add_flag("--json", s->json, "print the new hyper-parameters as proto JSON");
   auto* params = add("params", "show a running job's hyper-parameters and parameter tensors");
   params->add_option("job", s->job, job_help)->required();
   params->add_flag("--json", s->json, json_help);

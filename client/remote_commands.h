@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/connection.h"
+#include "elektronn/v1/control.pb.h"
 #include "elektronn/v1/jobs.pb.h"
 
 namespace elektronn {
@@ -60,6 +61,16 @@ std::string FormatBytes(int64_t bytes);
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_unix_s);
 // `status` for people: one "key: value" line per field.
 std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s);
+// "lr=0.0001 mom=0.9 wd=0 beta2=0.999 dropout_rates=0 history_freq=200": every entry of the
+// hyper-parameter table by its name.
+std::string FormatHyperparameters(const v1::Hyperparameters& h);
+// "lr: mode=mult, decay-factor=0.99, every 1000 steps; ..." or "none".
+std::string FormatSchedules(const v1::Hyperparameters& h);
+// `set`'s KEY=VALUE arguments as an UpdateHyperparametersRequest: names, proto fields or aliases
+// with values checked against their ranges; schedule.NAME={...} in job-file syntax, or =none to
+// remove it. Errors name the key and the valid range.
+absl::Status ParseSetArguments(const std::vector<std::string>& key_values,
+                               v1::UpdateHyperparametersRequest* req);
 // Proto JSON of a job (one line). `brief` drops the model and the job file source (ls).
 std::string JobToJson(const v1::Job& job, bool brief = false);
 // The `hosts` table: HOST, CPUS, LOAD, RAM (available/total), DISK FREE, GPUS, JOBS.

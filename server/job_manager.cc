@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "engine/trainer/hyperparams.h"
 #include "server/common.h"
 #include "spdlog/spdlog.h"
 
@@ -150,6 +151,9 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
   e->events = std::make_unique<JobEventLog>(store_, e->id);
   e->job.set_name("jobs/" + e->id);
   *e->job.mutable_spec() = spec;
+  // The values the job starts with, until its worker reports live ones.
+  WriteStartValues(spec.training(), e->job.mutable_hyperparameters());
+  *e->job.mutable_hyperparameters()->mutable_schedules() = spec.training().schedules();
   e->job.mutable_spec()->mutable_training()->set_save_path(store_->JobDir(e->id));
   e->job.mutable_spec()->mutable_training()->set_save_name("train");
   e->job.set_training_dir(store_->TrainingDir(e->id));

@@ -11,11 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "elektronn/v1/control.grpc.pb.h"
@@ -25,8 +27,18 @@
 #include "engine/io/model_file.h"
 #include "engine/nodes/neural.h"
 #include "engine/shell/shell_session.h"
+#include "engine/trainer/hyperparams.h"
+#include "engine/trainer/schedule.h"
 
 namespace elektronn {
+
+void FillHyperparameters(const Trainer& t, v1::Hyperparameters* h) {
+  h->Clear();
+  WriteLiveValues(t, h);  // every entry of the table, by its proto field
+  for (const auto& [name, spec] : t.ScheduleSpecs()) (*h->mutable_schedules())[name] = spec;
+  h->set_step(t.step());
+}
+
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
@@ -45,64 +57,104 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-void FillHyper(Trainer& t, v1::Hyperparameters* h) {
-  h->set_learning_rate(*t.GetHyperparameter("lr"));
-  h->set_momentum(*t.GetHyperparameter("mom"));
-  h->set_weight_decay(*t.GetHyperparameter("wd"));
-  h->set_beta2(*t.GetHyperparameter("beta2"));
-  auto d = t.GetHyperparameter("dropout_rates");
-  h->set_dropout_rate(d.ok() ? *d : 0.0);
-  h->set_history_freq(static_cast<int64_t>(*t.GetHyperparameter("history_freq")));
-  h->set_step(t.step());
-}
-
 class TrainerService final : public v1::Trainer::Service {
  public:
   explicit TrainerService(Trainer* t) : t_(t) {}
   grpc::Status GetHyperparameters(grpc::ServerContext*, const v1::GetHyperparametersRequest*,
                                   v1::Hyperparameters* out) override {
     return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
-      FillHyper(t, out);
+      FillHyperparameters(t, out);
       return absl::OkStatus();
     }));
   }
   grpc::Status UpdateHyperparameters(grpc::ServerContext* ctx,
                                      const v1::UpdateHyperparametersRequest* req,
                                      v1::Hyperparameters* out) override {
-    const v1::Hyperparameters& h = req->hyperparameters();
-    std::vector<std::pair<std::string, double>> changes;
-    for (const std::string& path : req->update_mask().paths()) {
-      if (path == "learning_rate")
-        changes.emplace_back("lr", h.learning_rate());
-      else if (path == "momentum")
-        changes.emplace_back("mom", h.momentum());
-      else if (path == "weight_decay")
-        changes.emplace_back("wd", h.weight_decay());
-      else if (path == "beta2")
-        changes.emplace_back("beta2", h.beta2());
-      else if (path == "dropout_rate")
-        changes.emplace_back("dropout_rates", h.dropout_rate());
-      else if (path == "history_freq")
-        changes.emplace_back("history_freq", static_cast<double>(h.history_freq()));
-      else
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrFormat("update_mask path '%s' is not settable; use "
-                                            "learning_rate, momentum, weight_decay, beta2, "
-                                            "dropout_rate or history_freq",
-                                            path));
-    }
-    if (changes.empty()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "update_mask is empty");
-    }
+    absl::StatusOr<Changes> changes = ReadChanges(*req);
+    if (!changes.ok()) return ToGrpc(changes.status());
     const std::string who = absl::StrFormat("UpdateHyperparameters from %s", ctx->peer());
     return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
-      for (const auto& [name, v] : changes) RETURN_IF_ERROR(t.SetHyperparameter(name, v, who));
-      FillHyper(t, out);
+      // Everything named must exist in this job before anything changes.
+      for (const auto& [d, v] : changes->values) RETURN_IF_ERROR(d->get(t).status());
+      for (const auto& [d, spec] : changes->schedules) RETURN_IF_ERROR(d->get(t).status());
+      if (changes->replace_schedules) {
+        for (const auto& [name, spec] : t.ScheduleSpecs()) {
+          RETURN_IF_ERROR(t.SetSchedule(name, nullptr, who));
+        }
+      }
+      for (const auto& [d, v] : changes->values) {
+        RETURN_IF_ERROR(t.SetHyperparameter(d->name, v, who));
+      }
+      for (const auto& [d, spec] : changes->schedules) {
+        RETURN_IF_ERROR(t.SetSchedule(d->name, spec ? &*spec : nullptr, who));
+      }
+      FillHyperparameters(t, out);
       return absl::OkStatus();
     }));
   }
 
  private:
+  // An UpdateHyperparametersRequest read and checked against the table: new values, and
+  // schedules to set (or remove, without a spec).
+  struct Changes {
+    std::vector<std::pair<const HyperparameterDef*, double>> values;
+    std::vector<std::pair<const HyperparameterDef*, std::optional<v1::Schedule>>> schedules;
+    bool replace_schedules = false;  // path "schedules": the map replaces every schedule
+  };
+
+  static absl::StatusOr<Changes> ReadChanges(const v1::UpdateHyperparametersRequest& req) {
+    const v1::Hyperparameters& h = req.hyperparameters();
+    Changes c;
+    std::set<const HyperparameterDef*> seen_values, seen_schedules;
+    // The schedule in the request's map for `d`, under any of its names.
+    auto find_schedule = [&](const HyperparameterDef* d) -> std::optional<v1::Schedule> {
+      for (const auto& [key, spec] : h.schedules())
+        if (FindHyperparameter(key) == d) return spec;
+      return std::nullopt;
+    };
+    auto add_schedule = [&](const std::string& key) -> absl::Status {
+      const HyperparameterDef* d = FindHyperparameter(key);
+      if (d == nullptr || !d->schedulable) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("schedules.%s: '%s' is not a schedulable hyper-parameter; "
+                            "schedulable are %s",
+                            key, key, HyperparameterNameList(/*schedulable_only=*/true)));
+      }
+      if (!seen_schedules.insert(d).second) return absl::OkStatus();
+      std::optional<v1::Schedule> spec = find_schedule(d);
+      if (spec) RETURN_IF_ERROR(Schedule::Create(d->name, *spec).status());
+      c.schedules.emplace_back(d, std::move(spec));
+      return absl::OkStatus();
+    };
+    for (const std::string& path : req.update_mask().paths()) {
+      if (path == "schedules") {
+        c.replace_schedules = true;
+        for (const auto& [key, spec] : h.schedules()) RETURN_IF_ERROR(add_schedule(key));
+        continue;
+      }
+      if (absl::string_view key = path; absl::ConsumePrefix(&key, "schedules.")) {
+        RETURN_IF_ERROR(add_schedule(std::string(key)));
+        continue;
+      }
+      const HyperparameterDef* d = FindHyperparameterByProtoField(path);
+      if (d == nullptr) {
+        std::vector<std::string> paths;
+        for (const HyperparameterDef& e : Hyperparameters()) paths.push_back(e.proto_field);
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "update_mask path '%s' is not settable; use %s, schedules.<name> or schedules", path,
+            absl::StrJoin(paths, ", ")));
+      }
+      if (!seen_values.insert(d).second) continue;
+      ASSIGN_OR_RETURN(double v, GetProtoValue(*d, h));
+      RETURN_IF_ERROR(CheckHyperparameterValue(*d, v));
+      c.values.emplace_back(d, v);
+    }
+    if (c.values.empty() && c.schedules.empty() && !c.replace_schedules) {
+      return absl::InvalidArgumentError("update_mask is empty");
+    }
+    return c;
+  }
+
   Trainer* t_;
 };
 

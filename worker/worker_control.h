@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "elektronn/v1/control.pb.h"
 #include "engine/trainer/trainer.h"
 
 namespace grpc {
@@ -14,6 +15,11 @@ class Server;
 }
 
 namespace elektronn {
+
+// The live hyper-parameters of `t` as the Trainer service and the daemon's Job show them: every
+// entry of the table in engine/trainer/hyperparams.h, the active schedules and the step. Call
+// on the training thread or at a step boundary.
+void FillHyperparameters(const Trainer& t, v1::Hyperparameters* h);
 
 class WorkerControl {
  public:

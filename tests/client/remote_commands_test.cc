@@ -19,7 +19,10 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/connection.h"
+#include "engine/trainer/hyperparams.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/wait.h"
@@ -361,6 +364,70 @@ TEST(Registration, SetRejectsUnknownKeysBeforeConnecting) {
   const char* argv2[] = {"elektronn", "set", "7", "lr=fast"};
   app2.parse(4, const_cast<char**>(argv2));
   EXPECT_EQ(RunRemoteCommands(bad_value), std::optional<int>(2));
+}
+
+// `set` reads names through the hyper-parameter table: every name, proto field and alias maps to
+// its proto field; ranges are checked before any connection; schedules use job-file syntax.
+TEST(SetArguments, EveryHyperparameterByEverySpelling) {
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    std::vector<std::string> spellings = {d.name, d.proto_field};
+    spellings.insert(spellings.end(), d.aliases.begin(), d.aliases.end());
+    const double v = d.type == HyperparameterType::kInt ? d.min + 5 : d.min + 0.25;
+    for (const std::string& key : spellings) {
+      SCOPED_TRACE(key);
+      v1::UpdateHyperparametersRequest req;
+      ASSERT_TRUE(ParseSetArguments({key + "=" + FormatHyperparameterValue(d, v)}, &req).ok());
+      ASSERT_EQ(req.update_mask().paths_size(), 1);
+      EXPECT_EQ(req.update_mask().paths(0), d.proto_field);
+      EXPECT_DOUBLE_EQ(GetProtoValue(d, req.hyperparameters()).value_or(-1), v);
+      absl::Status bad = ParseSetArguments({absl::StrCat(key, "=", d.min - 1)}, &req);
+      EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(bad.message().find(d.name + " must be " + RangeText(d)), std::string::npos)
+          << bad.message();
+    }
+    // Schedules by any spelling, stored under the name; none removes.
+    v1::UpdateHyperparametersRequest req;
+    absl::Status s = ParseSetArguments({"schedule." + d.proto_field + "={dec=0.5}"}, &req);
+    EXPECT_EQ(s.ok(), d.schedulable) << d.name << ": " << s;
+    if (!d.schedulable) continue;
+    EXPECT_EQ(req.update_mask().paths(0), "schedules." + d.name);
+    EXPECT_DOUBLE_EQ(req.hyperparameters().schedules().at(d.name).dec(), 0.5);
+    v1::UpdateHyperparametersRequest off;
+    ASSERT_TRUE(ParseSetArguments({"schedules." + d.name + "=none"}, &off).ok());
+    EXPECT_EQ(off.update_mask().paths(0), "schedules." + d.name);
+    EXPECT_TRUE(off.hyperparameters().schedules().empty());
+  }
+  v1::UpdateHyperparametersRequest req;
+  ASSERT_TRUE(ParseSetArguments({"lr=1e-4", "mom=0.95", "schedule.lr={dec=0.99}"}, &req).ok());
+  EXPECT_EQ(absl::StrJoin(req.update_mask().paths(), ","), "learning_rate,momentum,schedules.lr");
+  EXPECT_DOUBLE_EQ(req.hyperparameters().learning_rate(), 1e-4);
+  EXPECT_FALSE(ParseSetArguments({"lr=1", "learning_rate=2"}, &req).ok());  // twice
+  EXPECT_FALSE(ParseSetArguments({"schedule.lr={dec=-1}"}, &req).ok());
+  EXPECT_FALSE(ParseSetArguments({"schedule.batch_size={dec=0.5}"}, &req).ok());
+  EXPECT_FALSE(ParseSetArguments({"history_freq=2.5"}, &req).ok());
+  EXPECT_FALSE(ParseSetArguments({}, &req).ok());
+}
+
+TEST(Formatting, HyperparametersAndSchedules) {
+  v1::Hyperparameters h;
+  h.set_learning_rate(1e-4);
+  h.set_momentum(0.9);
+  h.set_history_freq(200);
+  h.set_step(5);
+  EXPECT_EQ(FormatHyperparameters(h),
+            "lr=0.0001 mom=0.9 wd=0 beta2=0 dropout_rates=0 history_freq=200");
+  EXPECT_EQ(FormatSchedules(h), "none");
+  (*h.mutable_schedules())["lr"].set_dec(0.99);
+  EXPECT_EQ(FormatSchedules(h), "lr: mode=mult, decay-factor=0.99, every 1000 steps");
+  v1::Job job = MakeJob();
+  *job.mutable_hyperparameters() = h;
+  const std::string d = FormatJobDetails(job, 1'700'000'060);
+  EXPECT_NE(d.find("lr=0.0001 mom=0.9"), std::string::npos) << d;
+  EXPECT_NE(d.find("decay-factor=0.99"), std::string::npos) << d;
+  const auto j = nlohmann::json::parse(JobToJson(job));  // proto field names
+  EXPECT_DOUBLE_EQ(j["hyperparameters"]["learning_rate"].get<double>(), 1e-4);
+  EXPECT_EQ(j["hyperparameters"]["history_freq"], "200");
+  EXPECT_DOUBLE_EQ(j["hyperparameters"]["schedules"]["lr"]["dec"].get<double>(), 0.99);
 }
 
 // ---- End to end (subprocesses) ----

@@ -74,6 +74,72 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
     grpc::Status bad = trainer->UpdateHyperparameters(&c3, up, &after);
     EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(bad.error_message().find("batch_size"), std::string::npos);
+    // Out of range: refused, naming the hyper-parameter and its range; nothing changes.
+    grpc::ClientContext c4;
+    v1::UpdateHyperparametersRequest neg;
+    neg.mutable_hyperparameters()->set_learning_rate(-1);
+    neg.mutable_hyperparameters()->set_momentum(0.5);
+    neg.mutable_update_mask()->add_paths("momentum");
+    neg.mutable_update_mask()->add_paths("learning_rate");
+    bad = trainer->UpdateHyperparameters(&c4, neg, &after);
+    EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(bad.error_message().find("lr must be >= 0, got -1"), std::string::npos)
+        << bad.error_message();
+    grpc::ClientContext c5;
+    ASSERT_TRUE(trainer->GetHyperparameters(&c5, req, &h).ok());
+    EXPECT_FLOAT_EQ(h.momentum(), 0.9);
+  }
+  {  // a schedule set over gRPC fires at its step boundaries: lr halves at every even step
+    v1::UpdateHyperparametersRequest up;
+    v1::Schedule& s = (*up.mutable_hyperparameters()->mutable_schedules())["lr"];
+    s.set_dec(0.5);
+    s.set_granularity(2);
+    up.mutable_update_mask()->add_paths("schedules.lr");
+    grpc::ClientContext c;
+    v1::Hyperparameters set;
+    grpc::Status st = trainer->UpdateHyperparameters(&c, up, &set);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(set.schedules().count("lr"), 1u);
+    EXPECT_EQ(set.schedules().at("lr").granularity(), 2);
+    // The value at step s0 (when the schedule arrived) halves at each even step after it.
+    auto expected = [&](int64_t step) {
+      double lr = set.learning_rate();
+      for (int64_t i = set.step() + 1; i <= step; ++i)
+        if (i % 2 == 0) lr *= 0.5;
+      return lr;
+    };
+    v1::Hyperparameters now;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    do {
+      grpc::ClientContext g;
+      ASSERT_TRUE(trainer->GetHyperparameters(&g, v1::GetHyperparametersRequest(), &now).ok());
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "training reached " << now.step();
+    } while (now.step() < set.step() + 6);
+    EXPECT_FLOAT_EQ(now.learning_rate(), expected(now.step()))
+        << "set at step " << set.step() << ", read at " << now.step();
+    EXPECT_LT(now.learning_rate(), set.learning_rate() / 4);
+    EXPECT_EQ(now.schedules().count("lr"), 1u);
+    // Bad schedules and names are refused.
+    s.set_dec(-1);
+    grpc::ClientContext c2;
+    EXPECT_EQ(trainer->UpdateHyperparameters(&c2, up, &set).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    up.mutable_update_mask()->set_paths(0, "schedules.batch_size");
+    grpc::ClientContext c3;
+    EXPECT_EQ(trainer->UpdateHyperparameters(&c3, up, &set).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    // The path without a map entry removes the schedule: lr holds still.
+    v1::UpdateHyperparametersRequest off;
+    off.mutable_update_mask()->add_paths("schedules.lr");
+    grpc::ClientContext c4;
+    ASSERT_TRUE(trainer->UpdateHyperparameters(&c4, off, &set).ok());
+    EXPECT_TRUE(set.schedules().empty());
+    do {
+      grpc::ClientContext g;
+      ASSERT_TRUE(trainer->GetHyperparameters(&g, v1::GetHyperparametersRequest(), &now).ok());
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "training reached " << now.step();
+    } while (now.step() < set.step() + 4);
+    EXPECT_FLOAT_EQ(now.learning_rate(), set.learning_rate());
   }
   {  // model summary and parameters
     grpc::ClientContext c;
@@ -185,7 +251,11 @@ TEST(WorkerControl, ServesTrainerAndModelServices) {
   EXPECT_NE(ss.str().find("lr changed from 0.001 to 1e-05 at step"), std::string::npos) << ss.str();
   EXPECT_NE(ss.str().find("parameter conv/b set at step"), std::string::npos);
   EXPECT_NE(ss.str().find("training paused by shell of tester"), std::string::npos);
-  EXPECT_NE(ss.str().find("lr changed from 1e-05 to 2e-05"), std::string::npos) << ss.str();
+  // From what the schedule above left (1e-05 halved a few times).
+  EXPECT_NE(ss.str().find(" to 2e-05 at step"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("Schedule for lr: mode=mult, decay-factor=0.5, every 2 steps from step"),
+            std::string::npos);
+  EXPECT_NE(ss.str().find("Schedule for lr removed at step"), std::string::npos);
   fs::remove_all(dir);
 }
 

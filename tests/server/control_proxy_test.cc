@@ -11,6 +11,9 @@ namespace {
 TEST_F(DaemonTest, TrainerAndModelServicesReachTheWorker) {
   StartDaemon();
   v1::Job job = Create(TinySpec(10'000'000, 20));
+  // Before its worker reports, the Job shows the values the job file sets.
+  EXPECT_FLOAT_EQ(job.hyperparameters().learning_rate(), 5e-3);
+  EXPECT_EQ(job.hyperparameters().history_freq(), 20);
   WaitFor(job.name(), [](const v1::Job& j) { return j.state() == v1::RUNNING && j.step() > 2; });
   auto trainer = v1::Trainer::NewStub(channel_);
   auto model = v1::Model::NewStub(channel_);
