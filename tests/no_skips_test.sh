@@ -4,7 +4,8 @@
 # them through deploy/bootstrap.sh); GPU-only suites are excluded by their `gpu` label.
 set -euo pipefail
 cd "$(dirname "$0")"
-if hits=$(grep -rn --include='*.cc' --include='*.h' --include='*.sh' -E 'GTEST_SKIP|exit 77' . |
+if hits=$(grep -rn --include='*.cc' --include='*.h' --include='*.sh' --include='*.py' \
+          -E 'GTEST_SKIP|exit 77|skipTest|unittest\.skip|SkipTest|pytest\.skip' . |
           grep -v '^./no_skips_test.sh:'); then
   echo "FAIL: tests that skip themselves (make a missing dependency fail instead):" >&2
   echo "$hits" >&2
