@@ -2,6 +2,7 @@
 #include "engine/trainer/hyperparams.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -21,10 +22,21 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
 
+// A float as the double of its shortest decimal form (0.9f -> 0.9, not 0.8999999761581421), so
+// protos, JSON and messages show the value that was set; it converts back to the same float.
+double FloatValue(float f) {
+  char buf[32];
+  const char* end = std::to_chars(buf, buf + sizeof(buf), f).ptr;
+  double d = f;
+  std::from_chars(buf, end, d);
+  return d;
+}
+
 // Getter and setter of an optimiser meta-parameter (reference §4): a float of HyperParams.
 std::function<absl::StatusOr<double>(const Trainer&)> OptimiserGet(float HyperParams::*field) {
-  return
-      [field](const Trainer& t) -> absl::StatusOr<double> { return t.optimiser().hyper().*field; };
+  return [field](const Trainer& t) -> absl::StatusOr<double> {
+    return FloatValue(t.optimiser().hyper().*field);
+  };
 }
 std::function<absl::Status(Trainer&, double)> OptimiserSet(float HyperParams::*field) {
   return [field](Trainer& t, double v) {
@@ -42,7 +54,7 @@ absl::Status NoDropout() {
 absl::StatusOr<double> GetDropout(const Trainer& t) {
   for (const auto& n : t.network().graph().nodes()) {
     const auto* nn = dynamic_cast<const NeuralNode*>(n.get());
-    if (nn != nullptr && nn->has_dropout()) return nn->dropout_rate();
+    if (nn != nullptr && nn->has_dropout()) return FloatValue(nn->dropout_rate());
   }
   return NoDropout();
 }

@@ -283,6 +283,14 @@ TEST_F(HyperparametersWithTrainer, EveryEntryRoundTrips) {
     }
   }
   EXPECT_FALSE(t.SetHyperparameter("lernrate", 1, "test").ok());
+  // Values kept as float read back as the decimal that was set (JSON shows 0.9, not 0.89999997).
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    if (d.type != HyperparameterType::kDouble) continue;
+    const double v = d.max_exclusive || d.max <= 1 ? 0.1 : 1e-5;
+    ASSERT_TRUE(t.SetHyperparameter(d.name, v, "test").ok()) << d.name;
+    FillHyperparameters(t, &live);
+    EXPECT_EQ(GetProtoValue(d, live).value_or(-1), v) << d.name;
+  }
 }
 
 TEST_F(HyperparametersWithTrainer, SchedulesAreSetReplacedAndRemovedLive) {
