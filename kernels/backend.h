@@ -183,11 +183,25 @@ class Backend {
                               int64_t n) = 0;
 };
 
-// True while a backend is inside a third-party library call (oneDNN's primitive execute, which
+// True while the calling thread is inside a third-party library call (oneDNN's primitive execute, which
 // builds a small argument map per call). Lets tests attribute heap allocations.
 bool InLibraryCall();
 
 // The oneDNN CPU backend (threads: OpenMP's, set by OMP_NUM_THREADS).
 std::unique_ptr<Backend> CreateCpuBackend();
+
+// What a job asks of its backend: the device ("cpu", or "cuda:N" once the CUDA backend exists)
+// and, for the CPU, how many threads (0: OpenMP's default, i.e. OMP_NUM_THREADS).
+struct BackendOptions {
+  std::string device = "cpu";
+  int threads = 0;
+};
+
+// The one way the worker, tools and benchmarks get a backend. An unknown or unavailable
+// device is INVALID_ARGUMENT / UNAVAILABLE naming it and what this build offers.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
+
+// The devices this build can create backends for, e.g. {"cpu"}.
+std::vector<std::string> AvailableDevices();
 
 }  // namespace elektronn::kernels

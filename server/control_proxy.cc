@@ -41,7 +41,7 @@ absl::StatusOr<std::unique_ptr<typename Stub::Stub>> StubFor(const WorkerChannel
 }  // namespace
 
 std::string WorkerChannels::SocketPath(const JobStore& store, const std::string& id) {
-  return store.JobDir(id) + "/control.sock";
+  return store.ControlSocketPath(id);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> WorkerChannels::For(

@@ -2,8 +2,10 @@
 #include "server/job_manager.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,12 +21,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "engine/trainer/hyperparams.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "server/common.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
 
 namespace elektronn {
+
+// The descriptor of the typed channel in a worker (--event-fd), and the largest event accepted.
+constexpr int kWorkerEventFd = 3;
+constexpr uint32_t kMaxWorkerEventBytes = 1 << 20;
 namespace {
 
 namespace fs = std::filesystem;
@@ -370,16 +377,20 @@ void JobManager::SpawnLocked(Entry* e) {
                                    "--status-interval",
                                    absl::StrCat(options_.status_interval_s),
                                    "--control-socket",
-                                   store_->JobDir(e->id) + "/control.sock",
+                                   store_->ControlSocketPath(e->id),
+                                   "--event-fd",
+                                   absl::StrCat(kWorkerEventFd),
                                    resume ? "--resume" : "--overwrite"};
+  // The job's resources: its CPU threads (else the daemon's --worker-threads) and memory limit.
+  const v1::JobResources& res = e->job.spec().resources();
+  const int threads = res.cpu_threads() > 0 ? res.cpu_threads() : options_.worker_omp_threads;
+  const rlim_t memory = res.memory_bytes() > 0 ? static_cast<rlim_t>(res.memory_bytes()) : 0;
   std::vector<std::string> env;
   for (char** p = environ; *p; ++p) {
-    if (options_.worker_omp_threads > 0 && std::strncmp(*p, "OMP_NUM_THREADS=", 16) == 0) continue;
+    if (threads > 0 && std::strncmp(*p, "OMP_NUM_THREADS=", 16) == 0) continue;
     env.emplace_back(*p);
   }
-  if (options_.worker_omp_threads > 0) {
-    env.push_back(absl::StrCat("OMP_NUM_THREADS=", options_.worker_omp_threads));
-  }
+  if (threads > 0) env.push_back(absl::StrCat("OMP_NUM_THREADS=", threads));
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -388,8 +399,15 @@ void JobManager::SpawnLocked(Entry* e) {
   const std::string dir = store_->JobDir(e->id);
   const pid_t parent = getpid();
 
-  int fds[2];
+  int fds[2], evfds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
+    e->job.set_error(absl::StrCat("cannot create a pipe for the worker: ", std::strerror(errno)));
+    SetStateLocked(e, v1::FAILED);
+    return;
+  }
+  if (pipe2(evfds, O_CLOEXEC) != 0) {
+    close(fds[0]);
+    close(fds[1]);
     e->job.set_error(absl::StrCat("cannot create a pipe for the worker: ", std::strerror(errno)));
     SetStateLocked(e, v1::FAILED);
     return;
@@ -410,6 +428,17 @@ void JobManager::SpawnLocked(Entry* e) {
     if (devnull >= 0) dup2(devnull, 0);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
+    // The typed channel at a fixed descriptor; dup2 clears close-on-exec (and when it is
+    // already that descriptor, fcntl does).
+    if (evfds[1] == kWorkerEventFd) {
+      fcntl(kWorkerEventFd, F_SETFD, 0);
+    } else {
+      dup2(evfds[1], kWorkerEventFd);
+    }
+    if (memory > 0) {
+      const rlimit limit{memory, memory};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(126);
+    }
     if (chdir(dir.c_str()) != 0) _exit(126);
     execve(argv[0], argv.data(), envp.data());
     static const char msg[] = "error: cannot execute the worker binary\n";
@@ -417,8 +446,10 @@ void JobManager::SpawnLocked(Entry* e) {
     _exit(127);
   }
   close(fds[1]);
+  close(evfds[1]);
   if (pid < 0) {
     close(fds[0]);
+    close(evfds[0]);
     e->job.set_error(absl::StrCat("cannot fork a worker: ", std::strerror(errno)));
     SetStateLocked(e, v1::FAILED);
     return;
@@ -432,97 +463,114 @@ void JobManager::SpawnLocked(Entry* e) {
   { std::ofstream(store_->PidPath(e->id)) << pid << "\n"; }
   spdlog::info("{}: worker {} started ({})", e->job.name(), pid, resume ? "resume" : "fresh");
   SetStateLocked(e, v1::RUNNING);
-  readers_.emplace_back(&JobManager::ReadWorker, this, e, fds[0], pid);
+  readers_.emplace_back(&JobManager::ReadWorker, this, e, fds[0], evfds[0], pid);
 }
 
-void JobManager::ReadWorker(Entry* e, int fd, pid_t pid) {
-  std::string buffer;
-  char chunk[4096];
-  while (true) {
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    buffer.append(chunk, static_cast<size_t>(n));
-    size_t start = 0, nl;
-    std::vector<std::string> lines;
-    while ((nl = buffer.find('\n', start)) != std::string::npos) {
-      lines.push_back(buffer.substr(start, nl - start));
-      start = nl + 1;
+void JobManager::ReadWorker(Entry* e, int log_fd, int event_fd, pid_t pid) {
+  std::string log_buffer, event_buffer;
+  bool channel_broken = false;
+  char chunk[16384];
+  pollfd fds[2] = {{log_fd, POLLIN, 0}, {event_fd, POLLIN, 0}};
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
     }
-    buffer.erase(0, start);
-    if (!lines.empty()) {
+    for (pollfd& p : fds) {
+      if (p.fd < 0 || p.revents == 0) continue;
+      const ssize_t n = read(p.fd, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        close(p.fd);
+        p.fd = -1;
+        continue;
+      }
+      if (&p == &fds[0]) {
+        log_buffer.append(chunk, static_cast<size_t>(n));
+        size_t start = 0, nl;
+        std::vector<std::string> lines;
+        while ((nl = log_buffer.find('\n', start)) != std::string::npos) {
+          lines.push_back(log_buffer.substr(start, nl - start));
+          start = nl + 1;
+        }
+        log_buffer.erase(0, start);
+        if (lines.empty()) continue;
+        std::lock_guard lock(mu_);
+        for (const auto& line : lines) HandleLineLocked(e, line);
+        continue;
+      }
+      if (channel_broken) continue;  // drain, ignore
+      event_buffer.append(chunk, static_cast<size_t>(n));
+      std::vector<v1::WorkerEvent> events;
+      size_t used = 0;
+      while (true) {
+        // Each message: a varint length, then that many bytes of WorkerEvent.
+        google::protobuf::io::CodedInputStream in(
+            reinterpret_cast<const uint8_t*>(event_buffer.data() + used),
+            static_cast<int>(event_buffer.size() - used));
+        uint32_t size = 0;
+        if (!in.ReadVarint32(&size)) {
+          if (event_buffer.size() - used >= 5) channel_broken = true;  // not a varint at all
+          break;
+        }
+        const size_t header = static_cast<size_t>(in.CurrentPosition());
+        if (size > kMaxWorkerEventBytes) {
+          channel_broken = true;
+          break;
+        }
+        if (event_buffer.size() - used - header < size) break;  // the rest is still coming
+        v1::WorkerEvent ev;
+        if (!ev.ParseFromArray(event_buffer.data() + used + header, static_cast<int>(size))) {
+          channel_broken = true;
+          break;
+        }
+        events.push_back(std::move(ev));
+        used += header + size;
+      }
+      event_buffer.erase(0, used);
       std::lock_guard lock(mu_);
-      for (const auto& line : lines) HandleLineLocked(e, line);
+      if (channel_broken) {
+        spdlog::error("{}: the worker's event channel carries garbage; ignoring it from now on",
+                      e->job.name());
+        e->last_error = "the worker's event channel broke";
+      }
+      for (const auto& ev : events) HandleEventLocked(e, ev);
     }
   }
-  close(fd);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   std::lock_guard lock(mu_);
-  if (!buffer.empty()) HandleLineLocked(e, buffer);
+  if (!log_buffer.empty()) HandleLineLocked(e, log_buffer);
   OnExitLocked(e, status);
   cv_.notify_all();
 }
 
+// The worker's console output: kept as log lines, never parsed (state comes as WorkerEvents).
 void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
   std::string line = raw;
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
   if (line.empty()) return;
-  if (line.rfind("error: ", 0) == 0 || line.find("[error]") != std::string::npos) {
-    e->last_error = line;
-  }
-  const size_t at = line.find("step ");
-  if (at != std::string::npos && line.find(" it/s") != std::string::npos) {
-    long long step = 0;
-    double loss = 0, smooth = 0, err = 0, lr = 0, its = 0;
-    if (std::sscanf(line.c_str() + at, "step %lld loss %lf smooth %lf err %lf%% lr %lf %lf it/s",
-                    &step, &loss, &smooth, &err, &lr, &its) == 6) {
-      v1::JobEvent ev;
-      v1::StatusUpdate* u = ev.mutable_status();
-      u->set_step(step);
-      u->set_loss(loss);
-      u->set_smoothed_loss(smooth);
-      u->set_errors(err);
-      u->set_learning_rate(lr);
-      u->set_steps_per_second(its);
-      u->set_n_steps(e->job.spec().training().n_steps());
-      e->job.set_step(step);
-      e->job.set_loss(loss);
-      AddEventLocked(e, std::move(ev), false);
-      return;
-    }
-  }
-  // Monitor lines ("00400 L_m=0.229, L=0.17, tr=07.99%, vl=06.52%, prev=23.8, L_diff=...,
-  // LR=5.00e-04, 4.65 it/s, ...") are progress too: the last one carries the final step.
-  long long mstep = 0;
-  double smooth = 0, loss = 0, tr = 0, vl = 0, prev = 0, diff = 0, lr = 0, its = 0;
-  if (std::sscanf(line.c_str(),
-                  "%lld L_m=%lf, L=%lf, tr=%lf%%, vl=%lf%%, prev=%lf, L_diff=%lf, "
-                  "LR=%lf, %lf it/s",
-                  &mstep, &smooth, &loss, &tr, &vl, &prev, &diff, &lr, &its) == 9) {
-    v1::JobEvent st;
-    v1::StatusUpdate* u = st.mutable_status();
-    u->set_step(mstep);
-    u->set_loss(loss);
-    u->set_smoothed_loss(smooth);
-    u->set_errors(tr);
-    u->set_learning_rate(lr);
-    u->set_steps_per_second(its);
-    u->set_n_steps(e->job.spec().training().n_steps());
-    e->job.set_loss(loss);
-    // The trainer prints this line right after it saved <name>-LAST.h5 at this step.
-    CheckpointedLocked(e, mstep);
-    AddEventLocked(e, std::move(st), false);
-  }
-  // "End of training at step N (reason); checkpoints in DIR": the last checkpoint, at N.
-  long long end_step = 0;
-  if (std::sscanf(line.c_str(), "End of training at step %lld", &end_step) == 1) {
-    CheckpointedLocked(e, end_step);
-  }
   v1::JobEvent ev;
   ev.set_log_line(line);
   AddEventLocked(e, std::move(ev), false);
+}
+
+void JobManager::HandleEventLocked(Entry* e, const v1::WorkerEvent& w) {
+  if (w.has_hyperparameters()) *e->job.mutable_hyperparameters() = w.hyperparameters();
+  if (w.has_status()) {
+    v1::JobEvent ev;
+    *ev.mutable_status() = w.status();
+    ev.mutable_status()->set_n_steps(e->job.spec().training().n_steps());
+    e->job.set_step(w.status().step());
+    e->job.set_loss(w.status().loss());
+    AddEventLocked(e, std::move(ev), false);
+  }
+  if (w.has_checkpoint()) {
+    if (w.checkpoint().loss() != 0) e->job.set_loss(w.checkpoint().loss());
+    CheckpointedLocked(e, w.checkpoint().step());  // persists step, loss and update time
+  }
+  if (w.has_error()) e->last_error = w.error().message();
 }
 
 void JobManager::OnExitLocked(Entry* e, int wait_status) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "elektronn/v1/jobs.pb.h"
+#include "elektronn/v1/worker.pb.h"
 #include "server/job_store.h"
 #include "server/options.h"
 
@@ -80,8 +81,11 @@ class JobManager {
   void SignalLocked(Entry* e, int sig);
   void SchedulerLoop();
   void SpawnLocked(Entry* e);
-  void ReadWorker(Entry* e, int fd, pid_t pid);
+  // Reads the worker's log (`log_fd`: stdout and stderr, kept as log lines only) and its typed
+  // channel (`event_fd`: WorkerEvent messages, the only source of state) until both close.
+  void ReadWorker(Entry* e, int log_fd, int event_fd, pid_t pid);
   void HandleLineLocked(Entry* e, const std::string& line);
+  void HandleEventLocked(Entry* e, const v1::WorkerEvent& event);
   // The worker reported a checkpoint at `step`: persist where the job is.
   void CheckpointedLocked(Entry* e, int64_t step);
   void OnExitLocked(Entry* e, int wait_status);

@@ -79,6 +79,10 @@ std::string JobStore::PidPath(const std::string& id) const {
   return (fs::path(JobDir(id)) / "worker.pid").string();
 }
 
+std::string JobStore::ControlSocketPath(const std::string& id) const {
+  return JobDir(id) + "/control.sock";
+}
+
 absl::Status JobStore::CreateJobDir(const std::string& id) {
   std::error_code ec;
   fs::create_directories(JobDir(id), ec);

@@ -27,9 +27,10 @@ class JobStore {
   absl::Status Init();  // creates <state>/jobs
   std::string JobDir(const std::string& id) const;
   std::string SpecPath(const std::string& id) const;
-  std::string TrainingDir(const std::string& id) const;     // <job dir>/train
-  std::string CheckpointPath(const std::string& id) const;  // <training dir>/train-LAST.h5
-  std::string PidPath(const std::string& id) const;         // worker.pid of the running worker
+  std::string TrainingDir(const std::string& id) const;        // <job dir>/train
+  std::string CheckpointPath(const std::string& id) const;     // <training dir>/train-LAST.h5
+  std::string PidPath(const std::string& id) const;            // worker.pid of the running worker
+  std::string ControlSocketPath(const std::string& id) const;  // the worker's control.sock
 
   absl::Status CreateJobDir(const std::string& id);
   absl::Status WriteJob(const std::string& id, const v1::Job& job);

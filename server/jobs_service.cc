@@ -1,13 +1,16 @@
 // Handlers of the Jobs service; state lives in JobManager.
 #include "server/jobs_service.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/graph/graph.h"
 #include "engine/io/data_path.h"
+#include "kernels/backend.h"
 #include "server/common.h"
 
 namespace elektronn {
@@ -49,6 +52,25 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_di
   } else if (t.data_class() != "MNISTData") {
     return Invalid(absl::StrCat("job.training.data_class is '", t.data_class(),
                                 "'; valid: BatchCreatorImage, MNISTData"));
+  }
+  const v1::JobResources& r = spec.resources();
+  if (!r.device().empty() && r.device() != "cpu") {
+    // Only devices this build offers; a CUDA device joins with the CUDA backend.
+    const auto devices = kernels::AvailableDevices();
+    if (std::find(devices.begin(), devices.end(), r.device()) == devices.end()) {
+      return Invalid(absl::StrCat("job.resources.device is '", r.device(),
+                                  "'; this daemon offers: ", absl::StrJoin(devices, ", ")));
+    }
+  }
+  if (r.cpu_threads() < 0 || r.cpu_threads() > 4096) {
+    return Invalid(
+        absl::StrCat("job.resources.cpu_threads must be 0..4096; got ", r.cpu_threads()));
+  }
+  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < (int64_t{256} << 20))) {
+    return Invalid(
+        absl::StrCat("job.resources.memory_bytes must be 0 (no limit) or at least 256 "
+                     "MiB; got ",
+                     r.memory_bytes()));
   }
   v1::JobSpec confined = spec;
   if (auto s = ConfineJobDataPaths(&confined, data_dir); !s.ok()) {

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
+#include "worker/event_channel.h"
 #include "worker/local_shell.h"
 #include "worker/worker_control.h"
 
@@ -45,8 +48,17 @@ void OnInterrupt(int sig) {
   (void)!write(2, msg, sizeof(msg) - 1);
 }
 
+// The channel to elektronnd (--event-fd); without one, Send does nothing.
+std::unique_ptr<elektronn::EventChannel> g_events;
+
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  if (g_events) {
+    elektronn::v1::WorkerEvent ev;
+    ev.mutable_error()->set_message(std::string(s.message()));
+    ev.mutable_error()->set_code(static_cast<int>(s.code()));
+    g_events->Send(ev);
+  }
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
@@ -93,6 +105,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   train->add_option("--set", overrides,
                     "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
+  int event_fd = -1;
+  train->add_option("--event-fd", event_fd,
+                    "write progress, checkpoints, hyper-parameters and errors to this file "
+                    "descriptor as length-delimited elektronn.v1.WorkerEvent messages (elektronnd "
+                    "reads them)");
   train
       ->add_option("--status-interval", status_interval,
                    "seconds between progress lines (0: every step)")
@@ -121,6 +138,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*train) {
+    if (event_fd >= 0) g_events = std::make_unique<EventChannel>(event_fd);
     if (job_path.empty() && spec_path.empty()) {
       return Fail(absl::InvalidArgumentError("train needs a job file (or --job-spec)"));
     }
@@ -149,11 +167,23 @@ int main(int argc, char** argv) {
     if (!spec_path.empty() || !data_dir.empty()) {
       if (absl::Status s = ConfineJobDataPaths(&*job, o.job_dir); !s.ok()) return Fail(s);
     }
-    auto backend = kernels::CreateCpuBackend();
+    auto backend = kernels::CreateBackend(
+        {.device = job->resources().device().empty() ? "cpu" : job->resources().device(),
+         .threads = job->resources().cpu_threads()});
+    if (!backend.ok()) return Fail(backend.status());
     o.overwrite = overwrite;
     o.resume = resume;
     o.status_interval_s = status_interval;
-    auto trainer = Trainer::Create(*job, backend.get(), o);
+    // The console format is free to change: elektronnd reads state from the event channel.
+    if (const char* p = std::getenv("ELEKTRONN_LOG_PATTERN"); p != nullptr && *p != '\0') {
+      o.console_pattern = p;
+    }
+    // Events may fire inside Create (none do today) and on every later step: the callback reads
+    // the trainer through this pointer, set once Create returns.
+    static Trainer* created = nullptr;
+    if (g_events) o.on_event = g_events->TrainerCallback(&created);
+    auto trainer = Trainer::Create(*job, backend->get(), o);
+    if (trainer.ok()) created = trainer->get();
     if (!trainer.ok()) return Fail(trainer.status());
     std::unique_ptr<WorkerControl> control;
     if (!control_socket.empty()) {

@@ -111,7 +111,11 @@ const char* StopReasonName(StopReason r) {
   return "?";
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  if (net_ != nullptr) {
+    for (float* p : good_) net_->backend()->Free(p);
+  }
+}
 
 std::string Trainer::CheckpointPath(const std::string& suffix) const {
   return absl::StrCat(dir_, "/", name_, "-", suffix, ".h5");
@@ -181,7 +185,7 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
   if (options_.console) {
     auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     console->set_level(spdlog::level::info);
-    console->set_pattern("%v");
+    console->set_pattern(options_.console_pattern);
     sinks.push_back(console);
   }
   log_ = std::make_shared<spdlog::logger>("trainer-" + name_, sinks.begin(), sinks.end());
@@ -299,6 +303,7 @@ absl::Status Trainer::SetSchedule(const std::string& name, const v1::Schedule* s
     if (it == schedules_.end()) return absl::OkStatus();
     schedules_.erase(it);
     log_->info("Schedule for {} removed at step {}{}", d->name, step_, by);
+    Emit({.kind = TrainerEvent::Kind::kHyperparameters, .step = step_});
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(Schedule sch, Schedule::Create(d->name, *spec));
@@ -313,6 +318,7 @@ absl::Status Trainer::SetSchedule(const std::string& name, const v1::Schedule* s
   } else {
     schedules_.push_back(std::move(sch));
   }
+  if (!who.empty()) Emit({.kind = TrainerEvent::Kind::kHyperparameters, .step = step_});
   return absl::OkStatus();
 }
 
@@ -325,6 +331,7 @@ absl::Status Trainer::SetHyperparameter(const std::string& name, double value,
   ASSIGN_OR_RETURN(double old, d->get(*this));
   RETURN_IF_ERROR(d->set(*this, value));
   log_->info("{} changed from {:.6g} to {:.6g} at step {} ({})", d->name, old, value, step_, who);
+  Emit({.kind = TrainerEvent::Kind::kHyperparameters, .step = step_});
   return absl::OkStatus();
 }
 
@@ -360,38 +367,43 @@ absl::Status Trainer::ApplySchedules() {
       const double value = ClampHyperparameterValue(*d, *v);
       RETURN_IF_ERROR(d->set(*this, value));
       log_->debug("Schedule: {} = {:.4g} at step {}", s.name(), value, step_);
+      Emit({.kind = TrainerEvent::Kind::kHyperparameters, .step = step_});
     }
   }
   return absl::OkStatus();
 }
 
+// The last good state lives in the backend's own memory (device-to-device copies on a GPU):
+// nothing crosses to the host on a training step.
 void Trainer::SnapshotGoodState() {
+  kernels::Backend* be = net_->backend();
   auto& params = net_->params();
-  good_params_.resize(params.size());
   const size_t n_slots = opt_->SlotNames().size();
-  good_slots_.resize(params.size() * n_slots);
-  for (size_t i = 0; i < params.size(); ++i) {
-    Parameter* p = params[i];
-    good_params_[i].resize(p->size);
-    net_->backend()->Download(p->value, good_params_[i].data(), p->size);
-    for (size_t s = 0; s < n_slots; ++s) {
-      auto& buf = good_slots_[i * n_slots + s];
-      buf.resize(p->size);
-      net_->backend()->Download(opt_->Slot(i, s), buf.data(), p->size);
+  if (good_.empty()) {
+    good_.resize(params.size() * (1 + n_slots));
+    for (size_t i = 0; i < params.size(); ++i) {
+      for (size_t k = 0; k <= n_slots; ++k)
+        good_[i * (1 + n_slots) + k] = be->Allocate(params[i]->size);
     }
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    float** g = &good_[i * (1 + n_slots)];
+    be->Copy(params[i]->value, g[0], params[i]->size);
+    for (size_t s = 0; s < n_slots; ++s) be->Copy(opt_->Slot(i, s), g[1 + s], params[i]->size);
   }
   good_step_ = step_;
   good_t_ = opt_->t();
 }
 
 void Trainer::RestoreGoodState() {
+  if (good_.empty()) return;
+  kernels::Backend* be = net_->backend();
   auto& params = net_->params();
   const size_t n_slots = opt_->SlotNames().size();
-  for (size_t i = 0; i < params.size() && i < good_params_.size(); ++i) {
-    net_->backend()->Upload(good_params_[i].data(), params[i]->value, params[i]->size);
-    for (size_t s = 0; s < n_slots; ++s)
-      net_->backend()->Upload(good_slots_[i * n_slots + s].data(), opt_->Slot(i, s),
-                              params[i]->size);
+  for (size_t i = 0; i < params.size(); ++i) {
+    float* const* g = &good_[i * (1 + n_slots)];
+    be->Copy(g[0], params[i]->value, params[i]->size);
+    for (size_t s = 0; s < n_slots; ++s) be->Copy(g[1 + s], opt_->Slot(i, s), params[i]->size);
   }
   step_ = good_step_;
   opt_->set_t(good_t_);
@@ -507,6 +519,13 @@ absl::Status Trainer::Monitor(double loss_before) {
       step_, smooth, loss_before, r.train_err, r.valid_err, 100 * last_batch_char_, r.loss_gain,
       r.lr, 1 / std::max(1e-9, t_per_step_), voxels / std::max(1e-9, t_per_step_) / 1e6,
       FormatTime(r.time_s));
+  Emit({.kind = TrainerEvent::Kind::kStatus,
+        .step = step_,
+        .loss = loss_before,
+        .smoothed_loss = smooth,
+        .errors = r.train_err,
+        .learning_rate = r.lr,
+        .steps_per_second = 1 / std::max(1e-9, t_per_step_)});
   return absl::OkStatus();
 }
 
@@ -514,6 +533,10 @@ absl::Status Trainer::SaveCheckpoint(const std::string& path) {
   absl::Status s = SaveModel(path, *net_, opt_.get());
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat("saving checkpoint: ", s.message()));
   log_->debug("saved {}", path);
+  Emit({.kind = TrainerEvent::Kind::kCheckpoint,
+        .step = step_,
+        .loss = recent_losses_.empty() ? 0.0 : recent_losses_.back(),
+        .path = path});
   return absl::OkStatus();
 }
 
@@ -586,6 +609,13 @@ void Trainer::StatusLine(double loss) {
       "{:.2f} MVx/s  t={}",
       step_, loss, smooth, 100 * last_err_, opt_->hyper().lr, 1 / std::max(1e-9, t_per_step_),
       voxels / std::max(1e-9, t_per_step_) / 1e6, FormatTime(TrainingSeconds()));
+  Emit({.kind = TrainerEvent::Kind::kStatus,
+        .step = step_,
+        .loss = loss,
+        .smoothed_loss = smooth,
+        .errors = 100 * last_err_,
+        .learning_rate = opt_->hyper().lr,
+        .steps_per_second = 1 / std::max(1e-9, t_per_step_)});
 }
 
 absl::StatusOr<StopReason> Trainer::Run() {
@@ -675,6 +705,7 @@ absl::StatusOr<StopReason> Trainer::Run() {
   RETURN_IF_ERROR(EvaluateTestSet());
   log_->info("End of training at step {} ({}); checkpoints in {}", step_, StopReasonName(reason),
              dir_);
+  Emit({.kind = TrainerEvent::Kind::kEnded, .step = step_, .reason = StopReasonName(reason)});
   return reason;
 }
 

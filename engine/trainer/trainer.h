@@ -32,12 +32,31 @@ class BatchQueue;
 class EventWriter;
 class PreviewPredictor;
 
+// What the trainer reports as it goes, for whoever runs it (elektronn-worker turns these into
+// the protobuf events the daemon reads); logs stay human-readable text.
+struct TrainerEvent {
+  enum class Kind {
+    kStatus,           // progress: at most every status_interval_s, and at each monitor
+    kCheckpoint,       // a checkpoint file was written (path)
+    kHyperparameters,  // a hyper-parameter was changed (read the new values from the trainer)
+    kEnded,            // training ended (reason), after the last checkpoint
+  };
+  Kind kind = Kind::kStatus;
+  int64_t step = 0;
+  double loss = 0, smoothed_loss = 0, errors = 0, learning_rate = 0, steps_per_second = 0;
+  std::string path = {};
+  std::string reason = {};
+};
+
 struct TrainerOptions {
-  std::string job_dir = ".";       // relative paths in the job resolve against it
-  bool overwrite = false;          // replace an existing training directory
-  bool resume = false;             // continue from <dir>/<name>-LAST.h5
-  double status_interval_s = 1.0;  // at most one progress line per interval (0: every step)
-  bool console = true;             // log to stderr as well as the log file
+  std::string job_dir = ".";           // relative paths in the job resolve against it
+  bool overwrite = false;              // replace an existing training directory
+  bool resume = false;                 // continue from <dir>/<name>-LAST.h5
+  double status_interval_s = 1.0;      // at most one progress line per interval (0: every step)
+  bool console = true;                 // log to stderr as well as the log file
+  std::string console_pattern = "%v";  // spdlog pattern of the console lines (nobody parses them)
+  // Called on the training thread (or the thread of a step-boundary command); must not block.
+  std::function<void(const TrainerEvent&)> on_event;
 };
 
 // One monitoring record (reference §5.4, step 7).
@@ -107,6 +126,9 @@ class Trainer {
   void SnapshotGoodState();
   void RestoreGoodState();
   void StatusLine(double loss);
+  void Emit(const TrainerEvent& event) const {
+    if (options_.on_event) options_.on_event(event);
+  }
   // Accuracy on a data set's whole test split, when it has one (MNIST).
   absl::Status EvaluateTestSet();
   double TrainingSeconds() const;
@@ -154,7 +176,8 @@ class Trainer {
   double last_batch_char_ = 0;
   double last_err_ = 0;
   // Last good state for NaN recovery: parameters and optimiser slots before the last update.
-  std::vector<std::vector<float>> good_params_, good_slots_;
+  // The last good state, in backend memory: per parameter its value, then its optimiser slots.
+  std::vector<float*> good_;
   int64_t good_step_ = -1;
   int64_t good_t_ = 0;
 };

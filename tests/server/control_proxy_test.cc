@@ -56,6 +56,26 @@ TEST_F(DaemonTest, TrainerAndModelServicesReachTheWorker) {
     EXPECT_TRUE(seen);
   }
 
+  // A schedule set over gRPC: the Job resource shows it with the live lr in the next status.
+  {
+    v1::UpdateHyperparametersRequest sch;
+    sch.set_name(job.name());
+    v1::Schedule& dec = (*sch.mutable_hyperparameters()->mutable_schedules())["learning_rate"];
+    dec.set_dec(0.5);
+    dec.set_granularity(1'000'000'000);  // never fires here: lr stays as set
+    sch.mutable_update_mask()->add_paths("schedules.lr");
+    v1::Hyperparameters got;
+    grpc::Status ss = trainer->UpdateHyperparameters(Ctx().get(), sch, &got);
+    ASSERT_TRUE(ss.ok()) << ss.error_message();
+    ASSERT_EQ(got.schedules().count("lr"), 1u);  // stored under the name
+    v1::Job j = WaitFor(job.name(), [](const v1::Job& j) {
+      return j.hyperparameters().schedules().count("lr") == 1;
+    });
+    EXPECT_DOUBLE_EQ(j.hyperparameters().schedules().at("lr").dec(), 0.5);
+    EXPECT_FLOAT_EQ(j.hyperparameters().learning_rate(), 1e-5);
+    EXPECT_GE(j.hyperparameters().step(), got.step());
+  }
+
   // A parameter, streamed through the daemon.
   v1::GetParameterRequest gp;
   gp.set_name(job.name());
