@@ -17,6 +17,7 @@
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 namespace {
@@ -47,30 +48,6 @@ std::string HostPart(const std::string& host) {
   }
   if (std::count(h.begin(), h.end(), ':') == 1) h = h.substr(0, h.find(':'));
   return h;
-}
-
-// Walks a serialised google.rpc.Status {code=1, message=2, details=3 (Any)} for an ErrorInfo.
-std::optional<v1::ErrorInfo> FromRpcStatus(const std::string& bytes) {
-  using google::protobuf::internal::WireFormatLite;
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                            static_cast<int>(bytes.size()));
-  while (uint32_t tag = in.ReadTag()) {
-    const int field = WireFormatLite::GetTagFieldNumber(tag);
-    if (field == 3 &&
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      std::string any_bytes;
-      if (!WireFormatLite::ReadBytes(&in, &any_bytes)) return std::nullopt;
-      google::protobuf::Any any;
-      if (!any.ParseFromString(any_bytes)) continue;
-      if (absl::EndsWith(any.type_url(), ".ErrorInfo")) {
-        v1::ErrorInfo info;
-        if (info.ParseFromString(any.value())) return info;
-      }
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return std::nullopt;
-    }
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -198,7 +175,7 @@ int ExitCodeFor(grpc::StatusCode code) {
 std::string ErrorReason(const grpc::Status& status) {
   const std::string& bytes = status.error_details();
   if (bytes.empty()) return "";
-  if (auto info = FromRpcStatus(bytes)) return info->reason();
+  if (auto info = ErrorInfoOf(status)) return info->reason();
   // A bare ErrorInfo: its field 1 (reason) is a string, where google.rpc.Status has a varint.
   if (static_cast<uint8_t>(bytes[0]) == 0x0a) {
     v1::ErrorInfo info;

@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "server/common.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 namespace {

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "engine/core/status.h"
-#include "server/common.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 namespace {

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "server/common.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 namespace {

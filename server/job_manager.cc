@@ -22,7 +22,7 @@
 #include "absl/strings/strip.h"
 #include "engine/trainer/hyperparams.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "server/common.h"
+#include "rpc/status.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;

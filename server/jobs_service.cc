@@ -11,7 +11,7 @@
 #include "engine/graph/graph.h"
 #include "engine/io/data_path.h"
 #include "kernels/backend.h"
-#include "server/common.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 namespace {

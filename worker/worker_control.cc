@@ -29,6 +29,7 @@
 #include "engine/shell/shell_session.h"
 #include "engine/trainer/hyperparams.h"
 #include "engine/trainer/schedule.h"
+#include "rpc/status.h"
 
 namespace elektronn {
 
@@ -52,17 +53,12 @@ constexpr size_t kMaxQueuedShellBytes = size_t{8} << 20;
 // parameter chunks are 1 MiB.
 constexpr int kMaxReceiveMessageBytes = 4 << 20;
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
 class TrainerService final : public v1::Trainer::Service {
  public:
   explicit TrainerService(Trainer* t) : t_(t) {}
   grpc::Status GetHyperparameters(grpc::ServerContext*, const v1::GetHyperparametersRequest*,
                                   v1::Hyperparameters* out) override {
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) {
       FillHyperparameters(t, out);
       return absl::OkStatus();
     }));
@@ -71,9 +67,9 @@ class TrainerService final : public v1::Trainer::Service {
                                      const v1::UpdateHyperparametersRequest* req,
                                      v1::Hyperparameters* out) override {
     absl::StatusOr<Changes> changes = ReadChanges(*req);
-    if (!changes.ok()) return ToGrpc(changes.status());
+    if (!changes.ok()) return ToGrpcStatus(changes.status());
     const std::string who = absl::StrFormat("UpdateHyperparameters from %s", ctx->peer());
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
       // Everything named must exist in this job before anything changes.
       for (const auto& [d, v] : changes->values) RETURN_IF_ERROR(d->get(t).status());
       for (const auto& [d, spec] : changes->schedules) RETURN_IF_ERROR(d->get(t).status());
@@ -164,7 +160,7 @@ class ModelService final : public v1::Model::Service {
 
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*,
                         v1::ModelInfo* out) override {
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) {
       ModelSummary m = t.network().graph().Summary();
       for (const NodeSummary& n : m.nodes) {
         v1::NodeInfo* i = out->add_nodes();
@@ -188,7 +184,7 @@ class ModelService final : public v1::Model::Service {
 
   grpc::Status ListParameters(grpc::ServerContext*, const v1::ListParametersRequest*,
                               v1::ListParametersResponse* out) override {
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) {
       for (const Parameter* p : t.network().params()) {
         v1::ParameterInfo* i = out->add_parameters();
         i->set_node(p->node);
@@ -210,7 +206,7 @@ class ModelService final : public v1::Model::Service {
       shape = p->shape;
       return absl::OkStatus();
     });
-    if (!s.ok()) return ToGrpc(s);
+    if (!s.ok()) return ToGrpcStatus(s);
     const char* bytes = reinterpret_cast<const char*>(values.data());
     const size_t total = values.size() * sizeof(float);
     size_t sent = 0;
@@ -257,7 +253,7 @@ class ModelService final : public v1::Model::Service {
       expected = static_cast<size_t>(p->canonical_size()) * sizeof(float);
       return absl::OkStatus();
     });
-    if (!found.ok()) return ToGrpc(found);
+    if (!found.ok()) return ToGrpcStatus(found);
     std::string data;
     data.reserve(expected);
     int64_t chunks = 1;
@@ -293,7 +289,7 @@ class ModelService final : public v1::Model::Service {
     std::memcpy(values.data(), data.data(), data.size());
     data = std::string();
     const std::string who = absl::StrFormat("SetParameter from %s", ctx->peer());
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) -> absl::Status {
       ASSIGN_OR_RETURN(Parameter * p, t.network().FindParam(node, param));
       RETURN_IF_ERROR(t.network().SetParamValue(*p, values));
       t.Log(absl::StrFormat("parameter %s set at step %d (%s)", p->key(), t.step(), who));
@@ -310,7 +306,7 @@ class ModelService final : public v1::Model::Service {
     StatisticsOf what = StatisticsOf::kParameters;
     if (req->kind() == v1::GRADIENTS) what = StatisticsOf::kGradients;
     if (req->kind() == v1::ACTIVATIONS) what = StatisticsOf::kActivations;
-    return ToGrpc(t_->AtStepBoundary([&](Trainer& t) {
+    return ToGrpcStatus(t_->AtStepBoundary([&](Trainer& t) {
       for (const TensorStatistics& s : ComputeStatistics(t.network(), what)) {
         v1::TensorStatisticsInfo* i = out->add_tensors();
         i->set_name(s.name);
@@ -332,7 +328,7 @@ class ModelService final : public v1::Model::Service {
       path = t.CheckpointPath(absl::StrFormat("export-%d", getpid()));
       return SaveModel(path, t.network(), &t.optimiser());
     });
-    if (!s.ok()) return ToGrpc(s);
+    if (!s.ok()) return ToGrpcStatus(s);
     std::ifstream in(path, std::ios::binary);
     const auto total = std::filesystem::file_size(path);
     std::string buf(kChunkBytes, '\0');
@@ -383,7 +379,7 @@ class ShellService final : public v1::Shell::Service {
       t.Log(absl::StrFormat("%s attached at step %d%s", who, t.step(), live ? " (live)" : ""));
       return absl::OkStatus();
     });
-    if (!made.ok()) return ToGrpc(made);
+    if (!made.ok()) return ToGrpcStatus(made);
     auto prompt = [&](Trainer& t, bool paused, bool closed) {
       v1::ShellResponse r;
       v1::ShellPrompt* p = r.mutable_prompt();

@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/shell.grpc.pb.h"
-#include "server/common.h"
+#include "rpc/status.h"
 #include "tests/server/daemon_fixture.h"
 
 namespace elektronn {

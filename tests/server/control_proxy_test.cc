@@ -2,7 +2,7 @@
 // in the next status line; read a parameter; a paused job refuses with FAILED_PRECONDITION.
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/shell.grpc.pb.h"
-#include "server/common.h"
+#include "rpc/status.h"
 #include "tests/server/daemon_fixture.h"
 
 namespace elektronn {

@@ -4,7 +4,7 @@
 #include <numeric>
 
 #include "engine/io/model_file.h"
-#include "server/common.h"
+#include "rpc/status.h"
 #include "tests/server/daemon_fixture.h"
 
 namespace elektronn {
@@ -71,8 +71,7 @@ TEST_F(DaemonTest, AuthValidationQueueAndBadStates) {
   expect_invalid(bad, "job.training.batch_creator_image.d_path");
   // Every way out of --data-dir (engine/io/data_path_test.cc has the full list).
   bad = TinySpec(100);
-  bad.mutable_training()->mutable_batch_creator_image()->mutable_d_files(0)->set_file(
-      "/etc/hosts");
+  bad.mutable_training()->mutable_batch_creator_image()->mutable_d_files(0)->set_file("/etc/hosts");
   expect_invalid(bad, "job.training.batch_creator_image.d_files[0].file");
   bad = TinySpec(100);
   bad.mutable_training()->mutable_batch_creator_image()->mutable_l_files(0)->set_file(

@@ -1,5 +1,5 @@
 // absl::Status <-> grpc::Status with ErrorInfo details (google.rpc.Status wire format).
-#include "server/common.h"
+#include "rpc/status.h"
 
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/unknown_field_set.h>

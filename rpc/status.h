@@ -1,4 +1,5 @@
-// Shared by the service handlers: absl::Status <-> grpc::Status with a machine-readable reason.
+// One absl::Status <-> grpc::Status mapping with a machine-readable ErrorInfo reason, shared by
+// the daemon, the worker and the client.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
