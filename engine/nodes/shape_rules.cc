@@ -1,6 +1,8 @@
 // Shape rules shared by Conv and Pool.
 #include "engine/nodes/shape_rules.h"
 
+#include <algorithm>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_format.h"
 
@@ -37,11 +39,23 @@ int64_t ConvAxisOut(int64_t in, int64_t filter, int64_t pool, int mode, bool mfp
 
 std::pair<int64_t, int64_t> NearestValidConvInput(int64_t in, int64_t filter, int64_t pool,
                                                   int mode, bool mfp) {
-  int64_t lo = -1, hi = -1;
-  for (int64_t d = 1; d < 4 * pool + filter + 8 && (lo < 0 || hi < 0); ++d) {
-    if (lo < 0 && in - d > 0 && ConvAxisOut(in - d, filter, pool, mode, mfp) > 0) lo = in - d;
-    if (hi < 0 && ConvAxisOut(in + d, filter, pool, mode, mfp) > 0) hi = in + d;
+  // Closed form (a scan took filter + pool steps, and error hints call this for every size they
+  // try: a kernel of 1e6 hung `elektronn check`). Valid inputs are those whose L = in + k is at
+  // least max(1, pool) and is congruent to r modulo pool: r = 0, or pool - 1 with MFP.
+  constexpr int64_t kHuge = int64_t{1} << 40;
+  if (pool < 1 || in < 0 || in > kHuge || filter < 0 || filter > kHuge || pool > kHuge) {
+    return {-1, -1};
   }
+  const int64_t k = mode == 0 ? 1 - filter : (mode == 2 ? filter - 1 : 0);
+  const int64_t r = mfp ? pool - 1 : 0;
+  const int64_t l_min = std::max<int64_t>(1, pool);
+  auto mod = [pool](int64_t v) { return ((v % pool) + pool) % pool; };
+  const int64_t L = in + k;
+  // The largest valid L' < L, and the smallest valid L' > L.
+  int64_t lo = L - 1 - mod(L - 1 - r);
+  lo = lo >= l_min && lo - k > 0 ? lo - k : -1;
+  const int64_t above = std::max(L + 1, l_min);
+  const int64_t hi = above + mod(r - above) - k;
   return {lo, hi};
 }
 

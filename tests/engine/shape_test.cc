@@ -3,6 +3,7 @@
 
 #include "engine/graph/graph.h"
 #include "engine/graph/model_builder.h"
+#include "engine/nodes/shape_rules.h"
 
 namespace elektronn {
 namespace {
@@ -174,6 +175,40 @@ TEST(Shapes, ClearErrorsForBadModels) {
   bad.mutable_nodes(1)->set_inputs(0, "nope");
   auto gb = Graph::Create(bad);
   EXPECT_NE(std::string(gb.status().message()).find("names input 'nope'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace elektronn
+
+namespace elektronn {
+namespace {
+
+// The nearest valid input sizes, in closed form, against a plain scan of ConvAxisOut; and a
+// huge kernel (a fuzzer's 1e6) answers at once instead of scanning a million sizes.
+TEST(Shapes, NearestValidConvInputMatchesAScan) {
+  for (int mode = 0; mode <= 2; ++mode) {
+    for (bool mfp : {false, true}) {
+      for (int64_t filter = 1; filter <= 7; ++filter) {
+        for (int64_t pool = 1; pool <= 4; ++pool) {
+          for (int64_t in = 1; in <= 60; ++in) {
+            int64_t lo = -1, hi = -1;
+            for (int64_t c = in - 1; c > 0 && lo < 0; --c) {
+              if (ConvAxisOut(c, filter, pool, mode, mfp) > 0) lo = c;
+            }
+            for (int64_t c = in + 1; c < in + 200 && hi < 0; ++c) {
+              if (ConvAxisOut(c, filter, pool, mode, mfp) > 0) hi = c;
+            }
+            EXPECT_EQ(NearestValidConvInput(in, filter, pool, mode, mfp), std::make_pair(lo, hi))
+                << "in " << in << " filter " << filter << " pool " << pool << " mode " << mode
+                << " mfp " << mfp;
+          }
+        }
+      }
+    }
+  }
+  const auto [lo, hi] = NearestValidConvInput(10, 1'000'000, 2, 0, false);
+  EXPECT_EQ(lo, -1);
+  EXPECT_EQ(hi, 1'000'001);  // L = in + 1 - filter must reach pool = 2 and be even
 }
 
 }  // namespace
