@@ -183,8 +183,8 @@ class Backend {
                               int64_t n) = 0;
 };
 
-// True while the calling thread is inside a third-party library call (oneDNN's primitive execute, which
-// builds a small argument map per call). Lets tests attribute heap allocations.
+// True while the calling thread is inside a third-party library call (oneDNN's primitive execute,
+// which builds a small argument map per call). Lets tests attribute heap allocations.
 bool InLibraryCall();
 
 // The oneDNN CPU backend (threads: OpenMP's, set by OMP_NUM_THREADS).

@@ -106,8 +106,8 @@ double PatternSteps(std::string_view p, double n) {
   if (anchored) p.remove_prefix(1);
   // Items as (kind, quantifier): C is computed from the end.
   struct Item {
-    char kind;  // 'c' character class, 's' scan (%b, back-reference), 'z' zero-width test,
-                // 'p' capture parenthesis (zero width, cannot fail)
+    char kind;   // 'c' character class, 's' scan (%b, back-reference), 'z' zero-width test,
+                 // 'p' capture parenthesis (zero width, cannot fail)
     char quant;  // 0, '?', '*', '+', '-'
   };
   std::vector<Item> items;
@@ -125,8 +125,8 @@ double PatternSteps(std::string_view p, double n) {
       items.push_back({'s', 0});
       i += 4;
     } else if (c == '%' && i + 1 < p.size() && p[i + 1] == 'f') {
-      const size_t end = (i + 2 < p.size() && p[i + 2] == '[') ? SkipClass(p, i + 2)
-                                                               : std::string_view::npos;
+      const size_t end =
+          (i + 2 < p.size() && p[i + 2] == '[') ? SkipClass(p, i + 2) : std::string_view::npos;
       if (end == std::string_view::npos) parsed = false;
       items.push_back({'z', 0});
       i = end;
@@ -181,15 +181,15 @@ int GuardedPatternFunction(lua_State* L) {
   if (!plain) {
     const double steps = PatternSteps(std::string_view(pattern, plen), static_cast<double>(n));
     if (steps > kMaxPatternSteps) {
-      RaiseError(L, absl::StrFormat("string.%s: the pattern '%s' could take up to %.3g matching "
-                                    "steps on a string of %d characters (it backtracks over "
-                                    "'?', '*', '+' or '-' items); the sandbox refuses more than "
-                                    "%.0g. Use fewer repetitions, anchor it with '^', or split "
-                                    "the string first",
-                                    fn,
-                                    plen > 60 ? std::string(pattern, 57) + "..."
-                                              : std::string(pattern, plen),
-                                    steps, n, kMaxPatternSteps));
+      RaiseError(L,
+                 absl::StrFormat(
+                     "string.%s: the pattern '%s' could take up to %.3g matching "
+                     "steps on a string of %d characters (it backtracks over "
+                     "'?', '*', '+' or '-' items); the sandbox refuses more than "
+                     "%.0g. Use fewer repetitions, anchor it with '^', or split "
+                     "the string first",
+                     fn, plen > 60 ? std::string(pattern, 57) + "..." : std::string(pattern, plen),
+                     steps, n, kMaxPatternSteps));
     }
   }
   lua_pushvalue(L, lua_upvalueindex(1));

@@ -4,7 +4,6 @@
 #include <gmock/gmock.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -278,10 +277,10 @@ TEST(JobFileTest, CatastrophicPatternIsRefused) {
   EXPECT_THAT(ErrorOf(src), HasSubstr("the sandbox refuses"));
   // Every quantifier backtracks: '?' doubles the work per item, '*', '+', '-' multiply it by
   // the length. Each of these would run for minutes to centuries; each is refused at once.
-  for (const char* hostile : {
-           "s:find(('a?'):rep(32)..('a'):rep(32)..'b')", "s:match(('a+'):rep(12)..'b')",
-           "s:gsub(('a-'):rep(12)..'b', '')", "for m in s:gmatch(('a*'):rep(12)..'b') do end",
-           "s:find(('[a]?'):rep(40)..'b')", "s:find('%f[a]'..('a?'):rep(30)..('a'):rep(30))"}) {
+  for (const char* hostile :
+       {"s:find(('a?'):rep(32)..('a'):rep(32)..'b')", "s:match(('a+'):rep(12)..'b')",
+        "s:gsub(('a-'):rep(12)..'b', '')", "for m in s:gmatch(('a*'):rep(12)..'b') do end",
+        "s:find(('[a]?'):rep(40)..'b')", "s:find('%f[a]'..('a?'):rep(30)..('a'):rep(30))"}) {
     const std::string job = Job(absl::StrCat("local s = ('a'):rep(32)\n", hostile));
     // In a child with a 10 s alarm: a pattern that is not refused runs for minutes, and the
     // alarm turns that into a failure instead of a hung test.
@@ -296,10 +295,10 @@ TEST(JobFileTest, CatastrophicPatternIsRefused) {
         << hostile;
   }
   // Linear patterns on long strings are not refused.
-  auto long_ok = LoadJobSource(
-      Job("local s = ('x y '):rep(1000) .. '12'\nassert(s:match('(%d+)$') == '12')\n"
-          "assert(#s:gsub('%s+', '') == 2002)\nassert(s:find('^x y'))"),
-      "job.lua");
+  auto long_ok =
+      LoadJobSource(Job("local s = ('x y '):rep(1000) .. '12'\nassert(s:match('(%d+)$') == '12')\n"
+                        "assert(#s:gsub('%s+', '') == 2002)\nassert(s:find('^x y'))"),
+                    "job.lua");
   EXPECT_TRUE(long_ok.ok()) << long_ok.status();
   // Ordinary patterns still work, through the string methods too.
   std::string printed;
