@@ -11,7 +11,6 @@
 
 #include "CLI/CLI.hpp"
 #include "client/remote_commands.h"
-#include "engine/graph/graph.h"
 #include "engine/lua/job_file.h"
 #include "worker/locate.h"
 
@@ -92,9 +91,9 @@ int main(int argc, char** argv) {
       std::printf("%s\n", j->c_str());
       return 0;
     }
-    auto g = Graph::Create(job->model());
-    if (!g.ok()) return Fail(g.status());
-    std::printf("%s", (*g)->Summary().ToString().c_str());
+    auto table = CheckTable(*job);
+    if (!table.ok()) return Fail(table.status());
+    std::printf("%s", table->c_str());
     return 0;
   }
   return 0;

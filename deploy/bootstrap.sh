@@ -10,7 +10,8 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libpng-dev libedit-dev libssl-dev
   libcairo2-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-h5py python3-protobuf python3-torch python3-grpcio
+  python3 python3-numpy python3-h5py python3-protobuf python3-torch python3-grpcio python3-zarr
+  libblosc-dev
   dataset-fashion-mnist tmux openssl
   clang libclang-rt-14-dev libomp-14-dev
 )

@@ -12,8 +12,6 @@
 
 namespace elektronn::kernels {
 
-std::vector<std::string> AvailableDevices() { return {"cpu"}; }
-
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) {
   const std::string& d = options.device;
   if (options.threads < 0) {

@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "rpc/status.h"
 #include "spdlog/spdlog.h"

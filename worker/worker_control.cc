@@ -27,8 +27,8 @@
 #include "engine/io/model_file.h"
 #include "engine/nodes/neural.h"
 #include "engine/shell/shell_session.h"
-#include "engine/trainer/hyperparams.h"
-#include "engine/trainer/schedule.h"
+#include "engine/config/hyperparams.h"
+#include "engine/config/schedule.h"
 #include "rpc/status.h"
 
 namespace elektronn {

@@ -17,7 +17,7 @@ class Server;
 namespace elektronn {
 
 // The live hyper-parameters of `t` as the Trainer service and the daemon's Job show them: every
-// entry of the table in engine/trainer/hyperparams.h, the active schedules and the step. Call
+// entry of the table in engine/config/hyperparams.h, the active schedules and the step. Call
 // on the training thread or at a step boundary.
 void FillHyperparameters(const Trainer& t, v1::Hyperparameters* h);
 

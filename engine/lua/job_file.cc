@@ -14,7 +14,7 @@
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/nm_functions.h"
 #include "engine/lua/internal/training_keys.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 

@@ -7,7 +7,7 @@
 #include "engine/core/status.h"
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/training_keys.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 
 namespace elektronn {
 

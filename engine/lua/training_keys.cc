@@ -16,8 +16,8 @@
 #include "absl/strings/strip.h"
 #include "engine/core/status.h"
 #include "engine/lua/internal/nm_functions.h"
-#include "engine/trainer/hyperparams.h"
-#include "engine/trainer/schedule.h"
+#include "engine/config/hyperparams.h"
+#include "engine/config/schedule.h"
 
 namespace elektronn::lua {
 namespace {

@@ -7,19 +7,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/config/hyperparams.h"
 #include "engine/nodes/node.h"
 #include "kernels/backend.h"
 
 namespace elektronn {
 
-// Hyper-parameters shared by all optimisers; the trainer and shell change them between steps.
-struct HyperParams {
-  float lr = 1.0f;  // ELEKTRONN2's default; every job file sets it
-  float mom = 0.9f;
-  float wd = 0.0f;
-  float beta2 = 0.999f;
-};
-
+// HyperParams (engine/config/hyperparams.h): the meta-parameters shared by all optimisers; the
+// trainer and shell change them between steps.
 enum class OptimiserKind { kSgd, kAdam, kAdaGrad, kAdaDelta };
 absl::StatusOr<OptimiserKind> ParseOptimiser(const std::string& name);
 const char* OptimiserName(OptimiserKind k);

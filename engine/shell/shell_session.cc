@@ -18,7 +18,7 @@
 #include "engine/graph/statistics.h"
 #include "engine/io/model_file.h"
 #include "engine/lua/internal/lua_state.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "engine/trainer/trainer.h"
 
 namespace elektronn {

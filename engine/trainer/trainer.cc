@@ -23,7 +23,7 @@
 #include "engine/io/model_file.h"
 #include "engine/io/tensorboard.h"
 #include "engine/report/plots.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "engine/trainer/preview.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_color_sinks.h"

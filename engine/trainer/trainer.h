@@ -17,10 +17,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "elektronn/v1/training.pb.h"
+#include "engine/config/hyperparams.h"
 #include "engine/data/batch_source.h"
 #include "engine/graph/network.h"
 #include "engine/optim/optimiser.h"
-#include "engine/trainer/schedule.h"
+#include "engine/config/schedule.h"
 
 namespace spdlog {
 class logger;
@@ -69,7 +70,7 @@ struct HistoryRecord {
 
 enum class StopReason { kSteps, kRuntime, kRequested, kNanLoss };
 
-class Trainer {
+class Trainer : public HyperparameterTarget {
  public:
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const v1::JobSpec& job,
                                                          kernels::Backend* backend,
@@ -97,8 +98,12 @@ class Trainer {
   absl::Status SetSchedule(const std::string& name, const v1::Schedule* spec,
                            const std::string& who);
   // Raw accessors behind the table's history_freq entry (no check, no log line).
-  int64_t history_freq() const { return spec_.history_freq(); }
-  void set_history_freq(int64_t steps) { spec_.set_history_freq(steps); }
+  int64_t history_freq() const override { return spec_.history_freq(); }
+  void set_history_freq(int64_t steps) override { spec_.set_history_freq(steps); }
+  HyperParams& optimiser_hyper() override { return opt_->hyper(); }
+  const HyperParams& optimiser_hyper() const override { return opt_->hyper(); }
+  Graph& model_graph() override { return net_->graph(); }
+  const Graph& model_graph() const override { return net_->graph(); }
 
   // Writes a line to the job's log (INFO).
   void Log(const std::string& line);

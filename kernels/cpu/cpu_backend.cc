@@ -13,28 +13,6 @@
 
 namespace elektronn::kernels {
 
-bool IsMonotone(Eltwise e) { return e != Eltwise::kAbs; }
-
-const char* EltwiseName(Eltwise e) {
-  switch (e) {
-    case Eltwise::kLinear:
-      return "lin";
-    case Eltwise::kRelu:
-      return "relu";
-    case Eltwise::kTanh:
-      return "tanh";
-    case Eltwise::kSigmoid:
-      return "sigmoid";
-    case Eltwise::kAbs:
-      return "abs";
-    case Eltwise::kSoftplus:
-      return "softplus";
-    case Eltwise::kElu:
-      return "elu";
-  }
-  return "?";
-}
-
 namespace cpu {
 
 // Loops shorter than this run on one thread: waking the OpenMP team costs more than it saves,

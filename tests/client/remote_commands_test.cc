@@ -22,7 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/connection.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/wait.h"

@@ -13,7 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 #include "engine/trainer/trainer.h"
 #include "tests/support/tiny_job.h"
 

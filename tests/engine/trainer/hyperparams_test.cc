@@ -2,7 +2,7 @@
 // job file -> Trainer -> v1::Hyperparameters and back by name, proto field and alias, refuses
 // values outside its range with a message naming it and the range, and is schedulable exactly
 // when the table says so. A new entry is covered here without a new line of test.
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include "elektronn/v1/control.pb.h"
 #include "engine/lua/job_file.h"
 #include "engine/lua/schedule_text.h"
-#include "engine/trainer/schedule.h"
+#include "engine/config/schedule.h"
 #include "engine/trainer/trainer.h"
 #include "google/protobuf/descriptor.h"
 #include "tests/support/tiny_job.h"

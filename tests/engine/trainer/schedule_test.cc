@@ -1,5 +1,5 @@
 // Schedule values at given steps (reference §5.5).
-#include "engine/trainer/schedule.h"
+#include "engine/config/schedule.h"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,10 @@
 // The one table of live hyper-parameters (lr, mom, wd, beta2, dropout_rates, history_freq): name,
 // aliases, type, valid range, proto field, job-file key, default, schedulability, shell shortcut,
-// and how a Trainer reads and writes each. Job files, schedules, the Trainer, the shell, the
-// Trainer service, `elektronn set` and the Job resource all derive from it: adding a
-// hyper-parameter is one entry in hyperparams.cc plus its test.
+// and how a running job's values are read and written (through HyperparameterTarget, which the
+// Trainer implements, so the table links no training code: the thin client reads it too). Job
+// files, schedules, the Trainer, the shell, the Trainer service, `elektronn set` and the Job
+// resource all derive from it: adding a hyper-parameter is one entry in hyperparams.cc plus its
+// test.
 //
 // Naming: `name` is ELEKTRONN2's (job files, schedules, the shell's `trainer.lr`, log lines);
 // `proto_field` is the field in every message that carries the value (v1::Hyperparameters, and
@@ -21,7 +23,27 @@
 
 namespace elektronn {
 
-class Trainer;
+class Graph;
+
+// The optimiser's meta-parameters (reference §4), the values behind lr, mom, wd and beta2.
+struct HyperParams {
+  float lr = 1.0f;  // ELEKTRONN2's default; every job file sets it
+  float mom = 0.9f;
+  float wd = 0.0f;
+  float beta2 = 0.999f;
+};
+
+// What the table's getters and setters act on: a running job. The Trainer implements it.
+class HyperparameterTarget {
+ public:
+  virtual ~HyperparameterTarget() = default;
+  virtual HyperParams& optimiser_hyper() = 0;
+  virtual const HyperParams& optimiser_hyper() const = 0;
+  virtual Graph& model_graph() = 0;  // its nodes carry the dropout rates
+  virtual const Graph& model_graph() const = 0;
+  virtual int64_t history_freq() const = 0;
+  virtual void set_history_freq(int64_t steps) = 0;
+};
 
 enum class HyperparameterType { kDouble, kInt };
 
@@ -46,8 +68,8 @@ struct HyperparameterDef {
   std::string help;          // one line for the shell's banner and `elektronn set`
   // Read and write the live value; call at a step boundary. `set` gets a value already checked
   // against the range; both fail when the job has nothing to apply it to.
-  std::function<absl::StatusOr<double>(const Trainer&)> get;
-  std::function<absl::Status(Trainer&, double)> set;
+  std::function<absl::StatusOr<double>(const HyperparameterTarget&)> get;
+  std::function<absl::Status(HyperparameterTarget&, double)> set;
 };
 
 // The table, in display order.
@@ -82,7 +104,7 @@ absl::Status SetProtoValue(const HyperparameterDef& d, double v, google::protobu
 
 // Reads every live value of `t` into the fields of `out` (a v1::Hyperparameters); a value the
 // job does not have (no layer with dropout) stays 0. Call at a step boundary.
-void WriteLiveValues(const Trainer& t, google::protobuf::Message* out);
+void WriteLiveValues(const HyperparameterTarget& t, google::protobuf::Message* out);
 // The values a job starts with, from its TrainingSpec (job-file keys, else the defaults), into
 // the fields of `out` (a v1::Hyperparameters). Model-dependent ones (dropout) stay 0.
 void WriteStartValues(const v1::TrainingSpec& spec, google::protobuf::Message* out);

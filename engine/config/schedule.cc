@@ -1,9 +1,9 @@
 // Schedule semantics of ELEKTRONN2 (reference §5.5), with QUIRK 9's lindec fixed: the value
 // reaches exactly 0 at step n even when n is not a multiple of the granularity.
-#include "engine/trainer/schedule.h"
+#include "engine/config/schedule.h"
 
 #include "absl/strings/str_format.h"
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 
 namespace elektronn {
 

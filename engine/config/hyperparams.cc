@@ -1,5 +1,5 @@
 // The table of live hyper-parameters and the helpers every consumer reads it through.
-#include "engine/trainer/hyperparams.h"
+#include "engine/config/hyperparams.h"
 
 #include <algorithm>
 #include <charconv>
@@ -11,8 +11,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "engine/graph/graph.h"
 #include "engine/nodes/neural.h"
-#include "engine/trainer/trainer.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -33,14 +33,14 @@ double FloatValue(float f) {
 }
 
 // Getter and setter of an optimiser meta-parameter (reference §4): a float of HyperParams.
-std::function<absl::StatusOr<double>(const Trainer&)> OptimiserGet(float HyperParams::*field) {
-  return [field](const Trainer& t) -> absl::StatusOr<double> {
-    return FloatValue(t.optimiser().hyper().*field);
+std::function<absl::StatusOr<double>(const HyperparameterTarget&)> OptimiserGet(float HyperParams::*field) {
+  return [field](const HyperparameterTarget& t) -> absl::StatusOr<double> {
+    return FloatValue(t.optimiser_hyper().*field);
   };
 }
-std::function<absl::Status(Trainer&, double)> OptimiserSet(float HyperParams::*field) {
-  return [field](Trainer& t, double v) {
-    t.optimiser().hyper().*field = static_cast<float>(v);
+std::function<absl::Status(HyperparameterTarget&, double)> OptimiserSet(float HyperParams::*field) {
+  return [field](HyperparameterTarget& t, double v) {
+    t.optimiser_hyper().*field = static_cast<float>(v);
     return absl::OkStatus();
   };
 }
@@ -51,17 +51,17 @@ absl::Status NoDropout() {
       "dropout_rate > 0 in create_model)");
 }
 
-absl::StatusOr<double> GetDropout(const Trainer& t) {
-  for (const auto& n : t.network().graph().nodes()) {
+absl::StatusOr<double> GetDropout(const HyperparameterTarget& t) {
+  for (const auto& n : t.model_graph().nodes()) {
     const auto* nn = dynamic_cast<const NeuralNode*>(n.get());
     if (nn != nullptr && nn->has_dropout()) return FloatValue(nn->dropout_rate());
   }
   return NoDropout();
 }
 
-absl::Status SetDropout(Trainer& t, double v) {
+absl::Status SetDropout(HyperparameterTarget& t, double v) {
   bool any = false;
-  for (const auto& n : t.network().graph().nodes()) {
+  for (const auto& n : t.model_graph().nodes()) {
     auto* nn = dynamic_cast<NeuralNode*>(n.get());
     if (nn == nullptr || !nn->has_dropout()) continue;
     any = true;
@@ -157,11 +157,11 @@ std::vector<HyperparameterDef> MakeTable() {
        .schedulable = true,
        .shortcut = "sethist",
        .help = "steps between monitoring records and checkpoints",
-       .get = [](const Trainer& t) -> absl::StatusOr<double> {
+       .get = [](const HyperparameterTarget& t) -> absl::StatusOr<double> {
          return static_cast<double>(t.history_freq());
        },
        .set =
-           [](Trainer& t, double v) {
+           [](HyperparameterTarget& t, double v) {
              t.set_history_freq(std::llround(v));
              return absl::OkStatus();
            }},
@@ -323,7 +323,7 @@ absl::Status SetProtoValue(const HyperparameterDef& d, double v, google::protobu
   return absl::OkStatus();
 }
 
-void WriteLiveValues(const Trainer& t, google::protobuf::Message* out) {
+void WriteLiveValues(const HyperparameterTarget& t, google::protobuf::Message* out) {
   for (const HyperparameterDef& d : Hyperparameters()) {
     absl::StatusOr<double> v = d.get(t);
     (void)SetProtoValue(d, v.ok() ? *v : 0.0, out);
