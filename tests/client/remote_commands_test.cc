@@ -21,6 +21,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/connection.h"
 #include "engine/config/hyperparams.h"
 #include "google/protobuf/any.pb.h"
@@ -454,6 +455,21 @@ struct Output {
 };
 
 // Runs a shell command; stdout (and stderr when asked) captured.
+// Every --json output uses the proto field names (snake_case): no key with an upper-case letter,
+// at any depth (map keys in these outputs are job names and hyper-parameter names).
+void ExpectSnakeCaseKeys(const nlohmann::json& j, const std::string& where,
+                         const std::string& path = "") {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) {
+      EXPECT_EQ(key.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), std::string::npos)
+          << where << ": key '" << path << key << "' is not snake_case";
+      ExpectSnakeCaseKeys(value, where, path + key + ".");
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) ExpectSnakeCaseKeys(v, where, path + "[].");
+  }
+}
+
 Output RunShell(const std::string& cmd) {
   Output o;
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -558,6 +574,7 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   o = RunShell(cli + "ls --json" + conn);
   ASSERT_EQ(o.code, 0) << o.out;
   const auto listed = nlohmann::json::parse(o.out);
+  ExpectSnakeCaseKeys(listed, "ls --json");
   ASSERT_EQ(listed["jobs"].size(), 1u) << o.out;
   EXPECT_EQ(listed["jobs"][0]["name"], name);
   EXPECT_EQ(listed["jobs"][0]["spec"]["training"]["n_steps"], "50");
@@ -565,6 +582,14 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   o = RunShell(cli + "status " + std::to_string(std::stoi(name.substr(5))) + conn);
   EXPECT_EQ(o.code, 0) << o.out;
   EXPECT_NE(o.out.find(name), std::string::npos) << o.out;
+  o = RunShell(cli + "status " + name + " --json" + conn);
+  ASSERT_EQ(o.code, 0) << o.out;
+  const auto status = nlohmann::json::parse(o.out);
+  ExpectSnakeCaseKeys(status, "status --json");
+  EXPECT_TRUE(status["spec"]["training"].contains("optimiser_params")) << o.out;
+  o = RunShell(cli + "check " + (dir / "tiny.lua").string() + " --json");
+  ASSERT_EQ(o.code, 0) << o.out;
+  ExpectSnakeCaseKeys(nlohmann::json::parse(o.out), "check --json");
   EXPECT_EQ(RunShell(cli + "status 999" + conn + " 2>&1").code, 3);
   EXPECT_EQ(RunShell(cli + "ls --host " + host + " --token wrong 2>&1").code, 5);
 
@@ -573,11 +598,19 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   const int cancel_code = o.code;
   o = RunShell("timeout 60 " + cli + "watch " + name + conn + " 2>&1");
   EXPECT_EQ(o.code, cancel_code == 0 ? 4 : 1) << o.out;
+  o = RunShell("timeout 60 " + cli + "watch " + name + " --json" + conn + " 2>/dev/null");
+  int events = 0;
+  for (absl::string_view line : absl::StrSplit(o.out, '\n', absl::SkipEmpty())) {
+    ExpectSnakeCaseKeys(nlohmann::json::parse(std::string(line)), "watch --json");
+    ++events;
+  }
+  EXPECT_GT(events, 0) << o.out;
   EXPECT_EQ(RunShell("timeout 60 " + cli + "logs " + name + conn + " 2>&1").code, 0);
 
   o = RunShell(cli + "hosts --json" + conn);
   EXPECT_EQ(o.code, 0) << o.out;
   const auto hosts = nlohmann::json::parse(o.out);
+  ExpectSnakeCaseKeys(hosts, "hosts --json");
   EXPECT_GT(hosts["hosts"][0]["resources"]["cpu_count"].get<int>(), 0) << o.out;
 
   std::move(stop_daemon).Invoke();

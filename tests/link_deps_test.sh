@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Each binary links only its layer (README, "Architecture"): the thin client `elektronn` needs no
+# oneDNN, OpenMP, HDF5, cairo, libpng or gRPC *server* code; the daemon validates JobSpecs
+# without oneDNN, OpenMP, HDF5, cairo or libpng (training runs in elektronn-worker).
+# Reads the binaries' dynamic dependencies (readelf: DT_NEEDED) and, since Debian ships gRPC's
+# client and server in one libgrpc++, the gRPC server symbols the client imports.
+# Also: no file in client/ includes a header of the engine's trainer, nodes, graph or kernels.
+# Usage: link_deps_test.sh CLIENT_BINARY DAEMON_BINARY SOURCE_DIR
+set -euo pipefail
+client=$1
+daemon=$2
+src=$3
+status=0
+
+if hits=$(grep -n -E '#include "(engine/(trainer|nodes|graph|optim|data|io|report|shell)|kernels)/' \
+          "$src"/client/*.cc "$src"/client/*.h); then
+  echo "FAIL: the client includes engine internals (use engine/lua, engine/config or a proto):" >&2
+  echo "$hits" >&2
+  status=1
+fi
+
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+
+forbid() {  # forbid BINARY WHAT REGEX
+  local hits
+  if hits=$(needed "$1" | grep -E "$3"); then
+    echo "FAIL: $(basename "$1") links $2: $(echo $hits)" >&2
+    status=1
+  fi
+}
+
+command -v readelf >/dev/null || { echo "FAIL: readelf (binutils) is missing" >&2; exit 1; }
+command -v nm >/dev/null || { echo "FAIL: nm (binutils) is missing" >&2; exit 1; }
+for b in "$client" "$daemon"; do
+  [ -x "$b" ] || { echo "FAIL: no binary at $b" >&2; exit 1; }
+done
+
+heavy='^lib(dnnl|gomp|omp|hdf5|cairo|png|sz)[._-]'
+forbid "$client" "engine libraries (oneDNN, OpenMP, HDF5, cairo, libpng)" "$heavy"
+forbid "$daemon" "engine libraries (oneDNN, OpenMP, HDF5, cairo, libpng)" "$heavy"
+
+# The client may use libgrpc++ (channels, stubs) but no server-side class of it.
+if server_syms=$(nm -D --undefined-only -C "$client" | grep -E 'grpc::(Server|ServerBuilder|ServerContext|Service)\b'); then
+  echo "FAIL: $(basename "$client") imports gRPC server code:" >&2
+  echo "$server_syms" | head -5 >&2
+  status=1
+fi
+# And the daemon must really be the server (guards against the test reading the wrong files).
+daemon_syms=$(nm -D --undefined-only -C "$daemon")
+grep -qE 'grpc::ServerBuilder' <<<"$daemon_syms" ||
+  { echo "FAIL: $(basename "$daemon") imports no grpc::ServerBuilder: wrong binary?" >&2; status=1; }
+
+if [ $status -eq 0 ]; then
+  echo "client needs: $(needed "$client" | grep -v '^libabsl' | tr '\n' ' ')"
+  echo "daemon needs: $(needed "$daemon" | grep -v '^libabsl' | tr '\n' ' ')"
+fi
+exit $status
