@@ -33,7 +33,8 @@ double FloatValue(float f) {
 }
 
 // Getter and setter of an optimiser meta-parameter (reference §4): a float of HyperParams.
-std::function<absl::StatusOr<double>(const HyperparameterTarget&)> OptimiserGet(float HyperParams::*field) {
+std::function<absl::StatusOr<double>(const HyperparameterTarget&)> OptimiserGet(
+    float HyperParams::*field) {
   return [field](const HyperparameterTarget& t) -> absl::StatusOr<double> {
     return FloatValue(t.optimiser_hyper().*field);
   };

@@ -18,10 +18,10 @@
 #include "absl/synchronization/mutex.h"
 #include "elektronn/v1/training.pb.h"
 #include "engine/config/hyperparams.h"
+#include "engine/config/schedule.h"
 #include "engine/data/batch_source.h"
 #include "engine/graph/network.h"
 #include "engine/optim/optimiser.h"
-#include "engine/config/schedule.h"
 
 namespace spdlog {
 class logger;
