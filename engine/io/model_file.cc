@@ -181,8 +181,12 @@ absl::Status WriteContents(hid_t file, const std::string& path, Network& net,
 
   RETURN_IF_ERROR(w.Group("/params"));
   for (const Parameter* p : net.params()) {
-    RETURN_IF_ERROR(
-        w.FloatDataset(absl::StrCat("/params/", p->key()), p->shape, net.ParamValue(*p)));
+    const std::string name = absl::StrCat("/params/", p->key());
+    RETURN_IF_ERROR(w.FloatDataset(name, p->shape, net.ParamValue(*p)));
+    const uint8_t constant = 0;  // frozen parameters stay frozen when the file is loaded
+    if (!p->trainable) {
+      RETURN_IF_ERROR(w.Attribute(name, "trainable", H5T_STD_U8LE, H5T_NATIVE_UINT8, &constant));
+    }
   }
 
   if (opt == nullptr) return absl::OkStatus();
@@ -610,6 +614,15 @@ absl::StatusOr<ModelFileContents> ReadModelFile(const std::string& path) {
   ASSIGN_OR_RETURN(bool has_params, HasLink(h, "params", path));
   if (!has_params) return Invalid(path, "group '/params' is missing");
   RETURN_IF_ERROR(ReadTree(h, "/params", 1, path, f.params, f.param_shapes));
+  for (const auto& [key, values] : f.params) {
+    const std::string name = absl::StrCat("/params/", key);
+    const htri_t has = H5Aexists_by_name(h, name.c_str(), "trainable", H5P_DEFAULT);
+    if (has < 0) return Hdf5Error(path, absl::StrFormat("cannot open '%s'", name));
+    if (has == 0) continue;
+    ASSIGN_OR_RETURN(const uint8_t t,
+                     ReadNumberAttribute<uint8_t>(h, name, "trainable", H5T_NATIVE_UINT8, path));
+    if (t == 0) f.constant_params.insert(key);
+  }
 
   ASSIGN_OR_RETURN(f.has_optimiser, HasLink(h, "optimiser", path));
   if (f.has_optimiser) RETURN_IF_ERROR(ReadOptimiser(h, path, f));
@@ -685,6 +698,7 @@ absl::Status LoadInto(const ModelFileContents& f, Network& net, Optimiser* opt) 
 
   for (Parameter* p : net.params()) {
     RETURN_IF_ERROR(net.SetParamValue(*p, f.params.at(p->key())));
+    p->trainable = !f.constant_params.contains(p->key());
   }
   if (!load_opt) return absl::OkStatus();
   kernels::Backend* backend = net.backend();

@@ -3,7 +3,8 @@
 // Layout (plain arrays, readable with h5py):
 //   /                          attribute `format` = "elektronn-model-1" (variable-length string)
 //   /spec                      uint8 (n,): the serialised v1::ModelSpec
-//   /params/<node>/<param>     float32, the parameter's canonical shape
+//   /params/<node>/<param>     float32, the parameter's canonical shape; attribute
+//                              `trainable` (uint8 0) on constant (frozen) parameters only
 //   /optimiser                 optional group; attributes `kind` (string, e.g. "Adam"),
 //                              `t` (int64), `lr`, `mom`, `wd`, `beta2` (float32),
 //                              `step` (uint64, the network's step counter)
@@ -13,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,6 +40,7 @@ struct ModelFileContents {
   v1::ModelSpec spec;
   std::map<std::string, std::vector<float>> params;          // key "node/param"
   std::map<std::string, std::vector<int64_t>> param_shapes;  // key "node/param"
+  std::set<std::string> constant_params;  // keys "node/param" of frozen parameters
   bool has_optimiser = false;
   std::string optimiser;  // OptimiserName() of the saved optimiser, e.g. "Adam"
   int64_t t = 0;
@@ -51,9 +54,9 @@ struct ModelFileContents {
 // file of this format, is InvalidArgument; every error names the path and the dataset.
 absl::StatusOr<ModelFileContents> ReadModelFile(const std::string& path);
 
-// Restores parameter values into a compiled network whose parameters match the file's (same
-// spec, possibly compiled for another input size). When `opt` is given and the file has
-// optimiser state, also restores the optimiser's slots, t and hyper-parameters, and the
+// Restores parameter values, and which are constant, into a compiled network whose parameters match
+// the file's (same spec, possibly compiled for another input size). When `opt` is given and the
+// file has optimiser state, also restores the optimiser's slots, t and hyper-parameters, and the
 // network's step. Everything is checked before anything is written, so on error `net` and
 // `opt` are unchanged; errors name the missing or mismatching dataset.
 absl::Status LoadInto(const ModelFileContents& f, Network& net, Optimiser* opt);
