@@ -10,25 +10,27 @@ ModelBuilder::ModelBuilder(std::string model_name, uint64_t seed) {
   spec_.set_seed(seed);
 }
 
-std::string ModelBuilder::UniqueName(const std::string& base) const {
+std::string AppendNode(v1::ModelSpec* spec, v1::NodeSpec node) {
   auto taken = [&](const std::string& n) {
-    for (const auto& node : spec_.nodes())
-      if (node.name() == n) return true;
+    for (const auto& other : spec->nodes()) {
+      if (other.name() == n) return true;
+    }
     return false;
   };
-  if (!taken(base)) return base;
-  for (int i = 1;; ++i) {
-    std::string n = absl::StrCat(base, i);
-    if (!taken(n)) return n;
-  }
+  std::string name = node.name();
+  for (int i = 1; taken(name); ++i) name = absl::StrCat(node.name(), i);
+  node.set_name(name);
+  *spec->add_nodes() = std::move(node);
+  return name;
 }
 
 v1::NodeSpec* ModelBuilder::NewNode(const std::string& default_name, const std::string& name,
                                     std::vector<std::string> inputs) {
-  v1::NodeSpec* n = spec_.add_nodes();
-  n->set_name(UniqueName(name.empty() ? default_name : name));
-  for (auto& i : inputs) n->add_inputs(std::move(i));
-  return n;
+  v1::NodeSpec n;
+  n.set_name(name.empty() ? default_name : name);
+  for (auto& i : inputs) n.add_inputs(std::move(i));
+  AppendNode(&spec_, std::move(n));
+  return spec_.mutable_nodes(spec_.nodes_size() - 1);
 }
 
 std::string ModelBuilder::Input(std::vector<int64_t> shape, const std::string& tags,

@@ -1,5 +1,6 @@
-// ModelBuilder: builds a ModelSpec in code with ELEKTRONN2's functional node API
-// (used by tests, benchmarks and, later, the Lua front end).
+// ModelBuilder: builds a ModelSpec in code with ELEKTRONN2's functional node API (tests,
+// benchmarks, the model loader). AppendNode is the one way a node joins a ModelSpec: the Lua
+// recorder of job files (engine/lua/nm_functions.cc) and ModelBuilder both go through it.
 #pragma once
 
 #include <string>
@@ -8,6 +9,10 @@
 #include "elektronn/v1/model.pb.h"
 
 namespace elektronn {
+
+// Appends `node` to `spec` under its name, made unique ELEKTRONN2's way when taken (conv, conv1,
+// conv2, ...); returns the name it got.
+std::string AppendNode(v1::ModelSpec* spec, v1::NodeSpec node);
 
 class ModelBuilder {
  public:
@@ -53,7 +58,6 @@ class ModelBuilder {
  private:
   v1::NodeSpec* NewNode(const std::string& default_name, const std::string& name,
                         std::vector<std::string> inputs);
-  std::string UniqueName(const std::string& base) const;
   v1::ModelSpec spec_;
 };
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "engine/graph/model_builder.h"
 #include "engine/nodes/shape_rules.h"
 
 namespace elektronn::lua {
@@ -321,26 +322,11 @@ struct NmAccess {
     return n == nullptr ? 0 : n->shape().ndim();
   }
 
-  static std::string UniqueName(ModelRecorder* r, const std::string& base) {
-    auto taken = [&](const std::string& n) {
-      for (const auto& node : r->spec_.nodes()) {
-        if (node.name() == n) return true;
-      }
-      return false;
-    };
-    if (!taken(base)) return base;
-    for (int i = 1;; ++i) {
-      std::string n = absl::StrCat(base, i);
-      if (!taken(n)) return n;
-    }
-  }
-
   // Appends the node, infers every shape again and returns its handle; a shape error becomes a
   // Lua error at the calling line.
   static int Record(lua_State* L, const Args& a, v1::NodeSpec node) {
     ModelRecorder* r = Self(L);
-    node.set_name(UniqueName(r, node.name()));
-    *r->spec_.add_nodes() = std::move(node);
+    AppendNode(&r->spec_, std::move(node));
     if (r->failed_where_.empty()) {
       auto g = std::make_unique<Graph>();
       absl::Status s = Graph::BuildWithoutHints(r->spec_, g.get());
