@@ -2,6 +2,7 @@
 // trainability (reference §3.4).
 #include "engine/io/model_loader.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -173,7 +174,8 @@ absl::StatusOr<std::vector<int64_t>> SnapPatch(v1::ModelSpec& s, int input,
       const int64_t lo = LargestValidBelow(bad, j, in);
       int k = 0;
       while (shape.spatial_axes()[k] != axis) ++k;
-      const int64_t rel_stride = std::max<int64_t>(1, ps.strides()[j] / shape.strides()[k]);
+      const int64_t in_stride = std::max<int64_t>(1, g.Find(name)->shape().strides()[k]);
+      const int64_t rel_stride = std::max<int64_t>(1, ps.strides()[j] / in_stride);
       if (lo > 0) shrink = (in - lo) * rel_stride;
     }
     const int64_t now = s.nodes(input).input().shape(axis);
@@ -256,6 +258,8 @@ absl::Status ApplyTrainability(Network& net, const ModelFileContents& f, const L
   for (const auto& n : net.graph().nodes()) {
     if (!n->params().empty()) with_params.push_back(n.get());
   }
+  std::vector<std::string> candidates;
+  for (const Node* p : with_params) candidates.push_back(p->name());
   std::set<std::string> locked;
   if (o.lock_first_n < 0 || o.lock_first_n > static_cast<int>(with_params.size())) {
     return Invalid(f.path, absl::StrFormat("lock_trainable_params=%d, but the model has %d nodes "
@@ -265,8 +269,6 @@ absl::Status ApplyTrainability(Network& net, const ModelFileContents& f, const L
   for (int i = 0; i < o.lock_first_n; ++i) locked.insert(with_params[i]->name());
   for (const std::string& name : o.lock_nodes) {
     const Node* n = net.graph().Find(name);
-    std::vector<std::string> candidates;
-    for (const Node* p : with_params) candidates.push_back(p->name());
     if (n == nullptr || n->params().empty()) {
       return FileError(
           n == nullptr ? absl::StatusCode::kNotFound : absl::StatusCode::kInvalidArgument, f.path,
@@ -283,8 +285,12 @@ absl::Status ApplyTrainability(Network& net, const ModelFileContents& f, const L
   }
   if (o.make_weights_constant) notes->push_back("all parameters made constant");
   if (!locked.empty()) {
+    std::vector<std::string> in_order;  // as the model lists them, not alphabetically
+    for (const std::string& c : candidates) {
+      if (locked.contains(c)) in_order.push_back(c);
+    }
     notes->push_back(
-        absl::StrFormat("parameters of %s locked (constant)", absl::StrJoin(locked, ", ")));
+        absl::StrFormat("parameters of %s locked (constant)", absl::StrJoin(in_order, ", ")));
   }
   return absl::OkStatus();
 }
