@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "engine/config/hyperparams.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "rpc/status.h"
 #include "spdlog/spdlog.h"
 
@@ -366,8 +367,39 @@ void JobManager::SchedulerLoop() {
   }
 }
 
+// The spec a resumed worker runs: the submitted one with the hyper-parameters and schedules the
+// job last reported laid over it, so what `elektronn set`, the shell or a client changed survives
+// pause/resume, worker crashes and daemon restarts (the checkpoint restores only the optimiser's
+// values). Job.spec stays as submitted. Dropout rates are not laid over: a rate of 0 in the spec
+// would build the layer without dropout (the checkpoint's model keeps the live rate anyway).
+namespace {
+v1::JobSpec ResumeSpec(const v1::Job& job) {
+  v1::JobSpec spec = job.spec();
+  const v1::Hyperparameters& live = job.hyperparameters();
+  v1::TrainingSpec* t = spec.mutable_training();
+  for (const HyperparameterDef& d : Hyperparameters()) {
+    absl::StatusOr<double> v = GetProtoValue(d, live);
+    if (!v.ok() || !CheckHyperparameterValue(d, *v).ok()) continue;
+    if (d.job_file == JobFileKey::kOptimiserParams) {
+      (void)SetProtoValue(d, *v, t->mutable_optimiser_params());
+    } else if (d.job_file == JobFileKey::kTopLevel) {
+      (void)SetProtoValue(d, *v, t);
+    }
+  }
+  *t->mutable_schedules() = live.schedules();
+  return spec;
+}
+}  // namespace
+
 void JobManager::SpawnLocked(Entry* e) {
   const bool resume = fs::exists(store_->CheckpointPath(e->id));
+  if (resume) {
+    if (absl::Status s = store_->WriteSpec(e->id, ResumeSpec(e->job)); !s.ok()) {
+      e->job.set_error(absl::StrCat("cannot write the job's spec for its worker: ", s.message()));
+      SetStateLocked(e, v1::FAILED);
+      return;
+    }
+  }
   std::vector<std::string> args = {options_.worker_binary,
                                    "train",
                                    "--job-spec",
@@ -557,7 +589,15 @@ void JobManager::HandleLineLocked(Entry* e, const std::string& raw) {
 }
 
 void JobManager::HandleEventLocked(Entry* e, const v1::WorkerEvent& w) {
-  if (w.has_hyperparameters()) *e->job.mutable_hyperparameters() = w.hyperparameters();
+  if (w.has_hyperparameters()) {
+    // Persisted when they changed (not on every status report), so a resumed worker gets them.
+    v1::Hyperparameters before = e->job.hyperparameters(), after = w.hyperparameters();
+    before.clear_step();
+    after.clear_step();
+    const bool changed = !google::protobuf::util::MessageDifferencer::Equals(before, after);
+    *e->job.mutable_hyperparameters() = w.hyperparameters();
+    if (changed) PersistLocked(e);
+  }
   if (w.has_status()) {
     v1::JobEvent ev;
     *ev.mutable_status() = w.status();

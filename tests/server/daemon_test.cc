@@ -3,6 +3,7 @@
 
 #include <numeric>
 
+#include "elektronn/v1/control.grpc.pb.h"
 #include "engine/io/model_file.h"
 #include "rpc/status.h"
 #include "tests/server/daemon_fixture.h"
@@ -177,6 +178,26 @@ TEST_F(DaemonTest, TrainWatchPauseResumeCancel) {
   EXPECT_LT(losses.back(), losses.front() - 0.05);
   EXPECT_TRUE(HealthServing());
 
+  // Steer it over gRPC: a schedule and history_freq, which the checkpoint does not hold.
+  auto trainer = v1::Trainer::NewStub(channel_);
+  {
+    v1::UpdateHyperparametersRequest up;
+    up.set_name(job.name());
+    up.mutable_hyperparameters()->set_history_freq(7);
+    (*up.mutable_hyperparameters()->mutable_schedules())["lr"].set_dec(0.5);
+    up.mutable_update_mask()->add_paths("history_freq");
+    up.mutable_update_mask()->add_paths("schedules.lr");
+    v1::Hyperparameters out;
+    grpc::Status st = trainer->UpdateHyperparameters(Ctx().get(), up, &out);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(out.history_freq(), 7);
+  }
+  // The daemon keeps the live values the worker reports.
+  job = WaitFor(job.name(), [](const v1::Job& j) {
+    return j.hyperparameters().history_freq() == 7 &&
+           j.hyperparameters().schedules().contains("lr");
+  });
+
   // Pause: the worker checkpoints and ends.
   v1::PauseJobRequest pause;
   pause.set_name(job.name());
@@ -216,6 +237,17 @@ TEST_F(DaemonTest, TrainWatchPauseResumeCancel) {
     EXPECT_TRUE(reader->Finish().ok());
     EXPECT_TRUE(resumed_line);
     EXPECT_GT(first_step_after, saved);
+  }
+  {
+    // What was steered survived the pause: the resumed worker runs with it.
+    v1::GetHyperparametersRequest get;
+    get.set_name(job.name());
+    v1::Hyperparameters h;
+    grpc::Status st = trainer->GetHyperparameters(Ctx().get(), get, &h);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(h.history_freq(), 7);
+    ASSERT_TRUE(h.schedules().contains("lr")) << h.ShortDebugString();
+    EXPECT_EQ(h.schedules().at("lr").dec(), 0.5);
   }
 
   v1::CancelJobRequest cancel;
