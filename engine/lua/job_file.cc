@@ -2,19 +2,22 @@
 #include "engine/lua/job_file.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/config/hyperparams.h"
 #include "engine/core/status.h"
 #include "engine/graph/graph.h"
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/nm_functions.h"
 #include "engine/lua/internal/training_keys.h"
-#include "engine/config/hyperparams.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -253,28 +256,58 @@ absl::Status ApplyTrainingOverride(const std::string& kv, v1::TrainingSpec* spec
     return absl::InvalidArgumentError("--set: '" + key + "' is not a scalar training key");
   }
   const auto* r = msg->GetReflection();
-  try {
-    switch (field->cpp_type()) {
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
-        r->SetInt64(msg, field, static_cast<int64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
-        r->SetUInt64(msg, field, static_cast<uint64_t>(std::stod(value)));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
-        r->SetDouble(msg, field, std::stod(value));
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(msg, field, value);
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
-        r->SetBool(msg, field, value == "true" || value == "1");
-        break;
-      default:
-        return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
+  auto not_a = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set: '", value, "' is not ", what, " (for ", key, ")"));
+  };
+  // Whole-string parses only ("12abc", "nan", "1e30" for an integer are errors, not UB).
+  double d = 0;
+  const bool is_number = absl::SimpleAtod(value, &d) && std::isfinite(d);
+  switch (field->cpp_type()) {
+    case google::protobuf::FieldDescriptor::CPPTYPE_INT64: {
+      int64_t i = 0;
+      if (!absl::SimpleAtoi(value, &i)) {
+        // 1e6 is fine; 1.5 or 1e30 is not.
+        if (!is_number || d != std::floor(d) || std::fabs(d) >= 9.2e18) {
+          return not_a("an integer");
+        }
+        i = static_cast<int64_t>(d);
+      }
+      r->SetInt64(msg, field, i);
+      break;
     }
-  } catch (const std::exception&) {
-    return absl::InvalidArgumentError("--set: '" + value + "' is not a number for " + key);
+    case google::protobuf::FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t u = 0;
+      if (!absl::SimpleAtoi(value, &u)) {
+        if (!is_number || d < 0 || d != std::floor(d) || d >= 1.8e19) {
+          return not_a("a non-negative integer");
+        }
+        u = static_cast<uint64_t>(d);
+      }
+      r->SetUInt64(msg, field, u);
+      break;
+    }
+    case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+      if (!is_number) return not_a("a finite number");
+      r->SetDouble(msg, field, d);
+      break;
+    case google::protobuf::FieldDescriptor::CPPTYPE_FLOAT:
+      if (!is_number || std::fabs(d) > std::numeric_limits<float>::max()) {
+        return not_a("a finite number");
+      }
+      r->SetFloat(msg, field, static_cast<float>(d));
+      break;
+    case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
+      r->SetString(msg, field, value);
+      break;
+    case google::protobuf::FieldDescriptor::CPPTYPE_BOOL: {
+      bool b = false;
+      if (!absl::SimpleAtob(value, &b)) return not_a("true or false");
+      r->SetBool(msg, field, b);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("--set: '" + key + "' has an unsupported type");
   }
   return absl::OkStatus();
 }

@@ -597,3 +597,29 @@ TEST(JobFileTest, TextThatIsNotUtf8IsRefusedNamingTheField) {
 
 }  // namespace
 }  // namespace elektronn
+
+namespace elektronn {
+namespace {
+
+// `--set KEY=VALUE` parses the whole value and refuses what does not fit the field (a huge or
+// fractional integer, NaN, trailing junk) instead of casting it.
+TEST(TrainingOverrideTest, ParsesWholeValuesAndRefusesWhatDoesNotFit) {
+  v1::TrainingSpec spec;
+  ASSERT_TRUE(ApplyTrainingOverride("n_steps=1e6", &spec).ok());
+  EXPECT_EQ(spec.n_steps(), 1000000);
+  ASSERT_TRUE(ApplyTrainingOverride("n_steps=-3", &spec).ok());  // range checks come later
+  EXPECT_EQ(spec.n_steps(), -3);
+  ASSERT_TRUE(ApplyTrainingOverride("max_runtime=3600.5", &spec).ok());
+  EXPECT_EQ(spec.max_runtime(), 3600.5);
+  for (const char* bad :
+       {"n_steps=1e30", "n_steps=1.5", "n_steps=12abc", "n_steps=", "n_steps=nan",
+        "max_runtime=nan", "max_runtime=inf", "max_runtime=1x", "batch_size=9223372036854775808"}) {
+    absl::Status s = ApplyTrainingOverride(bad, &spec);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()), testing::HasSubstr("is not")) << bad;
+  }
+  EXPECT_EQ(spec.n_steps(), -3) << "a refused value changes nothing";
+}
+
+}  // namespace
+}  // namespace elektronn
