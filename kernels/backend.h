@@ -92,11 +92,13 @@ class MatmulKernel {
                                        float* diff_b) = 0;
 };
 
-// A strided box inside a channels-last tensor, used by Crop and Concat:
-// copies `extent` (N, spatial..., C) starting at `src_origin` of a tensor shaped `src_shape`
-// into a tensor shaped `dst_shape` at `dst_origin`.
+// A strided box inside a channels-last tensor, used by Crop and Concat and, with steps, by
+// max-fragment-pooling and FragmentsToDense: element `k` of `extent` (N, spatial..., C) is
+// copied from `src_origin + k * src_step` of a tensor shaped `src_shape` to
+// `dst_origin + k * dst_step` of a tensor shaped `dst_shape`. Empty steps mean 1 on every axis.
 struct BoxCopy {
   std::vector<int64_t> src_shape, dst_shape, src_origin, dst_origin, extent;
+  std::vector<int64_t> src_step = {}, dst_step = {};
 };
 
 class Backend {

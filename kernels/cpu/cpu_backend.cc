@@ -325,10 +325,13 @@ class CpuBackend final : public Backend {
   }
   void CopyBox(const BoxCopy& box, const float* src, float* dst, bool acc) override {
     const size_t rank = box.extent.size();
-    // Rows of the innermost axis are contiguous; iterate over all outer index tuples.
+    auto step = [](const std::vector<int64_t>& s, size_t a) { return s.empty() ? 1 : s[a]; };
+    // Rows of the innermost axis are contiguous unless a step says otherwise; iterate over all
+    // outer index tuples.
     int64_t outer = 1;
     for (size_t i = 0; i + 1 < rank; ++i) outer *= box.extent[i];
     const int64_t inner = box.extent[rank - 1];
+    const int64_t s_in = step(box.src_step, rank - 1), d_in = step(box.dst_step, rank - 1);
     ParallelFor(outer, [&](int64_t o) {
       int64_t rem = o, so = 0, dof = 0, sstride = 1, dstride = 1;
       for (int64_t a = static_cast<int64_t>(rank) - 1; a >= 0; --a) {
@@ -337,14 +340,18 @@ class CpuBackend final : public Backend {
           idx = rem % box.extent[a];
           rem /= box.extent[a];
         }
-        so += (idx + box.src_origin[a]) * sstride;
-        dof += (idx + box.dst_origin[a]) * dstride;
+        so += (idx * step(box.src_step, a) + box.src_origin[a]) * sstride;
+        dof += (idx * step(box.dst_step, a) + box.dst_origin[a]) * dstride;
         sstride *= box.src_shape[a];
         dstride *= box.dst_shape[a];
       }
       const float* s = src + so;
       float* d = dst + dof;
-      if (acc) {
+      if (s_in != 1 || d_in != 1) {
+        for (int64_t i = 0; i < inner; ++i) {
+          d[i * d_in] = acc ? d[i * d_in] + s[i * s_in] : s[i * s_in];
+        }
+      } else if (acc) {
         for (int64_t i = 0; i < inner; ++i) d[i] += s[i];
       } else {
         std::memcpy(d, s, inner * sizeof(float));

@@ -1003,6 +1003,39 @@ std::vector<ParityCase> AllCases() {
         {0, 1, 1, 1, 0},
         {0, 0, 0, 0, 0},
         {1, 40, 30, 20, 2}}},
+      // Max-fragment-pooling's gather of shift t=(1,0,1), pool (2,1,2), from a sliding max
+      // (2, 5, 3, 7, 3) into fragment block 5 of (8*2, 2, 3, 3, 3), and its backward scatter.
+      {"MfpGather3d",
+       {{2, 5, 3, 7, 3},
+        {16, 2, 3, 3, 3},
+        {0, 1, 0, 1, 0},
+        {10, 0, 0, 0, 0},
+        {2, 2, 3, 3, 3},
+        {1, 2, 1, 2, 1},
+        {}}},
+      {"MfpScatter3d",
+       {{16, 2, 3, 3, 3},
+        {2, 5, 3, 7, 3},
+        {10, 0, 0, 0, 0},
+        {0, 1, 0, 1, 0},
+        {2, 2, 3, 3, 3},
+        {},
+        {1, 2, 1, 2, 1}}},
+      // FragmentsToDense: fragment 3 of 4 at offset (1, 0) into a (1, 10, 8) dense volume
+      // with strides (2, 2), and its backward gather; a step on channels for completeness.
+      {"FragmentToDense2d",
+       {{4, 5, 4, 3}, {1, 10, 8, 3}, {3, 0, 0, 0}, {0, 1, 0, 0}, {1, 5, 4, 3}, {}, {1, 2, 2, 1}}},
+      {"DenseToFragment2d",
+       {{1, 10, 8, 3}, {4, 5, 4, 3}, {0, 1, 0, 0}, {3, 0, 0, 0}, {1, 5, 4, 3}, {1, 2, 2, 1}, {}}},
+      {"StepOnChannels1d", {{1, 4, 6}, {2, 4, 3}, {0, 0, 1}, {1, 0, 0}, {1, 4, 3}, {1, 1, 2}, {}}},
+      {"LongStrided3d",
+       {{1, 41, 31, 21, 2},
+        {4, 20, 15, 10, 2},
+        {0, 1, 1, 1, 0},
+        {2, 0, 0, 0, 0},
+        {1, 20, 15, 10, 2},
+        {1, 2, 2, 2, 1},
+        {}}},
   };
   for (const auto& [name, box] : boxes) {
     cases.push_back({"CopyBox" + name, [box = box](Backend& b, InputRng& r) {
@@ -1274,6 +1307,14 @@ TEST(Reference, CopyBoxWritesOnlyTheBox) {
             (std::vector<float>{9, 3, 4, 9, 5, 6, 9, 9, 9, 9, 9, 9}));
   EXPECT_EQ(CopyBox(box, src, prior, true),
             (std::vector<float>{9, 12, 13, 9, 14, 15, 9, 9, 9, 9, 9, 9}));
+}
+
+TEST(Reference, CopyBoxSteps) {
+  // Every second row of src (1, 4, 2) from row 1 into every third row of dst (1, 5, 2).
+  const kernels::BoxCopy box{{1, 4, 2}, {1, 5, 2}, {0, 1, 0}, {0, 0, 0},
+                             {1, 2, 2}, {1, 2, 1}, {1, 3, 1}};
+  const std::vector<float> src = {1, 2, 3, 4, 5, 6, 7, 8}, prior(10, 0.f);
+  EXPECT_EQ(CopyBox(box, src, prior, false), (std::vector<float>{3, 4, 0, 0, 0, 0, 7, 8, 0, 0}));
 }
 
 // The values reference §4 quotes for ELEKTRONN2's Adam (eps inside the root) and AdaGrad's

@@ -501,11 +501,13 @@ std::vector<float> Add(const std::vector<float>& a, const std::vector<float>& b)
 std::vector<float> CopyBox(const kernels::BoxCopy& box, const std::vector<float>& src,
                            const std::vector<float>& prior, bool accumulate) {
   const size_t rank = box.extent.size();
-  // Row-major offset of `index` shifted by `origin` in a tensor shaped `shape`.
+  // Row-major offset of `origin + index * step` in a tensor shaped `shape` (no step: 1).
   auto offset = [rank](const std::vector<int64_t>& shape, const std::vector<int64_t>& origin,
-                       const std::vector<int64_t>& index) {
+                       const std::vector<int64_t>& step, const std::vector<int64_t>& index) {
     int64_t o = 0;
-    for (size_t a = 0; a < rank; ++a) o = o * shape[a] + origin[a] + index[a];
+    for (size_t a = 0; a < rank; ++a) {
+      o = o * shape[a] + origin[a] + index[a] * (step.empty() ? 1 : step[a]);
+    }
     return o;
   };
   std::vector<float> dst = prior;
@@ -517,8 +519,8 @@ std::vector<float> CopyBox(const kernels::BoxCopy& box, const std::vector<float>
       index[a] = rem % box.extent[a];
       rem /= box.extent[a];
     }
-    const float v = src[offset(box.src_shape, box.src_origin, index)];
-    float& d = dst[offset(box.dst_shape, box.dst_origin, index)];
+    const float v = src[offset(box.src_shape, box.src_origin, box.src_step, index)];
+    float& d = dst[offset(box.dst_shape, box.dst_origin, box.dst_step, index)];
     d = accumulate ? static_cast<float>(static_cast<double>(d) + v) : v;
   }
   return dst;

@@ -130,7 +130,8 @@ double Sum(const std::vector<float>& src);
 std::vector<float> Scale(const std::vector<float>& x, float a, const std::vector<float>& prior,
                          bool accumulate);
 std::vector<float> Add(const std::vector<float>& a, const std::vector<float>& b);
-// `prior` with the box of `src` written (or added) at box.dst_origin.
+// `prior` with the box of `src` written (or added) at box.dst_origin, stepping by the boxes'
+// steps.
 std::vector<float> CopyBox(const kernels::BoxCopy& box, const std::vector<float>& src,
                            const std::vector<float>& prior, bool accumulate);
 
