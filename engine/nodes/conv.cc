@@ -1,5 +1,5 @@
-// Conv: 1-, 2- or 3-D convolution chosen from the input's tags, with max-pooling, bias,
-// activation and dropout (reference §2.5), and max-fragment-pooling shape bookkeeping (§2.6).
+// Conv: 1-, 2- or 3-D convolution chosen from the input's tags, with max-pooling or
+// max-fragment-pooling, bias, activation and dropout (reference §2.5, §2.6).
 #include <cmath>
 #include <numeric>
 
@@ -137,11 +137,6 @@ class ConvNode : public NeuralNode {
 
   absl::Status Compile(ExecContext& ctx) override {
     const v1::ConvOp& c = spec_.conv();
-    if (c.mfp()) {
-      return NodeError(*this,
-                       "executing max-fragment-pooling is not supported yet (shapes and "
-                       "offsets are); it arrives with dense prediction");
-    }
     kernels::Backend* b = ctx.backend;
     const TaggedShape& in = parents_[0]->shape();
     const int nd = in.ndim();
@@ -157,6 +152,7 @@ class ConvNode : public NeuralNode {
                                                   : filter_[j] - 1);
     }
     pooled_ = Prod(pool_) > 1;
+    mfp_ = c.mfp() && pooled_;  // MFP with pool 1 everywhere is the identity
     fused_ = FusesActivation();
     d.fused_activation = fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear;
     d.need_backward_data = parents_[0]->needs_grad();
@@ -167,13 +163,19 @@ class ConvNode : public NeuralNode {
     conv_out_ = Scratch(b, conv_numel_).data();
     float* lin = conv_out_;
     if (pooled_) {
-      kernels::PoolDesc pd{d.batch, c.n_f(), conv_->out_spatial(),
-                           pool_,   pool_,   kernels::PoolMode::kMax};
+      // MFP pools with stride 1 (a sliding max) and then regroups the result: see CompileMfp.
+      kernels::PoolDesc pd{d.batch,
+                           c.n_f(),
+                           conv_->out_spatial(),
+                           pool_,
+                           mfp_ ? std::vector<int64_t>(nd, 1) : pool_,
+                           kernels::PoolMode::kMax};
       auto pk = b->CreatePool(pd);
       if (!pk.ok()) return NodeError(*this, std::string(pk.status().message()));
       pool_k_ = *std::move(pk);
       lin = Scratch(b, shape_.stripnone_prod()).data();
       d_conv_ = Scratch(b, conv_numel_).data();
+      if (mfp_) CompileMfp(b, d.batch, pool_k_->out_spatial());
     }
     lin_ = lin;
     value_ = lin;
@@ -206,7 +208,13 @@ class ConvNode : public NeuralNode {
   absl::Status Forward(ExecContext& ctx) override {
     RETURN_IF_ERROR(
         conv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value, conv_out_));
-    if (pooled_) RETURN_IF_ERROR(pool_k_->Forward(conv_out_, lin_));
+    if (mfp_) {
+      RETURN_IF_ERROR(pool_k_->Forward(conv_out_, sliding_));
+      for (const kernels::BoxCopy& box : mfp_gather_)
+        ctx.backend->CopyBox(box, sliding_, lin_, false);
+    } else if (pooled_) {
+      RETURN_IF_ERROR(pool_k_->Forward(conv_out_, lin_));
+    }
     TailForward(ctx, lin_);
     return absl::OkStatus();
   }
@@ -221,6 +229,11 @@ class ConvNode : public NeuralNode {
       // value itself, so the fused activation's derivative is applied on the pooled tensor
       // (prod(pool) times smaller) before routing.
       if (fused_act) b->EltwiseBackward(ToEltwise(act_), nullptr, lin_, d, d, numel_, false);
+      if (mfp_) {
+        // The fragments are a permutation of the sliding max: scatter back, then route.
+        for (const kernels::BoxCopy& box : mfp_scatter_) b->CopyBox(box, d, d_sliding_, false);
+        d = d_sliding_;
+      }
       RETURN_IF_ERROR(pool_k_->Backward(d, d_conv_, false));
       d_conv = d_conv_;
     } else if (fused_act) {
@@ -235,8 +248,52 @@ class ConvNode : public NeuralNode {
   }
 
  private:
+  // Max-fragment-pooling (reference §2.6). Fragment t (shifts in lexicographic order, z
+  // slowest) max-pools conv_out[t : t + L - p + 1] non-overlapping, i.e. takes every p-th
+  // value from t of the stride-1 max-pool of conv_out, whose L - p + 1 values per axis (a
+  // multiple of p) are thereby split among the fragments without overlap or gap. So one
+  // sliding max-pool plus one strided copy per shift computes MFP, and its backward is the
+  // inverse copies plus the sliding pool's backward.
+  void CompileMfp(kernels::Backend* b, int64_t batch, const std::vector<int64_t>& sliding) {
+    const int64_t n_f = spec_.conv().n_f();
+    const int nd = static_cast<int>(pool_.size());
+    std::vector<int64_t> sliding_shape = {batch}, out_shape = {batch * Prod(pool_)};
+    std::vector<int64_t> step = {1}, extent = {batch};
+    for (int j = 0; j < nd; ++j) {
+      sliding_shape.push_back(sliding[j]);
+      out_shape.push_back(sliding[j] / pool_[j]);
+      step.push_back(pool_[j]);
+      extent.push_back(sliding[j] / pool_[j]);
+    }
+    for (auto* v : {&sliding_shape, &out_shape, &extent}) v->push_back(n_f);
+    step.push_back(1);
+    std::vector<int64_t> t(nd, 0);
+    for (int64_t n = 0; n < Prod(pool_); ++n) {
+      int64_t rem = n;
+      for (int j = nd - 1; j >= 0; --j) {
+        t[j] = rem % pool_[j];
+        rem /= pool_[j];
+      }
+      std::vector<int64_t> sliding_origin = {0}, out_origin(nd + 2, 0);
+      sliding_origin.insert(sliding_origin.end(), t.begin(), t.end());
+      sliding_origin.push_back(0);
+      out_origin[0] = n * batch;
+      mfp_gather_.push_back(
+          {sliding_shape, out_shape, sliding_origin, out_origin, extent, step, {}});
+      mfp_scatter_.push_back(
+          {out_shape, sliding_shape, out_origin, sliding_origin, extent, {}, step});
+    }
+    const int64_t sliding_numel = Prod(sliding_shape);
+    sliding_ = Scratch(b, sliding_numel).data();
+    d_sliding_ = Scratch(b, sliding_numel).data();
+  }
+
   std::vector<int64_t> filter_, pool_;
   bool pooled_ = false;
+  bool mfp_ = false;
+  std::vector<kernels::BoxCopy> mfp_gather_, mfp_scatter_;
+  float* sliding_ = nullptr;
+  float* d_sliding_ = nullptr;
   std::unique_ptr<kernels::ConvKernel> conv_;
   std::unique_ptr<kernels::PoolKernel> pool_k_;
   int64_t conv_numel_ = 0;

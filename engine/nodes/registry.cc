@@ -21,6 +21,7 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kMultinoulliNll, MakeMultinoulliNLL);
   r.Add(v1::NodeSpec::kAggregateLoss, MakeAggregateLoss);
   r.Add(v1::NodeSpec::kErrors, MakeErrors);
+  r.Add(v1::NodeSpec::kFragmentsToDense, MakeFragmentsToDense);
   return r;
 }
 

@@ -82,6 +82,36 @@ INSTANTIATE_TEST_SUITE_P(
                  0}),
     [](const auto& info) { return info.param.name; });
 
+// Max-fragment-pooling (reference §2.6): the sliding max-pool and the regrouping into
+// fragments, alone (batch 2, kz=1 and 1x1 kernels) and stitched by FragmentsToDense.
+TEST(MfpGradient, ConvWithMfpAndFragmentsToDense) {
+  {
+    ModelBuilder m;
+    std::string x = m.Input({2, 2, 3, 8, 7}, "b,f,z,x,y", "x");
+    ExpectGradientsMatch(
+        m, m.Conv(x, 3, {1, 2, 3}, {1, 2, 2}, v1::TANH, v1::VALID, 0, /*mfp=*/true), {x});
+  }
+  {
+    ModelBuilder m;
+    std::string x = m.Input({1, 2, 5, 9, 9}, "b,f,z,x,y", "x");
+    std::string c = m.Conv(x, 3, {1, 1, 1}, {2, 2, 2}, v1::TANH, v1::VALID, 0, /*mfp=*/true);
+    c = m.Conv(c, 2, {2, 2, 2}, {1, 2, 2}, v1::PRELU, v1::VALID, 0.2f, /*mfp=*/true);
+    v1::ModelSpec spec = m.spec();
+    v1::NodeSpec* d = spec.add_nodes();
+    d->set_name("to_dense");
+    d->add_inputs(c);
+    d->mutable_fragments_to_dense();
+    GradientCheckOptions opt;
+    opt.output = "to_dense";
+    opt.wrt_inputs = {x};
+    GradientCheckReport report;
+    absl::Status s = CheckGradients(spec, opt, &report);
+    std::string lines;
+    for (const auto& l : report.lines) lines += "  " + l + "\n";
+    EXPECT_TRUE(s.ok()) << s << "\n" << lines;
+  }
+}
+
 TEST(PoolGradient, MaxAverageAndOverlapping) {
   using Case = std::tuple<v1::PoolMode, std::vector<int64_t>, std::vector<int64_t>, int64_t>;
   for (auto [mode, pool, stride, size] : std::vector<Case>{{v1::MAX, {2, 2}, {}, 8},
