@@ -626,6 +626,15 @@ int Errors(lua_State* L) {
   return A::Record(L, a, std::move(n));
 }
 
+// Max-fragment-pooling's stitcher (reference §2.6); ELEKTRONN2's default name is "to_dense".
+int FragmentsToDense(lua_State* L) {
+  Args a(L, "nm.FragmentsToDense", {"parent", "name", "print_repr"});
+  v1::NodeSpec n = NewNode(a, "to_dense");
+  n.add_inputs(A::NodeName(a, "parent"));
+  n.mutable_fragments_to_dense();
+  return A::Record(L, a, std::move(n));
+}
+
 int DesignateNodes(lua_State* L);
 
 // --- node handles -------------------------------------------------------------------------
@@ -715,6 +724,7 @@ const std::vector<std::pair<const char*, lua_CFunction>>& NmFunctions() {
                                                              {"MultinoulliNLL", MultinoulliNLL},
                                                              {"AggregateLoss", AggregateLoss},
                                                              {"Errors", Errors},
+                                                             {"FragmentsToDense", FragmentsToDense},
                                                              {"designate_nodes", DesignateNodes}};
   return *fns;
 }
@@ -751,7 +761,6 @@ int NmIndex(lua_State* L) {
                                                         "Classification",
                                                         "BlockedMultinoulliNLL",
                                                         "MalisNLL",
-                                                        "FragmentsToDense",
                                                         "model_manager"};
   std::vector<std::string> names;
   for (const auto& [name, fn] : NmFunctions()) names.push_back(name);
