@@ -327,8 +327,7 @@ TEST_F(ModelLoaderTest, MfpRefusesPoolNodes) {
 
 // Dense prediction in one pass: the MFP network's output, taken at every stride-th voxel from
 // a shift (dz, dx, dy), equals the stored network's output on the input shifted by it.
-// Enable once FragmentsToDense and MFP execution exist in engine/nodes.
-TEST_F(ModelLoaderTest, DISABLED_MfpForwardEqualsPredictionAtEveryShift) {
+TEST_F(ModelLoaderTest, MfpForwardEqualsPredictionAtEveryShift) {
   const int64_t z = 3, xy = 14, stride = 4;
   LoadOptions o;
   o.override_mfp_to_active = true;
