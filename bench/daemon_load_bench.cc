@@ -24,6 +24,7 @@
 #include "elektronn/v1/shell.grpc.pb.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/tiny_job.h"
 
 namespace fs = std::filesystem;
 using namespace elektronn;
@@ -31,31 +32,23 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const char kJob[] = R"(
-save_path = 'x'
-data_class = 'BatchCreatorImage'
-data_init_kwargs = {d_path = 'data/', l_path = 'data/',
-  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}}}
-n_steps = 100000000
-max_runtime = 36000
-history_freq = 1000000
-monitor_batch_size = 1
-optimiser = 'Adam'
-optimiser_params = {lr = 1e-3}
-batch_size = 1
-function create_model()
-  local inp = nm.Input{{None, 1, 9, 51, 51}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 16, {1, 4, 4}, {1, 2, 2}}
-  out = nm.Conv{out, 32, {3, 3, 3}}
-  out = nm.Conv{out, 32, {3, 3, 3}}
-  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
-  local probs = nm.Softmax{out}
-  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
-  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
-  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
-                            prediction_node = probs}
-end
-)";
+// The tests' tiny job (tests/support/tiny_job.h), wider and on larger patches so each step
+// takes long enough for the daemon's load to show in the step rate.
+std::string LoadJobText() {
+  testing::TinyJobOptions o;
+  o.save_path = "x";
+  o.save_name = "load";
+  o.n_steps = 100000000;
+  o.max_runtime = 36000;
+  o.history_freq = 1000000;
+  o.optimiser = "Adam";
+  o.optimiser_params = "lr = 1e-3";
+  o.input_zxy = {9, 51, 51};
+  o.hidden =
+      "out = nm.Conv{out, 16, {1, 4, 4}, {1, 2, 2}}\n  out = nm.Conv{out, 32, {3, 3, 3}}\n"
+      "  out = nm.Conv{out, 32, {3, 3, 3}}";
+  return testing::TinyJobSource(o);
+}
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -132,7 +125,7 @@ int main(int argc, char** argv) {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(s));
     return c;
   };
-  auto spec = LoadJobSource(kJob, "load.lua");
+  auto spec = LoadJobSource(LoadJobText(), "load.lua");
   v1::CreateJobRequest create;
   *create.mutable_job() = *spec;
   v1::Job job;

@@ -26,6 +26,7 @@
 #include "engine/config/hyperparams.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/tiny_job.h"
 #include "tests/support/wait.h"
 
 namespace elektronn {
@@ -499,32 +500,6 @@ TEST(EndToEnd, ClosedPortExitsUnavailableWithHint) {
   EXPECT_EQ(o.code, 6) << o.out;
 }
 
-// A tiny job; its data does not exist, so the worker fails soon after start.
-const char kTinyJob[] = R"(
-save_path = 'SAVE_PATH'
-save_name = 'tiny'
-data_class = 'BatchCreatorImage'
-data_init_kwargs = {d_path = 'data/', l_path = 'data/',
-  d_files = {{'raw_0.h5', 'raw'}}, l_files = {{'barrier_0.h5', 'lab'}},
-  aniso_factor = 2, valid_cubes = {}}
-n_steps = 100
-max_runtime = 600
-history_freq = 5
-monitor_batch_size = 1
-optimiser = 'SGD'
-optimiser_params = {lr = 1e-3, mom = 0.9}
-batch_size = 1
-function create_model()
-  local inp = nm.Input{{None, 1, 5, 27, 27}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 2, {1, 1, 1}, activation_func = 'lin'}
-  local probs = nm.Softmax{out}
-  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
-  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}, name = 'loss'}
-  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
-                            prediction_node = probs}
-end
-)";
-
 TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   const fs::path elektronn = BuildDir() / "client/elektronn";
   const fs::path daemon = BuildDir() / "server/elektronnd";
@@ -532,9 +507,15 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   ASSERT_TRUE(fs::exists(elektronn) && fs::exists(daemon) && fs::exists(worker))
       << "needs " << elektronn << ", " << daemon << " and " << worker << " built";
   const fs::path dir = TempDir("e2e");
-  std::string job = kTinyJob;
-  job.replace(job.find("SAVE_PATH"), 9, (dir / "runs").string());
-  WriteFile(dir / "tiny.lua", job);
+  // The tiny job (tests/support/tiny_job.h); its data does not exist, so the worker fails soon
+  // after start.
+  testing::TinyJobOptions tiny;
+  tiny.save_path = (dir / "runs").string();
+  tiny.n_steps = 100;
+  tiny.history_freq = 5;
+  tiny.aniso_factor = 2;
+  tiny.input_zxy = {5, 27, 27};
+  WriteFile(dir / "tiny.lua", testing::TinyJobSource(tiny));
   const std::string host = "127.0.0.1:" + std::to_string(FreePort());
   const std::string log = (dir / "daemon.log").string();
   const pid_t pid = ::fork();

@@ -27,39 +27,10 @@
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/tiny_job.h"
 #include "tests/support/wait.h"
 
 namespace elektronn {
-
-inline constexpr char kTinyJob[] = R"(
-save_path = 'ignored'
-save_name = 'tiny'
-data_class = 'BatchCreatorImage'
-data_init_kwargs = {d_path = 'data/', l_path = 'data/',
-  d_files = {{'raw_0.h5', 'raw'}, {'raw_1.h5', 'raw'}},
-  l_files = {{'barrier_0.h5', 'lab'}, {'barrier_1.h5', 'lab'}},
-  aniso_factor = 2, valid_cubes = {1}}
-data_batch_args = {warp = 0.5, grey_augment_channels = {0}}
-n_steps = N_STEPS
-max_runtime = 3600
-history_freq = HISTORY_FREQ
-monitor_batch_size = 2
-optimiser = 'Adam'
-optimiser_params = {lr = 5e-3, mom = 0.9, beta2 = 0.999, wd = 1e-5}
-batch_size = 2
-function create_model()
-  local inp = nm.Input{{None, 1, Z_SIZE, 27, 27}, 'b,f,z,x,y', name = 'raw'}
-  local out = nm.Conv{inp, 6, {1, 4, 4}, {1, 2, 2}}
-  out = nm.Conv{out, 6, {3, 3, 3}}
-  out = nm.Conv{out, 2, {1, 1, 1}, activation_func = 'lin'}
-  local probs = nm.Softmax{out}
-  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
-  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}, name = 'loss'}
-  local errors = nm.Errors{probs, target, target_is_sparse = true}
-  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
-                            prediction_node = probs, prediction_ext = {loss, errors, probs}}
-end
-)";
 
 class DaemonTest : public ::testing::Test {
  protected:
@@ -210,12 +181,24 @@ class DaemonTest : public ::testing::Test {
     return ctx;
   }
 
+  // The tiny job (tests/support/tiny_job.h) as the daemon suites run it: 3 layers with pooling,
+  // Adam, two demo cubes (the second validates), augmentation.
   static v1::JobSpec TinySpec(int64_t n_steps, int history_freq = 5, int z_size = 5) {
-    auto job =
-        LoadJobSource(absl::StrReplaceAll(kTinyJob, {{"N_STEPS", std::to_string(n_steps)},
-                                                     {"HISTORY_FREQ", std::to_string(history_freq)},
-                                                     {"Z_SIZE", std::to_string(z_size)}}),
-                      "tiny.lua");
+    testing::TinyJobOptions o;
+    o.optimiser = "Adam";
+    o.optimiser_params = "lr = 5e-3, mom = 0.9, beta2 = 0.999, wd = 1e-5";
+    o.n_steps = n_steps;
+    o.history_freq = history_freq;
+    o.max_runtime = 3600;
+    o.batch_size = 2;
+    o.monitor_batch_size = 2;
+    o.cubes = 2;
+    o.aniso_factor = 2;
+    o.augment = "data_batch_args = {warp = 0.5, grey_augment_channels = {0}}";
+    o.input_zxy = {z_size, 27, 27};
+    o.hidden = "out = nm.Conv{out, 6, {1, 4, 4}, {1, 2, 2}}\n  out = nm.Conv{out, 6, {3, 3, 3}}";
+    o.errors = true;
+    auto job = testing::TinyJob(o);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? *job : v1::JobSpec();
   }
