@@ -313,5 +313,228 @@ TEST_F(PredictorTest, StridedNetMfpEqualsShiftAndStitchAndTheReferenceGeometry) 
   for (float v : mirror.v) ASSERT_FALSE(std::isnan(v));
 }
 
+// Runs PredictVolume in a child process that SIGKILLs itself once `kill_after` chunks are
+// durable. The child predicts on a fresh thread with its own backend: OpenMP's thread pool of
+// the parent's main thread does not survive fork.
+void PredictUntilKilled(PredictOptions o, int64_t kill_after) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::thread t([&] {
+      o.test_after_chunk = [kill_after](int64_t n) {
+        if (n == kill_after) ::raise(SIGKILL);
+      };
+      auto backend = kernels::CreateCpuBackend();
+      (void)PredictVolume(o, backend.get());
+    });
+    t.join();
+    ::_exit(3);  // only reached when the kill did not happen
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+}
+
+TEST_F(PredictorTest, KilledRunResumesToTheSameBytes) {
+  const std::string model = SaveNet(StridedNet({5, 18, 18}));
+  const std::string input = WriteVolume("raw.zarr", RandomVolume({1, 13, 37, 34}, 3));
+  PredictOptions o = Options(model, input, "whole.h5:/pred");
+  o.patch = {5, 18, 18};  // tile_out (4,12,12): 4x4x3 = 48 tiles
+  o.chunk = {4, 24, 12};  // 4x2x3 = 24 chunks of 1x2x1 tiles
+  o.mfp = PredictOptions::Mfp::kOff;
+  auto whole = Predict(o);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->chunks_computed, 24);
+
+  o.output = Path("resumed.h5:/pred");
+  PredictUntilKilled(o, 7);
+  std::vector<PredictProgress> progress;
+  auto resumed = Predict(o, &progress);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->chunks_skipped, 7);
+  EXPECT_EQ(resumed->chunks_computed, 24 - 7);
+  EXPECT_THAT(absl::StrJoin(resumed->notes, "\n"), HasSubstr("7 of 24 chunks done"));
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.front().chunks_done, 7);
+  EXPECT_GT(progress.front().voxels_done, 0);  // the earlier run's chunks count as done
+  const Vol a = ReadOutput(Path("whole.h5:/pred")), b = ReadOutput(Path("resumed.h5:/pred"));
+  ASSERT_EQ(a.v.size(), b.v.size());
+  EXPECT_EQ(std::memcmp(a.v.data(), b.v.data(), a.v.size() * sizeof(float)), 0);
+
+  // A run of everything done computes nothing.
+  auto again = Predict(o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->chunks_skipped, 24);
+  EXPECT_EQ(again->chunks_computed, 0);
+}
+
+TEST_F(PredictorTest, StopEndsWithDurableChunksAndResumes) {
+  const std::string model = SaveNet(ValidNet({5, 9, 9}));
+  const std::string input = WriteVolume("raw.zarr", RandomVolume({1, 11, 23, 27}, 4));
+  PredictOptions o = Options(model, input, "whole.zarr");
+  o.patch = {5, 9, 9};
+  o.chunk = {3, 5, 5};  // 4x5x6 = 120 chunks (pad mirror: 11x23x27)
+  o.compression.kind = Compression::Kind::kBlosc;
+  auto whole = Predict(o);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+
+  o.output = Path("stopped.zarr");
+  std::atomic<bool> stop{false};
+  std::vector<PredictProgress> progress;
+  auto stopped = PredictVolume(
+      o, Cpu(),
+      [&](const PredictProgress& p) {
+        progress.push_back(p);
+        if (p.chunks_done == 5) stop = true;
+      },
+      &stop);
+  ASSERT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  EXPECT_THAT(stopped.status().message(), HasSubstr("run again with the same arguments"));
+  const int64_t done = progress.back().chunks_done;
+  EXPECT_GE(done, 5);
+  EXPECT_LE(done, 5 + 3);  // at most the chunks in flight
+  EXPECT_EQ(static_cast<int64_t>(ChunkFiles(o.output).size()), done);
+
+  auto resumed = Predict(o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->chunks_skipped, done);
+  EXPECT_EQ(resumed->chunks_computed, 120 - done);
+  EXPECT_EQ(ChunkFiles(Path("whole.zarr")), ChunkFiles(o.output));  // the same bytes
+
+  // Other arguments are refused, naming what changed.
+  PredictOptions other = o;
+  other.pad = PadMode::kZero;  // the same shape, chunks and dtype
+  auto refused = Predict(other);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("pad mirror"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("pad zero"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("remove it or write elsewhere"));
+  other = o;
+  other.resume = false;
+  EXPECT_FALSE(Predict(other).ok());
+}
+
+TEST_F(PredictorTest, DifferentModelWeightsAreRefused) {
+  const std::string model = SaveNet(StridedNet({5, 18, 18}));
+  const std::string input = WriteVolume("raw.zarr", RandomVolume({1, 7, 20, 20}, 6));
+  PredictOptions o = Options(model, input, "pred.zarr");
+  o.patch = {5, 18, 18};
+  ASSERT_TRUE(Predict(o).ok());
+  ASSERT_TRUE(Predict(o).ok());  // same arguments: continues (nothing left)
+  // The same file name with other weights (retrained) is another model.
+  auto net = Network::Create(StridedNet({5, 18, 18}), Cpu());
+  ASSERT_TRUE(net.ok());
+  ASSERT_TRUE(SaveModel(model, **net, nullptr).ok());
+  auto refused = Predict(o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("fingerprint of the arguments"));
+  // MFP on and off give (slightly) different bytes: also refused.
+  o.output = Path("mfp.zarr");
+  o.mfp = PredictOptions::Mfp::kOn;
+  ASSERT_TRUE(Predict(o).ok());
+  o.mfp = PredictOptions::Mfp::kOff;
+  refused = Predict(o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("mfp on"));
+}
+
+TEST_F(PredictorTest, Uint8ChannelsRoiBloscAndIntegerInputs) {
+  const std::string model = SaveNet(StridedNet({5, 18, 18}));
+  // Integer input: uint8 values v read as v / 255.
+  Vol bytes = RandomVolume({1, 9, 30, 29}, 7);
+  Vol scaled = bytes;
+  for (size_t i = 0; i < bytes.v.size(); ++i) {
+    bytes.v[i] = std::floor(bytes.v[i] * 256);
+    scaled.v[i] = bytes.v[i] / 255.f;
+  }
+  const std::string u8 = WriteVolume("raw8.zarr", bytes, VolumeDtype::kUint8);
+  const std::string f32 = WriteVolume("raw.h5:/raw", scaled);
+  PredictOptions o = Options(model, f32, "ref.zarr");
+  o.patch = {5, 18, 18};
+  ASSERT_TRUE(Predict(o).ok());
+  const Vol ref = ReadOutput(o.output);
+  ASSERT_EQ(ref.shape, (VolumeShape{2, 9, 30, 29}));
+
+  o.input = u8;
+  o.output = Path("from_uint8.zarr");
+  ASSERT_TRUE(Predict(o).ok());
+  EXPECT_LT(MaxAbsDiff(ReadOutput(o.output).v, ref.v), 1e-6);
+
+  // uint8 output of channel 1, Zarr with blosc.
+  o.output = Path("u8.zarr");
+  o.as_uint8 = true;
+  o.channels = {1};
+  o.compression.kind = Compression::Kind::kBlosc;
+  auto s = Predict(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->output_shape, (VolumeShape{1, 9, 30, 29}));
+  auto meta = std::ifstream(Path("u8.zarr/.zarray"));
+  const std::string zarray(std::istreambuf_iterator<char>(meta), {});
+  EXPECT_THAT(zarray, HasSubstr("blosc"));
+  EXPECT_THAT(zarray, HasSubstr("|u1"));
+  const Vol u = ReadOutput(o.output);
+  int64_t mismatches = 0;
+  for (int64_t z = 0; z < 9; ++z)
+    for (int64_t x = 0; x < 30; ++x)
+      for (int64_t y = 0; y < 29; ++y) {
+        const float want = std::round(ref.at(1, z, x, y) * 255.f);
+        if (u.at(0, z, x, y) != want) ++mismatches;
+      }
+  EXPECT_EQ(mismatches, 0);
+
+  // A roi inside the volume: the same values as that region of the whole output (its context
+  // is read around it); a roi at the border with pad none loses the border voxels.
+  o.as_uint8 = false;
+  o.channels = {};
+  o.compression = {};
+  o.roi = Box{2, 7, 3, 5, 13, 20};
+  o.output = Path("roi.zarr");
+  s = Predict(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->output_shape, (VolumeShape{2, 5, 13, 20}));
+  EXPECT_EQ(s->output_offset, (std::array<int64_t, 3>{2, 7, 3}));
+  const Vol roi = ReadOutput(o.output);
+  double d = 0;
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t z = 0; z < 5; ++z)
+      for (int64_t x = 0; x < 13; ++x)
+        for (int64_t y = 0; y < 20; ++y)
+          d = std::max<double>(d, std::abs(roi.at(c, z, x, y) - ref.at(c, z + 2, x + 7, y + 3)));
+  EXPECT_LT(d, 1e-5);
+  o.pad = PadMode::kError;
+  o.roi = Box{0, 2, 20, 9, 20, 9};
+  o.output = Path("roi_none.zarr");
+  s = Predict(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  // off (1,5,5): z [1,8), x [5,22), y [20,24).
+  EXPECT_EQ(s->output_shape, (VolumeShape{2, 7, 17, 4}));
+  EXPECT_EQ(s->output_offset, (std::array<int64_t, 3>{1, 5, 20}));
+
+  // Bad arguments name the value.
+  o.roi = Box{0, 0, 0, 10, 5, 5};
+  EXPECT_THAT(Predict(o).status().message(), HasSubstr("not a non-empty region inside"));
+  o.roi.reset();
+  o.channels = {2};
+  EXPECT_THAT(Predict(o).status().message(), HasSubstr("channel 2 is not an output channel"));
+}
+
+TEST_F(PredictorTest, DefaultPatchIsTheLargestThatFitsTheMemoryLimit) {
+  const std::string model = SaveNet(StridedNet({5, 18, 18}));
+  const std::string input = WriteVolume("raw.zarr", RandomVolume({1, 12, 61, 58}, 8));
+  PredictOptions o = Options(model, input, "big.zarr");
+  auto big = Predict(o);
+  ASSERT_TRUE(big.ok()) << big.status();
+  // 4 GiB: one tile covers the input (patch = fov + (ceil(pred/S) - 1) * S).
+  EXPECT_EQ(big->patch, (std::array<int64_t, 3>{3 + 5 * 2, 10 + 15 * 4, 10 + 14 * 4}));
+  EXPECT_THAT(absl::StrJoin(big->notes, "\n"), HasSubstr("chosen: the largest that fits"));
+  o.output = Path("small.zarr");
+  o.memory_limit = int64_t{40} << 20;
+  auto small = Predict(o);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_LT(small->patch[1] * small->patch[2], big->patch[1] * big->patch[2]);
+  EXPECT_THAT(absl::StrJoin(small->notes, "\n"), HasSubstr("memory_limit 40 MiB"));
+  EXPECT_LT(MaxAbsDiff(ReadOutput(o.output).v, ReadOutput(Path("big.zarr")).v), 1e-5);
+}
+
 }  // namespace
 }  // namespace elektronn
