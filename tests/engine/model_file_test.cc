@@ -16,6 +16,7 @@
 #include "engine/graph/model_builder.h"
 #include "engine/graph/network.h"
 #include "engine/optim/optimiser.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -81,11 +82,7 @@ bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
 class ModelFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("model_file_test_", ::getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("model_file_test");
     ASSERT_TRUE(a_.Init(SmallSpec()).ok());
     ASSERT_TRUE(a_.SetBatch(42).ok());
     for (int i = 0; i < 3; ++i) {

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/data/h5_volume.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -56,12 +57,7 @@ struct CubeSpec {
 
 class BatchCreatorImageTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/bci_test_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::FreshTestDir("bci_test").string(); }
 
   void WriteCubes(const CubeSpec& spec = CubeSpec()) {
     for (int64_t c = 0; c < kCubes; ++c) {

@@ -16,6 +16,7 @@
 #include "engine/graph/graph.h"
 #include "engine/graph/model_builder.h"
 #include "engine/optim/optimiser.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -53,11 +54,7 @@ std::vector<int64_t> InputSizes(const Network& net) {
 class ModelLoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("model_loader_test_", ::getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("model_loader_test");
     path_ = Save(PooledSpec(), "model.h5");
   }
   void TearDown() override { fs::remove_all(dir_); }

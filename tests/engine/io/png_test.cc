@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -119,13 +120,7 @@ TEST(PngTest, LibpngErrorBecomesStatus) {
 
 class PngFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("png_test_", ::getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::FreshTestDir("png_test"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   fs::path dir_;

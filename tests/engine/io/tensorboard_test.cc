@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/io/crc32c.h"
 #include "engine/io/png.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -90,13 +91,7 @@ TEST(EventEncodingTest, ImageEvent) {
 
 class EventWriterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("tensorboard_test_", ::getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::FreshTestDir("tensorboard_test"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   fs::path dir_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/test_dir.h"
 
 namespace elektronn {
 namespace {
@@ -61,13 +62,7 @@ bool NoTemporaries(const fs::path& dir) {
 
 class PlotsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ =
-        fs::path(::testing::TempDir()) /
-        absl::StrCat("elk_plots_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::FreshTestDir("elk_plots"); }
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
   fs::path dir_;
