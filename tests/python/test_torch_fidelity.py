@@ -21,9 +21,8 @@ import unittest
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from elektronn.v1 import model_pb2
+from torch_model import TorchNet, read_model_file
 
 FORWARD_TOL = 1e-4
 GRAD_TOL = 1e-3
@@ -36,86 +35,6 @@ def binary(variable: str) -> str:
     return path
 
 
-ACTIVATIONS = {
-    model_pb2.ACTIVATION_UNSPECIFIED: torch.relu,
-    model_pb2.RELU: torch.relu,
-    model_pb2.LIN: lambda x: x,
-    model_pb2.TANH: torch.tanh,
-    model_pb2.SIGMOID: torch.sigmoid,
-}
-
-
-class TorchNet:
-    """The spec's nodes as PyTorch operations on float64 tensors, evaluated in spec order."""
-
-    def __init__(self, spec: model_pb2.ModelSpec, params: dict[str, torch.Tensor]):
-        self.spec = spec
-        self.params = params
-
-    def param(self, node: str, name: str) -> torch.Tensor:
-        return self.params[f"{node}/{name}"]
-
-    def forward(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        v: dict[str, torch.Tensor] = {}
-        for n in self.spec.nodes:
-            op = n.WhichOneof("op")
-            ins = [v[i] for i in n.inputs]
-            if op in ("input", "input_like"):
-                v[n.name] = feeds[n.name]
-            elif op == "conv":
-                v[n.name] = self.conv(n, ins[0])
-            elif op == "softmax":
-                f = ins[0].shape[1]
-                n_indep = n.softmax.n_indep or 1
-                n_class = n.softmax.n_class or f // n_indep
-                x = ins[0].reshape(ins[0].shape[0], n_indep, n_class, *ins[0].shape[2:])
-                v[n.name] = torch.softmax(x, dim=2).reshape(ins[0].shape)
-            elif op == "multinoulli_nll":
-                v[n.name] = self.nll(n, ins[0], ins[1])
-            elif op == "aggregate_loss":
-                w = list(n.aggregate_loss.mixing_weights) or [1.0] * len(ins)
-                v[n.name] = sum(wi * x.mean() for wi, x in zip(w, ins)) / len(ins)
-            elif op == "errors":
-                continue  # not differentiable, not compared
-            else:
-                raise NotImplementedError(f"node '{n.name}': op {op} has no PyTorch rebuild here")
-        return v
-
-    def conv(self, n, x: torch.Tensor) -> torch.Tensor:
-        c = n.conv
-        if c.mfp or c.dropout_rate != 0:
-            raise NotImplementedError(f"Conv '{n.name}': mfp/dropout not rebuilt here")
-        k = list(c.filter_shape)
-        pad = {model_pb2.VALID: [0] * len(k), model_pb2.SAME: [f // 2 for f in k],
-               model_pb2.FULL: [f - 1 for f in k]}[c.conv_mode]
-        y = F.conv3d(x, self.param(n.name, "w"), self.param(n.name, "b"), padding=pad)
-        pool = list(c.pool_shape) or [1] * len(k)
-        if any(p > 1 for p in pool):
-            y = F.max_pool3d(y, kernel_size=pool, stride=pool)
-        return ACTIVATIONS[c.activation](y)
-
-    @staticmethod
-    def nll(n, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """engine/nodes/losses.cc + the CPU backend: per voxel -sum_c w_c t_c log(p_c + 1e-5),
-        scaled so that its mean over all voxels is the sum over labelled ones / n_labelled."""
-        o = n.multinoulli_nll
-        if not o.target_is_sparse:
-            raise NotImplementedError("dense targets not rebuilt here")
-        b, f = p.shape[:2]
-        n_class = f  # n_indep = 1 (neuro3d_lite); checked against the softmax by shape
-        labels = t[:, 0]
-        labelled = (labels >= 0) & (labels < n_class)
-        onehot = torch.zeros_like(p)
-        idx = labels.clamp(min=0).long().unsqueeze(1)
-        onehot.scatter_(1, idx, 1.0)
-        onehot = onehot * labelled.unsqueeze(1)
-        cw = torch.tensor(list(o.class_weights) or [1.0] * n_class, dtype=p.dtype)
-        per_voxel = -(onehot * cw.view(1, -1, 1, 1, 1) * torch.log(p + 1e-5)).sum(1, keepdim=True)
-        rows = per_voxel.numel()
-        scale = rows * f / (labelled.sum().item() + 1e-5) / n_class
-        return scale * per_voxel
-
-
 def normalised_error(ours: np.ndarray, ref: np.ndarray) -> float:
     scale = float(np.abs(ref).max())
     return float(np.abs(ours.astype(np.float64) - ref).max()) / (scale if scale > 0 else 1.0)
@@ -126,13 +45,8 @@ class TorchFidelityTest(unittest.TestCase):
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
         with tempfile.TemporaryDirectory() as out:
             subprocess.run([binary("ELK_FIDELITY_EXPORT_BIN"), out], check=True, timeout=120)
-            with h5py.File(os.path.join(out, "model.h5"), "r") as m:
-                spec = model_pb2.ModelSpec.FromString(m["spec"][()].tobytes())
-                params = {}
-                for node, group in m["params"].items():
-                    for name, d in group.items():
-                        params[f"{node}/{name}"] = torch.tensor(
-                            d[()].astype(np.float64), requires_grad=True)
+            spec, params = read_model_file(os.path.join(out, "model.h5"), torch.float64,
+                                           requires_grad=True)
             with h5py.File(os.path.join(out, "reference.h5"), "r") as r:
                 x = r["input"][()]
                 t = r["target"][()]
