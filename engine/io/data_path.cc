@@ -1,10 +1,13 @@
 // The data-directory boundary: resolve, normalise, resolve symlinks, and check containment.
 #include "engine/io/data_path.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace elektronn {
 namespace fs = std::filesystem;
@@ -26,6 +29,16 @@ bool IsInside(const fs::path& inner, const fs::path& outer) {
     if (i == inner.end() || *i != *o) return false;
   }
   return true;
+}
+
+bool HasHdf5Extension(absl::string_view path) {
+  for (absl::string_view ext : {".h5", ".hdf5", ".hdf", ".he5"}) {
+    if (path.size() >= ext.size() &&
+        absl::EqualsIgnoreCase(path.substr(path.size() - ext.size()), ext)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -62,7 +75,53 @@ absl::StatusOr<std::string> ConfineDataPath(absl::string_view field, const std::
   return out;
 }
 
+absl::StatusOr<std::string> ConfineVolumeSpec(absl::string_view field, const std::string& spec,
+                                              const std::string& data_dir) {
+  if (spec.empty()) return Refuse(field, spec, "it is empty");
+  std::string rest;
+  const std::string file = VolumeSpecPath(spec, data_dir, &rest);
+  auto p = ConfineDataPath(field, file, data_dir);
+  if (!p.ok()) return p.status();
+  return absl::StrCat(*p, rest);
+}
+
+std::string VolumeSpecPath(const std::string& spec, const std::string& base_dir,
+                           std::string* rest) {
+  if (rest != nullptr) rest->clear();
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos) return spec;
+  const std::string file = spec.substr(0, colon);
+  if (file.empty()) return spec;
+  std::error_code ec;
+  const fs::path looked_up =
+      fs::path(file).is_absolute() || file[0] == '~' ? fs::path(file) : fs::path(base_dir) / file;
+  if (!HasHdf5Extension(file) && !fs::is_regular_file(looked_up, ec)) return spec;
+  if (rest != nullptr) *rest = spec.substr(colon);
+  return file;
+}
+
+bool IsJobModelReference(absl::string_view model) {
+  if (!absl::ConsumePrefix(&model, "jobs/") || model.empty()) return false;
+  return std::all_of(model.begin(), model.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 absl::Status ConfineJobDataPaths(v1::JobSpec* spec, const std::string& data_dir) {
+  if (spec->has_prediction()) {
+    v1::PredictionSpec* p = spec->mutable_prediction();
+    if (!IsJobModelReference(p->model())) {
+      if (p->model().empty()) return Refuse("job.prediction.model", p->model(), "it is empty");
+      auto m = ConfineDataPath("job.prediction.model", p->model(), data_dir);
+      if (!m.ok()) return m.status();
+      p->set_model(*m);
+    }
+    auto in = ConfineVolumeSpec("job.prediction.input", p->input(), data_dir);
+    if (!in.ok()) return in.status();
+    auto out = ConfineVolumeSpec("job.prediction.output", p->output(), data_dir);
+    if (!out.ok()) return out.status();
+    p->set_input(*in);
+    p->set_output(*out);
+  }
+  if (!spec->has_training()) return absl::OkStatus();  // never adds an empty training part
   v1::TrainingSpec* t = spec->mutable_training();
   if (t->has_batch_creator_image()) {
     v1::BatchCreatorImageParams* b = t->mutable_batch_creator_image();

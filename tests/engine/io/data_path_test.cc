@@ -130,6 +130,66 @@ TEST_F(DataPathTest, MnistPathIsConfinedAndEmptyMeansDebiansDataset) {
   EXPECT_EQ(job.training().mnist().path(), "");
 }
 
+// A prediction job: the model file, the input's HDF5 file and the output (a Zarr directory that
+// does not exist yet) are confined and resolved; a volume spec keeps its dataset.
+TEST_F(DataPathTest, PredictionPathsAreConfinedAndResolved) {
+  v1::JobSpec job;
+  v1::PredictionSpec* p = job.mutable_prediction();
+  p->set_model("inner/raw.h5");
+  p->set_input("vol/raw.h5:/raw");
+  p->set_output("out/pred.zarr");
+  ASSERT_TRUE(ConfineJobDataPaths(&job, data_.string()).ok());
+  const std::string d = fs::canonical(data_).string();
+  EXPECT_EQ(job.prediction().model(), d + "/vol/raw.h5");
+  EXPECT_EQ(job.prediction().input(), d + "/vol/raw.h5:/raw");
+  EXPECT_EQ(job.prediction().output(), d + "/out/pred.zarr");
+  EXPECT_FALSE(job.has_training()) << "confining a prediction adds no training part";
+  EXPECT_FALSE(job.has_model());
+
+  // An HDF5 output (by its extension, or an existing file) confines its file part only.
+  job.mutable_prediction()->set_output("new.h5:group/prob");
+  ASSERT_TRUE(ConfineJobDataPaths(&job, data_.string()).ok());
+  EXPECT_EQ(job.prediction().output(), d + "/new.h5:group/prob");
+  std::ofstream(data_ / "vol" / "plain") << "x";
+  job.mutable_prediction()->set_input("vol/plain:raw");
+  ASSERT_TRUE(ConfineJobDataPaths(&job, data_.string()).ok());
+  EXPECT_EQ(job.prediction().input(), d + "/vol/plain:raw");
+  EXPECT_EQ(VolumeSpecPath(job.prediction().input(), "/"), d + "/vol/plain");
+
+  // A training job of the daemon is not a path: the daemon resolves it.
+  job.mutable_prediction()->set_model("jobs/000007");
+  ASSERT_TRUE(ConfineJobDataPaths(&job, data_.string()).ok());
+  EXPECT_EQ(job.prediction().model(), "jobs/000007");
+  EXPECT_TRUE(IsJobModelReference("jobs/7"));
+  EXPECT_FALSE(IsJobModelReference("jobs/7/../../x"));
+  EXPECT_FALSE(IsJobModelReference("jobs/"));
+  EXPECT_FALSE(IsJobModelReference("7"));
+}
+
+TEST_F(DataPathTest, PredictionPathsLeavingTheDataDirAreRefused) {
+  auto job = [](const std::string& model, const std::string& input, const std::string& output) {
+    v1::JobSpec j;
+    j.mutable_prediction()->set_model(model);
+    j.mutable_prediction()->set_input(input);
+    j.mutable_prediction()->set_output(output);
+    return j;
+  };
+  const std::string ok_model = "vol/raw.h5", ok_in = "vol/raw.h5:/raw", ok_out = "pred.zarr";
+  ExpectRefused(job("/etc/passwd", ok_in, ok_out), "job.prediction.model");
+  ExpectRefused(job("jobs/7/../../../../etc/passwd", ok_in, ok_out), "job.prediction.model");
+  ExpectRefused(job("", ok_in, ok_out), "job.prediction.model");
+  ExpectRefused(job(ok_model, "../secret/raw.h5:/raw", ok_out), "job.prediction.input");
+  ExpectRefused(job(ok_model, "escape/raw.h5:/raw", ok_out), "job.prediction.input");
+  ExpectRefused(job(ok_model, "vol/link.h5:/raw", ok_out), "job.prediction.input");
+  ExpectRefused(job(ok_model, "~/raw.zarr", ok_out), "job.prediction.input");
+  ExpectRefused(job(ok_model, "", ok_out), "job.prediction.input");
+  ExpectRefused(job(ok_model, ok_in, "escape/pred.zarr"), "job.prediction.output");
+  ExpectRefused(job(ok_model, ok_in, "/tmp/pred.h5:/prob"), "job.prediction.output");
+  ExpectRefused(job(ok_model, ok_in, "../data2/pred.zarr"), "job.prediction.output");
+  ExpectRefused(job(ok_model, ok_in, (base_ / "secret" / "raw.h5").string() + ":/x"),
+                "job.prediction.output");
+}
+
 // Every string field of a JobSpec whose name says it is a path, file or directory must be
 // either confined by ConfineJobDataPaths or set by the daemon itself. A path field added later
 // fails here until it is confined (or declared daemon-owned) on purpose.
@@ -143,7 +203,7 @@ void CollectPathLikeFields(const google::protobuf::Descriptor* d, const std::str
     if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
       CollectPathLikeFields(f->message_type(), f->message_type()->name() + ".", seen, out);
     } else if (f->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
-      for (const char* word : {"path", "file", "dir", "folder"}) {
+      for (const char* word : {"path", "file", "dir", "folder", "model", "input", "output"}) {
         if (f->name().find(word) != std::string::npos) out->insert(name);
       }
     }
@@ -155,11 +215,18 @@ TEST(DataPathFieldsTest, EveryPathFieldOfAJobSpecIsAccountedFor) {
   std::set<std::string> fields;
   CollectPathLikeFields(v1::JobSpec::descriptor(), "JobSpec.", &seen, &fields);
   const std::set<std::string> confined = {"BatchCreatorImageParams.d_path",
-                                          "BatchCreatorImageParams.l_path", "H5Dataset.file",
-                                          "MnistParams.path", "TrainingSpec.preview_data_path"};
+                                          "BatchCreatorImageParams.l_path",
+                                          "H5Dataset.file",
+                                          "MnistParams.path",
+                                          "TrainingSpec.preview_data_path",
+                                          "PredictionSpec.model",
+                                          "PredictionSpec.input",
+                                          "PredictionSpec.output"};
   // Set by elektronnd whatever the job says (JobManager::Create), or names only.
-  const std::set<std::string> not_read = {"TrainingSpec.save_path", "JobSpec.job_file_name",
-                                          "JobSpec.job_file_source"};
+  const std::set<std::string> not_read = {
+      "TrainingSpec.save_path", "JobSpec.job_file_name", "JobSpec.job_file_source",
+      // node names, not files
+      "Designations.debug_outputs", "Designations.input_node", "NodeSpec.inputs"};
   for (const std::string& f : fields) {
     EXPECT_TRUE(confined.count(f) || not_read.count(f))
         << f << " looks like a path: confine it in ConfineJobDataPaths (engine/io/data_path.cc) "
