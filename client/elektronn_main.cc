@@ -1,5 +1,6 @@
 // elektronn: the command-line client: check, submit and steer jobs on elektronnd (submit, ls,
-// watch, shell, ...); `train` and `make-demo-data` run in elektronn-worker, exec'd in place.
+// watch, shell, ...); `train`, `make-demo-data` and a local `predict` run in elektronn-worker,
+// exec'd in place.
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,8 +22,9 @@ int Fail(const absl::Status& s) {
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
-// `elektronn train ...` and `elektronn make-demo-data ...` are elektronn-worker's commands: the
-// worker replaces this process (same pid, terminal and signals), so there is one code path.
+// `elektronn train ...`, `elektronn make-demo-data ...` and `elektronn predict ...` without
+// --host are elektronn-worker's commands: the worker replaces this process (same pid, terminal
+// and signals), so there is one code path.
 int ForwardToWorker(int argc, char** argv) {
   const std::string worker = elektronn::LocateWorkerBinary();
   std::vector<char*> args;
@@ -80,6 +82,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  // predict without --host: options checked here (one table, client/prediction_cli.h), run by
+  // the worker with the same words.
+  absl::StatusOr<bool> local_predict = PredictRunsLocally(remote);
+  if (!local_predict.ok()) return Fail(local_predict.status());
+  if (*local_predict) return ForwardToWorker(argc, argv);
   if (auto code = RunRemoteCommands(remote)) return *code;
 
   if (*check) {

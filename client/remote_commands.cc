@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -25,11 +26,11 @@
 #include "client/shell_client.h"
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/jobs.grpc.pb.h"
+#include "engine/config/hyperparams.h"
+#include "engine/config/schedule.h"
 #include "engine/core/status.h"
 #include "engine/lua/job_file.h"
 #include "engine/lua/schedule_text.h"
-#include "engine/config/hyperparams.h"
-#include "engine/config/schedule.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -95,6 +96,36 @@ std::string StepColumn(int64_t step, int64_t n_steps) {
   return n_steps > 0 ? absl::StrFormat("%d/%d", step, n_steps) : absl::StrFormat("%d", step);
 }
 
+// A prediction's column in `ls`: "predict 42% of 2.92M voxels" ("predict" before any progress).
+std::string PredictionColumn(const v1::PredictionProgress& p) {
+  if (p.voxels_total() <= 0) return "predict";
+  return absl::StrFormat("predict %.0f%% of %s voxels",
+                         100.0 * std::min(p.voxels_done(), p.voxels_total()) / p.voxels_total(),
+                         FormatCount(static_cast<double>(p.voxels_total())));
+}
+
+// The training part of `status`: progress, loss, hyper-parameters, where it saves.
+void AddTrainingDetails(const v1::Job& job,
+                        const std::function<void(const std::string&, const std::string&)>& add) {
+  const int64_t n = NStepsOf(job);
+  std::string progress = StepColumn(job.step(), n);
+  if (n > 0) {
+    progress = RenderProgressBar(job.step(), n) + " " + progress +
+               absl::StrFormat(" (%.0f%%)", 100.0 * std::min(job.step(), n) / n);
+  }
+  add("progress", progress);
+  add("loss", job.step() > 0 ? FormatLoss(job.loss()) : "-");
+  if (!job.error().empty()) add("error", job.error());
+  if (job.has_hyperparameters()) {
+    add("hyperparameters", FormatHyperparameters(job.hyperparameters()));
+    add("schedules", FormatSchedules(job.hyperparameters()));
+  }
+  const std::string& save_name = job.spec().training().save_name();
+  if (!save_name.empty()) add("save_name", save_name);
+  if (!job.spec().job_file_name().empty()) add("job_file", job.spec().job_file_name());
+  add("training_dir", job.training_dir().empty() ? "-" : job.training_dir());
+}
+
 // ---- Commands ----
 
 struct Context {
@@ -126,10 +157,12 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
     if (!s.ok()) return ReportError(s, ctx.connection);
   }
   v1::JobState state = job.state();
+  const bool prediction = IsPredictionJob(job);
   v1::StatusUpdate last_status;
   last_status.set_step(job.step());
   last_status.set_loss(job.loss());
   last_status.set_n_steps(NStepsOf(job));
+  v1::PredictionProgress last_progress = job.prediction_progress();
   int64_t next_sequence = 0;
   bool line_drawn = false, line_pending = false;
   Clock::time_point last_draw{}, last_event = Clock::now();
@@ -141,7 +174,8 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
       line_pending = true;
       return;
     }
-    const std::string line = FormatStatusLine(name, state, last_status);
+    const std::string line = prediction ? FormatStatusLine(name, state, last_progress)
+                                        : FormatStatusLine(name, state, last_status);
     if (tty) {
       std::printf("\r\033[K%s", line.c_str());
     } else {
@@ -193,6 +227,10 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
         case v1::JobEvent::kStatus:
           last_status = ev.status();
           if (last_status.n_steps() <= 0) last_status.set_n_steps(NStepsOf(job));
+          draw(false);
+          break;
+        case v1::JobEvent::kPrediction:
+          last_progress = ev.prediction();
           draw(false);
           break;
         case v1::JobEvent::kLogLine:
@@ -311,6 +349,29 @@ int RunSpec(const RemoteCommands& state) {
 
 int RunSubmit(const RemoteCommands& state) {
   auto spec = BuildJobSpec(state);
+  if (!spec.ok()) return ReportError(spec.status());
+  auto ctx = Open(state);
+  if (!ctx.ok()) return ReportError(ctx.status());
+  v1::CreateJobRequest req;
+  *req.mutable_job() = *std::move(spec);
+  req.set_request_id(state.request_id.empty() ? RandomRequestId() : state.request_id);
+  v1::Job job;
+  auto cc = MakeContext(ctx->connection);
+  grpc::Status s = ctx->jobs->CreateJob(cc.get(), req, &job);
+  if (!s.ok()) return ReportError(s, ctx->connection);
+  if (state.json) {
+    std::printf("%s\n", JobToJson(job, /*brief=*/true).c_str());
+  } else {
+    std::printf("%s\n", job.name().c_str());
+  }
+  std::fflush(stdout);
+  if (state.follow) return Watch(*ctx, job.name(), WatchMode::kStatus, true, state.json);
+  return kExitOk;
+}
+
+// `predict MODEL INPUT OUTPUT --host H`: a prediction job on that daemon.
+int RunPredict(const RemoteCommands& state) {
+  auto spec = RemotePredictionSpec(state.prediction);
   if (!spec.ok()) return ReportError(spec.status());
   auto ctx = Open(state);
   if (!ctx.ok()) return ReportError(ctx.status());
@@ -676,13 +737,17 @@ std::string FormatBytes(int64_t bytes) {
   return absl::StrFormat(v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
+bool IsPredictionJob(const v1::Job& job) { return job.spec().has_prediction(); }
+
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_unix_s) {
-  std::vector<std::vector<std::string>> rows = {
-      {"NAME", "STATE", "STEP/N_STEPS", "LOSS", "UPDATED"}};
+  std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "PROGRESS", "LOSS", "UPDATED"}};
   for (const auto& j : jobs) {
-    rows.push_back({j.name(), JobStateName(j.state()), StepColumn(j.step(), NStepsOf(j)),
-                    j.step() > 0 ? FormatLoss(j.loss()) : "-",
-                    FormatAge(j.update_time().seconds(), now_unix_s)});
+    const bool predict = IsPredictionJob(j);
+    rows.push_back(
+        {j.name(), JobStateName(j.state()),
+         predict ? PredictionColumn(j.prediction_progress()) : StepColumn(j.step(), NStepsOf(j)),
+         !predict && j.step() > 0 ? FormatLoss(j.loss()) : "-",
+         FormatAge(j.update_time().seconds(), now_unix_s)});
   }
   return FormatTable(rows);
 }
@@ -692,23 +757,19 @@ std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s) {
   auto add = [&](const std::string& k, const std::string& v) { rows.push_back({k + ":", v}); };
   add("name", job.name());
   add("state", JobStateName(job.state()));
-  const int64_t n = NStepsOf(job);
-  std::string progress = StepColumn(job.step(), n);
-  if (n > 0) {
-    progress = RenderProgressBar(job.step(), n) + " " + progress +
-               absl::StrFormat(" (%.0f%%)", 100.0 * std::min(job.step(), n) / n);
+  if (IsPredictionJob(job)) {
+    const v1::PredictionSpec& p = job.spec().prediction();
+    add("kind", "prediction");
+    add("progress", job.prediction_progress().voxels_total() > 0
+                        ? FormatPredictionProgress(job.prediction_progress())
+                        : "-");
+    add("model", p.model());
+    add("input", p.input());
+    add("output", p.output());
+    if (!job.error().empty()) add("error", job.error());
+  } else {
+    AddTrainingDetails(job, add);
   }
-  add("progress", progress);
-  add("loss", job.step() > 0 ? FormatLoss(job.loss()) : "-");
-  if (!job.error().empty()) add("error", job.error());
-  if (job.has_hyperparameters()) {
-    add("hyperparameters", FormatHyperparameters(job.hyperparameters()));
-    add("schedules", FormatSchedules(job.hyperparameters()));
-  }
-  const std::string& save_name = job.spec().training().save_name();
-  if (!save_name.empty()) add("save_name", save_name);
-  if (!job.spec().job_file_name().empty()) add("job_file", job.spec().job_file_name());
-  add("training_dir", job.training_dir().empty() ? "-" : job.training_dir());
   add("restarts", std::to_string(job.restarts()));
   add("created", FormatUtc(job.create_time().seconds()) + " (" +
                      FormatAge(job.create_time().seconds(), now_unix_s) + ")");
@@ -861,6 +922,48 @@ std::string FormatStatusLine(const std::string& name, v1::JobState state,
   return line;
 }
 
+std::string FormatStatusLine(const std::string& name, v1::JobState state,
+                             const v1::PredictionProgress& progress) {
+  return name + " " + JobStateName(state) + " " + FormatPredictionProgress(progress);
+}
+
+absl::StatusOr<v1::JobSpec> RemotePredictionSpec(const PredictionFlags& flags) {
+  if (flags.no_resume) {
+    return absl::InvalidArgumentError(
+        "--no-resume is for local runs: a prediction job always continues its own output "
+        "(after pause, resume or a restart); choose a new OUTPUT instead");
+  }
+  ASSIGN_OR_RETURN(v1::JobSpec spec, PredictionJobSpec(flags));
+  const std::string& model = flags.model;
+  const bool job_like = absl::StartsWith(model, "jobs/") ||
+                        (!model.empty() && std::all_of(model.begin(), model.end(), [](char c) {
+                          return c >= '0' && c <= '9';
+                        }));
+  if (job_like) {
+    ASSIGN_OR_RETURN(std::string name, NormaliseJobName(model));
+    spec.mutable_prediction()->set_model(name);
+  }
+  return spec;
+}
+
+absl::StatusOr<bool> PredictRunsLocally(const RemoteCommands& state) {
+  for (const auto& [name, sub] : state.commands) {
+    if (name != "predict" || !sub->parsed()) continue;
+    if (!state.connection.host.empty()) return false;
+    for (const char* remote_only : {"--follow", "--json", "--request-id", "--token", "--token-file",
+                                    "--tls-ca", "--insecure", "--timeout"}) {
+      if (sub->count(remote_only) > 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(remote_only,
+                         " is for a prediction job on a daemon: add --host HOST (without it, "
+                         "predict runs here)"));
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
 // ---- Registration ----
 
 void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
@@ -894,7 +997,19 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
   spec->add_option("--set", s->overrides, "override a training key, as for submit (repeatable)");
   spec->add_option("-o,--output", s->output, "file to write (default: standard output)");
 
-  auto* ls = add("ls", "list jobs: NAME, STATE, STEP/N_STEPS, LOSS, UPDATED");
+  auto* predict =
+      add("predict",
+          "dense prediction of a volume with a trained model: here (runs elektronn-worker "
+          "predict), or with --host as a prediction job on that daemon (prints the job name)");
+  AddPredictionFlags(predict, &s->prediction);
+  predict->add_option("--request-id", s->request_id,
+                      "with --host: idempotency key, as for submit (default: random)");
+  predict->add_flag("--follow,-f", s->follow, "with --host: then watch the job");
+  predict->add_flag("--json", s->json,
+                    "with --host: print the created job as JSON (with -f: events as JSON lines)");
+  predict->footer(PredictionHelpFooter());
+
+  auto* ls = add("ls", "list jobs: NAME, STATE, PROGRESS, LOSS, UPDATED");
   ls->add_flag("--json", s->json,
                "print {\"jobs\": [...]} (proto JSON; without each spec's model and source)");
   ls->add_option("--page-size", s->page_size, "jobs per request (all pages are fetched)")
@@ -969,6 +1084,7 @@ std::optional<int> RunRemoteCommands(const RemoteCommands& state) {
     if (!sub->parsed()) continue;
     if (name == "submit") return RunSubmit(state);
     if (name == "spec") return RunSpec(state);
+    if (name == "predict") return RunPredict(state);
     if (name == "ls") return RunList(state);
     if (name == "status") return RunStatus(state);
     if (name == "watch") return RunWatch(state, WatchMode::kStatus, true);

@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "client/connection.h"
+#include "client/prediction_cli.h"
 #include "elektronn/v1/control.pb.h"
 #include "elektronn/v1/jobs.pb.h"
 
@@ -29,17 +30,26 @@ struct RemoteCommands {
   std::string stats_kind = "parameters";  // stats --of
   std::string output;                     // export -o, spec -o
   bool live = false;                      // shell --live
+  PredictionFlags prediction;             // predict (with --host: a prediction job)
 
   // The registered subcommands, by name (parsed state is read from them).
   std::vector<std::pair<std::string, CLI::App*>> commands;
 };
 
-// Registers submit, spec (the JobSpec submit would send, no daemon), ls, status, watch, logs,
-// pause, resume, cancel, set, params, stats, export and hosts on `app`; their options write into
-// `*state`, which must outlive parsing.
+// Registers submit, spec (the JobSpec submit would send, no daemon), predict, ls, status, watch,
+// logs, pause, resume, cancel, set, params, stats, export and hosts on `app`; their options write
+// into `*state`, which must outlive parsing.
 void AddRemoteCommands(CLI::App& app, RemoteCommands* state);
 // Runs the remote subcommand that was selected and returns its exit code; nullopt if none was.
+// `predict` without --host is not run here: PredictRunsLocally says so, and the caller execs
+// elektronn-worker predict.
 std::optional<int> RunRemoteCommands(const RemoteCommands& state);
+// True when `predict` was selected without --host: it runs here, in elektronn-worker. An error
+// when options that only a daemon's job takes (--follow, --json, --token, ...) came with it.
+absl::StatusOr<bool> PredictRunsLocally(const RemoteCommands& state);
+// The JobSpec `predict --host` submits: MODEL "7" or "jobs/7" becomes "jobs/000007" (that
+// training job's model); paths are sent as given (the daemon resolves them in its --data-dir).
+absl::StatusOr<v1::JobSpec> RemotePredictionSpec(const PredictionFlags& flags);
 
 // ---- Formatting, exposed for tests ----
 
@@ -57,7 +67,9 @@ std::string RenderProgressBar(int64_t step, int64_t n_steps, int width = 20);
 std::string FormatAge(int64_t then_unix_s, int64_t now_unix_s);
 // "1.5 GiB", "512 MiB", ...
 std::string FormatBytes(int64_t bytes);
-// The `ls` table: NAME, STATE, STEP/N_STEPS, LOSS, UPDATED.
+bool IsPredictionJob(const v1::Job& job);
+// The `ls` table: NAME, STATE, PROGRESS (step/n_steps, or a prediction's % of voxels), LOSS,
+// UPDATED.
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, int64_t now_unix_s);
 // `status` for people: one "key: value" line per field.
 std::string FormatJobDetails(const v1::Job& job, int64_t now_unix_s);
@@ -84,5 +96,9 @@ std::string ResourcesToJson(const std::vector<HostResources>& hosts);
 // One live status line: "jobs/7 RUNNING [####......] 1200/5000 24% loss 0.1234 ...".
 std::string FormatStatusLine(const std::string& name, v1::JobState state,
                              const v1::StatusUpdate& status);
+// A prediction job's live line: "jobs/7 RUNNING  42.0% [########............] 1.23M/2.92M voxels
+// 3.45M voxels/s  ETA 0m12s  chunks 12/27".
+std::string FormatStatusLine(const std::string& name, v1::JobState state,
+                             const v1::PredictionProgress& progress);
 
 }  // namespace elektronn

@@ -1,6 +1,7 @@
 // elektronn-worker: the job process. Trains one job (a Lua file, or the JobSpec elektronnd
 // hands it), serves the job's Trainer, Model and Shell services on its control socket, and
-// reports progress to the daemon as protobuf events; `elektronn train` runs it too.
+// reports progress to the daemon as protobuf events; `elektronn train` runs it too. `predict`
+// (worker/predict_command.cc) applies a model densely to a volume, locally or as a daemon's job.
 #include <unistd.h>
 
 #include <atomic>
@@ -12,7 +13,9 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "engine/data/demo_data.h"
@@ -22,6 +25,7 @@
 #include "kernels/backend.h"
 #include "worker/event_channel.h"
 #include "worker/local_shell.h"
+#include "worker/predict_command.h"
 #include "worker/worker_control.h"
 
 namespace {
@@ -67,8 +71,9 @@ int Fail(const absl::Status& s) {
 int main(int argc, char** argv) {
   using namespace elektronn;
   CLI::App app{
-      "elektronn-worker: the process that trains one job. elektronnd starts it for each job;\n"
-      "`elektronn train` and `elektronn make-demo-data` run it for you."};
+      "elektronn-worker: the process that trains (or predicts with) one job. elektronnd starts\n"
+      "it for each job; `elektronn train`, `elektronn predict` and `elektronn make-demo-data`\n"
+      "run it for you."};
   app.require_subcommand(1);
 
   // train
@@ -123,12 +128,25 @@ int main(int argc, char** argv) {
   demo->add_option("dir", demo_dir, "output directory (created)")->required();
   demo->add_option("--seed", demo_seed, "random seed")->capture_default_str();
 
+  // predict (worker/predict_command.cc)
+  PredictCommand predict;
+  AddPredictCommand(app, &predict);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  if (*predict.app) {
+    std::vector<std::string> args;
+    bool after = false;
+    for (int i = 1; i < argc; ++i) {
+      if (after) args.emplace_back(argv[i]);
+      after = after || std::string_view(argv[i]) == "predict";
+    }
+    return RunPredictCommand(predict, args);
+  }
   if (*demo) {
     DemoDataOptions o;
     o.seed = demo_seed;

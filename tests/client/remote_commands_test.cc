@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <thread>
+#include <tuple>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -215,6 +216,21 @@ TEST(Formatting, AgeAndBytes) {
   EXPECT_EQ(FormatBytes(int64_t{64} << 30), "64 GiB");
 }
 
+// Every --json output uses the proto field names (snake_case): no key with an upper-case letter,
+// at any depth (map keys in these outputs are job names and hyper-parameter names).
+void ExpectSnakeCaseKeys(const nlohmann::json& j, const std::string& where,
+                         const std::string& path = "") {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) {
+      EXPECT_EQ(key.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), std::string::npos)
+          << where << ": key '" << path << key << "' is not snake_case";
+      ExpectSnakeCaseKeys(value, where, path + key + ".");
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) ExpectSnakeCaseKeys(v, where, path + "[].");
+  }
+}
+
 v1::Job MakeJob() {
   v1::Job job;
   job.set_name("jobs/7");
@@ -236,9 +252,145 @@ TEST(Formatting, JobTable) {
   queued.set_state(v1::QUEUED);
   const std::string table = FormatJobTable({MakeJob(), queued}, 1'700'000'030);
   EXPECT_EQ(table,
-            "NAME     STATE    STEP/N_STEPS  LOSS    UPDATED\n"
-            "jobs/7   RUNNING  1200/5000     0.1234  30s ago\n"
-            "jobs/12  QUEUED   0             -       -\n");
+            "NAME     STATE    PROGRESS   LOSS    UPDATED\n"
+            "jobs/7   RUNNING  1200/5000  0.1234  30s ago\n"
+            "jobs/12  QUEUED   0          -       -\n");
+}
+
+v1::Job MakePredictionJob() {
+  v1::Job job;
+  job.set_name("jobs/8");
+  job.set_state(v1::RUNNING);
+  v1::PredictionSpec* p = job.mutable_spec()->mutable_prediction();
+  p->set_model("jobs/000007");
+  p->set_input("raw_0.h5:/raw");
+  p->set_output("pred.zarr");
+  v1::PredictionProgress* g = job.mutable_prediction_progress();
+  g->set_voxels_done(1'250'000);
+  g->set_voxels_total(2'500'000);
+  g->set_chunks_done(12);
+  g->set_chunks_total(24);
+  g->set_voxels_per_second(345'000);
+  g->set_eta_seconds(72.5);
+  job.mutable_update_time()->set_seconds(1'700'000'000);
+  return job;
+}
+
+// A prediction job shows voxels, %, voxels/s and ETA where a training job shows step and loss.
+TEST(Formatting, PredictionJobs) {
+  const v1::Job job = MakePredictionJob();
+  EXPECT_EQ(FormatJobTable({job}, 1'700'000'030),
+            "NAME    STATE    PROGRESS                    LOSS  UPDATED\n"
+            "jobs/8  RUNNING  predict 50% of 2.5M voxels  -     30s ago\n");
+  const std::string d = FormatJobDetails(job, 1'700'000'060);
+  EXPECT_NE(d.find("kind:"), std::string::npos) << d;
+  EXPECT_NE(d.find("prediction"), std::string::npos) << d;
+  EXPECT_NE(d.find(" 50.0% [##########..........] 1.25M/2.5M voxels  345k voxels/s  ETA 1m13s  "
+                   "chunks 12/24"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("pred.zarr"), std::string::npos) << d;
+  EXPECT_EQ(d.find("loss:"), std::string::npos) << d;
+  EXPECT_EQ(FormatStatusLine("jobs/8", v1::RUNNING, job.prediction_progress()),
+            "jobs/8 RUNNING  50.0% [##########..........] 1.25M/2.5M voxels  345k voxels/s  ETA "
+            "1m13s  chunks 12/24");
+  const auto j = nlohmann::json::parse(JobToJson(job));
+  ExpectSnakeCaseKeys(j, "a prediction job's JSON");
+  EXPECT_EQ(j["prediction_progress"]["voxels_done"], "1250000");
+  EXPECT_DOUBLE_EQ(j["prediction_progress"]["voxels_per_second"].get<double>(), 345000);
+  EXPECT_EQ(j["spec"]["prediction"]["model"], "jobs/000007");
+}
+
+TEST(Registration, PredictBuildsTheSpecAndRunsLocallyWithoutHost) {
+  auto parse = [](RemoteCommands* state, CLI::App* app, std::vector<std::string> words) {
+    AddRemoteCommands(*app, state);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    app->parse(static_cast<int>(argv.size()), argv.data());
+  };
+  {
+    CLI::App app{"test"};
+    RemoteCommands state;
+    parse(&state, &app, {"elektronn",     "predict",
+                         "m.h5",          "in.h5:/raw",
+                         "out.zarr",      "--patch",
+                         "5,25,25",       "--roi",
+                         "0,0,0,8,64,64", "--memory-limit",
+                         "1.5G",          "--as-uint8",
+                         "--channels",    "1",
+                         "--threads",     "3",
+                         "--mfp",         "off",
+                         "--pad",         "zero",
+                         "--compression", "blosc",
+                         "--chunk",       "3,36,36"});
+    EXPECT_EQ(PredictRunsLocally(state).value_or(false), true);
+    auto spec = PredictionJobSpec(state.prediction);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    const v1::PredictionSpec& p = spec->prediction();
+    EXPECT_EQ(p.model(), "m.h5");
+    EXPECT_EQ(absl::StrJoin(p.patch(), ","), "5,25,25");
+    EXPECT_EQ(absl::StrJoin(p.roi(), ","), "0,0,0,8,64,64");
+    EXPECT_EQ(absl::StrJoin(p.chunk(), ","), "3,36,36");
+    EXPECT_EQ(p.memory_limit(), int64_t{3} << 29);
+    EXPECT_TRUE(p.as_uint8());
+    EXPECT_EQ(absl::StrJoin(p.channels(), ","), "1");
+    EXPECT_EQ(p.mfp(), v1::PredictionSpec::MFP_OFF);
+    EXPECT_EQ(p.pad(), v1::PredictionSpec::PAD_ZERO);
+    EXPECT_EQ(p.compression(), "blosc");
+    EXPECT_EQ(spec->resources().cpu_threads(), 3);
+  }
+  {
+    CLI::App app{"test"};
+    RemoteCommands state;
+    parse(&state, &app, {"elektronn", "predict", "7", "in.h5:/raw", "out.zarr", "--follow"});
+    absl::StatusOr<bool> local = PredictRunsLocally(state);
+    EXPECT_EQ(local.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(local.status().message().find("--follow"), std::string::npos) << local.status();
+  }
+  {
+    CLI::App app{"test"};
+    RemoteCommands state;
+    parse(&state, &app,
+          {"elektronn", "predict", "7", "in.h5:/raw", "out.zarr", "--host", "127.0.0.1:1"});
+    EXPECT_EQ(PredictRunsLocally(state).value_or(true), false);
+    auto spec = RemotePredictionSpec(state.prediction);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->prediction().model(), "jobs/000007");
+    state.prediction.model = "jobs/12";
+    EXPECT_EQ(RemotePredictionSpec(state.prediction)->prediction().model(), "jobs/000012");
+    state.prediction.model = "runs/x-FINAL.h5";
+    EXPECT_EQ(RemotePredictionSpec(state.prediction)->prediction().model(), "runs/x-FINAL.h5");
+    state.prediction.no_resume = true;
+    EXPECT_NE(RemotePredictionSpec(state.prediction).status().message().find("--no-resume"),
+              std::string::npos);
+  }
+  for (const auto& [flag, value, message] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"--roi", "1,2,3", "--roi is '1,2,3'; expected 6 comma-separated integers >= 0"},
+           {"--roi", "0,0,0,0,4,4", "sizes >= 1"},
+           {"--patch", "5,-1,5", "--patch is '5,-1,5'"},
+           {"--memory-limit", "4Q", "--memory-limit is '4Q'"},
+           {"--memory-limit", "1K", "at least 16M"},
+           {"--channels", "1,1", "distinct"}}) {
+    PredictionFlags f;
+    f.model = "m.h5";
+    f.input = "in.zarr";
+    f.output = "out.zarr";
+    if (flag == "--roi") f.roi = value;
+    if (flag == "--patch") f.patch = value;
+    if (flag == "--memory-limit") f.memory_limit = value;
+    if (flag == "--channels") f.channels = value;
+    auto spec = PredictionJobSpec(f);
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << flag << " " << value;
+    EXPECT_NE(spec.status().message().find(message), std::string::npos) << spec.status();
+  }
+  EXPECT_EQ(ParseByteSize("x", "4G").value_or(0), int64_t{4} << 30);
+  EXPECT_EQ(ParseByteSize("x", "512M").value_or(0), int64_t{512} << 20);
+  EXPECT_EQ(ParseByteSize("x", "100k").value_or(0), 102400);
+  EXPECT_EQ(ParseByteSize("x", "4GiB").value_or(0), int64_t{4} << 30);
+  EXPECT_EQ(ParseByteSize("x", "1000").value_or(0), 1000);
+  EXPECT_FALSE(ParseByteSize("x", "-1G").ok());
+  EXPECT_FALSE(ParseByteSize("x", "G").ok());
 }
 
 TEST(Formatting, JobDetails) {
@@ -337,8 +489,8 @@ TEST(Registration, EverySubcommandHasHelpAndConnectionOptions) {
   CLI::App app{"test"};
   RemoteCommands state;
   AddRemoteCommands(app, &state);
-  for (const char* name : {"submit", "ls", "status", "watch", "logs", "pause", "resume", "cancel",
-                           "set", "params", "stats", "export", "hosts"}) {
+  for (const char* name : {"submit", "predict", "ls", "status", "watch", "logs", "pause", "resume",
+                           "cancel", "set", "params", "stats", "export", "hosts"}) {
     CLI::App* sub = app.get_subcommand(name);
     ASSERT_NE(sub, nullptr) << name;
     EXPECT_FALSE(sub->get_description().empty()) << name;
@@ -456,21 +608,6 @@ struct Output {
 };
 
 // Runs a shell command; stdout (and stderr when asked) captured.
-// Every --json output uses the proto field names (snake_case): no key with an upper-case letter,
-// at any depth (map keys in these outputs are job names and hyper-parameter names).
-void ExpectSnakeCaseKeys(const nlohmann::json& j, const std::string& where,
-                         const std::string& path = "") {
-  if (j.is_object()) {
-    for (const auto& [key, value] : j.items()) {
-      EXPECT_EQ(key.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), std::string::npos)
-          << where << ": key '" << path << key << "' is not snake_case";
-      ExpectSnakeCaseKeys(value, where, path + key + ".");
-    }
-  } else if (j.is_array()) {
-    for (const auto& v : j) ExpectSnakeCaseKeys(v, where, path + "[].");
-  }
-}
-
 Output RunShell(const std::string& cmd) {
   Output o;
   FILE* p = ::popen(cmd.c_str(), "r");
