@@ -94,7 +94,8 @@ absl::Status Network::Compile() {
   }
   for (const auto& n : nodes) {
     // Every differentiable non-source node may need its gradient (for gradient checks too).
-    n->set_needs_grad(n->differentiable() && (!n->is_source() || options_.input_gradients));
+    n->set_needs_grad(!options_.inference_only && n->differentiable() &&
+                      (!n->is_source() || options_.input_gradients));
   }
   for (const auto& n : nodes) {
     RETURN_IF_ERROR(n->Compile(ctx_));
@@ -178,7 +179,7 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
       RETURN_IF_ERROR(nodes[i]->Forward(ctx_));
       t[i].forward_ms += ms(t0) / repeats;
     }
-    if (loss.empty()) continue;
+    if (loss.empty() || options_.inference_only) continue;
     ASSIGN_OR_RETURN(Node * l, graph_->Get(loss));
     for (const auto& n : nodes) n->ResetGradState();
     const float one = 1.f;
@@ -197,6 +198,10 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
 absl::Status Network::Backward() {
   const std::string& loss = graph_->spec().designations().loss_node();
   if (loss.empty()) return absl::FailedPreconditionError("the model designates no loss node");
+  if (options_.inference_only) {
+    return absl::FailedPreconditionError(
+        "the network was compiled for inference only (NetworkOptions::inference_only)");
+  }
   ASSIGN_OR_RETURN(Node * n, graph_->Get(loss));
   const float one = 1.f;
   ctx_.backend->Upload(&one, n->grad(), 1);

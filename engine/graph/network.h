@@ -19,6 +19,9 @@ struct NetworkOptions {
   // Also compute gradients w.r.t. source nodes (gradient checks, saliency); costs a
   // backward-data pass through the first layer.
   bool input_gradients = false;
+  // Forward only (dense prediction): no node allocates a gradient buffer, which about halves
+  // the activations' memory; Backward and BackwardFrom refuse, Profile times forwards only.
+  bool inference_only = false;
 };
 
 class Network {
