@@ -9,11 +9,20 @@ softmax probabilities.  Prints one JSON line per case on stdout, e.g.
 
     {"case": "neuro3d_train", "pytorch_ms": 581.2, "gflop": 123.4, ...}
 
+``--case dense --work DIR`` predicts the volume DIR/raw.h5:/raw densely (stride 1) in one
+pass with the weights of DIR/model.h5 (both written by ``neuro3d_dense_bench --case setup``):
+the same net with stride-1 max-pools and dilated later layers (tests/python/torch_model.py),
+timed in NCDHW and in channels_last_3d, the faster reported, and its probabilities compared
+with ours (DIR/<--ours>, a Zarr array (c,z,x,y)) as the max absolute difference.
+
 Run with Debian's python3-torch:  /usr/bin/python3 bench/neuro3d_pytorch.py
+(dense: with the generated protos on PYTHONPATH, <build>/python/elektronn_client/_gen)
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -73,18 +82,83 @@ def bench(fn, warmup, repeats):
     return statistics.median(times) * 1e3
 
 
+def dense(a):
+    """One-pass dense prediction of DIR/raw.h5 with DIR/model.h5, as JSON."""
+    import h5py
+    import numpy as np
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "tests", "python"))
+    from torch_model import TorchNet, read_model_file
+
+    spec, params = read_model_file(os.path.join(a.work, "model.h5"), torch.float32)
+    with h5py.File(os.path.join(a.work, "raw.h5"), "r") as f:
+        raw = f["raw"][()]
+    x = torch.from_numpy(raw.astype(np.float32) / 255).reshape(1, 1, *raw.shape)
+    d = spec.designations
+    result = {}
+    for fmt_name, fmt in (("ncdhw", torch.contiguous_format),
+                          ("channels_last_3d", torch.channels_last_3d)):
+        p = {k: (t.contiguous(memory_format=fmt) if t.dim() == 5 else t) for k, t in params.items()}
+        net = TorchNet(spec, p, dense=True)
+        xf = x.contiguous(memory_format=fmt)
+
+        def forward():
+            with torch.no_grad():
+                return net.forward({d.input_node: xf}, until=d.prediction_node)[d.prediction_node]
+
+        for _ in range(a.warmup):
+            forward()
+        times, probs = [], None
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            probs = forward()
+            times.append(time.perf_counter() - t0)
+        result[fmt_name] = (statistics.median(times), probs, net.conv_flops)
+    best = min(result, key=lambda k: result[k][0])
+    seconds, probs, flops = result[best]
+    probs = probs[0].contiguous().numpy()  # (c, z, x, y)
+    out = {
+        "case": "neuro3d_dense",
+        "pytorch_s": round(seconds, 3),
+        "voxels": int(np.prod(probs.shape[1:])),
+        "vox_s": round(float(np.prod(probs.shape[1:])) / seconds, 1),
+        "gflop": round(flops / 1e9, 1),
+        "gflops": round(flops / 1e9 / seconds, 1),
+        "memory_format": best,
+        "seconds_per_format": {k: round(v[0], 3) for k, v in result.items()},
+        "output": list(probs.shape),
+        "threads": a.threads,
+        "torch": torch.__version__,
+    }
+    ours_path = os.path.join(a.work, a.ours)
+    if os.path.isdir(ours_path):
+        import zarr
+        ours = zarr.open(ours_path, mode="r")[...]
+        out["compared_with"] = a.ours
+        out["max_abs_diff"] = (float(np.abs(ours.astype(np.float64) - probs).max())
+                               if ours.shape == probs.shape else
+                               f"shapes differ: ours {list(ours.shape)}")
+    print(json.dumps(out), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--case", choices=["train", "forward", "all"], default="all")
+    ap.add_argument("--case", choices=["train", "forward", "all", "dense"], default="all")
+    ap.add_argument("--work", help="dense: the directory of neuro3d_dense_bench --case setup")
+    ap.add_argument("--ours", default="pred.zarr", help="dense: our output in --work to compare")
     ap.add_argument("--input", default="23,185,185", help="z,x,y")
     ap.add_argument("--batch", type=int, default=1)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.case == "dense":
+        if not a.work:
+            ap.error("--case dense needs --work DIR")
+        return dense(a)
     zxy = [int(s) for s in a.input.split(",")]
     net = build_net().float()
     x = torch.randn(a.batch, 1, *zxy)

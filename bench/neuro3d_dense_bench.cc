@@ -1,0 +1,515 @@
+// Dense (stride-1) prediction of one volume with neuro3d (reference §3.6, §9.1), timed as users
+// run it: PredictVolume (HDF5 in, Zarr out, max-fragment-pooling), with shift-and-stitch for
+// comparison; the bare MFP network over the same tiles in memory (the I/O and pipeline overhead
+// is the difference); per-node times of one tile; peak memory (RSS) of PredictVolume in a child
+// process for the volume and for one twice as large per axis. Prints one JSON line per case;
+// bench/compare-pytorch puts them beside PyTorch's dilated net (bench/neuro3d_pytorch.py).
+//
+// `--case setup` writes the work directory the other cases and the PyTorch side read:
+//   model.h5          neuro3d with its initial weights (SaveModel)
+//   raw.h5:/raw       the input volume, uint8 noise (read as value / 255, like EM data)
+//   raw2.h5:/raw      the same for the volume twice as large per axis (for --case memory)
+// Outputs: pred.zarr (predict), stitch.zarr (stitch), forward.zarr (forward), (c,z,x,y) float32
+// of the valid region, input - fov + 1 per axis (no padding): the region PyTorch's one-pass
+// dilated net computes.
+#include <fcntl.h>
+#include <hdf5.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "engine/core/status.h"
+#include "engine/graph/model_builder.h"
+#include "engine/graph/network.h"
+#include "engine/io/model_file.h"
+#include "engine/io/model_loader.h"
+#include "engine/io/volume_store.h"
+#include "engine/predict/predictor.h"
+#include "engine/predict/tiling.h"
+
+extern char** environ;
+
+namespace elektronn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Zxy = std::array<int64_t, 3>;
+
+double Seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+std::string Json(const Zxy& v) { return absl::StrCat("[", absl::StrJoin(v, ", "), "]"); }
+
+struct Args {
+  std::string which;
+  std::string work;
+  std::string input = "raw.h5";  // in --work
+  Zxy volume = {34, 188, 188};   // input voxels (z,x,y), for setup
+  Zxy patch = {0, 0, 0};         // the net's patch ps (PredictOptions::patch); 0: its choice
+  int repeats = 1, warmup = 0, threads = 2;
+};
+
+// The patch given, or for the in-memory cases the one whose single tile covers the volume.
+Zxy PatchOrWhole(const Args& a, const VolumeShape& raw) {
+  if (a.patch[0] > 0) return a.patch;
+  return {raw.z - 1, raw.x - 3, raw.y - 3};  // neuro3d: tile_in = ps + S - 1, S = (2,4,4)
+}
+
+// ---- setup ----------------------------------------------------------------------------------
+
+absl::Status WriteUint8Volume(const std::string& file, Zxy size, uint64_t seed) {
+  const hid_t f = H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return absl::InternalError(absl::StrCat("cannot create ", file));
+  const hsize_t dims[3] = {static_cast<hsize_t>(size[0]), static_cast<hsize_t>(size[1]),
+                           static_cast<hsize_t>(size[2])};
+  const hid_t space = H5Screate_simple(3, dims, nullptr);
+  const hid_t d = H5Dcreate2(f, "raw", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  bool ok = d >= 0;
+  // One z slice at a time: the setup of the large volume stays small in memory.
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> slice(size[1] * size[2]);
+  const hsize_t one[3] = {1, dims[1], dims[2]};
+  const hid_t mem = H5Screate_simple(3, one, nullptr);
+  for (int64_t z = 0; ok && z < size[0]; ++z) {
+    for (uint8_t& v : slice) v = static_cast<uint8_t>(rng() >> 56);
+    const hsize_t start[3] = {static_cast<hsize_t>(z), 0, 0};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, one, nullptr);
+    ok = H5Dwrite(d, H5T_NATIVE_UINT8, mem, space, H5P_DEFAULT, slice.data()) >= 0;
+  }
+  H5Sclose(mem);
+  if (d >= 0) H5Dclose(d);
+  H5Sclose(space);
+  H5Fclose(f);
+  return ok ? absl::OkStatus() : absl::InternalError(absl::StrCat("cannot write ", file));
+}
+
+absl::Status Setup(const Args& a, kernels::Backend* b) {
+  std::filesystem::create_directories(a.work);
+  ASSIGN_OR_RETURN(auto net, Network::Create(Neuro3dSpec(), b, {1}));
+  RETURN_IF_ERROR(SaveModel(a.work + "/model.h5", *net, nullptr));
+  RETURN_IF_ERROR(WriteUint8Volume(a.work + "/raw.h5", a.volume, 1));
+  const Zxy twice = {2 * a.volume[0], 2 * a.volume[1], 2 * a.volume[2]};
+  RETURN_IF_ERROR(WriteUint8Volume(a.work + "/raw2.h5", twice, 2));
+  absl::PrintF("{\"case\": \"setup\", \"work\": \"%s\", \"volume\": %s}\n", a.work.c_str(),
+               Json(a.volume).c_str());
+  return absl::OkStatus();
+}
+
+// ---- the network, one tile ------------------------------------------------------------------
+
+// The model file's spec without what comes after the prediction node (target, loss, errors):
+// prediction needs none of it, and Network::Profile would time a backward pass for a loss.
+ModelFileContents ForPrediction(ModelFileContents f) {
+  v1::ModelSpec& s = f.spec;
+  const std::string pred = s.designations().prediction_node();
+  int keep = 0;
+  while (keep < s.nodes_size() && s.nodes(keep).name() != pred) ++keep;
+  while (s.nodes_size() > keep + 1) s.mutable_nodes()->RemoveLast();
+  v1::Designations d;
+  d.set_input_node(s.designations().input_node());
+  d.set_prediction_node(pred);
+  *s.mutable_designations() = d;
+  return f;
+}
+
+struct LoadedNet {
+  std::unique_ptr<Network> net;
+  std::string input, pred;
+  Zxy patch, out, fov, strides;
+  double gflop = 0;  // convolution FLOPs of one forward pass (2 per multiply-add)
+};
+
+absl::StatusOr<LoadedNet> Load(const ModelFileContents& f, bool mfp, const Zxy& patch,
+                               kernels::Backend* b) {
+  LoadOptions o;
+  o.override_mfp_to_active = mfp;
+  o.imposed_patch_size = {patch.begin(), patch.end()};
+  o.make_weights_constant = true;
+  ASSIGN_OR_RETURN(LoadedModel m, LoadModel(f, o, b));
+  LoadedNet n;
+  n.input = m.spec.designations().input_node();
+  n.pred = m.spec.designations().prediction_node();
+  const TaggedShape& in = m.net->graph().Find(n.input)->shape();
+  const TaggedShape& out = m.net->graph().Find(n.pred)->shape();
+  for (int j = 0; j < 3; ++j) {
+    n.patch[j] = in.spatial_shape()[j];
+    n.out[j] = out.spatial_shape()[j];
+    n.fov[j] = out.fov()[j];
+    n.strides[j] = out.strides()[j];
+  }
+  if (n.patch != patch) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("patch %s is not valid for %s; the model takes %s", Json(patch),
+                        mfp ? "MFP" : "neuro3d", Json(n.patch)));
+  }
+  for (const auto& node : m.net->graph().nodes())
+    if (node->op() == "Conv") n.gflop += 2 * node->cost() / 1e9;
+  n.net = std::move(m.net);
+  return n;
+}
+
+// ---- in memory: MFP and shift-and-stitch over the tiles ---------------------------------------
+
+struct Dense {
+  VolumeShape shape;  // (c, z, x, y)
+  std::vector<float> v;
+};
+
+absl::StatusOr<std::vector<float>> ReadAll(const std::string& spec, VolumeShape* shape) {
+  ASSIGN_OR_RETURN(auto r, VolumeReader::Open(spec));
+  *shape = r->shape();
+  std::vector<float> v(shape->values());
+  RETURN_IF_ERROR(r->Read({0, 0, 0, shape->z, shape->x, shape->y}, PadMode::kError, v.data()));
+  return v;
+}
+
+// raw[box] with zeros outside (border tiles reach past the volume's end; their surplus output
+// is cut away).
+void Crop(const std::vector<float>& raw, const VolumeShape& s, const Box& box, float* out) {
+  for (int64_t z = 0; z < box.dz; ++z)
+    for (int64_t x = 0; x < box.dx; ++x)
+      for (int64_t y = 0; y < box.dy; ++y) {
+        const int64_t rz = box.z0 + z, rx = box.x0 + x, ry = box.y0 + y;
+        const bool inside = rz >= 0 && rz < s.z && rx >= 0 && rx < s.x && ry >= 0 && ry < s.y;
+        *out++ = inside ? raw[(rz * s.x + rx) * s.y + ry] : 0.f;
+      }
+}
+
+struct TiledRun {
+  Dense dense;
+  double seconds = 0, gflop = 0;
+  int64_t tiles = 0;
+};
+
+// Every tile of the volume through `n`: one pass (MFP) or prod(S) shifted passes, written into
+// the dense output like ELEKTRONN2's predict_dense.
+absl::StatusOr<TiledRun> RunTiles(LoadedNet& n, const std::vector<float>& raw,
+                                  const VolumeShape& rs) {
+  TilingInput ti;
+  ti.raw = {rs.z, rs.x, rs.y};
+  ti.patch = n.patch;
+  ti.fov = n.fov;
+  ti.strides = n.strides;
+  ti.out = n.out;
+  ASSIGN_OR_RETURN(TileGeometry g, ComputeTileGeometry(ti));
+  const int64_t C = n.net->graph().Find(n.pred)->shape().SizeOf('f');
+  TiledRun r;
+  r.dense.shape = {C, g.pred[0], g.pred[1], g.pred[2]};
+  r.dense.v.assign(r.dense.shape.values(), 0.f);
+  std::vector<float> in(n.patch[0] * n.patch[1] * n.patch[2]);
+  const Zxy& S = n.strides;
+  const Zxy& o = n.out;
+  const auto t0 = Clock::now();
+  for (int64_t tz = 0; tz < g.tiles[0]; ++tz)
+    for (int64_t tx = 0; tx < g.tiles[1]; ++tx)
+      for (int64_t ty = 0; ty < g.tiles[2]; ++ty) {
+        const Tile t = TileAt(g, {tz, tx, ty});
+        for (int64_t sz = 0; sz < S[0]; ++sz)
+          for (int64_t sx = 0; sx < S[1]; ++sx)
+            for (int64_t sy = 0; sy < S[2]; ++sy) {
+              Crop(raw, rs,
+                   {t.input.z0 + sz, t.input.x0 + sx, t.input.y0 + sy, n.patch[0], n.patch[1],
+                    n.patch[2]},
+                   in.data());
+              RETURN_IF_ERROR(n.net->SetInput(n.input, in));
+              RETURN_IF_ERROR(n.net->Forward());
+              ASSIGN_OR_RETURN(std::vector<float> p, n.net->Output(n.pred));
+              // p[c][z][x][y] lands at output (t.output origin) + shift + (z,x,y) * S.
+              for (int64_t c = 0; c < C; ++c)
+                for (int64_t z = 0; z < o[0]; ++z) {
+                  const int64_t dz = t.output.z0 + sz + z * S[0];
+                  if (dz >= t.output.z0 + t.output.dz) break;
+                  for (int64_t x = 0; x < o[1]; ++x) {
+                    const int64_t dx = t.output.x0 + sx + x * S[1];
+                    if (dx >= t.output.x0 + t.output.dx) break;
+                    const float* src = &p[((c * o[0] + z) * o[1] + x) * o[2]];
+                    float* dst = &r.dense.v[((c * g.pred[0] + dz) * g.pred[1] + dx) * g.pred[2]];
+                    for (int64_t y = 0; y < o[2]; ++y) {
+                      const int64_t dy = t.output.y0 + sy + y * S[2];
+                      if (dy >= t.output.y0 + t.output.dy) break;
+                      dst[dy] = src[y];
+                    }
+                  }
+                }
+            }
+        ++r.tiles;
+      }
+  r.seconds = Seconds(t0);
+  r.gflop = n.gflop * r.tiles * g.passes_per_tile;
+  return r;
+}
+
+double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(double{a[i]} - b[i]));
+  return d;
+}
+
+double MaxAbsDiffWith(const std::string& zarr, const std::vector<float>& v) {
+  VolumeShape shape;
+  auto other = ReadAll(zarr, &shape);
+  return other.ok() ? MaxAbsDiff(*other, v) : NAN;
+}
+
+// The bare MFP network over the tiles of PredictVolume's plan, in memory.
+absl::Status Forward(const Args& a, kernels::Backend* b) {
+  ASSIGN_OR_RETURN(ModelFileContents f, ReadModelFile(a.work + "/model.h5"));
+  VolumeShape rs;
+  ASSIGN_OR_RETURN(std::vector<float> raw, ReadAll(a.work + "/" + a.input + ":/raw", &rs));
+  const Zxy ps = PatchOrWhole(a, rs);
+  ASSIGN_OR_RETURN(LoadedNet n,
+                   Load(ForPrediction(std::move(f)), true, {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
+  std::vector<double> secs;
+  TiledRun last;
+  for (int i = 0; i < a.warmup + a.repeats; ++i) {
+    ASSIGN_OR_RETURN(last, RunTiles(n, raw, rs));
+    if (i >= a.warmup) secs.push_back(last.seconds);
+  }
+  const double s = Median(secs);
+  const int64_t voxels = last.dense.shape.voxels();
+  {  // the result, for comparisons
+    VolumeWriterOptions wo;
+    wo.shape = last.dense.shape;
+    wo.chunk = {wo.shape.z, wo.shape.x, wo.shape.y};
+    wo.resume = false;
+    const std::string out = a.work + "/forward.zarr";
+    std::filesystem::remove_all(out);
+    ASSIGN_OR_RETURN(auto w, VolumeWriter::Open(out, wo));
+    RETURN_IF_ERROR(w->WriteChunk({0, 0, 0}, last.dense.v));
+  }
+  absl::PrintF(
+      "{\"case\": \"neuro3d_dense_forward\", \"seconds\": %.3f, \"voxels\": %d, "
+      "\"vox_s\": %.1f, \"gflop\": %.1f, \"gflops\": %.1f, \"patch\": %s, \"tiles\": %d, "
+      "\"max_abs_diff_vs_predict\": %.3g}\n",
+      s, voxels, voxels / s, last.gflop, last.gflop / s, Json(ps), last.tiles,
+      MaxAbsDiffWith(a.work + "/pred.zarr", last.dense.v));
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// Convolution GFLOP of one pass of the net PredictVolume compiles for patch `ps`.
+absl::StatusOr<double> PassGflop(const ModelFileContents& f, const Zxy& ps, bool mfp) {
+  LoadOptions o;
+  o.override_mfp_to_active = mfp;
+  o.imposed_batch_size = mfp ? 0 : 1;
+  o.imposed_patch_size = {ps[0], ps[1], ps[2]};
+  if (mfp) o.imposed_patch_size = {ps[0] + 1, ps[1] + 3, ps[2] + 3};
+  std::vector<std::string> notes;
+  ASSIGN_OR_RETURN(v1::ModelSpec spec, RewriteSpec(f.spec, o, f.path, &notes));
+  ASSIGN_OR_RETURN(auto g, Graph::Create(spec));
+  double gflop = 0;
+  for (const auto& node : g->nodes())
+    if (node->op() == "Conv") gflop += 2 * node->cost() / 1e9;
+  return gflop;
+}
+
+// PredictVolume, the product path: MFP ("pred.zarr") or shift-and-stitch ("stitch.zarr").
+absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
+  PredictOptions o;
+  o.model = a.work + "/model.h5";
+  o.input = a.work + "/" + a.input + ":/raw";
+  o.output = a.work + (mfp ? "/pred.zarr" : "/stitch.zarr");
+  if (a.patch[0] > 0) o.patch = {a.patch[0], a.patch[1], a.patch[2]};
+  o.mfp = mfp ? PredictOptions::Mfp::kOn : PredictOptions::Mfp::kOff;
+  o.pad = PadMode::kError;  // the valid region, as PyTorch's one pass computes it
+  o.threads = a.threads;
+  std::vector<double> secs;
+  PredictSummary sum;
+  for (int i = 0; i < a.warmup + a.repeats; ++i) {
+    std::filesystem::remove_all(o.output);  // else it resumes: every chunk done
+    const auto t0 = Clock::now();
+    ASSIGN_OR_RETURN(sum, PredictVolume(o, b));
+    if (i >= a.warmup) secs.push_back(Seconds(t0));
+  }
+  const double s = Median(secs);
+  const int64_t voxels = sum.output_shape.voxels();
+  // Work done: passes of the compiled net times tiles, as PredictVolume's plan lays them out.
+  ASSIGN_OR_RETURN(ModelFileContents f, ReadModelFile(o.model));
+  ASSIGN_OR_RETURN(const double pass, PassGflop(f, sum.patch, mfp));
+  ASSIGN_OR_RETURN(LoadedNet plain, Load(ForPrediction(f), false, sum.patch, b));
+  TilingInput ti;
+  ti.raw = {sum.output_shape.z, sum.output_shape.x, sum.output_shape.y};
+  ti.patch = plain.patch;
+  ti.fov = plain.fov;
+  ti.strides = plain.strides;
+  ti.out = plain.out;
+  ti.pad_raw = true;  // as PredictVolume: the region's context is read around it
+  ASSIGN_OR_RETURN(TileGeometry g, ComputeTileGeometry(ti));
+  const int64_t tiles = g.tiles[0] * g.tiles[1] * g.tiles[2];
+  const double gflop = pass * tiles * (mfp ? 1 : g.passes_per_tile);
+  std::string diff;
+  if (!mfp) {
+    VolumeShape shape;
+    ASSIGN_OR_RETURN(std::vector<float> v, ReadAll(o.output, &shape));
+    diff = absl::StrFormat(", \"max_abs_diff_vs_mfp\": %.3g",
+                           MaxAbsDiffWith(a.work + "/pred.zarr", v));
+  }
+  absl::PrintF(
+      "{\"case\": \"neuro3d_dense_%s\", \"seconds\": %.3f, \"voxels\": %d, \"vox_s\": %.1f, "
+      "\"gflop\": %.1f, \"gflops\": %.1f, \"patch\": %s, \"tiles\": %d, \"output\": [%d, %d, "
+      "%d, %d]%s, \"notes\": \"%s\"}\n",
+      mfp ? "predict" : "stitch", s, voxels, voxels / s, gflop, gflop / s, Json(sum.patch), tiles,
+      sum.output_shape.c, sum.output_shape.z, sum.output_shape.x, sum.output_shape.y, diff,
+      absl::StrJoin(sum.notes, "; "));
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// Peak RSS (MiB) of `--case predict` on `input` in a fresh child process.
+absl::StatusOr<double> ChildPeakMib(const Args& a, const std::string& input) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> args = {self,     "--case",    "predict",
+                                   "--work", a.work,      "--input",
+                                   input,    "--threads", std::to_string(a.threads)};
+  if (a.patch[0] > 0) {
+    args.push_back("--patch");
+    args.push_back(absl::StrJoin(a.patch, ","));
+  }
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t quiet;  // the child's JSON line is not ours to print
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int e = posix_spawn(&pid, self.c_str(), &quiet, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&quiet);
+  if (e != 0) return absl::InternalError(absl::StrCat("cannot start ", self, ": ", strerror(e)));
+  int status = 0;
+  struct rusage ru {};
+  if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return absl::InternalError(absl::StrCat("the child predicting ", input, " failed"));
+  return ru.ru_maxrss / 1024.0;  // Linux: KiB
+}
+
+absl::Status Memory(const Args& a) {
+  ASSIGN_OR_RETURN(const double one, ChildPeakMib(a, "raw.h5"));
+  ASSIGN_OR_RETURN(const double two, ChildPeakMib(a, "raw2.h5"));
+  absl::PrintF(
+      "{\"case\": \"neuro3d_dense_memory\", \"rss_mib\": %.0f, \"rss_2x_mib\": %.0f, "
+      "\"ratio\": %.3f, \"patch\": \"%s\"}\n",
+      one, two, two / one, a.patch[0] > 0 ? absl::StrJoin(a.patch, ",") : "chosen");
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// Per-node forward times of one MFP tile.
+absl::Status Profile(const Args& a, kernels::Backend* b) {
+  ASSIGN_OR_RETURN(ModelFileContents f, ReadModelFile(a.work + "/model.h5"));
+  ASSIGN_OR_RETURN(auto reader, VolumeReader::Open(a.work + "/" + a.input + ":/raw"));
+  const Zxy ps = PatchOrWhole(a, reader->shape());
+  ASSIGN_OR_RETURN(LoadedNet n,
+                   Load(ForPrediction(std::move(f)), true, {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
+  RETURN_IF_ERROR(n.net->Forward());  // warm-up: first-touch of buffers, primitive caches
+  ASSIGN_OR_RETURN(auto t, n.net->Profile(std::max(1, a.repeats)));
+  double total = 0;
+  for (const auto& x : t) total += x.forward_ms;
+  for (const auto& x : t) {
+    const Node* node = n.net->graph().Find(x.name);
+    const double gflop = node->op() == "Conv" ? 2 * node->cost() / 1e9 : 0;
+    absl::PrintF(
+        "%-10s %-16s %10.1f ms %5.1f%%  %s\n", x.name.c_str(), x.op.c_str(), x.forward_ms,
+        100 * x.forward_ms / total,
+        gflop > 0 ? absl::StrFormat("%.1f GFLOP/s", gflop / x.forward_ms * 1e3).c_str() : "");
+  }
+  absl::PrintF("total %.1f ms for MFP input %s (%.1f GFLOP)\n", total, Json(n.patch).c_str(),
+               n.gflop);
+  return absl::OkStatus();
+}
+
+absl::Status Run(const Args& a) {
+  auto backend = kernels::CreateCpuBackend();
+  if (a.which == "setup") return Setup(a, backend.get());
+  if (a.which == "predict") return Predict(a, backend.get(), true);
+  if (a.which == "stitch") return Predict(a, backend.get(), false);
+  if (a.which == "forward") return Forward(a, backend.get());
+  if (a.which == "profile") return Profile(a, backend.get());
+  if (a.which == "memory") return Memory(a);
+  return absl::InvalidArgumentError(absl::StrCat("unknown --case ", a.which));
+}
+
+absl::StatusOr<Zxy> ParseZxy(const char* v) {
+  std::vector<std::string> parts = absl::StrSplit(v, ',');
+  Zxy r;
+  if (parts.size() != 3) return absl::InvalidArgumentError(absl::StrCat("not z,x,y: ", v));
+  for (int j = 0; j < 3; ++j)
+    if (!absl::SimpleAtoi(parts[j], &r[j])) return absl::InvalidArgumentError(v);
+  return r;
+}
+
+}  // namespace
+}  // namespace elektronn
+
+int main(int argc, char** argv) {
+  elektronn::Args a;
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "neuro3d_dense_bench: %s\n", std::string(s.message()).c_str());
+    return 1;
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string f = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    auto zxy = [&](elektronn::Zxy* out) {
+      auto r = v ? elektronn::ParseZxy(v) : absl::InvalidArgumentError(f + " needs z,x,y");
+      if (r.ok()) *out = *r;
+      ++i;
+      return r.status();
+    };
+    absl::Status s;
+    if (f == "--case" && v) {
+      a.which = v, ++i;
+    } else if (f == "--work" && v) {
+      a.work = v, ++i;
+    } else if (f == "--input" && v) {
+      a.input = v, ++i;
+    } else if (f == "--volume") {
+      s = zxy(&a.volume);
+    } else if (f == "--patch") {
+      s = zxy(&a.patch);
+    } else if (f == "--repeats" && v) {
+      a.repeats = std::atoi(v), ++i;
+    } else if (f == "--warmup" && v) {
+      a.warmup = std::atoi(v), ++i;
+    } else if (f == "--threads" && v) {
+      a.threads = std::atoi(v), ++i;
+    } else {
+      std::fprintf(stderr,
+                   "usage: neuro3d_dense_bench --case "
+                   "setup|predict|stitch|forward|profile|memory --work DIR [--volume z,x,y] "
+                   "[--input raw.h5|raw2.h5] [--patch z,x,y] [--repeats N] [--warmup N] "
+                   "[--threads N]\n");
+      return f == "--help" || f == "-h" ? 0 : 2;
+    }
+    if (!s.ok()) return fail(s);
+  }
+  if (a.work.empty() || a.which.empty())
+    return fail(absl::InvalidArgumentError("--case and --work are required (see --help)"));
+  if (absl::Status s = elektronn::Run(a); !s.ok()) return fail(s);
+  return 0;
+}
