@@ -143,8 +143,9 @@ struct NetPlan {
   Extent3 patch = {1, 1, 1}, fov = {1, 1, 1}, strides = {1, 1, 1}, out = {1, 1, 1};
   Extent3 net_input = {1, 1, 1};  // what one forward takes: patch, or patch + S - 1 with MFP
   int64_t in_channels = 0, classes = 0;
-  double net_bytes = 0;  // estimated memory of the compiled net
-  std::vector<std::string> notes;
+  double net_bytes = 0;                 // estimated memory of the compiled net
+  std::vector<std::string> snap_notes;  // the loader's: the desired patch snapped down
+  std::vector<std::string> notes;       // the loader's: MFP activated, batch imposed, ...
 };
 
 std::vector<int64_t> NetAxes(const Extent3& zxy, bool two_d) {
@@ -156,15 +157,16 @@ Extent3 FromNetAxes(const std::vector<int64_t>& v, int64_t z_for_2d = 1) {
   return {v[0], v[1], v[2]};
 }
 
-// Memory the compiled net will hold, from the built graph's shapes: every node's output and its
-// gradient (Network allocates one per node, even for prediction), and a pooling Conv's
-// convolution output before pooling with its gradient (and MFP's sliding max with its
-// gradient), plus a margin for oneDNN's scratchpads and reorders.
+// Memory the compiled (inference-only) net will hold, from the built graph's shapes: every
+// node's output, and a pooling Conv's convolution output before pooling (and MFP's sliding
+// max), plus a margin for oneDNN's scratchpads and reorders. A pooling Conv's backward buffers
+// of those two are allocated too, but a forward never touches them, so they take address
+// space, not memory.
 double EstimateNetBytes(const Graph& g) {
   double floats = 0;
   for (const auto& n : g.nodes()) {
     const double numel = static_cast<double>(n->shape().stripnone_prod());
-    floats += n->parents().empty() ? numel : 2 * numel;
+    floats += numel;
     if (!n->spec().has_conv() || n->parents().empty()) continue;
     const v1::ConvOp& c = n->spec().conv();
     int64_t pool = 1;
@@ -179,7 +181,7 @@ double EstimateNetBytes(const Graph& g) {
               : c.conv_mode() == v1::SAME ? s[j]
                                           : s[j] + f - 1;
     }
-    floats += (c.mfp() ? 4 : 2) * conv;
+    floats += (c.mfp() ? 2 : 1) * conv;
   }
   return floats * 4 * 1.15 + (16 << 20);
 }
@@ -230,7 +232,7 @@ absl::StatusOr<NetPlan> PlanNet(const ModelFileContents& f, const std::optional<
   LoadOptions plain;
   if (desired) plain.imposed_patch_size = NetAxes(*desired, two_d);
   plain.imposed_batch_size = 1;
-  ASSIGN_OR_RETURN(p.spec, RewriteSpec(f.spec, plain, f.path, &p.notes));
+  ASSIGN_OR_RETURN(p.spec, RewriteSpec(f.spec, plain, f.path, &p.snap_notes));
   ASSIGN_OR_RETURN(std::unique_ptr<Graph> g, Graph::Create(p.spec));
   RETURN_IF_ERROR(ReadNetShapes(*g, f.path, &p));
   p.net_input = p.patch;
@@ -327,6 +329,10 @@ struct RunPlan {
   Extent3 chunk;
   int64_t reader_cache = 0;
   double bytes = 0;  // estimated: net + pipeline
+  std::string MemoryText() const {
+    return absl::StrFormat("%s (net %s, tiles, chunks and reader cache %s)", MiB(bytes),
+                           MiB(net.net_bytes), MiB(bytes - net.net_bytes));
+  }
 };
 
 absl::StatusOr<RunPlan> PlanFor(const ModelFileContents& f, const Extent3& desired, bool mfp,
@@ -348,6 +354,25 @@ absl::StatusOr<RunPlan> PlanFor(const ModelFileContents& f, const Extent3& desir
   r.bytes =
       r.net.net_bytes + PipelineBytes(r.geometry, r.net, r.chunk, out_channels, r.reader_cache);
   return r;
+}
+
+// The smallest patch with as many tiles as `r` per axis, so that the border tiles compute less
+// output that is cut away: with tile_out = out * S and ps = fov + tile_out - S, per axis
+// tile_out = ceil(pred / tiles) rounded up to S. Kept only if the loader takes it as is.
+void Balance(const ModelFileContents& f, bool mfp, bool two_d, const Box& region,
+             const PredictOptions& o, int64_t out_channels, RunPlan* r) {
+  const Extent3 pred = {region.dz, region.dx, region.dy};
+  Extent3 desired = r->net.patch;
+  for (int a = 0; a < 3; ++a) {
+    const int64_t s = r->net.strides[a], n = r->geometry.tiles[a];
+    const int64_t tile_out = ((pred[a] + n - 1) / n + s - 1) / s * s;
+    desired[a] = std::min(desired[a], r->net.fov[a] + tile_out - s);
+  }
+  if (desired == r->net.patch) return;
+  auto b = PlanFor(f, desired, mfp, two_d, region, o, out_channels);
+  if (b.ok() && b->net.patch == desired && b->geometry.tiles == r->geometry.tiles) {
+    *r = *std::move(b);
+  }
 }
 
 // The patch: as given (snapped), or the largest whose run fits the memory limit. The search
@@ -372,8 +397,9 @@ absl::StatusOr<RunPlan> ChoosePlan(const ModelFileContents& f, const PredictOpti
                           stored.two_d ? "(x,y) or (1,x,y)" : "(z,x,y)"));
     }
     ASSIGN_OR_RETURN(RunPlan r, PlanFor(f, desired, mfp, stored.two_d, region, o, out_channels));
-    notes->push_back(absl::StrFormat("patch %s as given: estimated memory %s (memory_limit %s)",
-                                     Triple(r.net.patch), MiB(r.bytes), MiB(limit)));
+    notes->insert(notes->end(), r.net.snap_notes.begin(), r.net.snap_notes.end());
+    notes->push_back(absl::StrFormat("patch %s as given: estimated memory %s; memory_limit %s",
+                                     Triple(r.net.patch), r.MemoryText(), MiB(limit)));
     return r;
   }
   const Extent3 pred = {region.dz, region.dx, region.dy};
@@ -393,9 +419,16 @@ absl::StatusOr<RunPlan> ChoosePlan(const ModelFileContents& f, const PredictOpti
     const bool fits = r->bytes <= static_cast<double>(limit);
     best = *std::move(r);
     if (fits) {
-      notes->push_back(
-          absl::StrFormat("patch %s chosen: the largest that fits memory_limit %s (estimated %s)",
-                          Triple(best->net.patch), MiB(limit), MiB(best->bytes)));
+      const Extent3 largest = best->net.patch;
+      Balance(f, mfp, stored.two_d, region, o, out_channels, &*best);
+      notes->push_back(absl::StrFormat(
+          "patch %s chosen: %s fits memory_limit %s (estimated %s)%s", Triple(best->net.patch),
+          largest == best->net.patch ? "the largest that" : "as many tiles as the largest that",
+          MiB(limit), best->MemoryText(),
+          largest == best->net.patch
+              ? ""
+              : absl::StrFormat(", with less output cut away at the border than %s",
+                                Triple(largest))));
       return *std::move(best);
     }
     // Shrink the axis largest relative to its field of view that can shrink.
@@ -840,6 +873,7 @@ absl::StatusOr<PredictSummary> PredictVolume(
   lo.imposed_batch_size = r.net.mfp ? 0 : 1;
   lo.override_mfp_to_active = r.net.mfp;
   lo.make_weights_constant = true;
+  lo.network.inference_only = true;
   ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model, lo, backend));
   loaded.net->set_training(false);
 
