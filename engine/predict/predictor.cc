@@ -525,7 +525,7 @@ class Run {
         on_progress_(on_progress),
         stop_(stop) {}
 
-  // Runs to the end, an error, or a stop; returns the number of chunks written.
+  // Runs until every chunk is written, an error, or a stop (CANCELLED).
   absl::Status Execute(int64_t voxels_skipped, int64_t chunks_skipped) {
     progress_.voxels_total = writer_.options().shape.voxels();
     progress_.chunks_total = writer_.num_chunks();

@@ -575,5 +575,27 @@ TEST_F(PredictorTest, TwoDimensionalNetPredictsEverySlice) {
   EXPECT_THAT(Predict(o).status().message(), HasSubstr("the net is 2-D"));
 }
 
+// A Pool node outside the Convs rules out max-fragment-pooling: kAuto falls back to
+// shift-and-stitch with a note, kOn is refused.
+TEST_F(PredictorTest, MfpAutoFallsBackToShiftAndStitchForPoolNodes) {
+  ModelBuilder m("with_pool", 8);
+  std::string x = m.Input({-1, 1, 3, 12, 12}, "b,f,z,x,y", "raw");
+  std::string c = m.Pool(m.Conv(x, 3, {1, 3, 3}), {1, 2, 2});
+  m.Designate(x, "", "", m.Softmax(m.Conv(c, 2, {1, 1, 1}, {}, v1::LIN)));
+  const std::string model = SaveNet(m.spec());
+  PredictOptions o =
+      Options(model, WriteVolume("raw.zarr", RandomVolume({1, 5, 20, 17}, 10)), "pred.zarr");
+  o.patch = {3, 12, 12};
+  auto s = Predict(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->mfp);
+  EXPECT_THAT(absl::StrJoin(s->notes, "\n"), HasSubstr("max-fragment-pooling is not possible"));
+  EXPECT_THAT(absl::StrJoin(s->notes, "\n"), HasSubstr("shift-and-stitch, 4 passes per tile"));
+  for (float v : ReadOutput(o.output).v) ASSERT_FALSE(std::isnan(v));
+  o.mfp = PredictOptions::Mfp::kOn;
+  o.output = Path("mfp.zarr");
+  EXPECT_THAT(Predict(o).status().message(), HasSubstr("Pool 'pool' pools by (1,2,2)"));
+}
+
 }  // namespace
 }  // namespace elektronn
