@@ -137,48 +137,71 @@ ModelFileContents ForPrediction(ModelFileContents f) {
   return f;
 }
 
-struct LoadedNet {
-  std::unique_ptr<Network> net;
+// What the tiling needs of a net, and its work: from the built graph, no compiling.
+struct NetShape {
   std::string input, pred;
   Zxy patch, out, fov, strides;
   double gflop = 0;  // convolution FLOPs of one forward pass (2 per multiply-add)
 };
 
-absl::StatusOr<LoadedNet> Load(const ModelFileContents& f, bool mfp, const Zxy& patch,
-                               kernels::Backend* b) {
+// The net of model file `f` for input `patch`, with MFP (the patch is then the MFP net's input,
+// ps + S - 1) or without.
+absl::StatusOr<v1::ModelSpec> SpecFor(const ModelFileContents& f, bool mfp, const Zxy& patch) {
   LoadOptions o;
   o.override_mfp_to_active = mfp;
+  o.imposed_batch_size = mfp ? 0 : 1;
   o.imposed_patch_size = {patch.begin(), patch.end()};
-  o.make_weights_constant = true;
-  ASSIGN_OR_RETURN(LoadedModel m, LoadModel(f, o, b));
-  LoadedNet n;
-  n.input = m.spec.designations().input_node();
-  n.pred = m.spec.designations().prediction_node();
-  const TaggedShape& in = m.net->graph().Find(n.input)->shape();
-  const TaggedShape& out = m.net->graph().Find(n.pred)->shape();
+  std::vector<std::string> notes;
+  return RewriteSpec(f.spec, o, f.path, &notes);
+}
+
+absl::StatusOr<NetShape> ShapeOf(const Graph& g, const Zxy& patch) {
+  NetShape n;
+  n.input = g.spec().designations().input_node();
+  n.pred = g.spec().designations().prediction_node();
+  const TaggedShape& in = g.Find(n.input)->shape();
+  const TaggedShape& out = g.Find(n.pred)->shape();
   for (int j = 0; j < 3; ++j) {
     n.patch[j] = in.spatial_shape()[j];
     n.out[j] = out.spatial_shape()[j];
     n.fov[j] = out.fov()[j];
     n.strides[j] = out.strides()[j];
   }
-  if (n.patch != patch) {
+  if (n.patch != patch) {  // the loader snapped it
     return absl::InvalidArgumentError(
-        absl::StrFormat("patch %s is not valid for %s; the model takes %s", Json(patch),
-                        mfp ? "MFP" : "neuro3d", Json(n.patch)));
+        absl::StrFormat("input %s is not valid for neuro3d; the nearest it takes is %s",
+                        Json(patch), Json(n.patch)));
   }
-  for (const auto& node : m.net->graph().nodes())
+  for (const auto& node : g.nodes())
     if (node->op() == "Conv") n.gflop += 2 * node->cost() / 1e9;
-  n.net = std::move(m.net);
   return n;
 }
 
-// ---- in memory: MFP and shift-and-stitch over the tiles ---------------------------------------
+absl::StatusOr<NetShape> ShapeFor(const ModelFileContents& f, bool mfp, const Zxy& patch) {
+  ASSIGN_OR_RETURN(v1::ModelSpec spec, SpecFor(f, mfp, patch));
+  ASSIGN_OR_RETURN(auto g, Graph::Create(spec));
+  return ShapeOf(*g, patch);
+}
 
-struct Dense {
-  VolumeShape shape;  // (c, z, x, y)
-  std::vector<float> v;
+// The MFP net for input `patch`, compiled, with the model file's weights.
+struct LoadedNet {
+  std::unique_ptr<Network> net;
+  NetShape shape;
 };
+absl::StatusOr<LoadedNet> LoadMfp(const ModelFileContents& f, const Zxy& patch,
+                                  kernels::Backend* b) {
+  LoadOptions o;
+  o.override_mfp_to_active = true;
+  o.imposed_patch_size = {patch.begin(), patch.end()};
+  o.make_weights_constant = true;
+  o.network.inference_only = true;  // as PredictVolume compiles it
+  ASSIGN_OR_RETURN(LoadedModel m, LoadModel(f, o, b));
+  m.net->set_training(false);
+  ASSIGN_OR_RETURN(NetShape shape, ShapeOf(m.net->graph(), patch));
+  return LoadedNet{std::move(m.net), shape};
+}
+
+// ---- in memory: the bare MFP network over the tiles ----------------------------------------
 
 absl::StatusOr<std::vector<float>> ReadAll(const std::string& spec, VolumeShape* shape) {
   ASSIGN_OR_RETURN(auto r, VolumeReader::Open(spec));
@@ -201,66 +224,51 @@ void Crop(const std::vector<float>& raw, const VolumeShape& s, const Box& box, f
 }
 
 struct TiledRun {
-  Dense dense;
+  VolumeShape shape;  // (c, z, x, y)
+  std::vector<float> dense;
   double seconds = 0, gflop = 0;
   int64_t tiles = 0;
 };
 
-// Every tile of the volume through `n`: one pass (MFP) or prod(S) shifted passes, written into
-// the dense output like ELEKTRONN2's predict_dense.
+// Every tile of the volume through the MFP net, one pass each, cut into the dense output.
 absl::StatusOr<TiledRun> RunTiles(LoadedNet& n, const std::vector<float>& raw,
                                   const VolumeShape& rs) {
+  const NetShape& ns = n.shape;
   TilingInput ti;
   ti.raw = {rs.z, rs.x, rs.y};
-  ti.patch = n.patch;
-  ti.fov = n.fov;
-  ti.strides = n.strides;
-  ti.out = n.out;
+  ti.patch = ns.patch;
+  ti.fov = ns.fov;
+  ti.strides = ns.strides;
+  ti.out = ns.out;
   ASSIGN_OR_RETURN(TileGeometry g, ComputeTileGeometry(ti));
-  const int64_t C = n.net->graph().Find(n.pred)->shape().SizeOf('f');
+  const int64_t C = n.net->graph().Find(ns.pred)->shape().SizeOf('f');
   TiledRun r;
-  r.dense.shape = {C, g.pred[0], g.pred[1], g.pred[2]};
-  r.dense.v.assign(r.dense.shape.values(), 0.f);
-  std::vector<float> in(n.patch[0] * n.patch[1] * n.patch[2]);
-  const Zxy& S = n.strides;
-  const Zxy& o = n.out;
+  r.shape = {C, g.pred[0], g.pred[1], g.pred[2]};
+  r.dense.assign(r.shape.values(), 0.f);
+  std::vector<float> in(ns.patch[0] * ns.patch[1] * ns.patch[2]);
+  const Zxy& o = ns.out;
   const auto t0 = Clock::now();
   for (int64_t tz = 0; tz < g.tiles[0]; ++tz)
     for (int64_t tx = 0; tx < g.tiles[1]; ++tx)
       for (int64_t ty = 0; ty < g.tiles[2]; ++ty) {
         const Tile t = TileAt(g, {tz, tx, ty});
-        for (int64_t sz = 0; sz < S[0]; ++sz)
-          for (int64_t sx = 0; sx < S[1]; ++sx)
-            for (int64_t sy = 0; sy < S[2]; ++sy) {
-              Crop(raw, rs,
-                   {t.input.z0 + sz, t.input.x0 + sx, t.input.y0 + sy, n.patch[0], n.patch[1],
-                    n.patch[2]},
-                   in.data());
-              RETURN_IF_ERROR(n.net->SetInput(n.input, in));
-              RETURN_IF_ERROR(n.net->Forward());
-              ASSIGN_OR_RETURN(std::vector<float> p, n.net->Output(n.pred));
-              // p[c][z][x][y] lands at output (t.output origin) + shift + (z,x,y) * S.
-              for (int64_t c = 0; c < C; ++c)
-                for (int64_t z = 0; z < o[0]; ++z) {
-                  const int64_t dz = t.output.z0 + sz + z * S[0];
-                  if (dz >= t.output.z0 + t.output.dz) break;
-                  for (int64_t x = 0; x < o[1]; ++x) {
-                    const int64_t dx = t.output.x0 + sx + x * S[1];
-                    if (dx >= t.output.x0 + t.output.dx) break;
-                    const float* src = &p[((c * o[0] + z) * o[1] + x) * o[2]];
-                    float* dst = &r.dense.v[((c * g.pred[0] + dz) * g.pred[1] + dx) * g.pred[2]];
-                    for (int64_t y = 0; y < o[2]; ++y) {
-                      const int64_t dy = t.output.y0 + sy + y * S[2];
-                      if (dy >= t.output.y0 + t.output.dy) break;
-                      dst[dy] = src[y];
-                    }
-                  }
-                }
+        Crop(raw, rs, t.input, in.data());
+        RETURN_IF_ERROR(n.net->SetInput(ns.input, in));
+        RETURN_IF_ERROR(n.net->Forward());
+        ASSIGN_OR_RETURN(std::vector<float> p, n.net->Output(ns.pred));
+        const Box& k = t.output;  // p[c][z][x][y], kept up to the (cut) tile's extent
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t z = 0; z < k.dz; ++z)
+            for (int64_t x = 0; x < k.dx; ++x) {
+              const float* src = &p[((c * o[0] + z) * o[1] + x) * o[2]];
+              std::copy(
+                  src, src + k.dy,
+                  &r.dense[((c * g.pred[0] + k.z0 + z) * g.pred[1] + k.x0 + x) * g.pred[2] + k.y0]);
             }
         ++r.tiles;
       }
   r.seconds = Seconds(t0);
-  r.gflop = n.gflop * r.tiles * g.passes_per_tile;
+  r.gflop = ns.gflop * r.tiles;
   return r;
 }
 
@@ -284,7 +292,7 @@ absl::Status Forward(const Args& a, kernels::Backend* b) {
   ASSIGN_OR_RETURN(std::vector<float> raw, ReadAll(a.work + "/" + a.input + ":/raw", &rs));
   const Zxy ps = PatchOrWhole(a, rs);
   ASSIGN_OR_RETURN(LoadedNet n,
-                   Load(ForPrediction(std::move(f)), true, {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
+                   LoadMfp(ForPrediction(std::move(f)), {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
   std::vector<double> secs;
   TiledRun last;
   for (int i = 0; i < a.warmup + a.repeats; ++i) {
@@ -292,41 +300,25 @@ absl::Status Forward(const Args& a, kernels::Backend* b) {
     if (i >= a.warmup) secs.push_back(last.seconds);
   }
   const double s = Median(secs);
-  const int64_t voxels = last.dense.shape.voxels();
+  const int64_t voxels = last.shape.voxels();
   {  // the result, for comparisons
     VolumeWriterOptions wo;
-    wo.shape = last.dense.shape;
+    wo.shape = last.shape;
     wo.chunk = {wo.shape.z, wo.shape.x, wo.shape.y};
     wo.resume = false;
     const std::string out = a.work + "/forward.zarr";
     std::filesystem::remove_all(out);
     ASSIGN_OR_RETURN(auto w, VolumeWriter::Open(out, wo));
-    RETURN_IF_ERROR(w->WriteChunk({0, 0, 0}, last.dense.v));
+    RETURN_IF_ERROR(w->WriteChunk({0, 0, 0}, last.dense));
   }
   absl::PrintF(
       "{\"case\": \"neuro3d_dense_forward\", \"seconds\": %.3f, \"voxels\": %d, "
       "\"vox_s\": %.1f, \"gflop\": %.1f, \"gflops\": %.1f, \"patch\": %s, \"tiles\": %d, "
       "\"max_abs_diff_vs_predict\": %.3g}\n",
       s, voxels, voxels / s, last.gflop, last.gflop / s, Json(ps), last.tiles,
-      MaxAbsDiffWith(a.work + "/pred.zarr", last.dense.v));
+      MaxAbsDiffWith(a.work + "/pred.zarr", last.dense));
   std::fflush(stdout);
   return absl::OkStatus();
-}
-
-// Convolution GFLOP of one pass of the net PredictVolume compiles for patch `ps`.
-absl::StatusOr<double> PassGflop(const ModelFileContents& f, const Zxy& ps, bool mfp) {
-  LoadOptions o;
-  o.override_mfp_to_active = mfp;
-  o.imposed_batch_size = mfp ? 0 : 1;
-  o.imposed_patch_size = {ps[0], ps[1], ps[2]};
-  if (mfp) o.imposed_patch_size = {ps[0] + 1, ps[1] + 3, ps[2] + 3};
-  std::vector<std::string> notes;
-  ASSIGN_OR_RETURN(v1::ModelSpec spec, RewriteSpec(f.spec, o, f.path, &notes));
-  ASSIGN_OR_RETURN(auto g, Graph::Create(spec));
-  double gflop = 0;
-  for (const auto& node : g->nodes())
-    if (node->op() == "Conv") gflop += 2 * node->cost() / 1e9;
-  return gflop;
 }
 
 // PredictVolume, the product path: MFP ("pred.zarr") or shift-and-stitch ("stitch.zarr").
@@ -351,8 +343,11 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   const int64_t voxels = sum.output_shape.voxels();
   // Work done: passes of the compiled net times tiles, as PredictVolume's plan lays them out.
   ASSIGN_OR_RETURN(ModelFileContents f, ReadModelFile(o.model));
-  ASSIGN_OR_RETURN(const double pass, PassGflop(f, sum.patch, mfp));
-  ASSIGN_OR_RETURN(LoadedNet plain, Load(ForPrediction(f), false, sum.patch, b));
+  f = ForPrediction(std::move(f));
+  ASSIGN_OR_RETURN(NetShape plain, ShapeFor(f, false, sum.patch));
+  const Zxy mfp_in = {sum.patch[0] + plain.strides[0] - 1, sum.patch[1] + plain.strides[1] - 1,
+                      sum.patch[2] + plain.strides[2] - 1};
+  ASSIGN_OR_RETURN(NetShape pass, mfp ? ShapeFor(f, true, mfp_in) : plain);
   TilingInput ti;
   ti.raw = {sum.output_shape.z, sum.output_shape.x, sum.output_shape.y};
   ti.patch = plain.patch;
@@ -362,7 +357,7 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   ti.pad_raw = true;  // as PredictVolume: the region's context is read around it
   ASSIGN_OR_RETURN(TileGeometry g, ComputeTileGeometry(ti));
   const int64_t tiles = g.tiles[0] * g.tiles[1] * g.tiles[2];
-  const double gflop = pass * tiles * (mfp ? 1 : g.passes_per_tile);
+  const double gflop = pass.gflop * tiles * (mfp ? 1 : g.passes_per_tile);
   std::string diff;
   if (!mfp) {
     VolumeShape shape;
@@ -425,7 +420,7 @@ absl::Status Profile(const Args& a, kernels::Backend* b) {
   ASSIGN_OR_RETURN(auto reader, VolumeReader::Open(a.work + "/" + a.input + ":/raw"));
   const Zxy ps = PatchOrWhole(a, reader->shape());
   ASSIGN_OR_RETURN(LoadedNet n,
-                   Load(ForPrediction(std::move(f)), true, {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
+                   LoadMfp(ForPrediction(std::move(f)), {ps[0] + 1, ps[1] + 3, ps[2] + 3}, b));
   RETURN_IF_ERROR(n.net->Forward());  // warm-up: first-touch of buffers, primitive caches
   ASSIGN_OR_RETURN(auto t, n.net->Profile(std::max(1, a.repeats)));
   double total = 0;
@@ -438,8 +433,8 @@ absl::Status Profile(const Args& a, kernels::Backend* b) {
         100 * x.forward_ms / total,
         gflop > 0 ? absl::StrFormat("%.1f GFLOP/s", gflop / x.forward_ms * 1e3).c_str() : "");
   }
-  absl::PrintF("total %.1f ms for MFP input %s (%.1f GFLOP)\n", total, Json(n.patch).c_str(),
-               n.gflop);
+  absl::PrintF("total %.1f ms for MFP input %s (%.1f GFLOP)\n", total, Json(n.shape.patch),
+               n.shape.gflop);
   return absl::OkStatus();
 }
 
