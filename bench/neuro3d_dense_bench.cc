@@ -72,6 +72,7 @@ struct Args {
   Zxy volume = {34, 188, 188};   // input voxels (z,x,y), for setup
   Zxy patch = {0, 0, 0};         // the net's patch ps (PredictOptions::patch); 0: its choice
   int repeats = 1, warmup = 0, threads = 2;
+  int64_t memory_limit_mib = 0;  // PredictOptions::memory_limit; 0: its default
 };
 
 // The patch given, or for the in-memory cases the one whose single tile covers the volume.
@@ -331,6 +332,7 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   o.mfp = mfp ? PredictOptions::Mfp::kOn : PredictOptions::Mfp::kOff;
   o.pad = PadMode::kError;  // the valid region, as PyTorch's one pass computes it
   o.threads = a.threads;
+  o.memory_limit = a.memory_limit_mib << 20;
   std::vector<double> secs;
   PredictSummary sum;
   for (int i = 0; i < a.warmup + a.repeats; ++i) {
@@ -376,8 +378,12 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   return absl::OkStatus();
 }
 
-// Peak RSS (MiB) of `--case predict` on `input` in a fresh child process.
-absl::StatusOr<double> ChildPeakMib(const Args& a, const std::string& input) {
+// `--case predict` on `input` in a fresh child process: its peak RSS and its JSON line.
+struct ChildRun {
+  double rss_mib = 0;
+  std::string patch;  // the patch PredictVolume used, as the child printed it
+};
+absl::StatusOr<ChildRun> RunChild(const Args& a, const std::string& input) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<std::string> args = {self,     "--case",    "predict",
                                    "--work", a.work,      "--input",
@@ -386,30 +392,47 @@ absl::StatusOr<double> ChildPeakMib(const Args& a, const std::string& input) {
     args.push_back("--patch");
     args.push_back(absl::StrJoin(a.patch, ","));
   }
+  if (a.memory_limit_mib > 0) {
+    args.push_back("--memory-limit");
+    args.push_back(std::to_string(a.memory_limit_mib));
+  }
   std::vector<char*> argv;
   for (std::string& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t quiet;  // the child's JSON line is not ours to print
-  posix_spawn_file_actions_init(&quiet);
-  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  int out[2];
+  if (pipe(out) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  posix_spawn_file_actions_t io;
+  posix_spawn_file_actions_init(&io);
+  posix_spawn_file_actions_adddup2(&io, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&io, out[0]);
   pid_t pid = 0;
-  const int e = posix_spawn(&pid, self.c_str(), &quiet, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&quiet);
+  const int e = posix_spawn(&pid, self.c_str(), &io, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&io);
+  close(out[1]);
+  std::string line;
+  char buf[4096];
+  for (ssize_t n; e == 0 && (n = read(out[0], buf, sizeof buf)) > 0;) line.append(buf, n);
+  close(out[0]);
   if (e != 0) return absl::InternalError(absl::StrCat("cannot start ", self, ": ", strerror(e)));
   int status = 0;
   struct rusage ru {};
   if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return absl::InternalError(absl::StrCat("the child predicting ", input, " failed"));
-  return ru.ru_maxrss / 1024.0;  // Linux: KiB
+  ChildRun r;
+  r.rss_mib = ru.ru_maxrss / 1024.0;  // Linux: KiB
+  const size_t at = line.find("\"patch\": [");
+  if (at != std::string::npos) r.patch = line.substr(at + 9, line.find(']', at) - at - 8);
+  return r;
 }
 
 absl::Status Memory(const Args& a) {
-  ASSIGN_OR_RETURN(const double one, ChildPeakMib(a, "raw.h5"));
-  ASSIGN_OR_RETURN(const double two, ChildPeakMib(a, "raw2.h5"));
+  ASSIGN_OR_RETURN(const ChildRun one, RunChild(a, "raw.h5"));
+  ASSIGN_OR_RETURN(const ChildRun two, RunChild(a, "raw2.h5"));
   absl::PrintF(
       "{\"case\": \"neuro3d_dense_memory\", \"rss_mib\": %.0f, \"rss_2x_mib\": %.0f, "
-      "\"ratio\": %.3f, \"patch\": \"%s\"}\n",
-      one, two, two / one, a.patch[0] > 0 ? absl::StrJoin(a.patch, ",") : "chosen");
+      "\"ratio\": %.3f, \"patch\": %s, \"patch_2x\": %s, \"memory_limit\": \"%s\"}\n",
+      one.rss_mib, two.rss_mib, two.rss_mib / one.rss_mib, one.patch, two.patch,
+      a.memory_limit_mib > 0 ? absl::StrCat(a.memory_limit_mib, " MiB") : "default");
   std::fflush(stdout);
   return absl::OkStatus();
 }
@@ -489,6 +512,8 @@ int main(int argc, char** argv) {
       s = zxy(&a.patch);
     } else if (f == "--repeats" && v) {
       a.repeats = std::atoi(v), ++i;
+    } else if (f == "--memory-limit" && v) {
+      a.memory_limit_mib = std::atoll(v), ++i;
     } else if (f == "--warmup" && v) {
       a.warmup = std::atoi(v), ++i;
     } else if (f == "--threads" && v) {
@@ -497,8 +522,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: neuro3d_dense_bench --case "
                    "setup|predict|stitch|forward|profile|memory --work DIR [--volume z,x,y] "
-                   "[--input raw.h5|raw2.h5] [--patch z,x,y] [--repeats N] [--warmup N] "
-                   "[--threads N]\n");
+                   "[--input raw.h5|raw2.h5] [--patch z,x,y] [--memory-limit MiB] [--repeats N] "
+                   "[--warmup N] [--threads N]\n");
       return f == "--help" || f == "-h" ? 0 : 2;
     }
     if (!s.ok()) return fail(s);

@@ -116,6 +116,15 @@ def dense(a):
         result[fmt_name] = (statistics.median(times), probs, net.conv_flops)
     best = min(result, key=lambda k: result[k][0])
     seconds, probs, flops = result[best]
+    if a.profile:  # per node, in the faster layout, to stderr
+        fmt = torch.channels_last_3d if best == "channels_last_3d" else torch.contiguous_format
+        p = {k: (t.contiguous(memory_format=fmt) if t.dim() == 5 else t) for k, t in params.items()}
+        net, per_node = TorchNet(spec, p, dense=True), {}
+        with torch.no_grad():
+            net.forward({d.input_node: x.contiguous(memory_format=fmt)}, until=d.prediction_node,
+                        seconds=per_node)
+        for name, s in per_node.items():
+            print(f"{name:10s} {s * 1e3:10.1f} ms", file=sys.stderr)
     probs = probs[0].contiguous().numpy()  # (c, z, x, y)
     out = {
         "case": "neuro3d_dense",
@@ -149,6 +158,7 @@ def main():
     ap.add_argument("--case", choices=["train", "forward", "all", "dense"], default="all")
     ap.add_argument("--work", help="dense: the directory of neuro3d_dense_bench --case setup")
     ap.add_argument("--ours", default="pred.zarr", help="dense: our output in --work to compare")
+    ap.add_argument("--profile", action="store_true", help="dense: per-node times to stderr")
     ap.add_argument("--input", default="23,185,185", help="z,x,y")
     ap.add_argument("--batch", type=int, default=1)
     a = ap.parse_args()

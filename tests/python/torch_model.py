@@ -14,6 +14,8 @@ the same as our MFP net's FragmentsToDense output for that input."""
 
 from __future__ import annotations
 
+import time
+
 import h5py
 import numpy as np
 import torch
@@ -56,13 +58,15 @@ class TorchNet:
     def param(self, node: str, name: str) -> torch.Tensor:
         return self.params[f"{node}/{name}"]
 
-    def forward(self, feeds: dict[str, torch.Tensor],
-                until: str | None = None) -> dict[str, torch.Tensor]:
-        """Values of the nodes up to and including `until` (all when None)."""
+    def forward(self, feeds: dict[str, torch.Tensor], until: str | None = None,
+                seconds: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """Values of the nodes up to and including `until` (all when None); `seconds`, when
+        given, receives each node's time."""
         v: dict[str, torch.Tensor] = {}
         self.conv_flops = 0
         dilation: dict[str, list[int]] = {}  # dense mode: the spacing of a node's voxels
         for n in self.spec.nodes:
+            t0 = time.perf_counter()
             op = n.WhichOneof("op")
             ins = [v[i] for i in n.inputs]
             if op in ("input", "input_like"):
@@ -87,6 +91,8 @@ class TorchNet:
                 raise NotImplementedError(f"node '{n.name}': op {op} has no PyTorch rebuild here")
             if op != "conv" and n.inputs and n.inputs[0] in dilation:
                 dilation[n.name] = dilation[n.inputs[0]]  # element-wise ops keep the spacing
+            if seconds is not None:
+                seconds[n.name] = time.perf_counter() - t0
             if n.name == until:
                 break
         return v
