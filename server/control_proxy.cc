@@ -47,6 +47,13 @@ std::string WorkerChannels::SocketPath(const JobStore& store, const std::string&
 absl::StatusOr<std::shared_ptr<grpc::Channel>> WorkerChannels::For(
     const std::string& job_name) const {
   ASSIGN_OR_RETURN(v1::Job job, manager_->Get(job_name));
+  if (job.spec().has_prediction()) {
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          job.name(),
+                          " is a prediction job: it has no trainer, model or shell to reach "
+                          "(status, watch, pause, resume and cancel work)")),
+                      "NOT_A_TRAINING_JOB");
+  }
   if (job.state() != v1::RUNNING) {
     return WithReason(absl::FailedPreconditionError(
                           absl::StrCat(job.name(), " is ", v1::JobState_Name(job.state()),

@@ -184,7 +184,7 @@ int Main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   // Linking the reflection library registers its plugin in every server; the gate below decides.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  JobsService jobs(&manager, &auth, daemon.data_dir);
+  JobsService jobs(&manager, &auth, daemon.data_dir, daemon.state_dir);
   HostService host(&manager, &auth, daemon.state_dir);
   WorkerChannels channels(&manager, &store);
   TrainerProxy trainer_proxy(&channels, &auth);

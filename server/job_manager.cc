@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "engine/config/hyperparams.h"
+#include "engine/io/data_path.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "rpc/status.h"
@@ -99,7 +100,9 @@ absl::Status JobManager::Start() {
     } else if (st == v1::RUNNING) {
       e->job.set_restarts(e->job.restarts() + 1);
       v1::JobEvent ev;
-      ev.set_log_line(fs::exists(store_->CheckpointPath(e->id))
+      ev.set_log_line(e->job.spec().has_prediction()
+                          ? "elektronnd restarted: continuing the output from its done chunks"
+                      : fs::exists(store_->CheckpointPath(e->id))
                           ? "elektronnd restarted: resuming from the last checkpoint"
                           : "elektronnd restarted: no checkpoint yet, starting again");
       AddEventLocked(e.get(), ev, false);
@@ -154,28 +157,101 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
     auto it = by_request_id_.find(request_id);
     if (it != by_request_id_.end()) return jobs_.at(it->second)->job;
   }
+  const bool predict = spec.has_prediction();
+  if (predict) {
+    if (const Entry* other = SameOutputLocked(spec.prediction())) {
+      return WithReason(
+          absl::InvalidArgumentError(absl::StrCat(
+              "job.prediction.output '", spec.prediction().output(), "' is the output of ",
+              other->job.name(), " (", v1::JobState_Name(other->job.state()),
+              "); wait until it ends, cancel it, or choose another output")),
+          "INVALID_JOB_SPEC");
+    }
+  }
   auto e = std::make_unique<Entry>();
   e->id = absl::StrFormat("%06d", next_id_++);
   e->events = std::make_unique<JobEventLog>(store_, e->id);
   e->job.set_name("jobs/" + e->id);
   *e->job.mutable_spec() = spec;
-  // The values the job starts with, until its worker reports live ones.
-  WriteStartValues(spec.training(), e->job.mutable_hyperparameters());
-  *e->job.mutable_hyperparameters()->mutable_schedules() = spec.training().schedules();
-  e->job.mutable_spec()->mutable_training()->set_save_path(store_->JobDir(e->id));
-  e->job.mutable_spec()->mutable_training()->set_save_name("train");
-  e->job.set_training_dir(store_->TrainingDir(e->id));
+  if (!predict) {
+    // The values the job starts with, until its worker reports live ones.
+    WriteStartValues(spec.training(), e->job.mutable_hyperparameters());
+    *e->job.mutable_hyperparameters()->mutable_schedules() = spec.training().schedules();
+    e->job.mutable_spec()->mutable_training()->set_save_path(store_->JobDir(e->id));
+    e->job.mutable_spec()->mutable_training()->set_save_name("train");
+    e->job.set_training_dir(store_->TrainingDir(e->id));
+  }
   e->job.set_request_id(request_id);
   SetNow(e->job.mutable_create_time());
   absl::Status s = store_->CreateJobDir(e->id);
+  if (s.ok() && predict && IsJobModelReference(spec.prediction().model())) {
+    s = CopyTrainedModelLocked(spec.prediction(), e->id);
+  }
   if (s.ok()) s = store_->WriteSpec(e->id, e->job.spec());
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    std::error_code ec;
+    fs::remove_all(store_->JobDir(e->id), ec);  // no half-made job for the next start to find
+    return s;
+  }
   Entry* raw = e.get();
   jobs_[raw->job.name()] = std::move(e);
   if (!request_id.empty()) by_request_id_[request_id] = raw->job.name();
   SetStateLocked(raw, v1::QUEUED);
   spdlog::info("created {} (request_id '{}')", raw->job.name(), request_id);
   return raw->job;
+}
+
+absl::Status JobManager::CopyTrainedModelLocked(const v1::PredictionSpec& p,
+                                                const std::string& id) {
+  auto invalid = [&](const std::string& why) {
+    return WithReason(absl::InvalidArgumentError(
+                          absl::StrCat("job.prediction.model is '", p.model(), "': ", why)),
+                      "INVALID_JOB_SPEC");
+  };
+  // Digits only (IsJobModelReference), so the name cannot leave <state>/jobs.
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(absl::StripPrefix(p.model(), "jobs/"), &n) || n <= 0) {
+    return invalid("no such job");
+  }
+  const std::string source_id = absl::StrFormat("%06d", n);
+  auto it = jobs_.find("jobs/" + source_id);
+  if (it == jobs_.end()) return invalid("no such job (see `elektronn ls`)");
+  if (it->second->job.spec().has_prediction()) {
+    return invalid(absl::StrCat(it->first, " is a prediction job; name a training job"));
+  }
+  const std::string model = store_->TrainedModelPath(source_id);
+  if (model.empty()) {
+    return invalid(absl::StrCat(it->first, " (", v1::JobState_Name(it->second->job.state()),
+                                ") has no model yet: neither train-FINAL.h5 nor a checkpoint "
+                                "train-LAST.h5; wait for its first checkpoint"));
+  }
+  // A copy, so that pausing, resuming or a restart use the very model the job started with
+  // while the training job goes on writing checkpoints.
+  const std::string target = store_->ModelCopyPath(id);
+  const std::string tmp = target + ".tmp";
+  std::error_code ec;
+  fs::copy_file(model, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, target, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return absl::UnavailableError(
+        absl::StrCat("cannot copy the model '", model, "' into the job: ", ec.message()));
+  }
+  spdlog::info("jobs/{}: model {} copied from {}", id, p.model(), model);
+  return absl::OkStatus();
+}
+
+const JobManager::Entry* JobManager::SameOutputLocked(const v1::PredictionSpec& p) const {
+  auto resolved = [&](const std::string& output) {
+    auto r = ConfineVolumeSpec("output", output, options_.data_dir);
+    return r.ok() ? VolumeSpecPath(*r, options_.data_dir) : output;
+  };
+  const std::string mine = resolved(p.output());
+  for (const auto& [name, e] : jobs_) {
+    if (!e->job.spec().has_prediction() || IsFinal(e->job.state())) continue;
+    if (resolved(e->job.spec().prediction().output()) == mine) return e.get();
+  }
+  return nullptr;
 }
 
 absl::StatusOr<JobManager::Entry*> JobManager::FindLocked(const std::string& name) const {
@@ -391,28 +467,50 @@ v1::JobSpec ResumeSpec(const v1::Job& job) {
 }
 }  // namespace
 
+std::vector<std::string> JobManager::WorkerArgsLocked(const Entry& e, bool resume) const {
+  if (e.job.spec().has_prediction()) {
+    // No control socket: a prediction has nothing to steer. It continues its own output
+    // (done chunks) whenever it starts again.
+    std::vector<std::string> args = {
+        options_.worker_binary, "predict",
+        "--job-spec",           store_->SpecPath(e.id),
+        "--data-dir",           options_.data_dir,
+        "--status-interval",    absl::StrCat(options_.status_interval_s),
+        "--event-fd",           absl::StrCat(kWorkerEventFd)};
+    if (IsJobModelReference(e.job.spec().prediction().model())) {
+      // The daemon's own copy (Create): the only path the worker takes unconfined.
+      args.push_back("--model-file");
+      args.push_back(store_->ModelCopyPath(e.id));
+    }
+    return args;
+  }
+  return {options_.worker_binary,
+          "train",
+          "--job-spec",
+          store_->SpecPath(e.id),
+          "--data-dir",
+          options_.data_dir,
+          "--status-interval",
+          absl::StrCat(options_.status_interval_s),
+          "--control-socket",
+          store_->ControlSocketPath(e.id),
+          "--event-fd",
+          absl::StrCat(kWorkerEventFd),
+          resume ? "--resume" : "--overwrite"};
+}
+
 void JobManager::SpawnLocked(Entry* e) {
-  const bool resume = fs::exists(store_->CheckpointPath(e->id));
-  if (resume) {
+  const bool predict = e->job.spec().has_prediction();
+  const bool resume = predict ? e->job.prediction_progress().chunks_done() > 0
+                              : fs::exists(store_->CheckpointPath(e->id));
+  if (resume && !predict) {
     if (absl::Status s = store_->WriteSpec(e->id, ResumeSpec(e->job)); !s.ok()) {
       e->job.set_error(absl::StrCat("cannot write the job's spec for its worker: ", s.message()));
       SetStateLocked(e, v1::FAILED);
       return;
     }
   }
-  std::vector<std::string> args = {options_.worker_binary,
-                                   "train",
-                                   "--job-spec",
-                                   store_->SpecPath(e->id),
-                                   "--data-dir",
-                                   options_.data_dir,
-                                   "--status-interval",
-                                   absl::StrCat(options_.status_interval_s),
-                                   "--control-socket",
-                                   store_->ControlSocketPath(e->id),
-                                   "--event-fd",
-                                   absl::StrCat(kWorkerEventFd),
-                                   resume ? "--resume" : "--overwrite"};
+  std::vector<std::string> args = WorkerArgsLocked(*e, resume);
   // The job's resources: its CPU threads (else the daemon's --worker-threads) and memory limit.
   const v1::JobResources& res = e->job.spec().resources();
   const int threads = res.cpu_threads() > 0 ? res.cpu_threads() : options_.worker_omp_threads;
@@ -609,6 +707,19 @@ void JobManager::HandleEventLocked(Entry* e, const v1::WorkerEvent& w) {
   if (w.has_checkpoint()) {
     if (w.checkpoint().loss() != 0) e->job.set_loss(w.checkpoint().loss());
     CheckpointedLocked(e, w.checkpoint().step());  // persists step, loss and update time
+  }
+  if (w.has_prediction()) {
+    *e->job.mutable_prediction_progress() = w.prediction();
+    v1::JobEvent ev;
+    *ev.mutable_prediction() = w.prediction();
+    AddEventLocked(e, std::move(ev), false);
+    // job.pb is rewritten atomically: every few seconds, not per chunk (state changes persist
+    // it too, so a paused or finished job shows its last progress).
+    const double now = MonotonicSeconds();
+    if (now - e->progress_persisted_at >= 2.0) {
+      PersistLocked(e);
+      e->progress_persisted_at = now;
+    }
   }
   if (w.has_error()) e->last_error = w.error().message();
 }

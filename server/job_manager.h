@@ -1,6 +1,7 @@
-// Supervises elektronnd's jobs: a queue bounded by the host's capacity, one `elektronn train`
-// worker process per running job (fork/exec, stderr captured line by line into a bounded event
-// log; step and loss persisted at each checkpoint it reports), exit codes turned into states, and
+// Supervises elektronnd's jobs: a queue bounded by the host's capacity, one worker process per
+// running job (`elektronn-worker train`, or `predict` for a prediction job; fork/exec, stderr
+// captured line by line into a bounded event log; step and loss persisted at each checkpoint it
+// reports, a prediction's progress every few seconds), exit codes turned into states, and
 // recovery of the jobs of a daemon that was stopped or killed.
 #pragma once
 
@@ -35,7 +36,11 @@ class JobManager {
   absl::Status Start();
   void StartScheduling();
 
-  // `spec` is validated; the daemon rewrites its save_path/save_name to the job's directory.
+  // `spec` is validated (ValidateJobSpec); the daemon rewrites a training's save_path/save_name
+  // to the job's directory. A prediction whose model is "jobs/N" gets a copy of that training
+  // job's model (final, else latest checkpoint) in its own directory, fixed for its lifetime;
+  // INVALID_ARGUMENT when there is no such training job or it has no model yet, or when a
+  // prediction that has not ended writes the same output.
   absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id);
   absl::StatusOr<v1::Job> Get(const std::string& name) const;
   // Jobs ordered by name after `page_token` (a name; empty = from the start).
@@ -72,6 +77,7 @@ class JobManager {
     Intent intent = Intent::kNone;
     double kill_at = 0;  // monotonic seconds; SIGKILL the worker then (cancel grace)
     std::string last_error;
+    double progress_persisted_at = 0;  // monotonic seconds of the last persisted progress
   };
 
   absl::StatusOr<Entry*> FindLocked(const std::string& name) const;
@@ -81,6 +87,12 @@ class JobManager {
   void SignalLocked(Entry* e, int sig);
   void SchedulerLoop();
   void SpawnLocked(Entry* e);
+  // The worker's command line for the job.
+  std::vector<std::string> WorkerArgsLocked(const Entry& e, bool resume) const;
+  // A prediction's "jobs/N" model, copied into its job directory (before the job is stored).
+  absl::Status CopyTrainedModelLocked(const v1::PredictionSpec& p, const std::string& id);
+  // A prediction job that has not ended and writes the same output as `p`, if any.
+  const Entry* SameOutputLocked(const v1::PredictionSpec& p) const;
   // Reads the worker's log (`log_fd`: stdout and stderr, kept as log lines only) and its typed
   // channel (`event_fd`: WorkerEvent messages, the only source of state) until both close.
   void ReadWorker(Entry* e, int log_fd, int event_fd, pid_t pid);

@@ -83,6 +83,18 @@ std::string JobStore::ControlSocketPath(const std::string& id) const {
   return JobDir(id) + "/control.sock";
 }
 
+std::string JobStore::ModelCopyPath(const std::string& id) const {
+  return (fs::path(JobDir(id)) / "model.h5").string();
+}
+
+std::string JobStore::TrainedModelPath(const std::string& id) const {
+  std::error_code ec;
+  const fs::path final_model = fs::path(TrainingDir(id)) / "train-FINAL.h5";
+  if (fs::is_regular_file(final_model, ec)) return final_model.string();
+  if (fs::is_regular_file(CheckpointPath(id), ec)) return CheckpointPath(id);
+  return "";
+}
+
 absl::Status JobStore::CreateJobDir(const std::string& id) {
   std::error_code ec;
   fs::create_directories(JobDir(id), ec);
@@ -172,6 +184,7 @@ JobEventLog::Kind JobEventLog::KindOf(const v1::JobEvent& e) {
     case v1::JobEvent::kState:
       return kState;
     case v1::JobEvent::kStatus:
+    case v1::JobEvent::kPrediction:
       return kStatus;
     case v1::JobEvent::kLogLine:
       return e.log_line().rfind("error: ", 0) == 0 ||

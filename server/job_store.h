@@ -1,4 +1,5 @@
-// On-disk state of elektronnd's jobs: <state>/jobs/<id>/{job.pb, events.log, spec.pb, train/}.
+// On-disk state of elektronnd's jobs: <state>/jobs/<id>/{job.pb, events.log, spec.pb, train/}
+// (a prediction job whose model is "jobs/N" has model.h5, the daemon's copy of that model).
 // job.pb is replaced atomically (tmp + fsync + rename); events.log holds length-prefixed JobEvent
 // records, appended (fsync'ed at state changes) and compacted by atomic rewrite; a torn last
 // record is dropped.
@@ -31,6 +32,11 @@ class JobStore {
   std::string CheckpointPath(const std::string& id) const;     // <training dir>/train-LAST.h5
   std::string PidPath(const std::string& id) const;            // worker.pid of the running worker
   std::string ControlSocketPath(const std::string& id) const;  // the worker's control.sock
+  std::string ModelCopyPath(const std::string& id) const;      // model.h5 of a prediction job
+  // The training job's model a prediction may use: train-FINAL.h5, else train-LAST.h5; empty
+  // when it has neither yet.
+  std::string TrainedModelPath(const std::string& id) const;
+  const std::string& jobs_dir() const { return jobs_dir_; }
 
   absl::Status CreateJobDir(const std::string& id);
   absl::Status WriteJob(const std::string& id, const v1::Job& job);

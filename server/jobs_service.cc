@@ -1,4 +1,5 @@
-// Handlers of the Jobs service; state lives in JobManager.
+// Handlers of the Jobs service and the validation of submitted JobSpecs; state lives in
+// JobManager.
 #include "server/jobs_service.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/core/status.h"
 #include "engine/graph/graph.h"
 #include "engine/io/data_path.h"
 #include "kernels/backend.h"
@@ -22,9 +24,33 @@ absl::Status Invalid(const std::string& message) {
 
 }  // namespace
 
-absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir) {
-  if (!spec.has_model()) return Invalid("job.model is missing");
-  if (!spec.has_training()) return Invalid("job.training is missing");
+namespace {
+
+absl::Status ValidateResources(const v1::JobResources& r) {
+  if (!r.device().empty() && r.device() != "cpu") {
+    // Only devices this build offers; a CUDA device joins with the CUDA backend.
+    const auto devices = kernels::AvailableDevices();
+    if (std::find(devices.begin(), devices.end(), r.device()) == devices.end()) {
+      return Invalid(absl::StrCat("job.resources.device is '", r.device(),
+                                  "'; this daemon offers: ", absl::StrJoin(devices, ", ")));
+    }
+  }
+  if (r.cpu_threads() < 0 || r.cpu_threads() > 4096) {
+    return Invalid(
+        absl::StrCat("job.resources.cpu_threads must be 0..4096; got ", r.cpu_threads()));
+  }
+  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < (int64_t{256} << 20))) {
+    return Invalid(
+        absl::StrCat("job.resources.memory_bytes must be 0 (no limit) or at least 256 "
+                     "MiB; got ",
+                     r.memory_bytes()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTraining(const v1::JobSpec& spec) {
+  if (!spec.has_model()) return Invalid("job.model is missing (a training job needs it)");
+  if (!spec.has_training()) return Invalid("job.training is missing (a training job needs it)");
   const v1::TrainingSpec& t = spec.training();
   if (t.n_steps() <= 0) {
     return Invalid(absl::StrCat("job.training.n_steps must be positive; got ", t.n_steps()));
@@ -53,25 +79,148 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_di
     return Invalid(absl::StrCat("job.training.data_class is '", t.data_class(),
                                 "'; valid: BatchCreatorImage, MNISTData"));
   }
-  const v1::JobResources& r = spec.resources();
-  if (!r.device().empty() && r.device() != "cpu") {
-    // Only devices this build offers; a CUDA device joins with the CUDA backend.
-    const auto devices = kernels::AvailableDevices();
-    if (std::find(devices.begin(), devices.end(), r.device()) == devices.end()) {
-      return Invalid(absl::StrCat("job.resources.device is '", r.device(),
-                                  "'; this daemon offers: ", absl::StrJoin(devices, ", ")));
+  return absl::OkStatus();
+}
+
+// `values` has one of the counts in `valid`, each >= min.
+absl::Status CheckList(const std::string& field,
+                       const google::protobuf::RepeatedField<int64_t>& values,
+                       std::initializer_list<int> valid, int64_t min, const std::string& meaning) {
+  if (std::find(valid.begin(), valid.end(), values.size()) == valid.end()) {
+    return Invalid(absl::StrCat(field, " has ", values.size(), " values; expected ", meaning));
+  }
+  for (int i = 0; i < values.size(); ++i) {
+    if (values[i] < min) {
+      return Invalid(absl::StrCat(field, "[", i, "] is ", values[i], "; expected ", meaning));
     }
   }
-  if (r.cpu_threads() < 0 || r.cpu_threads() > 4096) {
-    return Invalid(
-        absl::StrCat("job.resources.cpu_threads must be 0..4096; got ", r.cpu_threads()));
+  return absl::OkStatus();
+}
+
+// True when `path` (resolved) is `root` or lies below it.
+bool Within(const std::filesystem::path& path, const std::filesystem::path& root) {
+  const std::string p = path.lexically_normal().string(), r = root.lexically_normal().string();
+  return p == r || absl::StartsWith(p, absl::StrCat(r, r.back() == '/' ? "" : "/"));
+}
+
+// The daemon's own files a prediction may not write into: the jobs (specs, events, checkpoints)
+// and the token. When the data directory is the state directory (elektronnd's default) other
+// files there stay writable; a state directory inside the data directory is off limits whole.
+absl::Status CheckNotDaemonState(const std::string& output_file, const std::string& data_dir,
+                                 const std::string& state_dir) {
+  if (state_dir.empty()) return absl::OkStatus();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path state = fs::weakly_canonical(state_dir, ec);
+  const fs::path data = fs::weakly_canonical(data_dir, ec);
+  const fs::path out = fs::weakly_canonical(output_file, ec);
+  std::vector<fs::path> forbidden = {state / "jobs", state / "token"};
+  if (state != data) forbidden = {state};
+  for (const fs::path& f : forbidden) {
+    if (Within(out, f)) {
+      return Invalid(absl::StrCat("job.prediction.output is '", output_file, "', inside '",
+                                  f.string(),
+                                  "', which holds elektronnd's own state; choose an output "
+                                  "elsewhere in the data directory"));
+    }
   }
-  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < (int64_t{256} << 20))) {
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePrediction(const v1::JobSpec& spec, const std::string& data_dir,
+                                const std::string& state_dir) {
+  const v1::PredictionSpec& p = spec.prediction();
+  if (p.model().empty()) {
     return Invalid(
-        absl::StrCat("job.resources.memory_bytes must be 0 (no limit) or at least 256 "
-                     "MiB; got ",
-                     r.memory_bytes()));
+        "job.prediction.model is empty; expected a model file in the data directory, or "
+        "jobs/ID: that training job's model");
   }
+  if (p.input().empty()) return Invalid("job.prediction.input is empty; expected e.g. raw.h5:/raw");
+  if (p.output().empty()) {
+    return Invalid("job.prediction.output is empty; expected e.g. pred.zarr or pred.h5:/prob");
+  }
+  RETURN_IF_ERROR(CheckList("job.prediction.patch", p.patch(), {0, 3}, 1,
+                            "none (the largest that fits) or z,x,y >= 1"));
+  RETURN_IF_ERROR(CheckList("job.prediction.chunk", p.chunk(), {0, 3}, 1,
+                            "none (aligned to tiles) or z,x,y >= 1"));
+  RETURN_IF_ERROR(CheckList("job.prediction.roi", p.roi(), {0, 6}, 0,
+                            "none (the whole input) or z0,x0,y0,dz,dx,dy >= 0"));
+  if (p.roi_size() == 6 && (p.roi(3) < 1 || p.roi(4) < 1 || p.roi(5) < 1)) {
+    return Invalid(absl::StrCat("job.prediction.roi has size (", p.roi(3), ",", p.roi(4), ",",
+                                p.roi(5), "); each of dz,dx,dy must be >= 1"));
+  }
+  for (int i = 0; i < p.channels_size(); ++i) {
+    if (p.channels(i) < 0) {
+      return Invalid(absl::StrCat("job.prediction.channels[", i, "] is ", p.channels(i),
+                                  "; channels are numbered from 0"));
+    }
+  }
+  if (!v1::PredictionSpec::Mfp_IsValid(p.mfp())) {
+    return Invalid(absl::StrCat("job.prediction.mfp is ", p.mfp(),
+                                "; valid: MFP_AUTO, MFP_ON, "
+                                "MFP_OFF"));
+  }
+  if (!v1::PredictionSpec::Pad_IsValid(p.pad())) {
+    return Invalid(
+        absl::StrCat("job.prediction.pad is ", p.pad(), "; valid: PAD_MIRROR, PAD_ZERO, PAD_NONE"));
+  }
+  if (p.memory_limit() < 0) {
+    return Invalid(absl::StrCat("job.prediction.memory_limit is ", p.memory_limit(),
+                                "; expected bytes >= 0 (0: the default)"));
+  }
+  if (!p.compression().empty() && p.compression() != "none" && p.compression() != "zlib" &&
+      p.compression() != "blosc") {
+    return Invalid(absl::StrCat("job.prediction.compression is '", p.compression(),
+                                "'; valid: none, zlib, blosc"));
+  }
+  v1::JobSpec confined = spec;
+  if (auto s = ConfineJobDataPaths(&confined, data_dir); !s.ok()) {
+    return s.code() == absl::StatusCode::kInvalidArgument ? Invalid(std::string(s.message())) : s;
+  }
+  const v1::PredictionSpec& c = confined.prediction();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string input_file = VolumeSpecPath(c.input(), data_dir);
+  const std::string output_file = VolumeSpecPath(c.output(), data_dir);
+  if (!fs::exists(input_file, ec)) {
+    return Invalid(absl::StrCat("job.prediction.input is '", p.input(), "': '", input_file,
+                                "' does not exist"));
+  }
+  if (!IsJobModelReference(c.model())) {
+    if (!fs::is_regular_file(c.model(), ec)) {
+      return Invalid(absl::StrCat("job.prediction.model is '", p.model(), "': '", c.model(),
+                                  "' is not a file (give a model file, or jobs/ID)"));
+    }
+    if (fs::equivalent(c.model(), output_file, ec)) {
+      return Invalid(absl::StrCat("job.prediction.output is the model file '", c.model(), "'"));
+    }
+  }
+  if (fs::equivalent(input_file, output_file, ec) || input_file == output_file) {
+    return Invalid(absl::StrCat("job.prediction.output '", p.output(),
+                                "' writes into the input's file '", input_file,
+                                "'; choose another file"));
+  }
+  return CheckNotDaemonState(output_file, data_dir, state_dir);
+}
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir,
+                             const std::string& state_dir) {
+  const bool training = spec.has_model() || spec.has_training();
+  if (training && spec.has_prediction()) {
+    return Invalid(
+        "the job sets job.prediction and job.model/job.training: a job either trains "
+        "(job.model and job.training) or predicts (job.prediction only)");
+  }
+  if (!training && !spec.has_prediction()) {
+    return Invalid(
+        "the job is empty: set job.model and job.training to train, or job.prediction to "
+        "predict");
+  }
+  RETURN_IF_ERROR(ValidateResources(spec.resources()));
+  if (spec.has_prediction()) return ValidatePrediction(spec, data_dir, state_dir);
+  RETURN_IF_ERROR(ValidateTraining(spec));
   v1::JobSpec confined = spec;
   if (auto s = ConfineJobDataPaths(&confined, data_dir); !s.ok()) {
     return s.code() == absl::StatusCode::kInvalidArgument ? Invalid(std::string(s.message())) : s;
@@ -99,7 +248,9 @@ grpc::Status Answer(const absl::StatusOr<v1::Job>& job, v1::Job* response) {
 grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
                                     const v1::CreateJobRequest* request, v1::Job* response) {
   ELK_CHECK_AUTH(context);
-  if (auto s = ValidateJobSpec(request->job(), data_dir_); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return Answer(manager_->Create(request->job(), request->request_id()), response);
 }
 

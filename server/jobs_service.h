@@ -10,14 +10,22 @@
 
 namespace elektronn {
 
-// INVALID_ARGUMENT (reason INVALID_JOB_SPEC) naming the field when `spec` cannot be trained,
-// or when one of its data paths leaves `data_dir` (see engine/io/data_path.h).
-absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir);
+// INVALID_ARGUMENT (reason INVALID_JOB_SPEC) naming the field when `spec` is not exactly one
+// kind of job (training: model + training; prediction: prediction only), cannot be trained or
+// predicted, or when one of its data paths leaves `data_dir` (see engine/io/data_path.h). A
+// prediction's output may not lie among the daemon's own files in `state_dir` (its jobs and
+// token); its input and model file must exist. A model "jobs/N" is checked by JobManager.
+absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_dir,
+                             const std::string& state_dir = "");
 
 class JobsService final : public v1::Jobs::Service {
  public:
-  JobsService(JobManager* manager, const TokenChecker* auth, std::string data_dir)
-      : manager_(manager), auth_(auth), data_dir_(std::move(data_dir)) {}
+  JobsService(JobManager* manager, const TokenChecker* auth, std::string data_dir,
+              std::string state_dir = "")
+      : manager_(manager),
+        auth_(auth),
+        data_dir_(std::move(data_dir)),
+        state_dir_(std::move(state_dir)) {}
 
   grpc::Status CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                          v1::Job* response) override;
@@ -37,7 +45,8 @@ class JobsService final : public v1::Jobs::Service {
  private:
   JobManager* manager_;
   const TokenChecker* auth_;
-  const std::string data_dir_;  // job data paths must stay inside it
+  const std::string data_dir_;   // job data paths must stay inside it
+  const std::string state_dir_;  // predictions may not write into the daemon's own files
 };
 
 }  // namespace elektronn

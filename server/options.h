@@ -21,7 +21,7 @@ struct ListenOptions {
 struct DaemonOptions {
   std::string state_dir;           // jobs, token and everything that survives restarts
   std::string data_dir;            // relative data paths of jobs resolve against it
-  std::string worker_binary;       // the `elektronn` executable that trains one job
+  std::string worker_binary;       // elektronn-worker: trains (or predicts with) one job
   int capacity = 1;                // jobs that may run at once
   int max_restarts = 0;            // restarts of a crashed worker from its checkpoint (0 = FAILED)
   double status_interval_s = 1.0;  // --status-interval given to workers

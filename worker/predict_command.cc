@@ -68,6 +68,9 @@ class ProgressReporter {
       *ev.mutable_prediction() = last_;
       events_->Send(ev);
       last_event_ = now;
+      unsent_ = false;
+    } else {
+      unsent_ = true;
     }
     if (first && p.chunks_done > 0) {
       std::fprintf(stderr, "Resuming: %lld of %lld chunks done by an earlier run\n",
@@ -88,9 +91,16 @@ class ProgressReporter {
     }
   }
 
-  // Ends the redrawn line, so what follows starts on its own line.
-  void EndLine() {
+  // Sends the last progress if the interval held it back (a stopped run's last chunks), and
+  // ends the redrawn line, so what follows starts on its own line.
+  void Finish() {
     absl::MutexLock lock(&mu_);
+    if (events_ != nullptr && unsent_) {
+      v1::WorkerEvent ev;
+      *ev.mutable_prediction() = last_;
+      events_->Send(ev);
+      unsent_ = false;
+    }
     if (line_open_) std::fprintf(stderr, "\n");
     line_open_ = false;
   }
@@ -112,6 +122,7 @@ class ProgressReporter {
   Clock::time_point last_event_ ABSL_GUARDED_BY(mu_){}, last_line_ ABSL_GUARDED_BY(mu_){};
   bool shown_ ABSL_GUARDED_BY(mu_) = false;
   bool line_open_ ABSL_GUARDED_BY(mu_) = false;
+  bool unsent_ ABSL_GUARDED_BY(mu_) = false;  // last_ has not been sent
 };
 
 // The JobSpec of this run: read from --job-spec (elektronnd's workers), else built from the
@@ -315,7 +326,7 @@ int RunPredictCommand(const PredictCommand& c, const std::vector<std::string>& a
   ProgressReporter reporter(events.get(), c.status_interval_s);
   absl::StatusOr<PredictSummary> summary = PredictVolume(
       *options, backend->get(), [&](const PredictProgress& p) { reporter.Update(p); }, &g_stop);
-  reporter.EndLine();
+  reporter.Finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
