@@ -27,6 +27,7 @@
 #include "engine/config/hyperparams.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/e2e/predict_fixture.h"
 #include "tests/support/tiny_job.h"
 #include "tests/support/wait.h"
 
@@ -724,6 +725,50 @@ TEST(EndToEnd, SubmitListWatchAgainstElektronnd) {
   }
   EXPECT_GT(events, 0) << o.out;
   EXPECT_EQ(RunShell("timeout 60 " + cli + "logs " + name + conn + " 2>&1").code, 0);
+
+  // A prediction job from the command line: paths inside the daemon's data directory (here its
+  // state directory, elektronnd's default), followed to the end; status, ls and watch show
+  // voxels, and every --json output is snake_case.
+  const fs::path pdata = dir / "state/pdata";
+  fs::create_directories(pdata);
+  ASSERT_TRUE(testing::SavePredictModel((pdata / "model.h5").string(), 8).ok());
+  ASSERT_TRUE(testing::MakeInputVolume(pdata.string(), {8, 48, 48}).ok());
+  const std::string predict =
+      cli + "predict pdata/model.h5 pdata/raw_0.h5:/raw pdata/pred.zarr --patch 5,25,25" + conn;
+  o = RunShell("timeout 120 " + predict + " --follow 2>&1");
+  ASSERT_EQ(o.code, 0) << o.out;
+  const std::string pname = o.out.substr(0, o.out.find('\n'));
+  EXPECT_EQ(pname.rfind("jobs/", 0), 0u) << o.out;
+  EXPECT_NE(o.out.find("SUCCEEDED"), std::string::npos) << o.out;
+  o = RunShell(cli + "status " + pname + " --json" + conn);
+  ASSERT_EQ(o.code, 0) << o.out;
+  const auto pjob = nlohmann::json::parse(o.out);
+  ExpectSnakeCaseKeys(pjob, "status --json of a prediction job");
+  EXPECT_EQ(pjob["spec"]["prediction"]["output"], "pdata/pred.zarr") << o.out;
+  EXPECT_EQ(pjob["prediction_progress"]["chunks_done"], pjob["prediction_progress"]["chunks_total"])
+      << o.out;
+  EXPECT_EQ(pjob["prediction_progress"]["voxels_total"], std::to_string(8 * 48 * 48)) << o.out;
+  o = RunShell(cli + "status " + pname + conn);
+  EXPECT_NE(o.out.find("100.0% [####################] 18.4k/18.4k voxels"), std::string::npos)
+      << o.out;
+  o = RunShell(cli + "ls" + conn);
+  EXPECT_NE(o.out.find("predict 100% of 18.4k voxels"), std::string::npos) << o.out;
+  o = RunShell("timeout 60 " + cli + "watch " + pname + " --json" + conn + " 2>/dev/null");
+  EXPECT_EQ(o.code, 0) << o.out;
+  int progress_events = 0;
+  for (absl::string_view line : absl::StrSplit(o.out, '\n', absl::SkipEmpty())) {
+    const auto ev = nlohmann::json::parse(std::string(line));
+    ExpectSnakeCaseKeys(ev, "watch --json of a prediction job");
+    progress_events += ev.contains("prediction") ? 1 : 0;
+  }
+  EXPECT_GT(progress_events, 0) << o.out;
+  o = RunShell(cli + "predict pdata/model.h5 pdata/raw_0.h5:/raw ../pred.zarr" + conn + " 2>&1");
+  EXPECT_EQ(o.code, 2) << o.out;
+  EXPECT_NE(o.out.find("job.prediction.output is '../pred.zarr'"), std::string::npos) << o.out;
+  o = RunShell(cli + "predict 99 pdata/raw_0.h5:/raw pdata/p2.zarr" + conn + " 2>&1");
+  EXPECT_EQ(o.code, 2) << o.out;
+  EXPECT_NE(o.out.find("job.prediction.model is 'jobs/000099': no such job"), std::string::npos)
+      << o.out;
 
   o = RunShell(cli + "hosts --json" + conn);
   EXPECT_EQ(o.code, 0) << o.out;
