@@ -209,7 +209,7 @@ TEST_F(PredictJobTest, PauseResumeAndACrashContinueTheSameOutput) {
   ExpectBitIdentical(local, (dir_ / "out/pred.zarr").string());
 }
 
-TEST_F(PredictJobTest, TrainingJobsModelByNameAndCancel) {
+TEST_F(PredictJobTest, TrainingJobsModelByNameDaemonRestartAndCancel) {
   MakePredictData();
   StartDaemon();
   // A training job's final model, by the job's name.
@@ -242,6 +242,26 @@ TEST_F(PredictJobTest, TrainingJobsModelByNameAndCancel) {
               std::string::npos)
         << s.error_message();
   }
+
+  // The daemon stops mid-run: its worker stops at a durable chunk, and the restarted daemon
+  // continues the job's output.
+  v1::Job cont = Create(PredictSpec("model.h5", "continued.zarr"));
+  cont = WaitFor(cont.name(), [](const v1::Job& j) { return ChunksDone(j) >= 2; });
+  kill(pid_, SIGTERM);
+  EXPECT_EQ(WaitDaemon(), 0);
+  const int64_t stopped_at = testing::CountZarrChunks(dir_ / "continued.zarr");
+  EXPECT_LT(stopped_at, kChunks);
+  StartDaemon();
+  cont = WaitState(cont.name(), v1::SUCCEEDED, 60);
+  EXPECT_EQ(cont.restarts(), 1);
+  EXPECT_EQ(ChunksDone(cont), kChunks);
+  bool resumed = false;
+  for (const v1::JobEvent& ev : Events(cont.name())) {
+    resumed = resumed || (ev.has_prediction() && ev.prediction().chunks_done() == stopped_at &&
+                          stopped_at > 0);
+  }
+  EXPECT_TRUE(resumed) << "the restarted worker starts from the " << stopped_at
+                       << " chunks done before";
 
   // Cancel mid-run.
   v1::Job slow = Create(PredictSpec("model.h5", "cancelled.zarr"));
