@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "elektronn/v1/training.pb.h"
 #include "tests/e2e/predict_fixture.h"
 #include "tests/support/wait.h"
 
@@ -50,7 +51,8 @@ class PredictCliTest : public ::testing::Test {
 
   // Starts `elektronn ARGS...` (stdout and stderr to `log`) in dir_, with the worker the build
   // made and one compute thread.
-  pid_t Start(const std::vector<std::string>& args, const std::string& log) {
+  pid_t Start(const std::vector<std::string>& args, const std::string& log,
+              const std::string& binary = ELK_ELEKTRONN_BIN) {
     const pid_t pid = fork();
     if (pid == 0) {
       if (chdir(dir_.c_str()) != 0) _exit(126);
@@ -59,7 +61,7 @@ class PredictCliTest : public ::testing::Test {
       FILE* f = std::freopen(log.c_str(), "w", stdout);
       (void)f;
       dup2(fileno(stdout), 2);
-      std::vector<std::string> all = {ELK_ELEKTRONN_BIN};
+      std::vector<std::string> all = {binary};
       all.insert(all.end(), args.begin(), args.end());
       std::vector<char*> argv;
       for (auto& a : all) argv.push_back(a.data());
@@ -70,9 +72,9 @@ class PredictCliTest : public ::testing::Test {
     return pid;
   }
 
-  Result Run(const std::vector<std::string>& args) {
+  Result Run(const std::vector<std::string>& args, const std::string& binary = ELK_ELEKTRONN_BIN) {
     const std::string log = (dir_ / "run.log").string();
-    pid_ = Start(args, log);
+    pid_ = Start(args, log, binary);
     auto status = testing::WaitPidFor(pid_, std::chrono::seconds(120));
     pid_ = 0;
     Result r;
@@ -238,6 +240,38 @@ TEST_F(PredictCliTest, HelpAndBadArguments) {
   Result job = Run({"predict", "jobs/7", "raw_0.h5:/raw", "bad.zarr"});
   EXPECT_EQ(job.code, 2) << job.out;
   EXPECT_NE(job.out.find("add --host HOST"), std::string::npos) << job.out;
+
+  // The worker as a daemon's: --model-file stands only for a "jobs/N" model, and a "jobs/N"
+  // model needs it; the spec's paths are confined to --data-dir.
+  auto write_spec = [&](const std::string& model, const std::string& output) {
+    v1::JobSpec spec;
+    spec.mutable_prediction()->set_model(model);
+    spec.mutable_prediction()->set_input("raw_0.h5:/raw");
+    spec.mutable_prediction()->set_output(output);
+    std::ofstream out(dir_ / "spec.pb", std::ios::binary);
+    spec.SerializeToOstream(&out);
+    return (dir_ / "spec.pb").string();
+  };
+  Result r = Run({"predict", "--job-spec", write_spec("model.h5", "x.zarr"), "--data-dir",
+                  dir_.string(), "--model-file", "/etc/passwd"},
+                 ELK_WORKER_BIN);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--model-file is set by elektronnd for a job whose model is 'jobs/N'"),
+            std::string::npos)
+      << r.out;
+  r = Run({"predict", "--job-spec", write_spec("jobs/7", "x.zarr"), "--data-dir", dir_.string()},
+          ELK_WORKER_BIN);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("job.prediction.model is 'jobs/7'"), std::string::npos) << r.out;
+  r = Run(
+      {"predict", "--job-spec", write_spec("model.h5", "../x.zarr"), "--data-dir", dir_.string()},
+      ELK_WORKER_BIN);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("job.prediction.output is '../x.zarr'"), std::string::npos) << r.out;
+  r = Run({"predict", "--model-file", "model.h5", "model.h5", "raw_0.h5:/raw", "x.zarr"},
+          ELK_WORKER_BIN);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--model-file requires --job-spec"), std::string::npos) << r.out;
 }
 
 }  // namespace
