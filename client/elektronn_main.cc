@@ -22,9 +22,9 @@ int Fail(const absl::Status& s) {
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
-// `elektronn train ...`, `elektronn make-demo-data ...` and `elektronn predict ...` without
-// --host are elektronn-worker's commands: the worker replaces this process (same pid, terminal
-// and signals), so there is one code path.
+// `elektronn train ...`, `elektronn make-demo-data ...`, `elektronn render-slice ...` and
+// `elektronn predict ...` without --host are elektronn-worker's commands: the worker replaces
+// this process (same pid, terminal and signals), so there is one code path.
 int ForwardToWorker(int argc, char** argv) {
   const std::string worker = elektronn::LocateWorkerBinary();
   std::vector<char*> args;
@@ -44,7 +44,8 @@ int ForwardToWorker(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace elektronn;
   if (argc > 1 &&
-      (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data")) {
+      (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data" ||
+       std::string_view(argv[1]) == "render-slice")) {
     return ForwardToWorker(argc, argv);
   }
   CLI::App app{
@@ -68,6 +69,12 @@ int main(int argc, char** argv) {
   app.add_subcommand("make-demo-data",
                      "write an EM-like training set (HDF5 raw/label cubes + preview) (runs "
                      "elektronn-worker)")
+      ->allow_extras()
+      ->prefix_command();
+
+  app.add_subcommand("render-slice",
+                     "write one z slice of a volume and its prediction side by side as a PNG "
+                     "(runs elektronn-worker)")
       ->allow_extras()
       ->prefix_command();
 

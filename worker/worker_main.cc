@@ -21,6 +21,7 @@
 #include "engine/data/demo_data.h"
 #include "engine/io/data_path.h"
 #include "engine/lua/job_file.h"
+#include "engine/predict/slice_png.h"
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
 #include "worker/event_channel.h"
@@ -128,6 +129,18 @@ int main(int argc, char** argv) {
   demo->add_option("dir", demo_dir, "output directory (created)")->required();
   demo->add_option("--seed", demo_seed, "random seed")->capture_default_str();
 
+  // render-slice
+  auto* render = app.add_subcommand(
+      "render-slice", "write one z slice of a volume and its prediction side by side as a PNG");
+  std::string render_raw, render_pred, render_png;
+  SlicePngOptions render_options;
+  render->add_option("raw", render_raw, "the input volume, e.g. data/raw_0.h5:/raw")->required();
+  render->add_option("prediction", render_pred, "its prediction, e.g. pred.zarr")->required();
+  render->add_option("png", render_png, "the PNG to write")->required();
+  render->add_option("--z", render_options.z, "output slice (default: the middle one)");
+  render->add_option("--channel", render_options.channel,
+                     "output channel (default: the last, the boundary class of a 2-class net)");
+
   // predict (worker/predict_command.cc)
   PredictCommand predict;
   AddPredictCommand(app, &predict);
@@ -146,6 +159,15 @@ int main(int argc, char** argv) {
       after = after || std::string_view(argv[i]) == "predict";
     }
     return RunPredictCommand(predict, args);
+  }
+  if (*render) {
+    absl::StatusOr<SlicePngInfo> info =
+        RenderSlicePng(render_raw, render_pred, render_png, render_options);
+    if (!info.ok()) return Fail(info.status());
+    std::printf("%s: slice z=%lld, channel %lld, raw | prediction, %dx%d\n", render_png.c_str(),
+                static_cast<long long>(info->z), static_cast<long long>(info->channel), info->width,
+                info->height);
+    return 0;
   }
   if (*demo) {
     DemoDataOptions o;
