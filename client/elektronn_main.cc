@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "client/remote_commands.h"
 #include "engine/lua/job_file.h"
+#include "rpc/version.h"
 #include "worker/locate.h"
 
 namespace {
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
       "ELEKTRONN: train 3-D convolutional networks on EM volumes.\n"
       "Run 'elektronn <command> --help' for a command's options."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", VersionText("elektronn"));
 
   // train and make-demo-data run in elektronn-worker (ForwardToWorker); listed here for --help.
   app.add_subcommand("train",

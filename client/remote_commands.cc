@@ -35,6 +35,7 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
+#include "rpc/version.h"
 
 namespace elektronn {
 namespace {
@@ -507,6 +508,9 @@ int RunHosts(const RemoteCommands& state) {
   }
   if (state.json) {
     std::printf("%s\n", ResourcesToJson(out).c_str());
+    for (const auto& h : out) {
+      if (auto w = ProtocolMismatchWarning(h)) std::fprintf(stderr, "warning: %s\n", w->c_str());
+    }
     return code;
   }
   if (out.size() == 1 && !out[0].error.empty()) {
@@ -516,6 +520,7 @@ int RunHosts(const RemoteCommands& state) {
   std::printf("%s", FormatResourcesTable(out).c_str());
   for (const auto& h : out) {
     if (!h.error.empty()) std::fprintf(stderr, "%s: %s\n", h.host.c_str(), h.error.c_str());
+    if (auto w = ProtocolMismatchWarning(h)) std::fprintf(stderr, "warning: %s\n", w->c_str());
   }
   return code;
 }
@@ -853,10 +858,10 @@ std::string JobToJson(const v1::Job& job, bool brief) {
 
 std::string FormatResourcesTable(const std::vector<HostResources>& hosts) {
   std::vector<std::vector<std::string>> rows = {
-      {"HOST", "NAME", "CPUS", "LOAD", "RAM FREE/TOTAL", "DISK FREE", "GPUS", "JOBS"}};
+      {"HOST", "NAME", "VERSION", "CPUS", "LOAD", "RAM FREE/TOTAL", "DISK FREE", "GPUS", "JOBS"}};
   for (const auto& h : hosts) {
     if (!h.error.empty()) {
-      rows.push_back({h.host, "-", "-", "-", "-", "-", "unreachable", "-"});
+      rows.push_back({h.host, "-", "-", "-", "-", "-", "-", "unreachable", "-"});
       continue;
     }
     const v1::Resources& r = h.resources;
@@ -877,13 +882,30 @@ std::string FormatResourcesTable(const std::vector<HostResources>& hosts) {
     std::string jobs = absl::StrFormat("%d", r.running_jobs_size());
     if (r.capacity() > 0) jobs += absl::StrFormat("/%d", r.capacity());
     if (r.running_jobs_size() > 0) jobs += " (" + absl::StrJoin(r.running_jobs(), ", ") + ")";
+    const v1::BuildInfo& d = r.daemon();
+    std::string version = d.version().empty() ? "?" : d.version();
+    if (!d.revision().empty()) version += " (" + d.revision() + ")";
     rows.push_back(
-        {h.host, r.hostname(), std::to_string(r.cpu_count()),
+        {h.host, r.hostname(), version, std::to_string(r.cpu_count()),
          absl::StrFormat("%.2f", r.load_average_1m()),
          FormatBytes(r.memory_available_bytes()) + "/" + FormatBytes(r.memory_total_bytes()),
          FormatBytes(r.state_dir_free_bytes()), gpus, jobs});
   }
   return FormatTable(rows);
+}
+
+std::optional<std::string> ProtocolMismatchWarning(const HostResources& host) {
+  if (!host.error.empty()) return std::nullopt;
+  const int theirs = host.resources.daemon().protocol_version();
+  if (theirs == kProtocolVersion) return std::nullopt;
+  return absl::StrFormat(
+      "%s: elektronnd %s speaks protocol %d, this elektronn (%s) speaks %d; some calls may "
+      "fail or be misread: install the same release on both (elektronn --version, "
+      "elektronnd --version)",
+      host.host,
+      host.resources.daemon().version().empty() ? "(older than 0.1)"
+                                                : host.resources.daemon().version(),
+      theirs, std::string(ReleaseVersion()), kProtocolVersion);
 }
 
 std::string ResourcesToJson(const std::vector<HostResources>& hosts) {

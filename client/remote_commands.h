@@ -85,13 +85,17 @@ absl::Status ParseSetArguments(const std::vector<std::string>& key_values,
                                v1::UpdateHyperparametersRequest* req);
 // Proto JSON of a job (one line). `brief` drops the model and the job file source (ls).
 std::string JobToJson(const v1::Job& job, bool brief = false);
-// The `hosts` table: HOST, CPUS, LOAD, RAM (available/total), DISK FREE, GPUS, JOBS.
+// The `hosts` table: HOST, NAME, VERSION (daemon release and revision), CPUS, LOAD, RAM
+// (available/total), DISK FREE, GPUS, JOBS.
 struct HostResources {
   std::string host;  // as dialled
   v1::Resources resources;
   std::string error;  // non-empty: the host did not answer
 };
 std::string FormatResourcesTable(const std::vector<HostResources>& hosts);
+// A warning when a host's daemon speaks another protocol (rpc/version.h) than this client;
+// nullopt when they match or the host did not answer.
+std::optional<std::string> ProtocolMismatchWarning(const HostResources& host);
 std::string ResourcesToJson(const std::vector<HostResources>& hosts);
 // One live status line: "jobs/7 RUNNING [####......] 1200/5000 24% loss 0.1234 ...".
 std::string FormatStatusLine(const std::string& name, v1::JobState state,

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "rpc/version.h"
 #include "server/auth.h"
 #include "server/control_proxy.h"
 #include "server/host_service.h"
@@ -65,6 +66,7 @@ int Fail(const std::string& message) {
 
 int Main(int argc, char** argv) {
   CLI::App app{"elektronnd: trains ELEKTRONN jobs on this host for remote clients"};
+  app.set_version_flag("--version", VersionText("elektronnd"));
   ListenOptions listen;
   DaemonOptions daemon;
   std::string token_file;
@@ -214,11 +216,12 @@ int Main(int argc, char** argv) {
                              " (in use, or not a valid host:port / unix:PATH)"));
   }
   manager.StartScheduling();
-  spdlog::info("elektronnd listening on {} (port {}; state {}, capacity {}, TLS {}{}{})",
-               listen.address, port, daemon.state_dir, daemon.capacity,
-               listen.tls.enabled() ? "on" : "off",
-               listen.tls.client_ca_file.empty() ? "" : ", client certificates required",
-               reflection ? ", reflection on" : "");
+  spdlog::info(
+      "{} listening on {} (port {}; state {}, data {}, worker {}, capacity {}, TLS {}{}{})",
+      VersionText("elektronnd"), listen.address, port, daemon.state_dir, daemon.data_dir,
+      daemon.worker_binary, daemon.capacity, listen.tls.enabled() ? "on" : "off",
+      listen.tls.client_ca_file.empty() ? "" : ", client certificates required",
+      reflection ? ", reflection on" : "");
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

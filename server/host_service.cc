@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "rpc/status.h"
+#include "rpc/version.h"
 
 namespace elektronn {
 namespace {
@@ -141,6 +142,10 @@ grpc::Status HostService::GetResources(grpc::ServerContext* context, const v1::G
   FillGpuInfo(manager_->WorkerPids(), response);
   for (const auto& name : manager_->RunningJobs()) response->add_running_jobs(name);
   response->set_capacity(manager_->capacity());
+  v1::BuildInfo* build = response->mutable_daemon();
+  build->set_version(std::string(ReleaseVersion()));
+  build->set_revision(std::string(SourceRevision()));
+  build->set_protocol_version(kProtocolVersion);
   return grpc::Status::OK;
 }
 

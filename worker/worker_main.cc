@@ -24,6 +24,7 @@
 #include "engine/predict/slice_png.h"
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
+#include "rpc/version.h"
 #include "worker/event_channel.h"
 #include "worker/local_shell.h"
 #include "worker/predict_command.h"
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
       "it for each job; `elektronn train`, `elektronn predict` and `elektronn make-demo-data`\n"
       "run it for you."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", VersionText("elektronn-worker"));
 
   // train
   auto* train =

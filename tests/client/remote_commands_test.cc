@@ -27,6 +27,7 @@
 #include "engine/config/hyperparams.h"
 #include "google/protobuf/any.pb.h"
 #include "nlohmann/json.hpp"
+#include "rpc/version.h"
 #include "tests/e2e/predict_fixture.h"
 #include "tests/support/tiny_job.h"
 #include "tests/support/wait.h"
@@ -458,6 +459,31 @@ TEST(Formatting, ResourcesTable) {
   EXPECT_NE(t.find("1/2 (jobs/7)"), std::string::npos) << t;
   EXPECT_NE(t.find("0 (no GPU: libnvidia-ml.so.1 not found)"), std::string::npos) << t;
   EXPECT_NE(t.find("unreachable"), std::string::npos) << t;
+}
+
+TEST(Formatting, ResourcesTableShowsDaemonVersionAndWarnsOnAnotherProtocol) {
+  HostResources same = MakeHost();
+  same.resources.mutable_daemon()->set_version("0.1.0");
+  same.resources.mutable_daemon()->set_revision("f727334a2e");
+  same.resources.mutable_daemon()->set_protocol_version(kProtocolVersion);
+  const std::string t = FormatResourcesTable({same});
+  EXPECT_NE(t.find("VERSION"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.1.0 (f727334a2e)"), std::string::npos) << t;
+  EXPECT_EQ(ProtocolMismatchWarning(same), std::nullopt);
+
+  HostResources newer = same;
+  newer.resources.mutable_daemon()->set_protocol_version(kProtocolVersion + 1);
+  const auto w = ProtocolMismatchWarning(newer);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_NE(w->find("127.0.0.1:7077"), std::string::npos) << *w;
+  EXPECT_NE(w->find(absl::StrCat("protocol ", kProtocolVersion + 1)), std::string::npos) << *w;
+
+  HostResources old = MakeHost();  // a daemon from before BuildInfo: protocol 0
+  EXPECT_NE(FormatResourcesTable({old}).find("?"), std::string::npos);
+  EXPECT_TRUE(ProtocolMismatchWarning(old).has_value());
+  HostResources down;
+  down.error = "cannot reach";
+  EXPECT_EQ(ProtocolMismatchWarning(down), std::nullopt);
 }
 
 TEST(Formatting, ResourcesJson) {
