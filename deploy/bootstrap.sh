@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, idempotently, every Debian package the build, tests and benchmarks need.
+# Installs, idempotently, every Debian package the build, tests and benchmarks need (packaging:
+# dpkg-dev for dpkg-shlibdeps, help2man for the man pages, systemd for systemd-analyze).
 # Safe to run repeatedly: it only calls apt-get when a package is missing.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ PACKAGES=(
   libblosc-dev
   dataset-fashion-mnist tmux openssl
   clang libclang-rt-14-dev libomp-14-dev
+  dpkg-dev help2man systemd adduser
 )
 
 missing=()
