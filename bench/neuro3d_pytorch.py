@@ -96,8 +96,10 @@ def dense(a):
     x = torch.from_numpy(raw.astype(np.float32) / 255).reshape(1, 1, *raw.shape)
     d = spec.designations
     result = {}
-    for fmt_name, fmt in (("ncdhw", torch.contiguous_format),
-                          ("channels_last_3d", torch.channels_last_3d)):
+    formats = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
+    for fmt_name, fmt in formats.items():
+        if a.memory_format not in ("both", fmt_name):
+            continue
         p = {k: (t.contiguous(memory_format=fmt) if t.dim() == 5 else t) for k, t in params.items()}
         net = TorchNet(spec, p, dense=True)
         xf = x.contiguous(memory_format=fmt)
@@ -159,6 +161,8 @@ def main():
     ap.add_argument("--work", help="dense: the directory of neuro3d_dense_bench --case setup")
     ap.add_argument("--ours", default="pred.zarr", help="dense: our output in --work to compare")
     ap.add_argument("--profile", action="store_true", help="dense: per-node times to stderr")
+    ap.add_argument("--memory-format", choices=["both", "ncdhw", "channels_last_3d"],
+                    default="both", help="dense: the layouts to time (the faster counts)")
     ap.add_argument("--input", default="23,185,185", help="z,x,y")
     ap.add_argument("--batch", type=int, default=1)
     a = ap.parse_args()
