@@ -348,8 +348,9 @@ int RunSpec(const RemoteCommands& state) {
   return kExitOk;
 }
 
-int RunSubmit(const RemoteCommands& state) {
-  auto spec = BuildJobSpec(state);
+// Creates the job `spec` on the daemon, prints its name (or JSON) and follows it if asked:
+// `submit` (a training job) and `predict --host` (a prediction job).
+int CreateAndReport(const RemoteCommands& state, absl::StatusOr<v1::JobSpec> spec) {
   if (!spec.ok()) return ReportError(spec.status());
   auto ctx = Open(state);
   if (!ctx.ok()) return ReportError(ctx.status());
@@ -370,27 +371,11 @@ int RunSubmit(const RemoteCommands& state) {
   return kExitOk;
 }
 
+int RunSubmit(const RemoteCommands& state) { return CreateAndReport(state, BuildJobSpec(state)); }
+
 // `predict MODEL INPUT OUTPUT --host H`: a prediction job on that daemon.
 int RunPredict(const RemoteCommands& state) {
-  auto spec = RemotePredictionSpec(state.prediction);
-  if (!spec.ok()) return ReportError(spec.status());
-  auto ctx = Open(state);
-  if (!ctx.ok()) return ReportError(ctx.status());
-  v1::CreateJobRequest req;
-  *req.mutable_job() = *std::move(spec);
-  req.set_request_id(state.request_id.empty() ? RandomRequestId() : state.request_id);
-  v1::Job job;
-  auto cc = MakeContext(ctx->connection);
-  grpc::Status s = ctx->jobs->CreateJob(cc.get(), req, &job);
-  if (!s.ok()) return ReportError(s, ctx->connection);
-  if (state.json) {
-    std::printf("%s\n", JobToJson(job, /*brief=*/true).c_str());
-  } else {
-    std::printf("%s\n", job.name().c_str());
-  }
-  std::fflush(stdout);
-  if (state.follow) return Watch(*ctx, job.name(), WatchMode::kStatus, true, state.json);
-  return kExitOk;
+  return CreateAndReport(state, RemotePredictionSpec(state.prediction));
 }
 
 int RunList(const RemoteCommands& state) {
