@@ -22,13 +22,13 @@
 #include "absl/time/time.h"
 #include "elektronn/v1/control.grpc.pb.h"
 #include "elektronn/v1/shell.grpc.pb.h"
+#include "engine/config/hyperparams.h"
+#include "engine/config/schedule.h"
 #include "engine/core/status.h"
 #include "engine/graph/statistics.h"
 #include "engine/io/model_file.h"
 #include "engine/nodes/neural.h"
 #include "engine/shell/shell_session.h"
-#include "engine/config/hyperparams.h"
-#include "engine/config/schedule.h"
 #include "rpc/status.h"
 
 namespace elektronn {

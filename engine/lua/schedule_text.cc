@@ -4,10 +4,10 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "engine/config/hyperparams.h"
 #include "engine/core/status.h"
 #include "engine/lua/internal/lua_state.h"
 #include "engine/lua/internal/training_keys.h"
-#include "engine/config/hyperparams.h"
 
 namespace elektronn {
 

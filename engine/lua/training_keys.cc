@@ -14,10 +14,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "engine/core/status.h"
-#include "engine/lua/internal/nm_functions.h"
 #include "engine/config/hyperparams.h"
 #include "engine/config/schedule.h"
+#include "engine/core/status.h"
+#include "engine/lua/internal/nm_functions.h"
 
 namespace elektronn::lua {
 namespace {

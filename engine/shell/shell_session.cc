@@ -13,12 +13,12 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/config/hyperparams.h"
 #include "engine/core/status.h"
 #include "engine/graph/network.h"
 #include "engine/graph/statistics.h"
 #include "engine/io/model_file.h"
 #include "engine/lua/internal/lua_state.h"
-#include "engine/config/hyperparams.h"
 #include "engine/trainer/trainer.h"
 
 namespace elektronn {

@@ -11,9 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/config/hyperparams.h"
 #include "engine/data/demo_data.h"
 #include "engine/lua/job_file.h"
-#include "engine/config/hyperparams.h"
 #include "engine/trainer/trainer.h"
 #include "tests/support/tiny_job.h"
 
