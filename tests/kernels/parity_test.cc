@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "kernels/backend.h"
+#include "tests/kernels/parity_harness.h"
 #include "tests/kernels/reference.h"
 
 namespace elektronn::testing {
@@ -32,134 +33,6 @@ using kernels::Eltwise;
 using kernels::MatmulDesc;
 using kernels::PoolDesc;
 using kernels::PoolMode;
-
-// fp32 against a double-accumulating reference (normalised error, see NormalisedError).
-constexpr double kFp32Tolerance = 1e-4;
-// Fills outputs that a kernel must overwrite, so a kernel that reads them instead shows up.
-constexpr float kStale = std::numeric_limits<float>::quiet_NaN();
-
-// ---------------------------------------------------------------------------------------------
-// Backends
-
-// A backend this build can construct. `create` fails (and the tests skip) when the backend is
-// compiled in but has no device at run time.
-struct BackendEntry {
-  std::string name;  // a test name, so letters and digits only
-  std::function<absl::StatusOr<std::unique_ptr<Backend>>()> create;
-};
-
-std::vector<BackendEntry> Backends() {
-  std::vector<BackendEntry> b;
-  b.push_back({"Cpu", []() -> absl::StatusOr<std::unique_ptr<Backend>> {
-                 return kernels::CreateCpuBackend();
-               }});
-  // The CUDA backend joins here once it exists, e.g. {"Cuda", kernels::CreateCudaBackend}.
-  return b;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Inputs and buffers
-
-// Deterministic uniform inputs (SplitMix64), the same on every platform and standard library.
-// Continuous values keep max-pooling windows free of ties.
-class InputRng {
- public:
-  explicit InputRng(uint64_t seed) : state_(seed) {}
-  std::vector<float> Uniform(int64_t n, float lo = -1.f, float hi = 1.f) {
-    std::vector<float> v(n);
-    for (float& x : v) x = lo + (hi - lo) * static_cast<float>((Next() >> 40) * 0x1p-24);
-    return v;
-  }
-
- private:
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t state_;
-};
-
-// Seeds each case from its name, so adding a case does not change another case's inputs.
-uint64_t SeedOf(const std::string& name) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
-
-// Backend memory holding a copy of host data.
-class DeviceBuffer {
- public:
-  DeviceBuffer(Backend& b, const std::vector<float>& host)
-      : b_(&b), n_(static_cast<int64_t>(host.size())), p_(b.Allocate(n_)) {
-    b_->Upload(host.data(), p_, n_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { b_->Free(p_); }
-
-  float* data() { return p_; }
-  std::vector<float> Download() const {
-    std::vector<float> host(n_);
-    b_->Download(p_, host.data(), n_);
-    return host;
-  }
-
- private:
-  Backend* b_;
-  int64_t n_;
-  float* p_;
-};
-
-std::vector<float> Plus(const std::vector<float>& a, const std::vector<float>& b) {
-  std::vector<float> s(a.size());
-  for (size_t i = 0; i < a.size(); ++i) s[i] = a[i] + b[i];
-  return s;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cases
-
-// One output of an op on a backend next to the reference's.
-struct Comparison {
-  std::string what;
-  std::vector<float> got, want;
-};
-
-struct Outcome {
-  std::string impl;  // the implementation the backend picked, where it says
-  std::vector<Comparison> outputs;
-};
-
-// max |got - want| / (max |want| + 1e-6); infinite on NaN or a size mismatch.
-double NormalisedError(const std::vector<float>& got, const std::vector<float>& want) {
-  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    diff = std::max(diff, d);
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return diff / (scale + 1e-6);
-}
-
-// One op, described once: `run` draws its inputs from the rng, runs the op on the backend and
-// returns the backend's outputs beside the reference's.
-struct ParityCase {
-  std::string name;
-  std::function<absl::StatusOr<Outcome>(Backend&, InputRng&)> run;
-  double tolerance = kFp32Tolerance;
-};
-
-std::string Dims(const std::vector<int64_t>& v) { return "(" + absl::StrJoin(v, ",") + ")"; }
-
-absl::Status CheckOutSpatial(const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
-  if (got == want) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrFormat("kernel reports out_spatial %s, reference %s", Dims(got), Dims(want)));
-}
 
 // --- convolution ---
 
@@ -1074,65 +947,8 @@ std::vector<ParityCase> AllCases() {
   return cases;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The harness
-
-class ParityTest : public ::testing::Test {
- public:
-  ParityTest(ParityCase c, BackendEntry b) : case_(std::move(c)), backend_(std::move(b)) {}
-
-  void TestBody() override {
-    auto backend = backend_.create();
-    // A listed backend must be usable: a missing one fails (GPU backends are listed only in
-    // builds whose suites carry the `gpu` label).
-    ASSERT_TRUE(backend.ok()) << backend_.name << " backend absent: " << backend.status();
-    InputRng rng(SeedOf(case_.name));
-    absl::StatusOr<Outcome> outcome = case_.run(**backend, rng);
-    ASSERT_TRUE(outcome.ok()) << outcome.status();
-    for (const Comparison& c : outcome->outputs) {
-      const double err = NormalisedError(c.got, c.want);
-      std::printf("[ parity   ] %-40s %-4s %-10s err %.2e%s\n", case_.name.c_str(),
-                  backend_.name.c_str(), c.what.c_str(), err,
-                  outcome->impl.empty() ? "" : ("  [" + outcome->impl + "]").c_str());
-      EXPECT_LT(err, case_.tolerance)
-          << c.what << " of " << case_.name << " on " << backend_.name << " (" << outcome->impl
-          << ") differs from the reference: " << FirstMismatch(c);
-    }
-  }
-
- private:
-  // Where the largest difference is, to tell a layout slip from rounding.
-  static std::string FirstMismatch(const Comparison& c) {
-    if (c.got.size() != c.want.size()) {
-      return absl::StrFormat("%d values, reference has %d", c.got.size(), c.want.size());
-    }
-    size_t worst = 0;
-    double worst_d = -1;
-    for (size_t i = 0; i < c.got.size(); ++i) {
-      double d = std::fabs(static_cast<double>(c.got[i]) - c.want[i]);
-      if (std::isnan(d)) d = std::numeric_limits<double>::infinity();
-      if (d > worst_d) worst_d = d, worst = i;
-    }
-    return absl::StrFormat("largest difference at flat index %d of %d: got %g, want %g", worst,
-                           c.got.size(), c.got.empty() ? 0.f : c.got[worst],
-                           c.want.empty() ? 0.f : c.want[worst]);
-  }
-
-  ParityCase case_;
-  BackendEntry backend_;
-};
-
 // gtest_main supplies main(), so the table registers itself during static initialisation.
-[[maybe_unused]] const bool kRegistered = [] {
-  for (const ParityCase& c : AllCases()) {
-    for (const BackendEntry& b : Backends()) {
-      ::testing::RegisterTest(("Parity/" + c.name).c_str(), b.name.c_str(), nullptr, nullptr,
-                              __FILE__, __LINE__,
-                              [c, b]() -> ::testing::Test* { return new ParityTest(c, b); });
-    }
-  }
-  return true;
-}();
+[[maybe_unused]] const bool kRegistered = RegisterParityCases(AllCases());
 
 // ---------------------------------------------------------------------------------------------
 // The reference checked against itself: adjoint identities and hand-computed values.
