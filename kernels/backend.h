@@ -170,6 +170,28 @@ class Backend {
   virtual void DropoutBackward(const float* diff_dst, float* diff_src, int64_t n, float rate,
                                uint64_t seed, uint64_t step, bool accumulate) = 0;
 
+  // Batch normalisation over channels-last rows (reference §2.4; batch_norm family).
+  // Per-channel mean and biased standard deviation plus `eps` of src over all rows.
+  virtual void BatchNormStatistics(const float* src, float* mean, float* std, int64_t rows,
+                                   int64_t channels, float eps) = 0;
+  // dst = act(gamma[c] / std[c] * (src - mean[c]) + beta[c]); dst may be src.
+  virtual void BatchNormForward(const float* src, const float* mean, const float* std,
+                                const float* gamma, const float* beta, float* dst, int64_t rows,
+                                int64_t channels, Eltwise act) = 0;
+  // Gradient of BatchNormForward without its activation (apply that to diff_dst first). With
+  // `batch_statistics`, mean and std are src's own (std = sigma + eps) and the gradient flows
+  // through them; otherwise they are constants. diff_gamma and diff_beta are overwritten;
+  // diff_src may be diff_dst.
+  virtual void BatchNormBackward(const float* src, const float* mean, const float* std,
+                                 const float* gamma, const float* diff_dst, float* diff_src,
+                                 float* diff_gamma, float* diff_beta, int64_t rows,
+                                 int64_t channels, float eps, bool batch_statistics,
+                                 bool accumulate) = 0;
+  // running = decay * running + (1 - decay) * batch, for the mean and the std.
+  virtual void BatchNormUpdateRunning(const float* batch_mean, const float* batch_std,
+                                      float* running_mean, float* running_std, int64_t channels,
+                                      float decay) = 0;
+
   // Optimiser updates over flat parameter buffers (reference §4).
   struct OptimiserStep {
     float lr = 0, mom = 0, wd = 0, beta2 = 0.999f, eps = 1e-5f;

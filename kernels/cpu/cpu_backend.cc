@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "kernels/cpu/onednn_util.h"
+#include "kernels/cpu/batch_norm.h"  // batch_norm family
 
 namespace elektronn::kernels {
 
@@ -373,6 +374,27 @@ class CpuBackend final : public Backend {
   }
 
   // p <- p - lr * (direction + wd*m*p), reference §4.
+  // Batch normalisation (batch_norm family): kernels/cpu/batch_norm.cc.
+  void BatchNormStatistics(const float* src, float* mean, float* std, int64_t rows, int64_t ch,
+                           float eps) override {
+    cpu::BatchNormStatistics(src, mean, std, rows, ch, eps);
+  }
+  void BatchNormForward(const float* src, const float* mean, const float* std, const float* gamma,
+                        const float* beta, float* dst, int64_t rows, int64_t ch,
+                        Eltwise act) override {
+    cpu::BatchNormForward(src, mean, std, gamma, beta, dst, rows, ch, act);
+  }
+  void BatchNormBackward(const float* src, const float* mean, const float* std, const float* gamma,
+                         const float* dd, float* ds, float* dgamma, float* dbeta, int64_t rows,
+                         int64_t ch, float eps, bool batch_statistics, bool acc) override {
+    cpu::BatchNormBackward(src, mean, std, gamma, dd, ds, dgamma, dbeta, rows, ch, eps,
+                           batch_statistics, acc);
+  }
+  void BatchNormUpdateRunning(const float* bm, const float* bs, float* rm, float* rs, int64_t ch,
+                              float decay) override {
+    cpu::BatchNormUpdateRunning(bm, bs, rm, rs, ch, decay);
+  }
+
   void SgdUpdate(const OptimiserStep& s, const float* g, float* p, float* v, int64_t n) override {
     const float wdm = s.wd * s.wd_multiplier;
     ParallelForSimd(n, [&](int64_t i) {

@@ -1,0 +1,176 @@
+// Batch normalisation on the CPU: OpenMP over rows, per-thread double partial sums per channel
+// (grown once, so steady-state calls do not allocate), two passes for the statistics (mean, then
+// the centred second moment) to keep the variance accurate for large offsets.
+#include "kernels/cpu/batch_norm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace elektronn::kernels::cpu {
+namespace {
+
+// Below this many rows one thread does the work (see ParallelFor in cpu_backend.cc).
+constexpr int64_t kMinParallelRows = 4096;
+
+inline float Activate(Eltwise e, float x) {
+  switch (e) {
+    case Eltwise::kLinear:
+      return x;
+    case Eltwise::kRelu:
+      return x > 0.f ? x : 0.f;
+    case Eltwise::kTanh:
+      return std::tanh(x);
+    case Eltwise::kSigmoid:
+      return 1.f / (1.f + std::exp(-x));
+    case Eltwise::kAbs:
+      return std::fabs(x);
+    case Eltwise::kSoftplus:
+      return x > 20.f ? x : std::log1p(std::exp(x));
+    case Eltwise::kElu:
+      return x > 0.f ? x : std::expm1(x);
+  }
+  return x;
+}
+
+// Per-channel sums over rows of f(r, c, acc) into `width` doubles per channel: `body(row,
+// local)` adds row `row` into `local` (width * channels doubles); the result lands in `out`.
+template <typename Body>
+void ReduceRows(int64_t rows, int64_t channels, int width, double* out, const Body& body) {
+  const int64_t k = channels * width;
+  thread_local std::vector<double> partial;  // grows on first use only
+  const int nt = rows > kMinParallelRows ? omp_get_max_threads() : 1;
+  if (partial.size() < static_cast<size_t>(nt * k)) partial.resize(nt * k);
+  double* part = partial.data();
+  std::fill(part, part + nt * k, 0.0);
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      double* local = part + omp_get_thread_num() * k;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) body(r, local);
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) body(r, part);
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    double s = 0;
+    for (int t = 0; t < nt; ++t) s += part[t * k + i];
+    out[i] = s;
+  }
+}
+
+template <typename Body>
+void ForRows(int64_t rows, const Body& body) {
+  if (rows > kMinParallelRows) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) body(r);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) body(r);
+  }
+}
+
+// Scratch for per-channel sums, grown once.
+double* Sums(int64_t n) {
+  thread_local std::vector<double> sums;
+  if (sums.size() < static_cast<size_t>(n)) sums.resize(n);
+  return sums.data();
+}
+
+}  // namespace
+
+void BatchNormStatistics(const float* src, float* mean, float* std, int64_t rows, int64_t channels,
+                         float eps) {
+  double* s = Sums(2 * channels);
+  double* m = s;
+  double* v = s + channels;
+  ReduceRows(rows, channels, 1, m, [&](int64_t r, double* local) {
+    const float* row = src + r * channels;
+    for (int64_t c = 0; c < channels; ++c) local[c] += row[c];
+  });
+  for (int64_t c = 0; c < channels; ++c) m[c] /= static_cast<double>(std::max<int64_t>(rows, 1));
+  ReduceRows(rows, channels, 1, v, [&](int64_t r, double* local) {
+    const float* row = src + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const double d = row[c] - m[c];
+      local[c] += d * d;
+    }
+  });
+  for (int64_t c = 0; c < channels; ++c) {
+    mean[c] = static_cast<float>(m[c]);
+    std[c] = static_cast<float>(std::sqrt(v[c] / std::max<int64_t>(rows, 1)) + eps);
+  }
+}
+
+void BatchNormForward(const float* src, const float* mean, const float* std, const float* gamma,
+                      const float* beta, float* dst, int64_t rows, int64_t channels, Eltwise act) {
+  ForRows(rows, [&](int64_t r) {
+    const float* x = src + r * channels;
+    float* y = dst + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      y[c] = Activate(act, gamma[c] / std[c] * (x[c] - mean[c]) + beta[c]);
+    }
+  });
+}
+
+void BatchNormBackward(const float* src, const float* mean, const float* std, const float* gamma,
+                       const float* diff_dst, float* diff_src, float* diff_gamma, float* diff_beta,
+                       int64_t rows, int64_t channels, float eps, bool batch_statistics,
+                       bool accumulate) {
+  // sums[0..C): sum g; sums[C..2C): sum g * (x - mean).
+  double* sums = Sums(2 * channels);
+  ReduceRows(rows, channels, 2, sums, [&](int64_t r, double* local) {
+    const float* x = src + r * channels;
+    const float* g = diff_dst + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      local[c] += g[c];
+      local[channels + c] += static_cast<double>(g[c]) * (x[c] - mean[c]);
+    }
+  });
+  const double n = static_cast<double>(std::max<int64_t>(rows, 1));
+  // dx = a * g + b * (x - mean) + k per channel, computed in double and applied in float.
+  thread_local std::vector<float> coef;
+  if (coef.size() < static_cast<size_t>(3 * channels)) coef.resize(3 * channels);
+  float* a = coef.data();
+  float* b = a + channels;
+  float* k = b + channels;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double sg = sums[c], sgx = sums[channels + c];
+    const double s = std[c];
+    diff_beta[c] = static_cast<float>(sg);
+    diff_gamma[c] = static_cast<float>(sgx / s);
+    const double gs = gamma[c] / s;
+    a[c] = static_cast<float>(gs);
+    if (batch_statistics) {
+      // std = sigma + eps with sigma = sqrt(mean((x - mean)^2)): d sigma / d x_i =
+      // (x_i - mean) / (n sigma); the mean's own derivative cancels in sigma's.
+      const double sigma = s - eps;
+      b[c] = sigma > 0 ? static_cast<float>(-gs * sgx / (s * n * sigma)) : 0.f;
+      k[c] = static_cast<float>(-gs * sg / n);
+    } else {
+      b[c] = 0.f;
+      k[c] = 0.f;
+    }
+  }
+  ForRows(rows, [&](int64_t r) {
+    const float* x = src + r * channels;
+    const float* g = diff_dst + r * channels;
+    float* d = diff_src + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = a[c] * g[c] + b[c] * (x[c] - mean[c]) + k[c];
+      d[c] = accumulate ? d[c] + v : v;
+    }
+  });
+}
+
+void BatchNormUpdateRunning(const float* batch_mean, const float* batch_std, float* running_mean,
+                            float* running_std, int64_t channels, float decay) {
+  for (int64_t c = 0; c < channels; ++c) {
+    running_mean[c] = decay * running_mean[c] + (1.f - decay) * batch_mean[c];
+    running_std[c] = decay * running_std[c] + (1.f - decay) * batch_std[c];
+  }
+}
+
+}  // namespace elektronn::kernels::cpu
