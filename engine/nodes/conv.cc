@@ -23,12 +23,14 @@ class ConvNode : public NeuralNode {
     filter_.assign(c.filter_shape().begin(), c.filter_shape().end());
     pool_.assign(c.pool_shape().begin(), c.pool_shape().end());
     act_ = c.activation() == v1::ACTIVATION_UNSPECIFIED ? v1::RELU : c.activation();
+    set_bn_mode(c.batch_normalisation());
   }
   std::string op() const override { return "Conv"; }
 
   absl::Status InferShape() override {
     const v1::ConvOp& c = spec_.conv();
     if (parents_.size() != 1) return NodeError(*this, "needs exactly one input node");
+    RETURN_IF_ERROR(CheckBatchNorm());
     const TaggedShape& in = parents_[0]->shape();
     RETURN_IF_ERROR(CheckImageLayout(in, NodeRef(*this)));
     const int nd = in.ndim();
@@ -112,7 +114,8 @@ class ConvNode : public NeuralNode {
   int64_t n_in() const { return parents_[0]->shape().SizeOf('f'); }
   int64_t param_count() const override {
     const int64_t n_f = spec_.conv().n_f();
-    return n_f * n_in() * Prod(filter_) + n_f + (act_ == v1::PRELU ? n_f : 0);
+    return n_f * n_in() * Prod(filter_) + n_f + (act_ == v1::PRELU ? n_f : 0) +
+           BatchNormParamCount(n_f);
   }
   double cost() const override {
     const TaggedShape& in = parents_[0]->shape();
@@ -132,7 +135,7 @@ class ConvNode : public NeuralNode {
                                     absl::StrJoin(pool_, ","), ActivationName(act_));
     if (c.dropout_rate() != 0) absl::StrAppendFormat(&s, ", Dropout rate=%g", c.dropout_rate());
     if (c.mfp()) s += ", MFP active";
-    return s;
+    return s + BatchNormDetails() + FrozenDetails();
   }
 
   absl::Status Compile(ExecContext& ctx) override {
@@ -154,7 +157,7 @@ class ConvNode : public NeuralNode {
     pooled_ = Prod(pool_) > 1;
     mfp_ = c.mfp() && pooled_;  // MFP with pool 1 everywhere is the identity
     fused_ = FusesActivation();
-    d.fused_activation = fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear;
+    d.fused_activation = LinearOpActivation();  // linear with BN (it comes before the act)
     d.need_backward_data = parents_[0]->needs_grad();
     auto kernel = b->CreateConv(d);
     if (!kernel.ok()) return NodeError(*this, std::string(kernel.status().message()));
@@ -206,8 +209,8 @@ class ConvNode : public NeuralNode {
   }
 
   absl::Status Forward(ExecContext& ctx) override {
-    RETURN_IF_ERROR(
-        conv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value, conv_out_));
+    RETURN_IF_ERROR(conv_->Forward(parents_[0]->value(), params_[0].value,
+                                   LinearOpBias(params_[1].value), conv_out_));
     if (mfp_) {
       RETURN_IF_ERROR(pool_k_->Forward(conv_out_, sliding_));
       for (const kernels::BoxCopy& box : mfp_gather_)
@@ -223,7 +226,7 @@ class ConvNode : public NeuralNode {
     kernels::Backend* b = ctx.backend;
     float* d = TailBackward(ctx, lin_);
     float* d_conv = d;
-    const bool fused_act = fused_ && act_ != v1::LIN;
+    const bool fused_act = LinearOpFusesActivation() && act_ != v1::LIN;
     if (pooled_) {
       // Max-pooling routes each gradient to its arg-max, whose activated value is the pooled
       // value itself, so the fused activation's derivative is applied on the pooled tensor
@@ -239,8 +242,8 @@ class ConvNode : public NeuralNode {
     } else if (fused_act) {
       b->EltwiseBackward(ToEltwise(act_), nullptr, conv_out_, d_conv, d_conv, conv_numel_, false);
     }
-    RETURN_IF_ERROR(
-        conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad, params_[1].grad));
+    RETURN_IF_ERROR(conv_->BackwardWeights(parents_[0]->value(), d_conv, params_[0].grad,
+                                           LinearOpBiasGrad(params_[1].grad)));
     if (GradTarget t = ParentGrad(0)) {
       RETURN_IF_ERROR(conv_->BackwardData(d_conv, params_[0].value, t.ptr, t.accumulate));
     }

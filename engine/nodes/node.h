@@ -29,6 +29,7 @@ struct Parameter {
   float* grad = nullptr;
   int64_t size = 0;
   bool trainable = true;
+  bool fixed = false;  // never trainable, whatever loading or the shell asks (BN statistics)
   float reg_multiplier = 1.f;  // weight-decay multiplier; 0 = not regularised
   std::function<void(const float*, float*)> import_fn;  // canonical -> native
   std::function<void(const float*, float*)> export_fn;  // native -> canonical

@@ -14,12 +14,14 @@ class PerceptronNode : public NeuralNode {
   explicit PerceptronNode(const v1::NodeSpec& s) : NeuralNode(s) {
     act_ = s.perceptron().activation() == v1::ACTIVATION_UNSPECIFIED ? v1::RELU
                                                                      : s.perceptron().activation();
+    set_bn_mode(s.perceptron().batch_normalisation());
   }
   std::string op() const override { return "Perceptron"; }
 
   absl::Status InferShape() override {
     const v1::PerceptronOp& p = spec_.perceptron();
     if (parents_.size() != 1) return NodeError(*this, "needs exactly one input node");
+    RETURN_IF_ERROR(CheckBatchNorm());
     if (p.n_f() <= 0) return NodeError(*this, absl::StrFormat("n_f=%d must be positive", p.n_f()));
     const TaggedShape& in = parents_[0]->shape();
     if (!in.HasTag('f')) return NodeError(*this, "input has no feature axis 'f'");
@@ -41,14 +43,15 @@ class PerceptronNode : public NeuralNode {
   }
   int64_t param_count() const override {
     const int64_t n_f = spec_.perceptron().n_f();
-    return n_in_ * n_f + n_f + (act_ == v1::PRELU ? n_f : 0);
+    return n_in_ * n_f + n_f + (act_ == v1::PRELU ? n_f : 0) + BatchNormParamCount(n_f);
   }
   double cost() const override {
     return static_cast<double>(parents_[0]->shape().stripnone_prod()) * spec_.perceptron().n_f();
   }
   std::string details() const override {
     return absl::StrFormat("n_f=%d, act='%s'%s", spec_.perceptron().n_f(), ActivationName(act_),
-                           spec_.perceptron().flatten() ? ", flatten" : "");
+                           spec_.perceptron().flatten() ? ", flatten" : "") +
+           BatchNormDetails() + FrozenDetails();
   }
 
   absl::Status Compile(ExecContext& ctx) override {
@@ -56,7 +59,7 @@ class PerceptronNode : public NeuralNode {
     kernels::Backend* b = ctx.backend;
     const int64_t m = parents_[0]->shape().stripnone_prod() / n_in_;
     fused_ = FusesActivation();
-    kernels::MatmulDesc d{m, n_in_, p.n_f(), fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear};
+    kernels::MatmulDesc d{m, n_in_, p.n_f(), LinearOpActivation()};
     auto k = b->CreateMatmul(d);
     if (!k.ok()) return NodeError(*this, std::string(k.status().message()));
     mm_ = *std::move(k);
@@ -76,18 +79,19 @@ class PerceptronNode : public NeuralNode {
     return absl::OkStatus();
   }
   absl::Status Forward(ExecContext& ctx) override {
-    RETURN_IF_ERROR(mm_->Forward(parents_[0]->value(), params_[0].value, params_[1].value, lin_));
+    RETURN_IF_ERROR(
+        mm_->Forward(parents_[0]->value(), params_[0].value, LinearOpBias(params_[1].value), lin_));
     TailForward(ctx, lin_);
     return absl::OkStatus();
   }
   absl::Status Backward(ExecContext& ctx) override {
     float* d = TailBackward(ctx, lin_);
-    if (fused_ && act_ != v1::LIN) {
+    if (LinearOpFusesActivation() && act_ != v1::LIN) {
       const int64_t n = parents_[0]->shape().stripnone_prod() / n_in_ * spec_.perceptron().n_f();
       ctx.backend->EltwiseBackward(ToEltwise(act_), nullptr, lin_, d, d, n, false);
     }
-    RETURN_IF_ERROR(
-        mm_->BackwardWeights(parents_[0]->value(), d, params_[0].grad, params_[1].grad));
+    RETURN_IF_ERROR(mm_->BackwardWeights(parents_[0]->value(), d, params_[0].grad,
+                                         LinearOpBiasGrad(params_[1].grad)));
     if (GradTarget t = ParentGrad(0)) {
       RETURN_IF_ERROR(mm_->BackwardData(d, params_[0].value, t.ptr, t.accumulate));
     }

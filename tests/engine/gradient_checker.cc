@@ -68,6 +68,8 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
   for (Parameter* p : net->params()) {
     std::vector<float> v(p->canonical_size());
     for (float& x : v) x = 0.5f * u(rng);
+    // batch_norm: statistics (never trainable) stay positive, as a std must be.
+    if (p->fixed) for (float& x : v) x = 0.75f + x;
     RETURN_IF_ERROR(net->SetParamValue(*p, v));
   }
   ASSIGN_OR_RETURN(Node * out, net->graph().Get(opt.output));
@@ -112,6 +114,7 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
   }
   if (opt.check_params) {
     for (Parameter* p : net->params()) {
+      if (p->fixed) continue;  // batch_norm: no gradient (BN statistics, gamma in 'predict')
       std::vector<float> g = net->ParamGrad(*p);
       const double e = check(
           "param " + p->key(), g, [&] { return net->ParamValue(*p); },

@@ -139,6 +139,60 @@ TEST(PerceptronGradient, OverFeaturesAndFlattened) {
   ExpectGradientsMatch(m, m.Perceptron(x, 4, v1::SIGMOID, /*flatten=*/true, /*dropout=*/0.2f), {x});
 }
 
+// batch_norm: Conv (2-D and 3-D, pooled) and Perceptron with batch normalisation, in 'train'
+// mode (gradient through the batch statistics) and 'predict' mode (stored statistics).
+void SetBatchNorm(v1::ModelSpec& spec, const std::string& node, v1::BatchNormMode mode) {
+  for (v1::NodeSpec& n : *spec.mutable_nodes()) {
+    if (n.name() != node) continue;
+    if (n.has_conv()) n.mutable_conv()->set_batch_normalisation(mode);
+    if (n.has_perceptron()) n.mutable_perceptron()->set_batch_normalisation(mode);
+  }
+}
+
+void ExpectBatchNormGradients(const ModelBuilder& m, const std::string& y, const std::string& x,
+                              v1::BatchNormMode mode) {
+  v1::ModelSpec spec = m.spec();
+  SetBatchNorm(spec, y, mode);
+  GradientCheckOptions opt;
+  opt.output = y;
+  opt.wrt_inputs = {x};
+  opt.batch_size = 2;
+  GradientCheckReport report;
+  absl::Status s = CheckGradients(spec, opt, &report);
+  std::string lines;
+  for (const auto& l : report.lines) lines += "  " + l + "\n";
+  EXPECT_TRUE(s.ok()) << s << "\n" << lines;
+  // gamma, b and w are checked; the statistics are not parameters with a gradient.
+  EXPECT_NE(lines.find(mode == v1::BN_TRAIN ? "/gamma" : "/b:"), std::string::npos) << lines;
+}
+
+TEST(BatchNormGradient, ConvAndPerceptronTrainAndPredict) {
+  for (v1::BatchNormMode mode : {v1::BN_TRAIN, v1::BN_PREDICT}) {
+    SCOPED_TRACE(mode == v1::BN_TRAIN ? "train" : "predict");
+    {
+      ModelBuilder m;  // 2-D with pooling, fused monotone activation
+      std::string x = m.Input({2, 2, 7, 8}, "b,f,x,y", "x");
+      ExpectBatchNormGradients(m, m.Conv(x, 3, {2, 3}, {2, 2}, v1::TANH), x, mode);
+    }
+    {
+      ModelBuilder m;  // 3-D with pooling and PReLU (the separate activation pass) and dropout
+      std::string x = m.Input({2, 2, 3, 6, 5}, "b,f,z,x,y", "x");
+      ExpectBatchNormGradients(
+          m, m.Conv(x, 3, {1, 3, 2}, {1, 2, 2}, v1::PRELU, v1::VALID, 0.3f), x, mode);
+    }
+    {
+      ModelBuilder m;  // 3-D without pooling, abs (not monotone: separate pass)
+      std::string x = m.Input({2, 2, 3, 4, 4}, "b,f,z,x,y", "x");
+      ExpectBatchNormGradients(m, m.Conv(x, 2, {2, 2, 2}, {}, v1::ABS), x, mode);
+    }
+    for (bool flatten : {false, true}) {
+      ModelBuilder m;
+      std::string x = m.Input({4, 3, 3, 4}, "b,f,x,y", "x");  // flatten: 4 rows per feature
+      ExpectBatchNormGradients(m, m.Perceptron(x, 4, v1::SIGMOID, flatten), x, mode);
+    }
+  }
+}
+
 TEST(ActivationGradient, EveryFunction) {
   for (v1::Activation act :
        {v1::RELU, v1::TANH, v1::SIGMOID, v1::LIN, v1::ABS, v1::SOFTPLUS, v1::ELU}) {
