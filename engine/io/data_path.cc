@@ -160,6 +160,11 @@ absl::Status ConfineJobDataPaths(v1::JobSpec* spec, const std::string& data_dir)
     if (!p.ok()) return p.status();
     t->set_preview_data_path(*p);
   }
+  if (!t->model_load_path().empty()) {  // batch_norm family: fine-tuning from a saved model
+    auto p = ConfineDataPath("job.training.model_load_path", t->model_load_path(), data_dir);
+    if (!p.ok()) return p.status();
+    t->set_model_load_path(*p);
+  }
   return absl::OkStatus();
 }
 

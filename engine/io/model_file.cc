@@ -699,6 +699,7 @@ absl::Status LoadInto(const ModelFileContents& f, Network& net, Optimiser* opt) 
   for (Parameter* p : net.params()) {
     RETURN_IF_ERROR(net.SetParamValue(*p, f.params.at(p->key())));
     p->trainable = !f.constant_params.contains(p->key());
+    if (p->fixed) p->trainable = false;  // batch_norm: statistics are never trained
   }
   if (!load_opt) return absl::OkStatus();
   kernels::Backend* backend = net.backend();

@@ -3,6 +3,7 @@
 #include "engine/io/model_loader.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -282,6 +283,12 @@ absl::Status ApplyTrainability(Network& net, const ModelFileContents& f, const L
   for (Parameter* p : net.params()) {
     if (o.unlock_all_params) p->trainable = true;
     if (o.make_weights_constant || locked.contains(p->node)) p->trainable = false;
+    // BN statistics (and gamma in 'predict') are never trained, whatever the file or options say.
+    if (p->fixed) p->trainable = false;
+    if (o.replace_bn == ReplaceBn::kConst &&
+        (p->name == "gamma" || p->name == "mean" || p->name == "std")) {
+      p->trainable = false;
+    }
   }
   if (o.make_weights_constant) notes->push_back("all parameters made constant");
   if (!locked.empty()) {
@@ -295,7 +302,81 @@ absl::Status ApplyTrainability(Network& net, const ModelFileContents& f, const L
   return absl::OkStatus();
 }
 
+// The layers that can batch-normalise (reference §2.2): Conv, Perceptron, UpConv.
+v1::BatchNormMode BatchNormModeOf(const v1::NodeSpec& n) {
+  if (n.has_conv()) return n.conv().batch_normalisation();
+  if (n.has_perceptron()) return n.perceptron().batch_normalisation();
+  if (n.has_upconv()) return n.upconv().batch_normalisation();
+  return v1::BN_OFF;
+}
+void SetBatchNormMode(v1::NodeSpec& n, v1::BatchNormMode m) {
+  if (n.has_conv()) n.mutable_conv()->set_batch_normalisation(m);
+  if (n.has_perceptron()) n.mutable_perceptron()->set_batch_normalisation(m);
+  if (n.has_upconv()) n.mutable_upconv()->set_batch_normalisation(m);
+}
+
+// The file's contents without the BN parameters of layers whose BN the rewritten spec removed.
+ModelFileContents WithoutRemovedBn(const ModelFileContents& f, const v1::ModelSpec& spec) {
+  ModelFileContents out = f;
+  std::map<std::string, const v1::NodeSpec*> stored;
+  for (const v1::NodeSpec& n : f.spec.nodes()) stored[n.name()] = &n;
+  for (const v1::NodeSpec& n : spec.nodes()) {
+    auto it = stored.find(n.name());
+    if (it == stored.end() || BatchNormModeOf(*it->second) == v1::BN_OFF ||
+        BatchNormModeOf(n) != v1::BN_OFF) {
+      continue;
+    }
+    for (const char* p : {"gamma", "mean", "std"}) {
+      const std::string key = absl::StrCat(n.name(), "/", p);
+      out.params.erase(key);
+      out.param_shapes.erase(key);
+      out.constant_params.erase(key);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<ReplaceBn> ParseReplaceBn(const std::string& field, const std::string& value) {
+  if (value.empty()) return ReplaceBn::kKeep;
+  if (value == "remove") return ReplaceBn::kRemove;
+  if (value == "predict") return ReplaceBn::kPredict;
+  if (value == "const") return ReplaceBn::kConst;
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s must be 'remove', 'predict' or 'const', got '%s'", field, value));
+}
+
+int ReplaceBatchNorm(v1::ModelSpec& spec, ReplaceBn r) {
+  if (r == ReplaceBn::kKeep) return 0;
+  const v1::BatchNormMode to = r == ReplaceBn::kRemove ? v1::BN_OFF : v1::BN_PREDICT;
+  int changed = 0;
+  for (v1::NodeSpec& n : *spec.mutable_nodes()) {
+    const v1::BatchNormMode m = BatchNormModeOf(n);
+    if (m == v1::BN_OFF || m == to) continue;
+    SetBatchNormMode(n, to);
+    ++changed;
+  }
+  return changed;
+}
+
+absl::StatusOr<std::unique_ptr<Network>> ConvertBatchNormToConstants(Network& net) {
+  v1::ModelSpec spec = net.graph().spec();
+  int n_train = 0;
+  for (const v1::NodeSpec& n : spec.nodes()) n_train += BatchNormModeOf(n) == v1::BN_TRAIN;
+  if (n_train == 0) return std::unique_ptr<Network>();
+  ReplaceBatchNorm(spec, ReplaceBn::kConst);
+  NetworkOptions o = net.options();
+  if (o.seed == 0) o.seed = net.seed();
+  ASSIGN_OR_RETURN(std::unique_ptr<Network> out, Network::Create(spec, net.backend(), o));
+  for (Parameter* p : out->params()) {
+    ASSIGN_OR_RETURN(Parameter * old, net.FindParam(p->node, p->name));
+    RETURN_IF_ERROR(out->SetParamValue(*p, net.ParamValue(*old)));
+    if (!old->trainable) p->trainable = false;
+  }
+  out->set_step(net.step());
+  return out;
+}
 
 absl::StatusOr<v1::ModelSpec> RewriteSpec(const v1::ModelSpec& stored, const LoadOptions& o,
                                           const std::string& path,
@@ -303,6 +384,13 @@ absl::StatusOr<v1::ModelSpec> RewriteSpec(const v1::ModelSpec& stored, const Loa
   v1::ModelSpec s = stored;
   const bool mfp = o.override_mfp_to_active;
   const bool imposed_patch = !o.imposed_patch_size.empty();
+  if (const int n = ReplaceBatchNorm(s, o.replace_bn); n > 0) {
+    notes->push_back(absl::StrFormat(
+        "batch normalisation %s in %d layers", o.replace_bn == ReplaceBn::kRemove
+                                                  ? "removed"
+                                                  : "switched to 'predict' (running statistics)",
+        n));
+  }
   if (!mfp && !imposed_patch && o.imposed_batch_size == 0) return s;
   ASSIGN_OR_RETURN(const int input, InputIndex(s, path));
   // Order matters: MFP changes which patch sizes are valid, so the patch is snapped after it,
@@ -311,7 +399,6 @@ absl::StatusOr<v1::ModelSpec> RewriteSpec(const v1::ModelSpec& stored, const Loa
   if (mfp || o.imposed_batch_size != 0) {
     RETURN_IF_ERROR(ImposeBatch(s, input, o.imposed_batch_size, mfp, path, notes));
   }
-  // Extension point: BN mode switches (replace_bn) rewrite their nodes here.
   if (imposed_patch || mfp) {
     std::vector<int64_t> desired = o.imposed_patch_size;
     if (!imposed_patch) {  // MFP keeps the stored patch size if it is valid with MFP.
@@ -336,7 +423,11 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelFileContents& f, const LoadOpti
   auto net = Network::Create(m.spec, backend, net_options);
   if (!net.ok()) return InFile(net.status(), f.path);
   m.net = *std::move(net);
-  RETURN_IF_ERROR(LoadInto(f, *m.net, nullptr));
+  if (o.replace_bn == ReplaceBn::kRemove) {
+    RETURN_IF_ERROR(LoadInto(WithoutRemovedBn(f, m.spec), *m.net, nullptr));
+  } else {
+    RETURN_IF_ERROR(LoadInto(f, *m.net, nullptr));
+  }
   RETURN_IF_ERROR(ApplyTrainability(*m.net, f, o, &m.notes));
   return m;
 }

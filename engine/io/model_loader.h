@@ -20,6 +20,15 @@
 
 namespace elektronn {
 
+// ELEKTRONN2's replace_bn (reference §3.4) for every layer with batch normalisation: switched
+// off entirely (its gamma/mean/std in the file are dropped), or to 'predict' with the stored
+// running statistics. 'const' is 'predict' whose gamma, mean and std are constant: in this engine
+// 'predict' already takes them as constants (gamma is not trainable in 'predict', mean and std
+// never are), so both give the same network; 'const' also marks them constant in saved files.
+enum class ReplaceBn { kKeep, kRemove, kPredict, kConst };
+// "remove" | "predict" | "const" (and "" for kKeep); errors name `field` and the value.
+absl::StatusOr<ReplaceBn> ParseReplaceBn(const std::string& field, const std::string& value);
+
 // Name of the FragmentsToDense node that override_mfp_to_active inserts (with a numeric suffix
 // if the model already has a node of that name).
 inline constexpr char kToDenseNodeName[] = "to_dense";
@@ -42,10 +51,8 @@ struct LoadOptions {
   std::vector<std::string> lock_nodes;
   // Parameters the file stores as constant become trainable again.
   bool unlock_all_params = false;
-  // Extension point: batch-normalisation modes (ELEKTRONN2's replace_bn = remove | predict |
-  // const) arrive with the BN node as one more field here, a spec step in RewriteSpec (switch
-  // the mode) and, for 'const', the statistics made constant in the trainability step of
-  // LoadModel, next to make_weights_constant.
+  // Batch-normalisation modes (ELEKTRONN2's replace_bn): see ReplaceBn.
+  ReplaceBn replace_bn = ReplaceBn::kKeep;
 
   // Seed, input gradients and the batch size used where the (rewritten) batch is unknown.
   NetworkOptions network;
@@ -69,5 +76,13 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions
 // The same from a file already read.
 absl::StatusOr<LoadedModel> LoadModel(const ModelFileContents& f, const LoadOptions& o,
                                       kernels::Backend* backend);
+
+// Sets every layer with batch normalisation to the mode `r` asks for; returns how many changed.
+int ReplaceBatchNorm(v1::ModelSpec& spec, ReplaceBn r);
+
+// The trainer's conversion after training (reference §2.4): a network like `net` whose layers
+// with BN in 'train' mode run in 'predict' mode on the running statistics (replace_bn='const'),
+// with all parameter values copied over. Null when `net` has no such layer.
+absl::StatusOr<std::unique_ptr<Network>> ConvertBatchNormToConstants(Network& net);
 
 }  // namespace elektronn

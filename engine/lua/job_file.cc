@@ -158,6 +158,22 @@ absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::
   RETURN_IF_ERROR(lua->Protected([&] { return ReadTrainingKeys(*lua, job.mutable_training()); }));
 
   lua_State* L = lua->state();
+  // batch_norm family: fine-tuning (reference §3.4). The model comes from the file at
+  // model_load_path when the job runs (inside the data directory, which only the worker sees);
+  // ELEKTRONN2 crashed on a config without create_model (QUIRK 17), here that is the way.
+  if (!job.training().model_load_path().empty()) {
+    lua_getglobal(L, "create_model");
+    const bool has_create_model = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (has_create_model) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: the job sets both model_load_path and create_model(); keep one (model_load_path "
+          "starts from the saved model '%s')",
+          chunk_name, job.training().model_load_path()));
+    }
+    RETURN_IF_ERROR(CheckUtf8Fields(job, "job", chunk_name));
+    return job;
+  }
   lua->set_phase(lua::kCreateModel);
   lua_pushglobaltable(L);
   lua_getfield(L, -1, "create_model");

@@ -7,6 +7,22 @@ namespace {
 
 using A = NmAccess;
 
+// batch_norm: batch_normalisation = 'train' | 'fadeout' | 'predict' | true | false (reference
+// §2.4); true means 'train'. 'fadeout' is accepted here and refused when the node is built.
+v1::BatchNormMode BatchNormArg(const Args& a) {
+  const std::string p = "batch_normalisation";
+  if (!a.Present(p)) return v1::BN_OFF;
+  a.Push(p);
+  const int type = lua_type(a.L(), -1);
+  const bool flag = type == LUA_TBOOLEAN && lua_toboolean(a.L(), -1);
+  lua_pop(a.L(), 1);
+  if (type == LUA_TBOOLEAN) return flag ? v1::BN_TRAIN : v1::BN_OFF;
+  if (type != LUA_TSTRING) a.Fail(p, "must be 'train', 'fadeout', 'predict', true or false");
+  return a.Choice<v1::BatchNormMode>(
+      p, {{"train", v1::BN_TRAIN}, {"fadeout", v1::BN_FADEOUT}, {"predict", v1::BN_PREDICT}},
+      v1::BN_OFF);
+}
+
 int Input(lua_State* L) {
   Args a(L, "nm.Input",
          {"shape", "tags", "strides", "fov", "dtype", "hardcoded_shape", "name", "print_repr"});
@@ -71,7 +87,7 @@ int Conv(lua_State* L) {
       "conv_mode", {{"valid", v1::VALID}, {"same", v1::SAME}, {"full", v1::FULL}}, v1::VALID));
   c->set_activation(a.Activation("activation_func", v1::RELU));
   c->set_mfp(a.Bool("mfp", false));
-  a.Unsupported("batch_normalisation", kNoBatchNorm);
+  c->set_batch_normalisation(BatchNormArg(a));
   c->set_dropout_rate(a.Rate("dropout_rate"));
   for (const char* p : {"w", "b", "gamma", "mean", "std"}) a.Unsupported(p, kNoWeights);
   a.Unsupported("gradnet_mode", kNoGradnet);
@@ -108,7 +124,7 @@ int Perceptron(lua_State* L, const char* fn) {
   p->set_n_f(a.RequiredInt("n_f", 1));
   p->set_activation(a.Activation("activation_func", v1::RELU));
   p->set_flatten(a.Bool("flatten", false));
-  a.Unsupported("batch_normalisation", kNoBatchNorm);
+  p->set_batch_normalisation(BatchNormArg(a));
   p->set_dropout_rate(a.Rate("dropout_rate"));
   for (const char* q : {"w", "b", "gamma", "mean", "std"}) a.Unsupported(q, kNoWeights);
   a.Unsupported("gradnet_mode", kNoGradnet);

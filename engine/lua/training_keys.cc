@@ -517,6 +517,51 @@ absl::Status ReadPreviewKwargs(const KeyReader& r, Spec* spec) {
                   });
 }
 
+// batch_norm family: ELEKTRONN2's modelload options that make sense for training.
+absl::Status ReadModelLoadArgs(const KeyReader& r, Spec* spec) {
+  v1::ModelLoadArgs* m = spec->mutable_model_load_args();
+  return r.Fields(
+      {"lock_trainable_params", "replace_bn", "unlock_all_params", "imposed_batch_size",
+       "imposed_patch_size"},
+      {{"override_mfp_to_active", "max-fragment-pooling is for prediction, not training"},
+       {"make_weights_constant", "a model with only constant weights cannot be trained"}},
+      [&](const std::string& key, const KeyReader& f) -> absl::Status {
+        lua_State* L = f.L();
+        if (key == "lock_trainable_params") {
+          if (lua_type(L, -1) == LUA_TNUMBER) {
+            ASSIGN_OR_RETURN(int64_t v, f.Int(0));
+            m->set_lock_first_n(v);
+            return absl::OkStatus();
+          }
+          if (lua_type(L, -1) != LUA_TTABLE) {
+            return f.Error("must be a number of nodes or a list of node names, got " +
+                           Describe(L, -1));
+          }
+          const int64_t n = static_cast<int64_t>(lua_rawlen(L, -1));
+          for (int64_t i = 1; i <= n; ++i) {
+            lua_rawgeti(L, -1, i);
+            auto v = f.Entry(static_cast<int>(i)).String();
+            lua_pop(L, 1);
+            if (!v.ok()) return v.status();
+            m->add_lock_nodes(*v);
+          }
+        } else if (key == "replace_bn") {
+          ASSIGN_OR_RETURN(std::string v, f.Choice({"remove", "predict", "const"}));
+          m->set_replace_bn(v);
+        } else if (key == "unlock_all_params") {
+          ASSIGN_OR_RETURN(bool v, f.Bool());
+          m->set_unlock_all_params(v);
+        } else if (key == "imposed_batch_size") {
+          ASSIGN_OR_RETURN(int64_t v, f.Int(1));
+          m->set_imposed_batch_size(v);
+        } else {
+          ASSIGN_OR_RETURN(auto v, f.Ints(1));
+          for (int64_t x : v) m->add_imposed_patch_size(x);
+        }
+        return absl::OkStatus();
+      });
+}
+
 template <typename Setter>
 Handler IntKey(int64_t min, Setter set) {
   return [=](const KeyReader& r, Spec* spec) -> absl::Status {
@@ -626,6 +671,14 @@ std::map<std::string, Handler> OtherHandlers() {
          return absl::OkStatus();
        }},
       {"seed", IntKey(0, [](Spec* s, int64_t v) { s->set_seed(static_cast<uint64_t>(v)); })},
+      // batch_norm family: fine-tuning from a saved model (reference §3.4).
+      {"model_load_path",
+       [](const KeyReader& r, Spec* s) -> absl::Status {
+         ASSIGN_OR_RETURN(std::string v, r.String());
+         s->set_model_load_path(v);
+         return absl::OkStatus();
+       }},
+      {"model_load_args", ReadModelLoadArgs},
   };
 }
 
@@ -633,10 +686,6 @@ std::map<std::string, Handler> OtherHandlers() {
 const std::map<std::string, std::string>& Elektronn2OnlyKeys() {
   static const auto* keys = [] {
     auto* m = new std::map<std::string, std::string>{
-        {"model_load_path",
-         "starting from a saved model is not supported in job files yet; "
-         "define create_model()"},
-        {"model_load_args", "starting from a saved model is not supported in job files yet"},
         {"lazy_labels", "lazy labels are not implemented in this engine"},
         {"sequence_training", "sequence training is not implemented in this engine"},
         {"device", "the device is chosen when the job runs, not in the job file"},
@@ -740,6 +789,8 @@ absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec) {
 
   std::vector<std::string> missing;
   for (const std::string& k : RequiredKeys()) {
+    // batch_norm family: a job that fine-tunes a saved model needs no create_model (QUIRK 17).
+    if (k == "create_model" && seen.contains("model_load_path")) continue;
     if (!seen.contains(k)) missing.push_back(k);
   }
   if (!missing.empty()) {

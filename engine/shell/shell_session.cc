@@ -51,6 +51,9 @@ const std::vector<Shortcut>& Shortcuts() {
                          {"gradstats", "", "statistics of the gradients of the last batch"},
                          {"actstats", "", "statistics of the activations of the last batch"},
                          {"nodes", "", "list the model's nodes with op, shape and field of view"}});
+    // batch_norm family: freezing (reference §3.4's lock_trainable_params, live).
+    v->push_back({"freeze", "<node>", "stop training the node's parameters (kept as they are)"});
+    v->push_back({"unfreeze", "<node>", "train the node's parameters again"});
     return v;
   }();
   return *shortcuts;
@@ -640,6 +643,42 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
     out.text = absl::StrCat("saved ", path);
     return out;
   }
+  if (cmd == "freeze" || cmd == "unfreeze") {  // batch_norm family
+    const std::string usage = absl::StrCat("usage: ", cmd, " <node> (e.g. ", cmd, " conv1)");
+    if (nargs != 1) return hint(usage);
+    Network& net = trainer_->network();
+    std::vector<std::string> with_params;
+    for (const auto& n : net.graph().nodes()) {
+      if (!ParamsOf(net, n->name()).empty()) with_params.push_back(n->name());
+    }
+    const std::string& name = words[1];
+    const std::vector<int> params = ParamsOf(net, name);
+    if (params.empty()) {
+      return hint(absl::StrFormat("%s: %s; nodes with parameters: %s", cmd,
+                                  net.graph().Find(name) == nullptr
+                                      ? absl::StrCat("the model has no node '", name, "'")
+                                      : absl::StrCat("node '", name, "' has no parameters"),
+                                  absl::StrJoin(with_params, ", ")));
+    }
+    const bool train = cmd == "unfreeze";
+    std::vector<std::string> changed, fixed;
+    for (int i : params) {
+      Parameter* p = net.params()[i];
+      if (p->fixed) {  // BN statistics are never trained
+        fixed.push_back(p->name);
+        continue;
+      }
+      p->trainable = train;
+      changed.push_back(p->name);
+    }
+    out.text = absl::StrFormat("%s: %s %s", name, absl::StrJoin(changed, ", "),
+                               train ? "trainable" : "frozen (not updated by the optimiser)");
+    if (!fixed.empty()) {
+      absl::StrAppend(&out.text, "; ", absl::StrJoin(fixed, ", "), " never trained");
+    }
+    trainer_->Log(absl::StrCat("shell (", user_, "): ", cmd, " ", name));
+    return out;
+  }
   if (nargs != 0) return hint(absl::StrCat(cmd, " takes no arguments"));
   if (cmd == "help") {
     out.text = Banner();
@@ -662,7 +701,10 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
     for (const auto& n : net.graph().nodes()) {
       std::vector<std::string> params;
       for (int i : ParamsOf(net, n->name())) {
-        params.push_back(absl::StrCat(net.params()[i]->name, ShapeString(net.params()[i]->shape)));
+        params.push_back(absl::StrCat(net.params()[i]->name, ShapeString(net.params()[i]->shape),
+                                      net.params()[i]->trainable ? ""
+                                      : net.params()[i]->fixed   ? "(not trained)"
+                                                                 : "(frozen)"));
       }
       absl::StrAppendFormat(&out.text, "%-16s %-16s %-32s fov=%s strides=%s %s\n", n->name(),
                             n->op(), n->shape().ToString(), ShapeString(n->shape().fov()),

@@ -22,6 +22,7 @@
 #include "engine/data/batch_queue.h"
 #include "engine/data/mnist.h"
 #include "engine/io/model_file.h"
+#include "engine/io/model_loader.h"  // batch_norm: the conversion after training
 #include "engine/io/tensorboard.h"
 #include "engine/report/plots.h"
 #include "engine/trainer/preview.h"
@@ -130,8 +131,40 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const v1::JobSpec& job,
   return t;
 }
 
-absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
-  job_ = job;
+// batch_norm family: fine-tuning (reference §3.4): the job's model is the saved one at
+// model_load_path, rebuilt with the modelload options of model_load_args.
+static absl::StatusOr<LoadedModel> LoadForFineTuning(const v1::TrainingSpec& t,
+                                                     const std::string& job_dir,
+                                                     kernels::Backend* backend) {
+  fs::path p = ExpandHome(t.model_load_path());
+  if (p.is_relative()) p = fs::path(job_dir) / p;
+  const v1::ModelLoadArgs& a = t.model_load_args();
+  LoadOptions o;
+  o.lock_first_n = static_cast<int>(a.lock_first_n());
+  o.lock_nodes.assign(a.lock_nodes().begin(), a.lock_nodes().end());
+  ASSIGN_OR_RETURN(o.replace_bn, ParseReplaceBn("model_load_args.replace_bn", a.replace_bn()));
+  o.unlock_all_params = a.unlock_all_params();
+  o.imposed_batch_size = a.imposed_batch_size();
+  o.imposed_patch_size.assign(a.imposed_patch_size().begin(), a.imposed_patch_size().end());
+  o.network = {t.batch_size() > 0 ? t.batch_size() : 1, t.seed(), false};
+  absl::StatusOr<LoadedModel> m = LoadModel(p.string(), o, backend);
+  if (!m.ok()) {
+    return absl::Status(m.status().code(), absl::StrCat("model_load_path: ", m.status().message()));
+  }
+  return m;
+}
+
+absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend) {
+  job_ = job_in;
+  std::unique_ptr<Network> loaded;  // batch_norm family: fine-tuning
+  std::vector<std::string> load_notes;
+  if (!job_.training().model_load_path().empty()) {
+    ASSIGN_OR_RETURN(LoadedModel m, LoadForFineTuning(job_.training(), options_.job_dir, backend));
+    *job_.mutable_model() = m.spec;
+    loaded = std::move(m.net);
+    load_notes = std::move(m.notes);
+  }
+  const v1::JobSpec& job = job_;
   spec_ = job.training();
   const v1::Designations& d = job.model().designations();
   input_name_ = d.input_node();
@@ -198,8 +231,14 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
   // Network, optimiser, schedules.
   const uint64_t seed = spec_.seed() != 0 ? spec_.seed() : job.model().seed();
   seed_ = seed;
-  ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend,
-                                         {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
+  if (loaded) {
+    net_ = std::move(loaded);
+    log_->info("Fine-tuning the model of {}", spec_.model_load_path());
+    for (const std::string& n : load_notes) log_->info("model_load_args: {}", n);
+  } else {
+    ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend,
+                                           {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
+  }
   log_->info("\n{}", net_->graph().Summary().ToString());
   ASSIGN_OR_RETURN(OptimiserKind kind, ParseOptimiser(spec_.optimiser()));
   opt_ = std::make_unique<Optimiser>(kind, backend, net_->params());
@@ -698,6 +737,22 @@ absl::StatusOr<StopReason> Trainer::Run() {
     }
   }
   RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("LAST")));
+  // batch_norm (reference §2.4): after training, layers with BN in 'train' mode switch to
+  // constants (replace_bn='const'), so every later prediction from this model, in memory or
+  // from FINAL, uses the running statistics. QUIRK 11 (ELEKTRONN2 wrote FINAL before this, still
+  // in 'train' mode) is fixed: FINAL is written after the conversion, and LAST, written just
+  // before it at the same step with the optimiser state, keeps 'train' mode for resuming and
+  // fine-tuning.
+  ASSIGN_OR_RETURN(std::unique_ptr<Network> converted, ConvertBatchNormToConstants(*net_));
+  if (converted) {
+    auto opt = std::make_unique<Optimiser>(opt_->kind(), converted->backend(),
+                                           converted->params());
+    opt->hyper() = opt_->hyper();
+    opt->set_t(opt_->t());
+    opt_ = std::move(opt);
+    net_ = std::move(converted);
+    log_->info("Batch normalisation switched to constants (the running statistics)");
+  }
   if (reason != StopReason::kRequested) RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath("FINAL")));
   RETURN_IF_ERROR(WriteHistoryAndPlots());
   RETURN_IF_ERROR(events_->Flush());
