@@ -49,7 +49,11 @@ absl::Status ValidateResources(const v1::JobResources& r) {
 }
 
 absl::Status ValidateTraining(const v1::JobSpec& spec) {
-  if (!spec.has_model()) return Invalid("job.model is missing (a training job needs it)");
+  // batch_norm family: a fine-tuning job's model is the file at job.training.model_load_path.
+  const bool fine_tuning = !spec.training().model_load_path().empty();
+  if (!spec.has_model() && !fine_tuning) {
+    return Invalid("job.model is missing (a training job needs it)");
+  }
   if (!spec.has_training()) return Invalid("job.training is missing (a training job needs it)");
   const v1::TrainingSpec& t = spec.training();
   if (t.n_steps() <= 0) {
@@ -224,6 +228,19 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_di
   v1::JobSpec confined = spec;
   if (auto s = ConfineJobDataPaths(&confined, data_dir); !s.ok()) {
     return s.code() == absl::StatusCode::kInvalidArgument ? Invalid(std::string(s.message())) : s;
+  }
+  if (const std::string& m = confined.training().model_load_path(); !m.empty()) {
+    // batch_norm family: the worker builds the model from this file.
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(m, ec)) {
+      return Invalid(absl::StrCat("job.training.model_load_path is '",
+                                  spec.training().model_load_path(), "': '", m,
+                                  "' is not a file in the data directory"));
+    }
+    if (spec.model().nodes_size() > 0) {
+      return Invalid("the job sets both job.model and job.training.model_load_path; keep one");
+    }
+    return absl::OkStatus();
   }
   auto graph = Graph::Create(spec.model());
   if (!graph.ok()) {

@@ -213,6 +213,14 @@ absl::StatusOr<v1::JobSpec> LoadJobFile(const std::string& path, const JobFileOp
 }
 
 absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
+  if (!job.training().model_load_path().empty()) {
+    // batch_norm family: a fine-tuning job's model is read from the file when the job runs.
+    nlohmann::ordered_json out = {{"nodes", nlohmann::ordered_json::array()},
+                                  {"prediction", nullptr},
+                                  {"total_params", 0},
+                                  {"model_load_path", job.training().model_load_path()}};
+    return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  }
   ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
   const ModelSummary summary = graph->Summary();
   nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
