@@ -162,9 +162,11 @@ absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::
   // model_load_path when the job runs (inside the data directory, which only the worker sees);
   // ELEKTRONN2 crashed on a config without create_model (QUIRK 17), here that is the way.
   if (!job.training().model_load_path().empty()) {
-    lua_getglobal(L, "create_model");
+    lua_pushglobaltable(L);
+    lua_pushliteral(L, "create_model");
+    lua_rawget(L, -2);  // raw: the sandbox refuses reads of undefined globals
     const bool has_create_model = !lua_isnil(L, -1);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     if (has_create_model) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: the job sets both model_load_path and create_model(); keep one (model_load_path "

@@ -114,8 +114,8 @@ class ConvNode : public NeuralNode {
   int64_t n_in() const { return parents_[0]->shape().SizeOf('f'); }
   int64_t param_count() const override {
     const int64_t n_f = spec_.conv().n_f();
-    return n_f * n_in() * Prod(filter_) + n_f + (act_ == v1::PRELU ? n_f : 0) +
-           BatchNormParamCount(n_f);
+    return TrainableCount(n_f * n_in() * Prod(filter_) + n_f + (act_ == v1::PRELU ? n_f : 0) +
+                          BatchNormParamCount(n_f));
   }
   double cost() const override {
     const TaggedShape& in = parents_[0]->shape();

@@ -89,6 +89,13 @@ std::string NeuralNode::FrozenDetails() const {
   return any ? ", frozen" : "";
 }
 
+int64_t NeuralNode::TrainableCount(int64_t formula) const {
+  if (params_.empty()) return formula;
+  int64_t n = 0;
+  for (const Parameter& p : params_) n += p.trainable ? p.canonical_size() : 0;
+  return n;
+}
+
 bool NeuralNode::FusesActivation() const {
   return act_ != v1::PRELU && kernels::IsMonotone(ToEltwise(act_));
 }

@@ -13,7 +13,7 @@
 //   Forward:      kernel->Forward(src, w, LinearOpBias(params_[1].value), lin);
 //   Backward:     if (LinearOpFusesActivation()) ...activation backward as before...;
 //                 kernel->BackwardWeights(src, d, w.grad, LinearOpBiasGrad(params_[1].grad));
-//   param_count:  + BatchNormParamCount(n_f)
+//   param_count:  TrainableCount(... + BatchNormParamCount(n_f))
 //   details:      + BatchNormDetails() + FrozenDetails()
 // TailForward/TailBackward then normalise, add the bias `b` and activate; the bias parameter must
 // be named "b".
@@ -68,6 +68,9 @@ class NeuralNode : public Node {
   // ", frozen" when the compiled layer's parameters are all frozen (lock_trainable_params, the
   // shell's freeze), for summaries.
   std::string FrozenDetails() const;
+  // The trainable parameter count for summaries: `formula` before compilation, afterwards the
+  // values of the parameters that are trainable now (frozen ones do not count).
+  int64_t TrainableCount(int64_t formula) const;
   // `rows` x `channels` is the output of the linear op (after pooling for Conv).
   void CompileTail(ExecContext& ctx, v1::Activation act, float dropout_rate, int64_t rows,
                    int64_t channels, std::mt19937_64& rng);

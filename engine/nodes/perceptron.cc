@@ -43,7 +43,8 @@ class PerceptronNode : public NeuralNode {
   }
   int64_t param_count() const override {
     const int64_t n_f = spec_.perceptron().n_f();
-    return n_in_ * n_f + n_f + (act_ == v1::PRELU ? n_f : 0) + BatchNormParamCount(n_f);
+    return TrainableCount(n_in_ * n_f + n_f + (act_ == v1::PRELU ? n_f : 0) +
+                          BatchNormParamCount(n_f));
   }
   double cost() const override {
     return static_cast<double>(parents_[0]->shape().stripnone_prod()) * spec_.perceptron().n_f();

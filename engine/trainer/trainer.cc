@@ -15,6 +15,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/config/hyperparams.h"
 #include "engine/core/status.h"
@@ -240,6 +241,19 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
                                            {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
   }
   log_->info("\n{}", net_->graph().Summary().ToString());
+  {  // batch_norm family: frozen (locked) layers, which the summary counts as 0 trainable
+    std::vector<std::string> frozen;
+    for (const auto& n : net_->graph().nodes()) {
+      bool any = false, all = true;
+      for (const Parameter& p : n->params()) {
+        if (p.fixed) continue;
+        any = true;
+        all = all && !p.trainable;
+      }
+      if (any && all) frozen.push_back(n->name());
+    }
+    if (!frozen.empty()) log_->info("Frozen (not trained): {}", absl::StrJoin(frozen, ", "));
+  }
   ASSIGN_OR_RETURN(OptimiserKind kind, ParseOptimiser(spec_.optimiser()));
   opt_ = std::make_unique<Optimiser>(kind, backend, net_->params());
   // Starting values of the job-file keys in optimiser_params (the table's defaults otherwise).

@@ -112,6 +112,19 @@ TEST_F(DataPathTest, SymlinkPointingOutsideIsRefused) {
   ExpectRefused(job, "job.training.preview_data_path");
 }
 
+// batch_norm family: a fine-tuning job's model file is confined like every other path.
+TEST_F(DataPathTest, ModelLoadPathIsConfined) {
+  v1::JobSpec job = Job();
+  job.mutable_training()->set_model_load_path("inner/raw.h5");
+  ASSERT_TRUE(ConfineJobDataPaths(&job, data_.string()).ok());
+  EXPECT_EQ(job.training().model_load_path(), fs::canonical(data_ / "vol").string() + "/raw.h5");
+  for (const char* bad : {"escape/m.h5", "../m.h5", "~/m.h5", "/etc/passwd"}) {
+    job = Job();
+    job.mutable_training()->set_model_load_path(bad);
+    ExpectRefused(job, "job.training.model_load_path");
+  }
+}
+
 TEST_F(DataPathTest, SiblingWithCommonPrefixIsOutside) {
   v1::JobSpec job = Job();
   job.mutable_training()->mutable_batch_creator_image()->set_d_path("../data2");
