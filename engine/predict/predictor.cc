@@ -872,6 +872,7 @@ absl::StatusOr<PredictSummary> PredictVolume(
   lo.imposed_batch_size = r.net.mfp ? 0 : 1;
   lo.override_mfp_to_active = r.net.mfp;
   lo.make_weights_constant = true;
+  lo.replace_bn = ReplaceBn::kConst;  // batch_norm: running statistics, never a tile's own
   lo.network.inference_only = true;
   ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model, lo, backend));
   loaded.net->set_training(false);

@@ -243,6 +243,33 @@ TEST_F(PredictorTest, TiledValidNetEqualsOneLargeForward) {
   EXPECT_GT(progress[10].eta_s, 0);
 }
 
+// batch_norm family: a model saved with BN in 'train' mode (a LAST checkpoint) predicts with its
+// running statistics, so tiles do not normalise by their own statistics.
+TEST_F(PredictorTest, BatchNormPredictsWithTheRunningStatistics) {
+  v1::ModelSpec spec = ValidNet({5, 9, 9});
+  spec.mutable_nodes(1)->mutable_conv()->set_batch_normalisation(v1::BN_TRAIN);
+  std::string model = SaveNet(spec);
+  {  // positive running std, as training leaves it
+    auto f = ReadModelFile(model);
+    ASSERT_TRUE(f.ok()) << f.status();
+    auto net = Network::Create(spec, Cpu());
+    ASSERT_TRUE(net.ok()) << net.status();
+    ASSERT_TRUE(LoadInto(*f, **net, nullptr).ok());
+    Parameter* std = *(*net)->FindParam("conv", "std");
+    ASSERT_TRUE((*net)->SetParamValue(*std, std::vector<float>{0.5f, 1.f, 2.f, 3.f}).ok());
+    ASSERT_TRUE(SaveModel(model, **net, nullptr).ok());
+  }
+  const Vol raw = RandomVolume({1, 11, 23, 27}, 5);
+  const std::string input = WriteVolume("raw.zarr", raw);
+  PredictOptions o = Options(model, input, "pred.zarr");
+  o.patch = {5, 9, 9};
+  o.pad = PadMode::kError;
+  ASSERT_TRUE(Predict(o).ok());
+  v1::ModelSpec predict = spec;
+  predict.mutable_nodes(1)->mutable_conv()->set_batch_normalisation(v1::BN_PREDICT);
+  EXPECT_LT(MaxAbsDiff(ReadOutput(o.output).v, LargeForward(model, predict, raw)), 1e-5);
+}
+
 // Naive dense prediction of the strided net at output voxel q (input coordinates q..q+fov):
 // the plain net on a patch of exactly its fov gives one value per class.
 std::vector<float> AtOneVoxel(Network& fov_net, const Vol& raw, Zxy q) {
