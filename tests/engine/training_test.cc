@@ -513,3 +513,47 @@ TEST(Training, SteadyStateStepsAllocateOnlyOneDnnBookkeeping) {
 
 }  // namespace
 }  // namespace elektronn
+
+namespace elektronn {
+namespace {
+
+// batch_norm family: BN layers (statistics, running update, fused forward, gradient; enough
+// rows for the kernels' multi-threaded path) allocate nothing in steady-state steps either.
+TEST(Training, BatchNormStepsAllocateNothingOutsideOneDnn) {
+  ModelBuilder m("bn", 3);
+  std::string x = m.Input({1, 1, 9, 40, 40}, "b,f,z,x,y", "raw");
+  std::string c = m.Conv(x, 8, {1, 3, 3});
+  c = m.Conv(c, 8, {1, 3, 3}, {1, 2, 2}, v1::PRELU);
+  c = m.Perceptron(c, 4, v1::TANH);
+  c = m.Conv(c, 2, {1, 1, 1}, {}, v1::LIN);
+  std::string p = m.Softmax(c);
+  std::string t = m.InputLike(p, 1, "target");
+  m.Designate(x, t, m.AggregateLoss({m.MultinoulliNLL(p, t, true)}, {}, "loss"), p);
+  v1::ModelSpec spec = m.spec();
+  for (int i : {1, 2}) {
+    spec.mutable_nodes(i)->mutable_conv()->set_batch_normalisation(v1::BN_TRAIN);
+  }
+  spec.mutable_nodes(3)->mutable_perceptron()->set_batch_normalisation(v1::BN_TRAIN);
+  auto backend = kernels::CreateCpuBackend();
+  auto net = Network::Create(spec, backend.get(), {1, 0});
+  ASSERT_TRUE(net.ok()) << net.status();
+  Optimiser adam(OptimiserKind::kAdam, backend.get(), (*net)->params());
+  std::mt19937 rng(3);
+  std::vector<float> in((*net)->graph().Find("raw")->numel());
+  for (float& v : in) v = std::uniform_real_distribution<float>(0, 1)(rng);
+  ASSERT_TRUE((*net)->SetInput("raw", in).ok());
+  auto step = [&] {
+    ASSERT_TRUE((*net)->Forward().ok());
+    ASSERT_TRUE((*net)->Backward().ok());
+    adam.Step();
+  };
+  step();
+  step();
+  alloc_count::Window window;
+  for (int i = 0; i < 5; ++i) step();
+  window.Close();
+  EXPECT_EQ(alloc_count::Ours(), 0) << alloc_count::Window::Report();
+}
+
+}  // namespace
+}  // namespace elektronn
