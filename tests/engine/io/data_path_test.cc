@@ -232,6 +232,7 @@ TEST(DataPathFieldsTest, EveryPathFieldOfAJobSpecIsAccountedFor) {
                                           "H5Dataset.file",
                                           "MnistParams.path",
                                           "TrainingSpec.preview_data_path",
+                                          "TrainingSpec.model_load_path",  // batch_norm
                                           "PredictionSpec.model",
                                           "PredictionSpec.input",
                                           "PredictionSpec.output"};
