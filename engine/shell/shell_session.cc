@@ -703,8 +703,8 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
       for (int i : ParamsOf(net, n->name())) {
         params.push_back(absl::StrCat(net.params()[i]->name, ShapeString(net.params()[i]->shape),
                                       net.params()[i]->trainable ? ""
-                                      : net.params()[i]->fixed   ? "(not trained)"
-                                                                 : "(frozen)"));
+                                      : net.params()[i]->fixed   ? " (not trained)"
+                                                                 : " (frozen)"));
       }
       absl::StrAppendFormat(&out.text, "%-16s %-16s %-32s fov=%s strides=%s %s\n", n->name(),
                             n->op(), n->shape().ToString(), ShapeString(n->shape().fov()),
