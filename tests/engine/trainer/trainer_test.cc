@@ -109,5 +109,35 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   fs::remove_all(dir);
 }
 
+// Reference §5.3: the picture of the model is in the training directory from the start.
+TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_graph_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  auto job = testing::MakeTinyJob(dir, {"pictured"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  TrainerOptions opt;
+  opt.console = false;
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  const std::string svg = read(dir / "runs/pictured/1-model-graph.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("Input &#45; raw"), std::string::npos);  // Graphviz writes '-' as &#45;
+  EXPECT_NE(svg.find("AggregateLoss &#45; loss"), std::string::npos);
+  const std::string png = read(dir / "runs/pictured/1-model-graph.png");
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_EQ(read(dir / "runs/pictured/0-pictured.log").find("no model graph picture"),
+            std::string::npos);
+  trainer->reset();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace elektronn
