@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "engine/core/status.h"
 #include "engine/graph/graph.h"
 
@@ -196,6 +197,7 @@ absl::StatusOr<std::string> RenderDot(std::string_view dot, ModelGraphFormat for
   };
   auto failed = [&](std::string_view what) {
     restore();
+    absl::StripTrailingAsciiWhitespace(&errors);
     return absl::InternalError(absl::StrFormat("model graph: Graphviz could not %s: %s", what,
                                                errors.empty() ? "no message" : errors));
   };

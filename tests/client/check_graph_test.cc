@@ -34,10 +34,10 @@ class CheckGraph : public ::testing::Test {
     if (!HasFailure()) fs::remove_all(dir_);
   }
   // Runs `elektronn check job.lua <args>`; returns its exit code, stdout and stderr in out_/err_.
-  int Check(const std::string& args) {
+  int Check(const std::string& args, const std::string& env = "") {
     const std::string cmd =
-        absl::StrCat(ELK_ELEKTRONN_BIN, " check ", (dir_ / "job.lua").string(), " ", args, " >",
-                     (dir_ / "stdout").string(), " 2>", (dir_ / "stderr").string());
+        absl::StrCat(env, ELK_ELEKTRONN_BIN, " check ", (dir_ / "job.lua").string(), " ", args,
+                     " >", (dir_ / "stdout").string(), " 2>", (dir_ / "stderr").string());
     const int status = std::system(cmd.c_str());
     out_ = Read(dir_ / "stdout");
     err_ = Read(dir_ / "stderr");
@@ -87,6 +87,16 @@ TEST_F(CheckGraph, AnUnwritablePathFailsNamingIt) {
   const fs::path bad = dir_ / "missing" / "model.svg";
   EXPECT_EQ(Check("--graph " + bad.string()), 1);
   EXPECT_THAT(err_, HasSubstr(bad.string()));
+}
+
+// Graphviz without its plugins (GVBINDIR names an empty place): Graphviz's own words come back.
+TEST_F(CheckGraph, GraphvizFailuresAreReportedWithItsMessage) {
+  const fs::path svg = dir_ / "model.svg";
+  EXPECT_EQ(Check("--graph " + svg.string(), "GVBINDIR=" + (dir_ / "none").string() + " "), 1);
+  EXPECT_THAT(err_, HasSubstr("error: model graph: Graphviz could not lay out the graph (dot "
+                              "layout plugin): "));
+  EXPECT_THAT(err_, HasSubstr("\"dot\" not recognized"));
+  EXPECT_FALSE(fs::exists(svg));
 }
 
 }  // namespace

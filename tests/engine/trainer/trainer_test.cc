@@ -139,5 +139,35 @@ TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
   fs::remove_all(dir);
 }
 
+// A picture Graphviz cannot draw (no plugins: GVBINDIR names an empty place) is a warning in the
+// log; the job starts all the same. In a fresh process (threadsafe death-test style re-runs the
+// binary), as Graphviz caches its plugin directory.
+TEST(Trainer, AModelGraphThatCannotBeDrawnIsOnlyAWarning) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("elk_nograph_" + std::to_string(getpid()));
+  EXPECT_EXIT(
+      {
+        setenv("GVBINDIR", (dir / "none").c_str(), 1);
+        auto job = testing::MakeTinyJob(dir, {"unpictured"});
+        if (!job.ok()) _exit(2);
+        auto backend = kernels::CreateCpuBackend();
+        TrainerOptions opt;
+        opt.console = false;
+        auto trainer = Trainer::Create(*job, backend.get(), opt);
+        if (!trainer.ok()) _exit(3);
+        if (fs::exists(dir / "runs/unpictured/1-model-graph.svg")) _exit(4);
+        std::ifstream log(dir / "runs/unpictured/0-unpictured.log");
+        std::stringstream ss;
+        ss << log.rdbuf();
+        _exit(ss.str().find("no model graph picture: model graph: Graphviz could not lay out") ==
+                      std::string::npos
+                  ? 5
+                  : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace elektronn
