@@ -144,8 +144,7 @@ TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
 // binary), as Graphviz caches its plugin directory.
 TEST(Trainer, AModelGraphThatCannotBeDrawnIsOnlyAWarning) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  const fs::path dir =
-      fs::path(::testing::TempDir()) / ("elk_nograph_" + std::to_string(getpid()));
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_nograph_" + std::to_string(getpid()));
   EXPECT_EXIT(
       {
         setenv("GVBINDIR", (dir / "none").c_str(), 1);
