@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "client/remote_commands.h"
 #include "engine/lua/job_file.h"
+#include "engine/report/model_graph.h"
 #include "rpc/version.h"
 #include "worker/locate.h"
 
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
   bool json = false;
   check->add_option("job", check_path, "the Lua job file")->required()->check(CLI::ExistingFile);
   check->add_flag("--json", json, "print one JSON object instead of a table");
+  std::string graph_path;
+  check->add_option("--graph", graph_path,
+                    "also draw the model as a picture (Graphviz) to this file: .svg or .png");
 
   app.add_subcommand("make-demo-data",
                      "write an EM-like training set (HDF5 raw/label cubes + preview) (runs "
@@ -99,8 +103,16 @@ int main(int argc, char** argv) {
   if (auto code = RunRemoteCommands(remote)) return *code;
 
   if (*check) {
+    // A wrong picture type is a usage error, found before the job file runs.
+    if (!graph_path.empty()) {
+      if (auto format = ModelGraphFormatOf(graph_path); !format.ok()) return Fail(format.status());
+    }
     auto job = LoadJobFile(check_path);
     if (!job.ok()) return Fail(job.status());
+    if (!graph_path.empty()) {
+      if (absl::Status s = WriteModelGraph(job->model(), graph_path); !s.ok()) return Fail(s);
+      std::fprintf(stderr, "model graph written to %s\n", graph_path.c_str());
+    }
     if (json) {
       auto j = CheckJson(*job);
       if (!j.ok()) return Fail(j.status());

@@ -16,6 +16,8 @@ PACKAGES=(
   dataset-fashion-mnist tmux openssl
   clang libclang-rt-14-dev libomp-14-dev
   dpkg-dev help2man systemd adduser
+  # model graph picture (issue 11): Graphviz's libgvc and its plugins; expat for the SVG test
+  graphviz libgraphviz-dev libexpat1-dev
 )
 
 missing=()

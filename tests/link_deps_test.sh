@@ -12,8 +12,10 @@ daemon=$2
 src=$3
 status=0
 
+# engine/report/model_graph.h is the one exception: it takes a ModelSpec and exposes no Graph
+# (elk_model_graph: elk_graph plus Graphviz's libgvc, whose cairo plugin is dlopen'ed, not linked).
 if hits=$(grep -n -E '#include "(engine/(trainer|nodes|graph|optim|data|io|report|shell)|kernels)/' \
-          "$src"/client/*.cc "$src"/client/*.h); then
+          "$src"/client/*.cc "$src"/client/*.h | grep -v '#include "engine/report/model_graph\.h"'); then
   echo "FAIL: the client includes engine internals (use engine/lua, engine/config or a proto):" >&2
   echo "$hits" >&2
   status=1

@@ -1,6 +1,8 @@
 // Graph construction, shape inference with input-size suggestions, and the model summary.
 #include "engine/graph/graph.h"
 
+#include <algorithm>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -131,17 +133,34 @@ ModelSummary Graph::Summary() const {
   return m;
 }
 
+// Columns sized to their widest cell, so long node names or 3-D fovs do not shift the rest;
+// the last column is the layer's settings (Node::details). A node without axes shows "-".
 std::string ModelSummary::ToString() const {
-  std::string out =
-      absl::StrFormat("%-14s %-14s %-26s %-12s %-14s %-14s %-14s %10s %9s\n", "node", "op", "shape",
-                      "tags", "fov", "offsets", "strides", "params", "GOps");
+  std::vector<std::vector<std::string>> rows = {
+      {"node", "op", "shape", "tags", "fov", "offsets", "strides", "params", "GOps", "settings"}};
+  auto list = [](const std::vector<int64_t>& v) {
+    return v.empty() ? std::string("-") : absl::StrCat("[", absl::StrJoin(v, ","), "]");
+  };
   for (const NodeSummary& n : nodes) {
-    absl::StrAppendFormat(&out, "%-14s %-14s %-26s %-12s %-14s %-14s %-14s %10d %9.3f\n", n.name,
-                          n.op, Sizes(n.shape), n.shape.tags_string(),
-                          absl::StrCat("[", absl::StrJoin(n.shape.fov(), ","), "]"),
-                          absl::StrCat("[", absl::StrJoin(n.shape.offsets(), ","), "]"),
-                          absl::StrCat("[", absl::StrJoin(n.shape.strides(), ","), "]"), n.params,
-                          n.gops);
+    const bool shaped = n.shape.rank() > 0;
+    rows.push_back({n.name, n.op, shaped ? Sizes(n.shape) : "-",
+                    shaped ? n.shape.tags_string() : "-", list(n.shape.fov()),
+                    list(n.shape.offsets()), list(n.shape.strides()), absl::StrCat(n.params),
+                    absl::StrFormat("%.3f", n.gops), n.details});
+  }
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t c = 0; c < r.size(); ++c) {
+      const bool numeric = c == 7 || c == 8;  // params and GOps right-aligned
+      const std::string pad(width[c] - r[c].size(), ' ');
+      absl::StrAppend(&line, c == 0 ? "" : "  ", numeric ? pad + r[c] : r[c] + pad);
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
   }
   absl::StrAppendFormat(&out, "total: %d trainable parameters, %.3f GOps per step\n", total_params,
                         total_gops);

@@ -25,6 +25,7 @@
 #include "engine/io/model_file.h"
 #include "engine/io/model_loader.h"  // batch_norm: the conversion after training
 #include "engine/io/tensorboard.h"
+#include "engine/report/model_graph.h"
 #include "engine/report/plots.h"
 #include "engine/trainer/preview.h"
 #include "spdlog/sinks/basic_file_sink.h"
@@ -253,6 +254,13 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
       if (any && all) frozen.push_back(n->name());
     }
     if (!frozen.empty()) log_->info("Frozen (not trained): {}", absl::StrJoin(frozen, ", "));
+  }
+  // The picture of the model (reference §5.3: 1-model-graph.*); a picture that cannot be drawn
+  // (Graphviz or a plugin missing, a full disk) must not stop training.
+  for (const char* ext : {"svg", "png"}) {
+    const std::string path = absl::StrCat(dir_, "/1-model-graph.", ext);
+    if (absl::Status s = WriteModelGraph(net_->graph(), path); !s.ok())
+      log_->warn("no model graph picture: {}", std::string(s.message()));
   }
   ASSIGN_OR_RETURN(OptimiserKind kind, ParseOptimiser(spec_.optimiser()));
   opt_ = std::make_unique<Optimiser>(kind, backend, net_->params());

@@ -64,6 +64,37 @@ TEST(Shapes, Neuro3dSummary) {
       << table;
 }
 
+// The summary is one table: columns sized to their widest cell (a long name shifts nothing),
+// each node's settings in the last column, totals and the prediction's geometry below.
+TEST(Shapes, SummaryTableKeepsColumnsAlignedAndShowsSettings) {
+  v1::ModelSpec spec = Neuro3dSpec();
+  const std::string old_name = spec.nodes(2).name();
+  const std::string long_name = "a_much_longer_name_than_fourteen_characters";
+  spec.mutable_nodes(2)->set_name(long_name);
+  for (v1::NodeSpec& n : *spec.mutable_nodes())
+    for (std::string& in : *n.mutable_inputs())
+      if (in == old_name) in = long_name;
+  auto g = Graph::Create(spec);
+  ASSERT_TRUE(g.ok()) << g.status();
+  const std::string table = (*g)->Summary().ToString();
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; (nl = table.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(table.substr(at, nl - at));
+  ASSERT_GT(lines.size(), 18u) << table;
+  const size_t fov = lines[0].find("fov"), settings = lines[0].find("settings");
+  ASSERT_NE(fov, std::string::npos) << table;
+  ASSERT_NE(settings, std::string::npos) << table;
+  for (size_t i = 1; i <= 17; ++i) {  // one row per node
+    ASSERT_GT(lines[i].size(), fov) << lines[i];
+    // "-" where a node has no spatial axes (loss, errors).
+    EXPECT_TRUE((lines[i][fov] == '[' || lines[i][fov] == '-') && lines[i][fov - 1] == ' ')
+        << table;
+  }
+  EXPECT_EQ(lines[3].rfind(long_name, 0), 0u) << table;
+  EXPECT_EQ(lines[2].substr(settings, 10), "n_f=20, 3d") << table;  // conv's settings
+  EXPECT_EQ(lines[18].rfind("total: 2756042 trainable parameters", 0), 0u) << table;
+}
+
 TEST(Shapes, WrongInputSizeNamesNodeAxisAndNearestSizes) {
   auto g = Graph::Create(Neuro3dSpec({22, 185, 185}));
   ASSERT_FALSE(g.ok());

@@ -45,6 +45,8 @@ echo "Depends: $depends"
 for lib in 'libgrpc\+\+' 'libprotobuf' 'libdnnl' 'libhdf5' 'libcairo' 'libc6' 'adduser'; do
   grep -qE "(^|, )$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
+# The model graph picture (issue 11): Graphviz's libgvc6, which also ships the render plugins.
+grep -qE "(^|, )libgvc6" <<<"$depends" || fail "Depends lacks libgvc6: $depends"
 for script in postinst prerm postrm; do
   grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " <<<"$info" ||
     fail "the package has no executable $script:"$'\n'"$info"

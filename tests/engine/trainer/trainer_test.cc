@@ -109,5 +109,64 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   fs::remove_all(dir);
 }
 
+// Reference §5.3: the picture of the model is in the training directory from the start.
+TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_graph_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  auto job = testing::MakeTinyJob(dir, {"pictured"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  TrainerOptions opt;
+  opt.console = false;
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  const std::string svg = read(dir / "runs/pictured/1-model-graph.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("Input &#45; raw"), std::string::npos);  // Graphviz writes '-' as &#45;
+  EXPECT_NE(svg.find("AggregateLoss &#45; loss"), std::string::npos);
+  const std::string png = read(dir / "runs/pictured/1-model-graph.png");
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_EQ(read(dir / "runs/pictured/0-pictured.log").find("no model graph picture"),
+            std::string::npos);
+  trainer->reset();
+  fs::remove_all(dir);
+}
+
+// A picture Graphviz cannot draw (no plugins: GVBINDIR names an empty place) is a warning in the
+// log; the job starts all the same. In a fresh process (threadsafe death-test style re-runs the
+// binary), as Graphviz caches its plugin directory.
+TEST(Trainer, AModelGraphThatCannotBeDrawnIsOnlyAWarning) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_nograph_" + std::to_string(getpid()));
+  EXPECT_EXIT(
+      {
+        setenv("GVBINDIR", (dir / "none").c_str(), 1);
+        auto job = testing::MakeTinyJob(dir, {"unpictured"});
+        if (!job.ok()) _exit(2);
+        auto backend = kernels::CreateCpuBackend();
+        TrainerOptions opt;
+        opt.console = false;
+        auto trainer = Trainer::Create(*job, backend.get(), opt);
+        if (!trainer.ok()) _exit(3);
+        if (fs::exists(dir / "runs/unpictured/1-model-graph.svg")) _exit(4);
+        std::ifstream log(dir / "runs/unpictured/0-unpictured.log");
+        std::stringstream ss;
+        ss << log.rdbuf();
+        _exit(ss.str().find("no model graph picture: model graph: Graphviz could not lay out") ==
+                      std::string::npos
+                  ? 5
+                  : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace elektronn
