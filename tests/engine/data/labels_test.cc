@@ -106,6 +106,10 @@ TEST(MakeAffinities, NegativeOffsetsLookBackwards) {
   auto r = MakeAffinities(ids, {{0, 0, -1}});
   ASSERT_TRUE(r.ok());
   EXPECT_THAT(r->aff.data, ElementsAreArray({0, 1, 0, 0, 0, 0}));
+  // Background (ID 0) is never connected, not even to background.
+  auto bg = MakeAffinities(Make(1, 1, 4, {0, 0, 3, 3}), {{0, 0, 1}});
+  ASSERT_TRUE(bg.ok());
+  EXPECT_THAT(bg->aff.data, ElementsAreArray({0, 0, 1, 0}));
 }
 
 TEST(MakeAffinities, EmptyNhoodIsAnError) {
