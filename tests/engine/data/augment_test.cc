@@ -36,6 +36,16 @@ TEST(GaussianBlurBox, ConservesMassAndLeavesOutsideAlone) {
   EXPECT_NEAR(v[10], 0.39894, 2e-4);
   EXPECT_NEAR(v[9], v[11], 1e-7);
   EXPECT_NEAR(v[11], 0.39894 * std::exp(-0.5), 2e-4);
+  // Mirror borders (scipy "reflect"): a delta on the box's first voxel keeps the weights of
+  // offsets 0 and -1 (mirrored onto itself): 0.39894 + 0.24197; the mass stays in the box.
+  std::vector<float> e(21, 0.f);
+  e[2] = 1.f;
+  GaussianBlurBox(e.data(), s, {0, 0, 2}, {1, 1, 17}, 1.0);
+  EXPECT_NEAR(e[2], 0.64091, 3e-4);
+  double in_box = 0;
+  for (int i = 2; i < 19; ++i) in_box += e[i];
+  EXPECT_NEAR(in_box, 1.0, 1e-6);
+  EXPECT_EQ(e[1], 0.f);
 }
 
 TEST(NgaBlurNoise, BlursThenAddsBoundedUniformNoise) {
