@@ -28,14 +28,13 @@ void ForEachBlob(const Shape3& s, const BlobOptions& o, std::mt19937_64& rng,
     if (s[a] > 1 && (smallest < 0 || s[a] < smallest)) smallest = s[a];
   }
   if (smallest < 0) smallest = 1;
-  const int64_t n =
-      o.num_hi > o.num_lo ? std::uniform_int_distribution<int64_t>(o.num_lo, o.num_hi - 1)(rng)
-                          : o.num_lo;
+  const int64_t n = o.num_hi > o.num_lo
+                        ? std::uniform_int_distribution<int64_t>(o.num_lo, o.num_hi - 1)(rng)
+                        : o.num_lo;
   for (int64_t b = 0; b < n; ++b) {
-    const int64_t edge =
-        o.size_hi > o.size_lo
-            ? std::uniform_int_distribution<int64_t>(o.size_lo, o.size_hi - 1)(rng)
-            : o.size_lo;
+    const int64_t edge = o.size_hi > o.size_lo
+                             ? std::uniform_int_distribution<int64_t>(o.size_lo, o.size_hi - 1)(rng)
+                             : o.size_lo;
     if (edge > smallest) break;  // ELEKTRONN2: a blob that does not fit ends blob creation
     Shape3 lo{}, size{};
     for (int a = 0; a < 3; ++a) {
@@ -95,9 +94,8 @@ void BlurryBlobs(float* data, int64_t ch, const Shape3& s, const BlobOptions& o,
   const int64_t vox = s[0] * s[1] * s[2];
   for (int64_t c = 0; c < ch; ++c) {
     ForEachBlob(s, o, rng, [&](const Shape3& lo, const Shape3& size) {
-      const double sigma = o.diffuseness > 0
-                               ? o.diffuseness
-                               : std::uniform_real_distribution<double>(1.0, 5.0)(rng);
+      const double sigma =
+          o.diffuseness > 0 ? o.diffuseness : std::uniform_real_distribution<double>(1.0, 5.0)(rng);
       GaussianBlurBox(data + c * vox, s, lo, size, sigma);
     });
   }

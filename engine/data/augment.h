@@ -19,10 +19,10 @@
 namespace elektronn {
 
 struct BlobOptions {
-  int64_t num_lo = 5, num_hi = 15;    // blobs per channel, randint(lo, hi)
-  int64_t size_lo = 10, size_hi = 32;  // blob edge length, randint(lo, hi)
-  double diffuseness = 0;              // blurry blobs: Gaussian sigma; 0 = uniform in [1, 5)
-  float value = 0.f;                   // uniform erasing: the fill value
+  int64_t num_lo = 5, num_hi = 15;       // blobs per channel, randint(lo, hi)
+  int64_t size_lo = 10, size_hi = 32;    // blob edge length, randint(lo, hi)
+  double diffuseness = 0;                // blurry blobs: Gaussian sigma; 0 = uniform in [1, 5)
+  float value = 0.f;                     // uniform erasing: the fill value
   float noise_lo = 0.f, noise_hi = 1.f;  // noisy erasing: uniform noise in [lo, hi)
 };
 

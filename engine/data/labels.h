@@ -58,9 +58,9 @@ struct Affinities {
   Volume aff;
   Volume seg;
 };
-absl::StatusOr<Affinities> MakeAffinities(const Volume& ids,
-                                          const std::vector<Offset3>& nhood = DefaultAffinityNhood(),
-                                          int64_t size_thresh = 1);
+absl::StatusOr<Affinities> MakeAffinities(
+    const Volume& ids, const std::vector<Offset3>& nhood = DefaultAffinityNhood(),
+    int64_t size_thresh = 1);
 
 // ELEKTRONN2's make_nhood_targets: (n, z, x, y) with out[i][p] = ids[p + nhood[i]], -1 where
 // p + nhood[i] is outside the volume.

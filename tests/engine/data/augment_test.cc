@@ -59,7 +59,8 @@ TEST(NgaBlurNoise, BlursThenAddsBoundedUniformNoise) {
   for (int64_t z = 0; z < s[0]; ++z)
     for (int64_t x = 5; x < s[1] - 5; ++x)
       for (int64_t y = 5; y < s[2] - 5; ++y)
-        ASSERT_LT(std::abs(v[(z * s[1] + x) * s[2] + y] - 0.5f), 0.085f) << z << "," << x << "," << y;
+        ASSERT_LT(std::abs(v[(z * s[1] + x) * s[2] + y] - 0.5f), 0.085f)
+            << z << "," << x << "," << y;
 
   // On a constant patch the blur changes nothing: what is left is the noise, uniform in
   // [-0.075, 0.075): mean 0, variance 0.15^2/12 = 0.001875.
@@ -128,7 +129,7 @@ TEST(UniformRandomErasing, FillsCubesWithTheValue) {
     ASSERT_TRUE(x == 1.f || x == 0.25f) << x;
     erased += x == 0.25f;
   }
-  EXPECT_GE(erased, 4 * 4 * 4);      // two cubes of 64, possibly overlapping
+  EXPECT_GE(erased, 4 * 4 * 4);  // two cubes of 64, possibly overlapping
   EXPECT_LE(erased, 2 * 4 * 4 * 4);
   // Two channels: each gets its own blobs.
   std::vector<float> two(2 * s[0] * s[1] * s[2], 1.f);

@@ -91,8 +91,8 @@ TEST(MakeAffinities, EdgesAndComponents) {
   auto r = MakeAffinities(ids);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->aff.ch, 3);
-  EXPECT_THAT(r->aff.data, ElementsAreArray({0, 0, 0, 0, 0, 0,    // +z: no partner
-                                             1, 0, 1, 0, 0, 0,    // +x
+  EXPECT_THAT(r->aff.data, ElementsAreArray({0, 0, 0, 0, 0, 0,     // +z: no partner
+                                             1, 0, 1, 0, 0, 0,     // +x
                                              1, 0, 0, 0, 0, 0}));  // +y
   // Components {(0,0),(1,0),(0,1)}, {(0,2),(1,2)}, {(1,1)} numbered by decreasing size.
   EXPECT_THAT(r->seg.data, ElementsAreArray({1, 1, 2, 1, 3, 2}));
@@ -125,22 +125,22 @@ TEST(AffinitiesInCut, MarginGivesBorderEdgesRealPartners) {
   std::vector<float> out(3 * 3);
   AffinitiesInCut(cut.data(), {1, 1, 5}, {0, 0, 1}, {1, 1, 3}, {{0, 0, 1}, {0, 0, -1}, {0, 0, 2}},
                   -666.f, out.data());
-  EXPECT_THAT(out, ElementsAreArray({0, 1, 0,          // +y
-                                     1, 0, 1,          // -y
-                                     0, 0, -666}));    // +2y: the last has no partner in the cut
+  EXPECT_THAT(out, ElementsAreArray({0, 1, 0,        // +y
+                                     1, 0, 1,        // -y
+                                     0, 0, -666}));  // +2y: the last has no partner in the cut
 }
 
 TEST(MakeNhoodTargets, ShiftedCopiesWithMinusOneOutside) {
   auto r = MakeNhoodTargets(Make(1, 1, 3, {5, 6, 7}));
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->ch, 7);
-  EXPECT_THAT(r->data, ElementsAreArray({5, 6, 7,        // centre
-                                         -1, -1, -1,     // +z
-                                         -1, -1, -1,     // +x
-                                         6, 7, -1,       // +y
-                                         -1, -1, -1,     // -z
-                                         -1, -1, -1,     // -x
-                                         -1, 5, 6}));    // -y
+  EXPECT_THAT(r->data, ElementsAreArray({5,  6,  7,     // centre
+                                         -1, -1, -1,    // +z
+                                         -1, -1, -1,    // +x
+                                         6,  7,  -1,    // +y
+                                         -1, -1, -1,    // -z
+                                         -1, -1, -1,    // -x
+                                         -1, 5,  6}));  // -y
 }
 
 TEST(GrowSeg, GrowsPerAxisStepsIntoBackground) {

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_replace.h"
@@ -91,13 +92,15 @@ TEST(DataKeysTest, LazyLabelMasks) {
 }
 
 TEST(DataKeysTest, Augmentations) {
-  v1::DataBatchArgs a = Parse(
-      "nga_blur_noise_probability = 0.3, blurry_blobs_probability = true, "
-      "blurry_blobs_args = {diffuseness = 2, num_blob_range = {1, 3}, blob_size_range = {4, 8}}, "
-      "uniform_random_erasing_probability = 0.2, uniform_random_erasing_args = {value = 0.5}, "
-      "noisy_random_erasing_probability = false, "
-      "noisy_random_erasing_args = {noise_range = {0.2, 0.8}}")
-                            .data_batch_args();
+  v1::DataBatchArgs a =
+      Parse(
+          "nga_blur_noise_probability = 0.3, blurry_blobs_probability = true, "
+          "blurry_blobs_args = {diffuseness = 2, num_blob_range = {1, 3}, blob_size_range = {4, "
+          "8}}, "
+          "uniform_random_erasing_probability = 0.2, uniform_random_erasing_args = {value = 0.5}, "
+          "noisy_random_erasing_probability = false, "
+          "noisy_random_erasing_args = {noise_range = {0.2, 0.8}}")
+          .data_batch_args();
   EXPECT_DOUBLE_EQ(a.nga_blur_noise_probability(), 0.3);
   EXPECT_DOUBLE_EQ(a.blurry_blobs_probability(), 1.0);
   EXPECT_DOUBLE_EQ(a.blurry_blobs_args().diffuseness(), 2.0);
@@ -155,6 +158,23 @@ TEST(DataKeysTest, Ids2Barriers) {
               HasSubstr("ids2barriers.ecs_as_barr must be true, false or 'new_class'"));
   EXPECT_THAT(ErrorOf("", ", ids2barriers = {smooth = true}"),
               HasSubstr("ids2barriers has an unknown key 'smooth'"));
+}
+
+
+// The shipped affinity example parses, with the keys it is about.
+TEST(DataKeysTest, AffinityExample) {
+  std::string path = "examples/neuro3d_affinity.lua";
+  for (std::filesystem::path p = std::filesystem::read_symlink("/proc/self/exe");
+       !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (std::filesystem::exists(p / path)) {
+      path = (p / path).string();
+      break;
+    }
+  }
+  auto job = LoadJobFile(path);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->training().data_batch_args().affinities(), "affinity");
+  EXPECT_EQ(job->training().batch_creator_image().l_files(0).file(), "ids_0.h5");
 }
 
 }  // namespace

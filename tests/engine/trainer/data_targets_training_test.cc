@@ -70,10 +70,9 @@ class DataTargetsTraining : public ::testing::Test {
 
   absl::StatusOr<std::unique_ptr<Trainer>> Make(const std::string& extra_args,
                                                 const std::string& extra_model) {
-    const std::string src = absl::StrReplaceAll(
-        kJob, {{"SAVE", (dir_ / "runs").string()},
-               {"EXTRA_ARGS", extra_args},
-               {"EXTRA_MODEL", extra_model}});
+    const std::string src = absl::StrReplaceAll(kJob, {{"SAVE", (dir_ / "runs").string()},
+                                                       {"EXTRA_ARGS", extra_args},
+                                                       {"EXTRA_MODEL", extra_model}});
     auto job = LoadJobSource(src, "aff.lua");
     if (!job.ok()) return job.status();
     TrainerOptions opt;
@@ -114,10 +113,10 @@ TEST_F(DataTargetsTraining, AffinityNetworkTrainsOnDemoIds) {
 // The batch side of lazy labels: each cube's ll_mask flags arrive in the model's mask inputs
 // (the loss that consumes them is MultinoulliNLL's mask_class_labeled / mask_class_not_present).
 TEST_F(DataTargetsTraining, LazyLabelMasksReachTheModelInputs) {
-  ASSERT_TRUE(WriteH5Int16Array((dir_ / "data/ids_0.h5").string(), "ll_mask", {{2, 2}, {1, 0, 0, 1}})
-                  .ok());
-  ASSERT_TRUE(WriteH5Int16Array((dir_ / "data/ids_1.h5").string(), "ll_mask", {{2, 2}, {0, 1, 1, 0}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteH5Int16Array((dir_ / "data/ids_0.h5").string(), "ll_mask", {{2, 2}, {1, 0, 0, 1}}).ok());
+  ASSERT_TRUE(
+      WriteH5Int16Array((dir_ / "data/ids_1.h5").string(), "ll_mask", {{2, 2}, {0, 1, 1, 0}}).ok());
   auto t = Make(", ret_ll_mask = true",
                 "nm.Input{{None, 2}, 'b,f', name = 'mask_class_labeled'}\n"
                 "  nm.Input{{None, 2}, 'b,f', name = 'mask_class_not_present'}");
