@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <vector>
 
 namespace elektronn {
@@ -21,8 +20,9 @@ int64_t Reflect(int64_t i, int64_t n) {
 }
 
 // Draws the blobs of one channel and calls fill(lo, size) for each.
-void ForEachBlob(const Shape3& s, const BlobOptions& o, std::mt19937_64& rng,
-                 const std::function<void(const Shape3&, const Shape3&)>& fill) {
+// A template, not std::function: no heap allocation per call.
+template <typename Fill>
+void ForEachBlob(const Shape3& s, const BlobOptions& o, std::mt19937_64& rng, const Fill& fill) {
   int64_t smallest = -1;
   for (int a = 0; a < 3; ++a) {
     if (s[a] > 1 && (smallest < 0 || s[a] < smallest)) smallest = s[a];

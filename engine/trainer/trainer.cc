@@ -222,6 +222,12 @@ absl::Status Trainer::Setup(const v1::JobSpec& job, kernels::Backend* backend) {
                   net_->graph().Find(target_name_)->shape()};
   // Lazy-label masks (data_batch_args.ret_ll_mask): two more model inputs the data fills.
   if (spec_.data_batch_args().ret_ll_mask()) {
+    if (spec_.data_class() != "BatchCreatorImage") {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "data_batch_args.ret_ll_mask: lazy-label masks come from BatchCreatorImage label "
+          "files; data_class '%s' has none",
+          spec_.data_class()));
+    }
     for (const char* name :
          {BatchCreatorImage::kMaskClassLabeled, BatchCreatorImage::kMaskClassNotPresent}) {
       Node* m = net_->graph().Find(name);
