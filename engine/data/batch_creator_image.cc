@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/core/status.h"
 #include "engine/data/h5_volume.h"
+#include "engine/data/labels.h"
 
 namespace elektronn {
 namespace {
@@ -122,6 +123,48 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
         absl::StrFormat("input f=%d and target f=%d must be positive", d->in_ch_, d->t_ch_));
   }
 
+  // ---- Targets derived from segmentation IDs (reference §7.3). ELEKTRONN2 computes
+  // nhood_targets on the dense target and affinities after striding; both are computed here on
+  // the dense target (edges join real neighbouring voxels whatever the strides), then strided.
+  if (!batch_args.affinities().empty()) {
+    if (batch_args.affinities() == "malis") {
+      return absl::UnimplementedError(
+          "BatchCreatorImage: data_batch_args.affinities='malis' (affinities plus a relabelled "
+          "segmentation for MalisNLL) is not implemented; use affinities='affinity'");
+    }
+    if (batch_args.affinities() != "affinity") {
+      return Invalid(absl::StrFormat(
+          "data_batch_args.affinities='%s' is unknown; valid: 'affinity' (or false)",
+          batch_args.affinities()));
+    }
+    d->label_mode_ = LabelMode::kAffinity;
+  }
+  if (batch_args.nhood_targets()) {
+    if (d->label_mode_ != LabelMode::kPlain) {
+      return Invalid("data_batch_args.affinities and nhood_targets exclude each other");
+    }
+    d->label_mode_ = LabelMode::kNhood;
+  }
+  if (d->label_mode_ != LabelMode::kPlain) {
+    const bool aff = d->label_mode_ == LabelMode::kAffinity;
+    const auto& list = aff ? batch_args.affinity_nhood() : batch_args.nhood_targets_nhood();
+    for (const v1::NhoodOffset& o : list) d->nhood_.push_back({o.z(), o.x(), o.y()});
+    if (d->nhood_.empty()) d->nhood_ = aff ? DefaultAffinityNhood() : DefaultNhoodTargets();
+    if (d->t_ch_ != static_cast<int64_t>(d->nhood_.size())) {
+      return Invalid(absl::StrFormat(
+          "the target node has f=%d but %s with %d offset(s) give %d target channel(s); set the "
+          "target's f to %d",
+          d->t_ch_, aff ? "affinities" : "nhood_targets", d->nhood_.size(), d->nhood_.size(),
+          d->nhood_.size()));
+    }
+  }
+  if (params.has_ids2barriers() && d->label_mode_ != LabelMode::kPlain) {
+    return Invalid(
+        "data_init_kwargs.ids2barriers turns the ID labels into boundaries; affinities and "
+        "nhood_targets need the IDs: use one or the other");
+  }
+  d->label_ch_ = d->label_mode_ == LabelMode::kPlain ? d->t_ch_ : 1;
+
   auto axis_of = [](char t) { return t == 'z' ? 0 : t == 'x' ? 1 : 2; };
   d->ps_ = {nd == 3 ? in.SizeOf('z') : 1, in.SizeOf('x'), in.SizeOf('y')};
   d->strides_ = {1, 1, 1};
@@ -154,6 +197,15 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     }
     d->target_size_[a] =
         batch_args.force_dense() ? d->tps_[a] : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
+  }
+  // Label context around the dense target, so that edges at its border join real labels: up to
+  // the largest offset per axis, as far as the input patch allows (the label cut must stay
+  // within the input patch's sampling grid). Edges still leaving the cut are undefined.
+  for (int a = 0; a < 3; ++a) {
+    int64_t reach = 0;
+    for (const auto& o : d->nhood_) reach = std::max(reach, std::abs(o[a]));
+    d->margin_[a] = std::min(reach, d->offsets_[a]);
+    d->cut_[a] = d->tps_[a] + 2 * d->margin_[a];
   }
   if (d->target_size_ != node_size) {
     return Invalid(absl::StrFormat(
@@ -191,6 +243,37 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   ASSIGN_OR_RETURN(d->in_layout_, layout(in, "input node"));
   ASSIGN_OR_RETURN(d->t_layout_, layout(tg, "target node"));
   d->input_canonical_ = in.tags() == (nd == 3 ? "bfzxy" : "bfxy");
+  // Lazy-label masks: two extra (b, n_class) inputs, named by the model.
+  if (batch_args.ret_ll_mask()) {
+    const char* names[2] = {kMaskClassLabeled, kMaskClassNotPresent};
+    if (geometry.extras.size() != 2 || geometry.extras[0].name != names[0] ||
+        geometry.extras[1].name != names[1]) {
+      return Invalid(absl::StrFormat(
+          "data_batch_args.ret_ll_mask delivers two extra inputs, '%s' and '%s' (tags b,f: one "
+          "flag per class); the model must have input nodes of these names",
+          names[0], names[1]));
+    }
+    for (int i = 0; i < 2; ++i) {
+      const TaggedShape& m = geometry.extras[i].shape;
+      if (m.tags() != "bf" || m.SizeOf('b') != d->batch_ || m.SizeOf('f') < 1) {
+        return Invalid(absl::StrFormat(
+            "lazy-label mask input '%s' has shape %s; it must be (b=%d, f=n_class) with tags "
+            "\"b,f\"",
+            names[i], m.ToString(), d->batch_));
+      }
+    }
+    d->n_class_mask_ = geometry.extras[0].shape.SizeOf('f');
+    if (geometry.extras[1].shape.SizeOf('f') != d->n_class_mask_) {
+      return Invalid(absl::StrFormat("lazy-label mask inputs '%s' (f=%d) and '%s' (f=%d) must "
+                                     "have the same number of classes",
+                                     names[0], d->n_class_mask_, names[1],
+                                     geometry.extras[1].shape.SizeOf('f')));
+    }
+  } else if (!geometry.extras.empty()) {
+    return Invalid(absl::StrFormat("%d extra input(s) ('%s', ...) requested but no data key "
+                                   "produces them (ret_ll_mask is off)",
+                                   geometry.extras.size(), geometry.extras[0].name));
+  }
 
   // ---- Augmentation settings.
   if (!(batch_args.warp() >= 0.0)) {
@@ -221,6 +304,55 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
                           c, d->in_ch_, d->in_ch_ - 1));
     }
     d->grey_channels_.push_back(c);
+  }
+  auto probability = [](const char* key, double p) -> absl::Status {
+    if (!(p >= 0.0 && p <= 1.0)) {
+      return Invalid(absl::StrFormat("data_batch_args.%s=%g must be a probability in [0,1]", key,
+                                     p));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(
+      probability("nga_blur_noise_probability", batch_args.nga_blur_noise_probability()));
+  d->nga_p_ = batch_args.nga_blur_noise_probability();
+  struct BlobKey {
+    const char* name;
+    double p;
+    const v1::BlobArgs& args;
+    BlobAug* out;
+  };
+  for (const BlobKey& k :
+       {BlobKey{"blurry_blobs", batch_args.blurry_blobs_probability(),
+                batch_args.blurry_blobs_args(), &d->blurry_},
+        BlobKey{"uniform_random_erasing", batch_args.uniform_random_erasing_probability(),
+                batch_args.uniform_random_erasing_args(), &d->uniform_erase_},
+        BlobKey{"noisy_random_erasing", batch_args.noisy_random_erasing_probability(),
+                batch_args.noisy_random_erasing_args(), &d->noisy_erase_}}) {
+    RETURN_IF_ERROR(probability(absl::StrCat(k.name, "_probability").c_str(), k.p));
+    k.out->p = k.p;
+    BlobOptions& o = k.out->opt;
+    const v1::BlobArgs& a = k.args;
+    auto range = [&](const char* what, const auto& r, auto* lo, auto* hi,
+                     double min) -> absl::Status {
+      if (r.empty()) return absl::OkStatus();
+      if (r.size() != 2 || !(r[0] >= min) || !(r[1] > r[0])) {
+        return Invalid(absl::StrFormat(
+            "data_batch_args.%s_args.%s=(%s) must be two numbers (lo, hi) with %g <= lo < hi",
+            k.name, what, absl::StrJoin(r, ","), min));
+      }
+      *lo = r[0];
+      *hi = r[1];
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(range("num_blob_range", a.num_blob_range(), &o.num_lo, &o.num_hi, 0));
+    RETURN_IF_ERROR(range("blob_size_range", a.blob_size_range(), &o.size_lo, &o.size_hi, 1));
+    RETURN_IF_ERROR(range("noise_range", a.noise_range(), &o.noise_lo, &o.noise_hi, -1e30));
+    if (a.has_diffuseness() && !(a.diffuseness() >= 0.0)) {
+      return Invalid(absl::StrFormat("data_batch_args.%s_args.diffuseness=%g must be >= 0",
+                                     k.name, a.diffuseness()));
+    }
+    o.diffuseness = a.diffuseness();
+    o.value = static_cast<float>(a.value());
   }
   if (batch_args.has_ignore_thresh() &&
       !(batch_args.ignore_thresh() >= 0.0 && batch_args.ignore_thresh() <= 1.0)) {
@@ -273,11 +405,62 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
       return Invalid(absl::StrFormat("raw cube %s has %d channel(s) but the input node has f=%d",
                                      rname, c.raw.ch, d->in_ch_));
     }
-    if (c.label.ch != d->t_ch_) {
+    if (d->label_mode_ != LabelMode::kPlain && c.label.ch != 1) {
+      return Invalid(absl::StrFormat(
+          "label cube %s has %d channels; %s need a single-channel segmentation (ID) cube",
+          lname, c.label.ch,
+          d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
+    }
+    if (params.has_ids2barriers()) {
+      if (c.label.ch != 1) {
+        return Invalid(absl::StrFormat(
+            "label cube %s has %d channels; ids2barriers needs a single-channel ID cube", lname,
+            c.label.ch));
+      }
+      const v1::Ids2BarriersArgs& ia = params.ids2barriers();
+      Ids2BarriersOptions io;
+      for (int a = 0; a < 3 && a < ia.dilute_size(); ++a) io.dilute[a] = ia.dilute(a);
+      for (int a = 0; a < 3 && a < ia.connectivity_size(); ++a) {
+        io.connectivity[a] = ia.connectivity(a);
+      }
+      if (ia.ecs_as_barr().empty() || ia.ecs_as_barr() == "true") {
+        io.ecs = EcsMode::kBarrier;
+      } else if (ia.ecs_as_barr() == "false") {
+        io.ecs = EcsMode::kNone;
+      } else if (ia.ecs_as_barr() == "new_class") {
+        io.ecs = EcsMode::kNewClass;
+      } else {
+        return Invalid(absl::StrFormat(
+            "ids2barriers.ecs_as_barr='%s'; valid: true, false, 'new_class'", ia.ecs_as_barr()));
+      }
+      io.smoothen = ia.smoothen();
+      c.label = Ids2Barriers(c.label, io);
+    }
+    if (c.label.ch != d->label_ch_) {
       return Invalid(
           absl::StrFormat("label cube %s has %d channel(s) but the target node has "
                           "f=%d (sparse class-id targets: 1 channel)",
                           lname, c.label.ch, d->t_ch_));
+    }
+    if (d->n_class_mask_ > 0) {
+      const int64_t nc = d->n_class_mask_;
+      c.mask_labeled.assign(nc, 1.f);  // default: every class labelled, none absent
+      c.mask_not_present.assign(nc, 0.f);
+      absl::StatusOr<H5Array> m = ReadH5Array(c.label_file, "ll_mask");
+      if (m.ok()) {
+        if (m->shape != std::vector<int64_t>{2, nc}) {
+          return Invalid(absl::StrFormat(
+              "label file '%s': dataset 'll_mask' has shape (%s); it must be (2, %d): row 0 "
+              "mask_class_labeled, row 1 mask_class_not_present, one flag per class",
+              c.label_file, absl::StrJoin(m->shape, ","), nc));
+        }
+        for (int64_t k = 0; k < nc; ++k) {
+          c.mask_labeled[k] = static_cast<float>(m->data[k]);
+          c.mask_not_present[k] = static_cast<float>(m->data[nc + k]);
+        }
+      } else if (m.status().code() != absl::StatusCode::kNotFound) {
+        return m.status();
+      }
     }
     const std::array<int64_t, 3> rs = c.raw.spatial(), ls = c.label.spatial();
     for (int a = 0; a < 3; ++a) {
@@ -292,14 +475,14 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     // The patch must have at least one position (the same rule as the warp's centre draw).
     for (int a = 0; a < 3; ++a) {
       const double off = (rs[a] - ls[a]) / 2;
-      const double lo = std::max(d->ps_[a] / 2.0, d->tps_[a] / 2.0 + off);
-      const double hi = std::min(rs[a] - d->ps_[a] / 2.0, ls[a] - d->tps_[a] / 2.0 + off);
+      const double lo = std::max(d->ps_[a] / 2.0, d->cut_[a] / 2.0 + off);
+      const double hi = std::min(rs[a] - d->ps_[a] / 2.0, ls[a] - d->cut_[a] / 2.0 + off);
       if (std::floor(hi) <= std::floor(lo)) {
         return Invalid(absl::StrFormat(
             "patch %s does not fit cube %s %s: along %c the input patch (%d) needs a raw cube of "
             "at least %d and the dense target patch (%d) a label cube %s of at least %d",
-            Zxy(d->ps_), rname, Zxy(rs), "zxy"[a], d -> ps_[a], d -> ps_[a] + 1, d -> tps_[a],
-            Zxy(ls), d -> tps_[a] + 1));
+            Zxy(d->ps_), rname, Zxy(rs), "zxy"[a], d -> ps_[a], d -> ps_[a] + 1, d -> cut_[a],
+            Zxy(ls), d -> cut_[a] + 1));
       }
     }
     for (size_t k = 0; k < c.label.data.size(); ++k) {
@@ -374,8 +557,8 @@ int BatchCreatorImage::PickCube(Split split, std::mt19937_64& rng) const {
 }
 
 absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, float* raw,
-                                           float* dense) const {
-  const int64_t dense_n = t_ch_ * tps_[0] * tps_[1] * tps_[2];
+                                           float* dense, int* cube) const {
+  const int64_t cut_vox = cut_[0] * cut_[1] * cut_[2];
   std::vector<int> oob;  // per cube, allocated on the first out-of-bounds draw only
   int ignored = 0;
   for (int attempt = 0; attempt < kMaxConsecutiveRedraws; ++attempt) {
@@ -386,20 +569,34 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
                         (warp_fraction_ > 0.0 &&
                          std::uniform_real_distribution<double>(0.0, 1.0)(rng) < warp_fraction_);
     if (!warped) opt.warp_amount = 0.0;  // flips and axis swaps still apply (ELEKTRONN2)
-    ASSIGN_OR_RETURN(bool ok, GetWarpedSlice(c.raw, &c.label, ps_, tps_, opt, rng, raw, dense));
+    ASSIGN_OR_RETURN(bool ok, GetWarpedSlice(c.raw, &c.label, ps_, cut_, opt, rng, raw, dense));
     if (!ok) {
       if (oob.empty()) oob.assign(cubes_.size(), 0);
       ++oob[ci];
       continue;
     }
-    if (args_.has_ignore_thresh()) {
+    // ELEKTRONN2 skips the check for cubes with lazy-label "not present" flags.
+    bool absent_flags = false;
+    for (float f : c.mask_not_present) absent_flags |= f != 0.f;
+    if (args_.has_ignore_thresh() && !absent_flags) {
+      // Over the dense target itself (without the label margin).
       int64_t negative = 0;
-      for (int64_t k = 0; k < dense_n; ++k) negative += dense[k] < 0.f;
+      for (int64_t ch = 0; ch < label_ch_; ++ch) {
+        for (int64_t k = 0; k < tps_[0]; ++k) {
+          for (int64_t i = 0; i < tps_[1]; ++i) {
+            const float* row = dense + ch * cut_vox +
+                               ((k + margin_[0]) * cut_[1] + i + margin_[1]) * cut_[2] + margin_[2];
+            for (int64_t j = 0; j < tps_[2]; ++j) negative += row[j] < 0.f;
+          }
+        }
+      }
+      const int64_t dense_n = label_ch_ * tps_[0] * tps_[1] * tps_[2];
       if (static_cast<double>(negative) / static_cast<double>(dense_n) > args_.ignore_thresh()) {
         ++ignored;
         continue;
       }
     }
+    *cube = ci;
     return absl::OkStatus();
   }
   if (ignored > kMaxConsecutiveRedraws / 2 || oob.empty()) {
@@ -422,8 +619,34 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
       warp_fraction_, warp_.warp_amount, warp_.aniso_factor, warp_.lock_z, warp_.perspective));
 }
 
+void BatchCreatorImage::Augment(float* raw, std::mt19937_64& rng) const {
+  // Each augmentation draws its coin only when enabled, so streams without them are unchanged.
+  auto coin = [&](double p) {
+    return p > 0 && std::uniform_real_distribution<double>(0.0, 1.0)(rng) < p;
+  };
+  if (coin(nga_p_)) NgaBlurNoise(raw, in_ch_, ps_, rng);
+  if (coin(blurry_.p)) BlurryBlobs(raw, in_ch_, ps_, blurry_.opt, rng);
+  if (coin(uniform_erase_.p)) UniformRandomErasing(raw, in_ch_, ps_, uniform_erase_.opt, rng);
+  if (coin(noisy_erase_.p)) NoisyRandomErasing(raw, in_ch_, ps_, noisy_erase_.opt, rng);
+}
+
 absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, float* input,
                                          float* target) const {
+  if (n_class_mask_ > 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "BatchCreatorImage::GetBatch: ret_ll_mask is on; call the overload with the buffers of "
+        "'%s' and '%s'",
+        kMaskClassLabeled, kMaskClassNotPresent));
+  }
+  return GetBatch(split, rng, input, target, nullptr);
+}
+
+absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, float* input,
+                                         float* target, float* const* extras) const {
+  if (n_class_mask_ > 0 && (extras == nullptr || extras[0] == nullptr || extras[1] == nullptr)) {
+    return absl::InvalidArgumentError(
+        "BatchCreatorImage::GetBatch: ret_ll_mask is on but no mask buffers were given");
+  }
   if (split == Split::kValid && valid_cubes_.empty()) {
     return absl::FailedPreconditionError(
         "BatchCreatorImage: a validation batch was requested but valid_cubes is empty; list the "
@@ -434,20 +657,43 @@ absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, floa
   }
   const int64_t ps_n = ps_[0] * ps_[1] * ps_[2];
   const int64_t raw_n = in_ch_ * ps_n;
-  const int64_t dense_n = t_ch_ * tps_[0] * tps_[1] * tps_[2];
+  const int64_t cut_n = label_ch_ * cut_[0] * cut_[1] * cut_[2];
+  const int64_t derived_n =
+      label_mode_ == LabelMode::kPlain ? 0 : t_ch_ * tps_[0] * tps_[1] * tps_[2];
   // Per-thread scratch: GetBatch runs on several threads at once and must not allocate per call.
-  thread_local std::vector<float> raw_scratch, dense_scratch;
+  thread_local std::vector<float> raw_scratch, cut_scratch, derived_scratch;
   if (!input_canonical_ && static_cast<int64_t>(raw_scratch.size()) < raw_n) {
     raw_scratch.resize(raw_n);
   }
-  if (static_cast<int64_t>(dense_scratch.size()) < dense_n) dense_scratch.resize(dense_n);
-  float* dense = dense_scratch.data();
+  if (static_cast<int64_t>(cut_scratch.size()) < cut_n) cut_scratch.resize(cut_n);
+  if (static_cast<int64_t>(derived_scratch.size()) < derived_n) derived_scratch.resize(derived_n);
 
   for (int64_t b = 0; b < batch_; ++b) {
     float* raw = input_canonical_ ? input + b * raw_n : raw_scratch.data();
-    RETURN_IF_ERROR(CutExample(split, rng, raw, dense));
+    int ci = 0;
+    RETURN_IF_ERROR(CutExample(split, rng, raw, cut_scratch.data(), &ci));
     if (split == Split::kTrain && !grey_channels_.empty()) {
       GreyAugment(raw, in_ch_, ps_n, grey_channels_, rng);
+    }
+    if (split == Split::kTrain) Augment(raw, rng);
+    // The dense target (t_ch, tps): the label itself, or derived from the ID cut. Undefined
+    // affinities get the ignore value -666 (ELEKTRONN2: 0, "disconnected", at every patch
+    // border), undefined nhood targets -1 as in ELEKTRONN2 (negative = unlabelled).
+    const float* dense = cut_scratch.data();
+    if (label_mode_ == LabelMode::kAffinity) {
+      AffinitiesInCut(cut_scratch.data(), cut_, margin_, tps_, nhood_, kUndefinedAffinity,
+                      derived_scratch.data());
+      dense = derived_scratch.data();
+    } else if (label_mode_ == LabelMode::kNhood) {
+      NhoodTargetsInCut(cut_scratch.data(), cut_, margin_, tps_, nhood_, -1.f,
+                        derived_scratch.data());
+      dense = derived_scratch.data();
+    }
+    if (n_class_mask_ > 0) {
+      const Cube& c = cubes_[ci];
+      std::copy(c.mask_labeled.begin(), c.mask_labeled.end(), extras[0] + b * n_class_mask_);
+      std::copy(c.mask_not_present.begin(), c.mask_not_present.end(),
+                extras[1] + b * n_class_mask_);
     }
     if (!input_canonical_) {
       const Layout& l = in_layout_;

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "elektronn/v1/training.pb.h"
+#include "engine/data/augment.h"
 #include "engine/data/batch_source.h"
 #include "engine/data/volume.h"
 #include "engine/data/warp.h"
@@ -36,6 +37,10 @@ class BatchCreatorImage : public BatchSource {
 
   absl::Status GetBatch(Split split, std::mt19937_64& rng, float* input,
                         float* target) const override;
+  // With ret_ll_mask: extras[0] = mask_class_labeled, extras[1] = mask_class_not_present, each
+  // (batch, n_class): the flags of the cube each example was cut from.
+  absl::Status GetBatch(Split split, std::mt19937_64& rng, float* input, float* target,
+                        float* const* extras) const override;
   bool has_validation() const override { return !valid_cubes_.empty(); }
   const BatchGeometry& geometry() const override { return geometry_; }
   // "1-target Data Set with 1 input channel(s): #train cubes: 2 and #valid cubes: 1, 4194304
@@ -47,6 +52,9 @@ class BatchCreatorImage : public BatchSource {
     std::string raw_file, raw_key, label_file, label_key;
     Volume raw;
     Volume label;
+    // Lazy-label flags per class (dataset "ll_mask" of the label file, (2, n_class): row 0
+    // labelled, row 1 not present); empty without ret_ll_mask.
+    std::vector<float> mask_labeled, mask_not_present;
   };
   int num_cubes() const { return static_cast<int>(cubes_.size()); }
   const Cube& cube(int i) const { return cubes_[i]; }
@@ -59,6 +67,14 @@ class BatchCreatorImage : public BatchSource {
   const std::array<int64_t, 3>& target_offsets() const { return offsets_; }
   // Spatial size of the target actually delivered (dense or strided).
   const std::array<int64_t, 3>& target_size() const { return target_size_; }
+  // Label context cut around the dense target for affinity / nhood targets (per axis, voxels).
+  const std::array<int64_t, 3>& label_margin() const { return margin_; }
+
+  // Input node names of the lazy-label masks (ret_ll_mask).
+  static constexpr const char* kMaskClassLabeled = "mask_class_labeled";
+  static constexpr const char* kMaskClassNotPresent = "mask_class_not_present";
+  // Affinity targets whose edge leaves the label cut: the loss's ignore value.
+  static constexpr float kUndefinedAffinity = -666.f;
 
  private:
   BatchCreatorImage() = default;
@@ -66,7 +82,12 @@ class BatchCreatorImage : public BatchSource {
   // Picks a cube index for `split` (train: weighted, valid: uniform).
   int PickCube(Split split, std::mt19937_64& rng) const;
   // Cuts one example into raw (ch, ps) and dense target (label ch, tps) scratch buffers.
-  absl::Status CutExample(Split split, std::mt19937_64& rng, float* raw, float* dense) const;
+  // Cuts one example into raw (ch, ps) and dense label (label ch, tps + 2 margin) buffers;
+  // *cube = the cube index.
+  absl::Status CutExample(Split split, std::mt19937_64& rng, float* raw, float* dense,
+                          int* cube) const;
+  // Non-geometric augmentations of §7.5 on one example's raw (ch, ps) block (train only).
+  void Augment(float* raw, std::mt19937_64& rng) const;
 
   BatchGeometry geometry_;
   v1::DataBatchArgs args_;
@@ -87,6 +108,21 @@ class BatchCreatorImage : public BatchSource {
   };
   Layout in_layout_, t_layout_;
   bool input_canonical_ = false;  // input buffer is (b, f, z, x, y) / (b, f, x, y) contiguous
+
+  // Targets derived from an ID label (affinities / nhood_targets): the offsets, the channel
+  // count and the label cut margin; label_ch_ = channels of the label cube.
+  enum class LabelMode { kPlain, kAffinity, kNhood };
+  LabelMode label_mode_ = LabelMode::kPlain;
+  std::vector<std::array<int64_t, 3>> nhood_;
+  std::array<int64_t, 3> margin_{}, cut_{};  // cut_ = tps_ + 2 margin_
+  int64_t label_ch_ = 1;
+  int64_t n_class_mask_ = 0;  // ret_ll_mask: classes per mask (0: no masks)
+  struct BlobAug {
+    double p = 0;
+    BlobOptions opt;
+  };
+  double nga_p_ = 0;
+  BlobAug blurry_, uniform_erase_, noisy_erase_;
 };
 
 }  // namespace elektronn

@@ -49,6 +49,10 @@ absl::StatusOr<std::unique_ptr<BatchQueue>> BatchQueue::Create(
     auto b = std::make_unique<Batch>();
     b->input.assign(static_cast<size_t>(in_n), 0.f);
     b->target.assign(static_cast<size_t>(t_n), 0.f);
+    for (const BatchGeometry::Extra& e : g.extras) {
+      b->extras.emplace_back(static_cast<size_t>(e.shape.stripnone_prod()), 0.f);
+    }
+    for (auto& e : b->extras) b->extra_ptrs.push_back(e.data());
     q->free_.push_back(b.get());
     q->pool_.push_back(std::move(b));
   }
@@ -81,7 +85,11 @@ void BatchQueue::WorkerLoop(int index) {
                       static_cast<uint32_t>(uk), static_cast<uint32_t>(uk >> 32), 0x5eedu};
     std::mt19937_64 rng(seq);
     const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s = source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data());
+    absl::Status s =
+        b->extras.empty()
+            ? source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data())
+            : source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data(),
+                                b->extra_ptrs.data());
     const double busy = Seconds(std::chrono::steady_clock::now() - t0);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.producer_busy_s += busy;

@@ -21,6 +21,8 @@ namespace elektronn {
 struct Batch {
   std::vector<float> input;
   std::vector<float> target;
+  std::vector<std::vector<float>> extras;  // per BatchGeometry::extras, same order
+  std::vector<float*> extra_ptrs;          // extras[i].data()
   int64_t sequence = 0;  // index in the stream (from Create's `first_index`): delivery order
   int worker = 0;        // thread that produced it
 };

@@ -56,6 +56,11 @@ struct Seed {
 
 void GenerateDemoCube(const DemoDataOptions& o, const std::array<int64_t, 3>& shape, int cube_index,
                       Volume* raw, Volume* barrier) {
+  GenerateDemoCube(o, shape, cube_index, raw, barrier, nullptr);
+}
+
+void GenerateDemoCube(const DemoDataOptions& o, const std::array<int64_t, 3>& shape, int cube_index,
+                      Volume* raw, Volume* barrier, Volume* ids) {
   const int64_t nz = shape[0], nx = shape[1], ny = shape[2];
   *raw = Volume(1, nz, nx, ny);
   *barrier = Volume(1, nz, nx, ny);
@@ -196,6 +201,18 @@ void GenerateDemoCube(const DemoDataOptions& o, const std::array<int64_t, 3>& sh
     }
   }
 
+  // Segmentation IDs: the cells numbered 1, 2, ... in order of first appearance (raster order).
+  if (ids != nullptr) {
+    *ids = Volume(1, nz, nx, ny);
+    std::vector<int32_t> id_of(seeds.size(), 0);
+    int32_t next = 0;
+    for (size_t v = 0; v < cell_of.size(); ++v) {
+      int32_t& id = id_of[static_cast<size_t>(cell_of[v])];
+      if (id == 0) id = ++next;
+      ids->data[v] = static_cast<float>(id);
+    }
+  }
+
   // Gaussian noise, then a slight [1 2 1]/4 blur along x and y (not z: sections are thick).
   std::vector<float>& out = raw->data;
 #pragma omp parallel for schedule(static)
@@ -256,9 +273,16 @@ absl::Status MakeDemoData(const std::string& dir, const DemoDataOptions& options
     }
     return path;
   };
-  Volume raw, barrier;
+  Volume raw, barrier, ids;
   for (int i = 0; i < options.num_cubes; ++i) {
-    GenerateDemoCube(options, options.shape, i, &raw, &barrier);
+    GenerateDemoCube(options, options.shape, i, &raw, &barrier, &ids);
+    // Cell IDs for affinity / ids2barriers training: int16 while they fit.
+    int64_t max_id = 0;
+    for (float v : ids.data) max_id = std::max(max_id, static_cast<int64_t>(v));
+    ASSIGN_OR_RETURN(std::string ids_path, fresh(absl::StrCat("ids_", i, ".h5")));
+    RETURN_IF_ERROR(WriteH5Volume(ids_path, "lab", ids,
+                                  max_id <= 32767 ? H5Dtype::kInt16 : H5Dtype::kFloat32,
+                                  options.compress));
     ASSIGN_OR_RETURN(std::string raw_path, fresh(absl::StrCat("raw_", i, ".h5")));
     RETURN_IF_ERROR(WriteH5Volume(raw_path, "raw", raw, H5Dtype::kUint8, options.compress));
     ASSIGN_OR_RETURN(std::string lab_path, fresh(absl::StrCat("barrier_", i, ".h5")));

@@ -32,10 +32,16 @@ struct DemoDataOptions {
 // the number of OpenMP threads.
 void GenerateDemoCube(const DemoDataOptions& options, const std::array<int64_t, 3>& shape,
                       int cube_index, Volume* raw, Volume* barrier);
+// The same, also giving the segmentation: (1, z, x, y) cell IDs 1, 2, ... (every voxel, membranes
+// included, belongs to its nearest seed's cell), numbered in order of first appearance.
+void GenerateDemoCube(const DemoDataOptions& options, const std::array<int64_t, 3>& shape,
+                      int cube_index, Volume* raw, Volume* barrier, Volume* ids);
 
 // Writes into `dir` (created if needed; existing files of the same names are replaced):
 //   raw_<i>.h5      dataset "raw", uint8 (z,x,y)         for i in [0, num_cubes)
 //   barrier_<i>.h5  dataset "lab", int16 (z,x,y), 1 = barrier, same size as the raw cube
+//   ids_<i>.h5      dataset "lab", int16 (z,x,y) cell IDs 1.. (float32 beyond 32767), for
+//                   affinity targets or ids2barriers
 //   preview.h5      dataset "raw", uint8 (z,x,y) of preview_shape (an unseen cube)
 absl::Status MakeDemoData(const std::string& dir, const DemoDataOptions& options);
 

@@ -331,4 +331,91 @@ absl::Status WriteH5Volume(const std::string& file, const std::string& key, cons
   return absl::OkStatus();
 }
 
+absl::StatusOr<H5Array> ReadH5Array(const std::string& file, const std::string& key) {
+  QuietHdf5Errors quiet;
+  ASSIGN_OR_RETURN(H5Id f, OpenFile(file, /*write=*/false));
+  if (key.empty() || H5Lexists(f.get(), key.c_str(), H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    ASSIGN_OR_RETURN(std::vector<std::string> names, DatasetNames(f.get(), file));
+    return Error(absl::StatusCode::kNotFound, file,
+                 absl::StrFormat("has no dataset '%s'; datasets in the file: %s", key,
+                                 names.empty() ? "none" : absl::StrJoin(names, ", ")));
+  }
+  H5Id d(H5Dopen2(f.get(), key.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!d.valid()) return Hdf5Error(file, absl::StrFormat("cannot open dataset '%s'", key));
+  H5Id type(H5Dget_type(d.get()), H5Tclose);
+  const H5T_class_t cls = type.valid() ? H5Tget_class(type.get()) : H5T_NO_CLASS;
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    return Error(absl::StatusCode::kInvalidArgument, file,
+                 absl::StrFormat("dataset '%s' has element type %s; expected integers or floats",
+                                 key, type.valid() ? TypeDescription(type.get()) : "unknown"));
+  }
+  H5Id space(H5Dget_space(d.get()), H5Sclose);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0) return Hdf5Error(file, absl::StrFormat("cannot read the shape of '%s'", key));
+  std::vector<hsize_t> dims(rank);
+  if (rank > 0 && H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0) {
+    return Hdf5Error(file, absl::StrFormat("cannot read the shape of '%s'", key));
+  }
+  H5Array a;
+  size_t n = 1;
+  for (hsize_t s : dims) {
+    a.shape.push_back(static_cast<int64_t>(s));
+    n *= s;
+  }
+  a.data.assign(n, 0.0);
+  if (n > 0 &&
+      H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()) < 0) {
+    return Hdf5Error(file, absl::StrFormat("cannot read dataset '%s'", key));
+  }
+  return a;
+}
+
+absl::Status WriteH5Int16Array(const std::string& file, const std::string& key,
+                               const H5Array& array) {
+  QuietHdf5Errors quiet;
+  size_t n = 1;
+  for (int64_t s : array.shape) n *= static_cast<size_t>(s);
+  if (array.shape.empty() || n != array.data.size()) {
+    return Error(absl::StatusCode::kInvalidArgument, file,
+                 absl::StrFormat("cannot write '%s': shape with %d value(s) but %d given", key, n,
+                                 array.data.size()));
+  }
+  std::vector<int16_t> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double x = array.data[i];
+    if (!(x == std::nearbyint(x)) || x < -32768 || x > 32767) {
+      return Error(absl::StatusCode::kInvalidArgument, file,
+                   absl::StrFormat("cannot write '%s' as int16: value %g", key, x));
+    }
+    v[i] = static_cast<int16_t>(x);
+  }
+  H5Id f;
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0) {
+    ASSIGN_OR_RETURN(f, OpenFile(file, /*write=*/true));
+    if (H5Lexists(f.get(), key.c_str(), H5P_DEFAULT) > 0 &&
+        H5Ldelete(f.get(), key.c_str(), H5P_DEFAULT) < 0) {
+      return Hdf5Error(file, absl::StrFormat("cannot replace the existing dataset '%s'", key));
+    }
+    H5Eclear2(H5E_DEFAULT);
+  } else {
+    f = H5Id(H5Fcreate(file.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    if (!f.valid()) return Hdf5Error(file, "cannot create the file");
+  }
+  std::vector<hsize_t> dims(array.shape.begin(), array.shape.end());
+  H5Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  H5Id d(H5Dcreate2(f.get(), key.c_str(), H5T_STD_I16LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                    H5P_DEFAULT),
+         H5Dclose);
+  if (!d.valid()) return Hdf5Error(file, absl::StrFormat("cannot create dataset '%s'", key));
+  if (H5Dwrite(d.get(), H5T_NATIVE_INT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0) {
+    return Hdf5Error(file, absl::StrFormat("cannot write dataset '%s'", key));
+  }
+  if (!d.Close() || !f.Close()) {
+    return Hdf5Error(file, absl::StrFormat("cannot close after writing '%s'", key));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace elektronn

@@ -1,6 +1,7 @@
 // HDF5 volumes: reading whole (z,x,y) / (ch,z,x,y) datasets into a Volume, and writing them back.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,17 @@ enum class H5Dtype {
 // shuffled and gzip-compressed.
 absl::Status WriteH5Volume(const std::string& file, const std::string& key, const Volume& volume,
                            H5Dtype dtype, bool compress);
+
+// A small numeric dataset of any rank (e.g. the lazy-label mask "ll_mask", (2, n_class)):
+// row-major values as doubles and the shape.
+struct H5Array {
+  std::vector<int64_t> shape;
+  std::vector<double> data;
+};
+// NotFound (listing the file's datasets) when `key` is missing.
+absl::StatusOr<H5Array> ReadH5Array(const std::string& file, const std::string& key);
+// Writes integral values as int16 (the file is created if missing; an existing `key` replaced).
+absl::Status WriteH5Int16Array(const std::string& file, const std::string& key,
+                               const H5Array& array);
 
 }  // namespace elektronn

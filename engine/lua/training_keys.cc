@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -328,11 +329,47 @@ absl::Status ReadH5Files(const KeyReader& r,
   return absl::OkStatus();
 }
 
+// Data family: ids2barriers = true | {dilute=, connectivity=, ecs_as_barr=, smoothen=}.
+absl::Status ReadIds2Barriers(const KeyReader& r, v1::BatchCreatorImageParams* p) {
+  if (lua_type(r.L(), -1) == LUA_TBOOLEAN) {
+    if (lua_toboolean(r.L(), -1)) p->mutable_ids2barriers();
+    return absl::OkStatus();
+  }
+  v1::Ids2BarriersArgs* a = p->mutable_ids2barriers();
+  return r.Fields(
+      {"dilute", "connectivity", "ecs_as_barr", "smoothen"}, {},
+      [&](const std::string& key, const KeyReader& f) -> absl::Status {
+        if (key == "dilute" || key == "connectivity") {
+          ASSIGN_OR_RETURN(int n, f.Length());
+          if (n != 3) return f.Error(absl::StrFormat("must list 3 booleans (z, x, y), got %d", n));
+          for (int i = 1; i <= 3; ++i) {
+            lua_rawgeti(f.L(), -1, i);
+            auto b = f.Entry(i).Bool();
+            lua_pop(f.L(), 1);
+            if (!b.ok()) return b.status();
+            key == "dilute" ? a->add_dilute(*b) : a->add_connectivity(*b);
+          }
+        } else if (key == "ecs_as_barr") {
+          if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+            a->set_ecs_as_barr(lua_toboolean(f.L(), -1) ? "true" : "false");
+          } else {
+            auto v = f.Choice({"new_class"});
+            if (!v.ok()) return f.Error("must be true, false or 'new_class'");
+            a->set_ecs_as_barr(*v);
+          }
+        } else {
+          ASSIGN_OR_RETURN(bool b, f.Bool());
+          a->set_smoothen(b);
+        }
+        return absl::OkStatus();
+      });
+}
+
 absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImageParams* p) {
   const std::string no_targets = "extra target channels are not implemented in this engine";
   RETURN_IF_ERROR(
       r.Fields({"d_path", "l_path", "d_files", "l_files", "cube_prios", "valid_cubes",
-                "border_mode", "aniso_factor", "zxy"},
+                "border_mode", "aniso_factor", "zxy", "ids2barriers"},
                {{"target_vec_ix", no_targets},
                 {"target_discrete_ix", no_targets},
                 {"h5stream", "cubes are always read into memory"}},
@@ -360,6 +397,8 @@ absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImagePara
                  } else if (key == "aniso_factor") {
                    ASSIGN_OR_RETURN(double v, f.Number(1e-9));
                    p->set_aniso_factor(v);
+                 } else if (key == "ids2barriers") {
+                   return ReadIds2Barriers(f, p);
                  } else {
                    ASSIGN_OR_RETURN(bool zxy, f.Bool());
                    p->set_xyz_order(!zxy);
@@ -417,25 +456,134 @@ absl::Status ReadWarpArgs(const KeyReader& r, v1::WarpArgs* w) {
                   });
 }
 
+// Data family: a list of offsets {{dz,dx,dy}, ...}.
+absl::Status ReadNhood(const KeyReader& r,
+                       google::protobuf::RepeatedPtrField<v1::NhoodOffset>* out) {
+  ASSIGN_OR_RETURN(int n, r.Length());
+  if (n == 0) return r.Error("must list at least one offset {dz, dx, dy}");
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(r.L(), -1, i);
+    auto v = ReadIntList(r.L(), -1);
+    const std::string found = Describe(r.L(), -1);
+    lua_pop(r.L(), 1);
+    if (!v.ok() || v->size() != 3) {
+      return r.Entry(i).Error("must be an offset of 3 integers {dz, dx, dy}, got " + found);
+    }
+    v1::NhoodOffset* o = out->Add();
+    o->set_z((*v)[0]);
+    o->set_x((*v)[1]);
+    o->set_y((*v)[2]);
+  }
+  return absl::OkStatus();
+}
+
+// Data family: blurry_blobs_args / *_random_erasing_args tables.
+absl::Status ReadBlobArgs(const KeyReader& r, const std::string& which, v1::BlobArgs* a) {
+  std::vector<std::string> keys = {"num_blob_range", "blob_size_range"};
+  if (which == "blurry_blobs") keys.push_back("diffuseness");
+  if (which == "uniform_random_erasing") keys.push_back("value");
+  if (which == "noisy_random_erasing") keys.push_back("noise_range");
+  return r.Fields(keys, {}, [&](const std::string& key, const KeyReader& f) -> absl::Status {
+    if (key == "diffuseness") {
+      if (f.IsNeutral()) return absl::OkStatus();  // falsy: random sigma per blob
+      ASSIGN_OR_RETURN(double v, f.Number(1e-9));
+      a->set_diffuseness(v);
+    } else if (key == "value") {
+      ASSIGN_OR_RETURN(double v, f.Number(-1e300));
+      a->set_value(v);
+    } else if (key == "noise_range") {
+      ASSIGN_OR_RETURN(auto v, f.Numbers());
+      if (v.size() != 2 || !(v[1] > v[0])) {
+        return f.Error("must be {lo, hi} with lo < hi (grey values on the 0-1 scale)");
+      }
+      for (double x : v) a->add_noise_range(x);
+    } else {
+      const int64_t min = key == "num_blob_range" ? 0 : 1;
+      ASSIGN_OR_RETURN(auto v, f.Ints(min));
+      if (v.size() != 2 || !(v[1] > v[0])) {
+        return f.Error(absl::StrFormat(
+            "must be {lo, hi} with %d <= lo < hi (drawn like numpy's randint(lo, hi))", min));
+      }
+      for (int64_t x : v) {
+        key == "num_blob_range" ? a->add_num_blob_range(x) : a->add_blob_size_range(x);
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status ReadDataBatchArgs(const KeyReader& r, Spec* spec) {
   v1::DataBatchArgs* d = spec->mutable_data_batch_args();
-  const std::string no_aff = "affinity targets are not implemented in this engine";
-  const std::string no_aug = "this augmentation is not implemented in this engine";
   const std::string trainer = "the trainer sets it";
-  return r.Fields({"grey_augment_channels", "warp", "warp_args", "ignore_thresh", "force_dense"},
-                  {{"affinities", no_aff},
-                   {"nhood_targets", no_aff},
-                   {"ret_ll_mask", "lazy-label masks are not implemented in this engine"},
-                   {"nga_blur_noise_probability", no_aug},
-                   {"blurry_blobs_probability", no_aug},
-                   {"blurry_blobs_args", no_aug},
-                   {"noisy_random_erasing_probability", no_aug},
-                   {"noisy_random_erasing_args", no_aug},
-                   {"uniform_random_erasing_probability", no_aug},
-                   {"uniform_random_erasing_args", no_aug},
-                   {"batch_size", trainer},
+  RETURN_IF_ERROR(r.Fields({"grey_augment_channels", "warp", "warp_args", "ignore_thresh", "force_dense",
+                   // Data family: ID-derived targets, lazy-label masks, augmentations.
+                   "affinities", "affinity_nhood", "nhood_targets", "ret_ll_mask",
+                   "nga_blur_noise_probability", "blurry_blobs_probability",
+                   "blurry_blobs_args", "noisy_random_erasing_probability",
+                   "noisy_random_erasing_args", "uniform_random_erasing_probability",
+                   "uniform_random_erasing_args"},
+                  {{"batch_size", trainer},
                    {"source", trainer}},
                   [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                    if (key == "affinities") {
+                      if (f.IsNeutral()) return absl::OkStatus();
+                      auto v = f.Choice({"affinity", "malis"});
+                      if (!v.ok()) return f.Error("must be false or 'affinity'");
+                      if (*v == "malis") {
+                        return f.Error(
+                            "'malis' is not supported: MALIS affinity training (MalisNLL and "
+                            "its relabelled segmentation) is not implemented; use 'affinity'");
+                      }
+                      d->set_affinities(*v);
+                      return absl::OkStatus();
+                    }
+                    if (key == "affinity_nhood") return ReadNhood(f, d->mutable_affinity_nhood());
+                    if (key == "nhood_targets") {
+                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+                        d->set_nhood_targets(lua_toboolean(f.L(), -1));
+                        return absl::OkStatus();
+                      }
+                      if (lua_type(f.L(), -1) != LUA_TTABLE) {
+                        return f.Error("must be true, false or a list of offsets {{dz,dx,dy}, "
+                                       "...}, got " + Describe(f.L(), -1));
+                      }
+                      d->set_nhood_targets(true);
+                      return ReadNhood(f, d->mutable_nhood_targets_nhood());
+                    }
+                    if (key == "ret_ll_mask") {
+                      ASSIGN_OR_RETURN(bool b, f.Bool());
+                      d->set_ret_ll_mask(b);
+                      return absl::OkStatus();
+                    }
+                    if (absl::EndsWith(key, "_probability")) {
+                      double v = 0;
+                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+                        v = lua_toboolean(f.L(), -1) ? 1.0 : 0.0;
+                      } else {
+                        ASSIGN_OR_RETURN(v, f.Number(0, 1));
+                      }
+                      if (key == "nga_blur_noise_probability") {
+                        d->set_nga_blur_noise_probability(v);
+                      } else if (key == "blurry_blobs_probability") {
+                        d->set_blurry_blobs_probability(v);
+                      } else if (key == "noisy_random_erasing_probability") {
+                        d->set_noisy_random_erasing_probability(v);
+                      } else {
+                        d->set_uniform_random_erasing_probability(v);
+                      }
+                      return absl::OkStatus();
+                    }
+                    if (key == "blurry_blobs_args") {
+                      return ReadBlobArgs(f, "blurry_blobs", d->mutable_blurry_blobs_args());
+                    }
+                    if (key == "noisy_random_erasing_args") {
+                      return ReadBlobArgs(f, "noisy_random_erasing",
+                                          d->mutable_noisy_random_erasing_args());
+                    }
+                    if (key == "uniform_random_erasing_args") {
+                      return ReadBlobArgs(f, "uniform_random_erasing",
+                                          d->mutable_uniform_random_erasing_args());
+                    }
                     if (key == "grey_augment_channels") {
                       if (f.IsNeutral()) return absl::OkStatus();
                       ASSIGN_OR_RETURN(auto v, f.Ints(0));
@@ -460,7 +608,15 @@ absl::Status ReadDataBatchArgs(const KeyReader& r, Spec* spec) {
                       d->set_force_dense(b);
                     }
                     return absl::OkStatus();
-                  });
+                  }));
+  // Data family: cross-key checks.
+  if (!d->affinities().empty() && d->nhood_targets()) {
+    return r.Error("sets both affinities and nhood_targets; choose one kind of ID-derived target");
+  }
+  if (d->affinity_nhood_size() > 0 && d->affinities().empty()) {
+    return r.Field("affinity_nhood").Error("needs affinities = 'affinity'");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ReadPreviewDataPath(const KeyReader& r, Spec* spec) {

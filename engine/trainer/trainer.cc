@@ -281,6 +281,27 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
   // Data.
   BatchGeometry g{net_->graph().Find(input_name_)->shape(),
                   net_->graph().Find(target_name_)->shape()};
+  // Lazy-label masks (data_batch_args.ret_ll_mask): two more model inputs the data fills.
+  if (spec_.data_batch_args().ret_ll_mask()) {
+    if (spec_.data_class() != "BatchCreatorImage") {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "data_batch_args.ret_ll_mask: lazy-label masks come from BatchCreatorImage label "
+          "files; data_class '%s' has none",
+          spec_.data_class()));
+    }
+    for (const char* name :
+         {BatchCreatorImage::kMaskClassLabeled, BatchCreatorImage::kMaskClassNotPresent}) {
+      Node* m = net_->graph().Find(name);
+      if (m == nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "data_batch_args.ret_ll_mask: the model has no input node named '%s'; add "
+            "nm.Input{name='%s', shape={batch_size, n_class}, tags='b,f'} and pass it to the loss",
+            name, name));
+      }
+      g.extras.push_back({name, m->shape()});
+      extra_names_.push_back(name);
+    }
+  }
   ASSIGN_OR_RETURN(source_, MakeSource(spec_, g, options_.job_dir));
   log_->info("{}", source_->Describe());
 
@@ -475,6 +496,9 @@ absl::Status Trainer::TrainStep(double* loss) {
   ASSIGN_OR_RETURN(Batch * b, queue_->Next());
   absl::Status s = net_->SetInput(input_name_, b->input);
   if (s.ok()) s = net_->SetInput(target_name_, b->target);
+  for (size_t i = 0; s.ok() && i < extra_names_.size(); ++i) {
+    s = net_->SetInput(extra_names_[i], b->extras[i]);
+  }
   // Prevalence of the batch ("batch_char"): mean of the target's first channel.
   double sum = 0;
   for (float v : b->target) sum += v;
@@ -507,12 +531,23 @@ absl::StatusOr<std::pair<double, double>> Trainer::Evaluate(Split split) {
   Node* in = net_->graph().Find(input_name_);
   Node* tg = net_->graph().Find(target_name_);
   std::vector<float> x(in->numel()), t(tg->numel());
+  std::vector<std::vector<float>> extras;
+  std::vector<float*> extra_ptrs;
+  for (const std::string& name : extra_names_) {
+    extras.emplace_back(net_->graph().Find(name)->numel());
+  }
+  for (auto& e : extras) extra_ptrs.push_back(e.data());
   double loss = 0, err = 0;
   net_->set_training(false);
   for (int64_t i = 0; i < n; ++i) {
-    RETURN_IF_ERROR(source_->GetBatch(split, rng_, x.data(), t.data()));
+    RETURN_IF_ERROR(extras.empty()
+                        ? source_->GetBatch(split, rng_, x.data(), t.data())
+                        : source_->GetBatch(split, rng_, x.data(), t.data(), extra_ptrs.data()));
     RETURN_IF_ERROR(net_->SetInput(input_name_, x));
     RETURN_IF_ERROR(net_->SetInput(target_name_, t));
+    for (size_t k = 0; k < extras.size(); ++k) {
+      RETURN_IF_ERROR(net_->SetInput(extra_names_[k], extras[k]));
+    }
     RETURN_IF_ERROR(net_->Forward());
     ASSIGN_OR_RETURN(float l, net_->Scalar(loss_name_));
     loss += l / n;

@@ -167,6 +167,7 @@ class Trainer : public HyperparameterTarget {
   bool loop_running_ ABSL_GUARDED_BY(commands_mu_) = false;
 
   std::string input_name_, target_name_, loss_name_, error_name_;
+  std::vector<std::string> extra_names_;  // further inputs the data fills (lazy-label masks)
   int64_t step_ = 0;
   double time_offset_s_ = 0;  // training time of earlier runs (resume)
   double run_start_s_ = 0;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/data/h5_volume.h"
+#include "engine/data/labels.h"
 #include "tests/support/test_dir.h"
 
 namespace elektronn {
@@ -520,6 +522,263 @@ TEST_F(BatchCreatorImageTest, GivesUpWhenIgnoreThreshRejectsEverything) {
   d = BatchCreatorImage::Create(Params(), args, Geometry3D(), "");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+}
+
+
+// ---- Data family: targets derived from IDs, lazy-label masks, non-geometric augmentations.
+
+// Segmentation IDs of the label cubes: blocks of 2 (z) x 3 (x) x 4 (y) voxels, ID 0 =
+// background in a quarter of them, so that neighbours are sometimes equal, sometimes not.
+float IdValue(int64_t cube, int64_t z, int64_t x, int64_t y) {
+  return static_cast<float>((z / 2 + x / 3 + y / 4 + cube) % 4);
+}
+
+class BatchCreatorTargetsTest : public BatchCreatorImageTest {
+ protected:
+  void WriteIdCubes() {
+    WriteCubes();  // raw cubes as usual; label cubes replaced by IDs below
+    for (int64_t c = 0; c < kCubes; ++c) {
+      Volume lab(1, 8, 20, 20);
+      for (int64_t z = 0; z < 8; ++z)
+        for (int64_t x = 0; x < 20; ++x)
+          for (int64_t y = 0; y < 20; ++y) lab.at(0, z, x, y) = IdValue(c, z, x, y);
+      const std::string f = absl::StrCat(dir_, "/lab_", c, ".h5");
+      fs::remove(f);
+      ASSERT_TRUE(WriteH5Volume(f, "lab", lab, H5Dtype::kInt16, false).ok());
+    }
+  }
+  // The ID under input voxel (z,x,y) of example b (decoded from the raw grey value).
+  static float IdAtInput(const BatchGeometry& g, const std::vector<float>& in, int64_t b,
+                         int64_t z, int64_t x, int64_t y) {
+    const Pos p = Decode(in[Offset(g.input, b, 0, z, x, y)]);
+    return IdValue(p.cube, p.z - 1, p.x - 2, p.y - 2);
+  }
+};
+
+TEST_F(BatchCreatorTargetsTest, AffinitiesFollowTheIdsUnderTheStridedTarget) {
+  WriteIdCubes();
+  v1::DataBatchArgs a = NoWarp();
+  a.set_affinities("affinity");
+  BatchGeometry g = Geometry3D();
+  g.target = TaggedShape::Create({3, 3, 3, 4, 4}, "b,f,z,x,y", {1, 2, 2}, {3, 5, 5}).value();
+  auto d = BatchCreatorImage::Create(Params(), a, g, "");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ((*d)->label_margin(), (std::array<int64_t, 3>{1, 1, 1}));
+  std::vector<float> in(g.input.stripnone_prod()), tg(g.target.stripnone_prod());
+  std::mt19937_64 rng(3);
+  int64_t ones = 0, zeros = 0;
+  for (int it = 0; it < 10; ++it) {
+    ASSERT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t e = 0; e < 3; ++e)
+        for (int64_t z = 0; z < 3; ++z)
+          for (int64_t x = 0; x < 4; ++x)
+            for (int64_t y = 0; y < 4; ++y) {
+              // Dense index (z, 2x, 2y) sits on input voxel offset + that; its edge partner one
+              // voxel further along axis e (in patch coordinates, whatever flips were drawn).
+              const int64_t iz = 1 + z, ix = 2 + 2 * x, iy = 2 + 2 * y;
+              const float u = IdAtInput(g, in, b, iz, ix, iy);
+              const float v = IdAtInput(g, in, b, iz + (e == 0), ix + (e == 1), iy + (e == 2));
+              const float want = (u == v && u > 0) ? 1.f : 0.f;
+              const float got = tg[Offset(g.target, b, e, z, x, y)];
+              ASSERT_EQ(got, want) << "b " << b << " edge " << e << " at " << z << "," << x
+                                   << "," << y;
+              ones += got == 1.f;
+              zeros += got == 0.f;
+            }
+  }
+  EXPECT_GT(ones, 100);
+  EXPECT_GT(zeros, 100);
+}
+
+TEST_F(BatchCreatorTargetsTest, AffinityEdgesBeyondTheInputPatchAreIgnored) {
+  WriteIdCubes();
+  v1::DataBatchArgs a = NoWarp();
+  a.set_affinities("affinity");
+  BatchGeometry g;  // fov 1: the target is the whole patch, no label context around it
+  g.input = TaggedShape::Create({2, 1, 3, 9, 9}, "b,f,z,x,y").value();
+  g.target = TaggedShape::Create({2, 3, 3, 9, 9}, "b,f,z,x,y", {1, 1, 1}, {1, 1, 1}).value();
+  auto d = BatchCreatorImage::Create(Params(), a, g, "");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ((*d)->label_margin(), (std::array<int64_t, 3>{0, 0, 0}));
+  std::vector<float> in(g.input.stripnone_prod()), tg(g.target.stripnone_prod());
+  std::mt19937_64 rng(4);
+  ASSERT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+  const std::array<int64_t, 3> n = {3, 9, 9};
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t e = 0; e < 3; ++e)
+      for (int64_t z = 0; z < 3; ++z)
+        for (int64_t x = 0; x < 9; ++x)
+          for (int64_t y = 0; y < 9; ++y) {
+            const std::array<int64_t, 3> p = {z, x, y};
+            const float got = tg[Offset(g.target, b, e, z, x, y)];
+            if (p[e] == n[e] - 1) {
+              ASSERT_EQ(got, BatchCreatorImage::kUndefinedAffinity);
+              continue;
+            }
+            const float u = IdAtInput(g, in, b, z, x, y);
+            const float v = IdAtInput(g, in, b, z + (e == 0), x + (e == 1), y + (e == 2));
+            ASSERT_EQ(got, (u == v && u > 0) ? 1.f : 0.f);
+          }
+}
+
+TEST_F(BatchCreatorTargetsTest, NhoodTargetsAreShiftedIds) {
+  WriteIdCubes();
+  v1::DataBatchArgs a = NoWarp();
+  a.set_nhood_targets(true);
+  a.set_force_dense(true);
+  BatchGeometry g = Geometry3D(2);
+  g.target = TaggedShape::Create({2, 7, 3, 7, 7}, "b,f,z,x,y", {1, 2, 2}, {3, 5, 5}).value();
+  auto d = BatchCreatorImage::Create(Params(), a, g, "");
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::vector<float> in(g.input.stripnone_prod()), tg(g.target.stripnone_prod());
+  std::mt19937_64 rng(5);
+  ASSERT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+  const auto nh = DefaultNhoodTargets();
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t e = 0; e < 7; ++e)
+      for (int64_t z = 0; z < 3; ++z)
+        for (int64_t x = 0; x < 7; ++x)
+          for (int64_t y = 0; y < 7; ++y) {
+            const float want =
+                IdAtInput(g, in, b, 1 + z + nh[e][0], 2 + x + nh[e][1], 2 + y + nh[e][2]);
+            ASSERT_EQ(tg[Offset(g.target, b, e, z, x, y)], want) << e;
+          }
+}
+
+TEST_F(BatchCreatorTargetsTest, Ids2BarriersAtLoad) {
+  WriteIdCubes();
+  v1::BatchCreatorImageParams p = Params();
+  // Boundaries only within z-sections (blocks are 2 sections thick), not diluted, so that block
+  // interiors survive and ID-0 interiors become class 2.
+  v1::Ids2BarriersArgs* ia = p.mutable_ids2barriers();
+  ia->set_ecs_as_barr("new_class");
+  for (bool c : {false, true, true}) ia->add_connectivity(c);
+  for (int i = 0; i < 3; ++i) ia->add_dilute(false);
+  auto d = BatchCreatorImage::Create(p, NoWarp(), Geometry3D(), "");
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto ids = ReadH5Volume(absl::StrCat(dir_, "/lab_1.h5"), "lab", false);
+  ASSERT_TRUE(ids.ok());
+  Ids2BarriersOptions o;
+  o.ecs = EcsMode::kNewClass;
+  o.connectivity = {false, true, true};
+  o.dilute = {false, false, false};
+  EXPECT_EQ((*d)->cube(1).label.data, Ids2Barriers(*ids, o).data);
+  std::set<float> values((*d)->cube(1).label.data.begin(), (*d)->cube(1).label.data.end());
+  EXPECT_EQ(values, (std::set<float>{0.f, 1.f, 2.f}));
+}
+
+TEST_F(BatchCreatorTargetsTest, BadTargetConfigurationsNameTheKey) {
+  WriteIdCubes();
+  v1::DataBatchArgs a = NoWarp();
+  a.set_affinities("affinity");
+  auto d = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");  // target f=1, not 3
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("f=1 but affinities with 3 offset(s)"), std::string::npos)
+      << d.status();
+  a.set_affinities("malis");
+  EXPECT_EQ(BatchCreatorImage::Create(Params(), a, Geometry3D(), "").status().code(),
+            absl::StatusCode::kUnimplemented);
+  a.set_affinities("affine");
+  d = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");
+  EXPECT_NE(d.status().message().find("affinities='affine' is unknown"), std::string::npos);
+  a = NoWarp();
+  a.set_blurry_blobs_probability(1.5);
+  d = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");
+  EXPECT_NE(d.status().message().find("blurry_blobs_probability=1.5"), std::string::npos)
+      << d.status();
+  a = NoWarp();
+  a.mutable_noisy_random_erasing_args()->add_blob_size_range(4);
+  a.mutable_noisy_random_erasing_args()->add_blob_size_range(2);
+  d = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");
+  EXPECT_NE(d.status().message().find("noisy_random_erasing_args.blob_size_range=(4,2)"),
+            std::string::npos)
+      << d.status();
+}
+
+// Fraction of training examples in which an augmentation with probability p shows: uniform
+// erasing with a value (-5) that raw data never has.
+TEST_F(BatchCreatorTargetsTest, AugmentationsApplyWithTheirProbabilityOnTrainingOnly) {
+  WriteCubes();
+  for (double p : {0.0, 0.5, 1.0}) {
+    v1::DataBatchArgs a = NoWarp();
+    a.set_uniform_random_erasing_probability(p);
+    auto* e = a.mutable_uniform_random_erasing_args();
+    e->set_value(-5);
+    e->add_num_blob_range(1), e->add_num_blob_range(2);
+    e->add_blob_size_range(2), e->add_blob_size_range(4);
+    auto d = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");
+    ASSERT_TRUE(d.ok()) << d.status();
+    const BatchGeometry& g = (*d)->geometry();
+    std::vector<float> in(g.input.stripnone_prod()), tg(g.target.stripnone_prod());
+    std::mt19937_64 rng(9);
+    const int64_t per = in.size() / 3;
+    int erased = 0, total = 0;
+    for (int it = 0; it < 100; ++it) {
+      ASSERT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+      for (int64_t b = 0; b < 3; ++b, ++total) {
+        erased += std::count(in.begin() + b * per, in.begin() + (b + 1) * per, -5.f) > 0;
+      }
+    }
+    const double frac = static_cast<double>(erased) / total;
+    if (p == 0.0) EXPECT_EQ(erased, 0);
+    if (p == 1.0) EXPECT_EQ(erased, total);
+    if (p == 0.5) EXPECT_NEAR(frac, 0.5, 0.1) << erased << " of " << total;
+    // Validation batches are never augmented.
+    ASSERT_TRUE((*d)->GetBatch(Split::kValid, rng, in.data(), tg.data()).ok());
+    EXPECT_EQ(std::count(in.begin(), in.end(), -5.f), 0);
+  }
+}
+
+TEST_F(BatchCreatorTargetsTest, LazyLabelMasksPerCube) {
+  WriteCubes();
+  // Cube 1 has flags; cube 0 none (every class labelled, none absent).
+  ASSERT_TRUE(WriteH5Int16Array(absl::StrCat(dir_, "/lab_1.h5"), "ll_mask",
+                                {{2, 3}, {1, 0, 1, 0, 1, 0}})
+                  .ok());
+  v1::DataBatchArgs a = NoWarp();
+  a.set_ret_ll_mask(true);
+  BatchGeometry g = Geometry3D();
+  g.extras.push_back({"mask_class_labeled", TaggedShape::Create({3, 3}, "b,f").value()});
+  g.extras.push_back({"mask_class_not_present", TaggedShape::Create({3, 3}, "b,f").value()});
+  auto d = BatchCreatorImage::Create(Params(), a, g, "");
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::vector<float> in(g.input.stripnone_prod()), tg(g.target.stripnone_prod()), m0(9), m1(9);
+  float* extras[2] = {m0.data(), m1.data()};
+  std::mt19937_64 rng(2);
+  std::set<int64_t> seen;
+  for (int it = 0; it < 10; ++it) {
+    ASSERT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data(), extras).ok());
+    for (int64_t b = 0; b < 3; ++b) {
+      const int64_t cube = Decode(in[Offset(g.input, b, 0, 0, 0, 0)]).cube;
+      seen.insert(cube);
+      const std::vector<float> l(m0.begin() + 3 * b, m0.begin() + 3 * b + 3);
+      const std::vector<float> n(m1.begin() + 3 * b, m1.begin() + 3 * b + 3);
+      if (cube == 1) {
+        EXPECT_EQ(l, (std::vector<float>{1, 0, 1}));
+        EXPECT_EQ(n, (std::vector<float>{0, 1, 0}));
+      } else {
+        EXPECT_EQ(l, (std::vector<float>{1, 1, 1}));
+        EXPECT_EQ(n, (std::vector<float>{0, 0, 0}));
+      }
+    }
+  }
+  EXPECT_EQ(seen, (std::set<int64_t>{0, 1}));
+  // Without the mask buffers, or without the model's mask inputs: clear errors.
+  EXPECT_FALSE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
+  auto bad = BatchCreatorImage::Create(Params(), a, Geometry3D(), "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'mask_class_labeled' and 'mask_class_not_present'"),
+            std::string::npos)
+      << bad.status();
+  // A mask of the wrong width.
+  g.extras[0].shape = TaggedShape::Create({3, 2}, "b,f").value();
+  g.extras[1].shape = TaggedShape::Create({3, 2}, "b,f").value();
+  bad = BatchCreatorImage::Create(Params(), a, g, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'ll_mask' has shape (2,3); it must be (2, 2)"),
+            std::string::npos)
+      << bad.status();
 }
 
 }  // namespace

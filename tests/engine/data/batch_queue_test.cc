@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <set>
@@ -172,6 +173,53 @@ TEST(BatchQueueTest, RejectsBadArguments) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BatchQueue::Create(source, 1, 0, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+
+// Data family: a source with extra inputs (e.g. lazy-label masks) gets one buffer per extra, of
+// that extra's size, filled in the same call as input and target.
+class ExtraSource : public BatchSource {
+ public:
+  ExtraSource() {
+    geometry_.input = TaggedShape::Create({2, 1, 4, 4}, "b,f,x,y").value();
+    geometry_.target = TaggedShape::Create({2, 1, 2, 2}, "b,f,x,y").value();
+    geometry_.extras.push_back({"m0", TaggedShape::Create({2, 3}, "b,f").value()});
+    geometry_.extras.push_back({"m1", TaggedShape::Create({2, 5}, "b,f").value()});
+  }
+  absl::Status GetBatch(Split, std::mt19937_64&, float*, float*) const override {
+    return absl::InternalError("the queue must call the overload with extras");
+  }
+  absl::Status GetBatch(Split, std::mt19937_64& rng, float* input, float* target,
+                        float* const* extras) const override {
+    const float id = static_cast<float>(rng() >> 40);
+    std::fill(input, input + 32, id);
+    std::fill(target, target + 8, id);
+    std::fill(extras[0], extras[0] + 6, id + 1);
+    std::fill(extras[1], extras[1] + 10, id + 2);
+    return absl::OkStatus();
+  }
+  bool has_validation() const override { return false; }
+  const BatchGeometry& geometry() const override { return geometry_; }
+  std::string Describe() const override { return "extras"; }
+
+ private:
+  BatchGeometry geometry_;
+};
+
+TEST(BatchQueueTest, ExtraInputsTravelWithTheirBatch) {
+  auto q = BatchQueue::Create(std::make_shared<ExtraSource>(), 2, 3, 5);
+  ASSERT_TRUE(q.ok()) << q.status();
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<Batch*> b = (*q)->Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_EQ((*b)->extras.size(), 2u);
+    ASSERT_EQ((*b)->extras[0].size(), 6u);
+    ASSERT_EQ((*b)->extras[1].size(), 10u);
+    const float id = (*b)->input[0];
+    for (float v : (*b)->extras[0]) ASSERT_EQ(v, id + 1);
+    for (float v : (*b)->extras[1]) ASSERT_EQ(v, id + 2);
+    (*q)->Release(*b);
+  }
 }
 
 }  // namespace

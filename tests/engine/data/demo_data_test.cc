@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,52 @@ TEST(DemoDataTest, DeterministicAndSeedDependent) {
     ASSERT_GE(v, 0.f);
     ASSERT_LE(v, 1.f);
   }
+}
+
+// Data family: the segmentation behind the barriers (ids_<i>.h5) for affinity targets.
+TEST(DemoDataTest, IdsAreTheCellsTheBarriersSeparate) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/demo_data_ids_test");
+  fs::remove_all(dir);
+  DemoDataOptions opt;
+  opt.num_cubes = 1;
+  opt.shape = {8, 64, 64};
+  opt.preview_shape = {4, 16, 16};
+  ASSERT_TRUE(MakeDemoData(dir, opt).ok());
+  absl::StatusOr<Volume> ids = ReadH5Volume(absl::StrCat(dir, "/ids_0.h5"), "lab", false);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  absl::StatusOr<Volume> lab = ReadH5Volume(absl::StrCat(dir, "/barrier_0.h5"), "lab", false);
+  ASSERT_TRUE(lab.ok()) << lab.status();
+  ASSERT_EQ(ids->spatial(), opt.shape);
+  std::set<float> distinct;
+  for (float v : ids->data) {
+    ASSERT_GE(v, 1.f);
+    distinct.insert(v);
+  }
+  EXPECT_GT(distinct.size(), 5u);
+  // Neighbours in different cells: at least one of them is on the membrane.
+  int64_t boundary_pairs = 0;
+  const Volume& id = *ids;
+  for (int64_t z = 0; z < id.z; ++z) {
+    for (int64_t x = 0; x < id.x; ++x) {
+      for (int64_t y = 0; y < id.y; ++y) {
+        if (y + 1 < id.y && id.at(0, z, x, y) != id.at(0, z, x, y + 1)) {
+          ++boundary_pairs;
+          ASSERT_TRUE(lab->at(0, z, x, y) == 1.f || lab->at(0, z, x, y + 1) == 1.f);
+        }
+        if (x + 1 < id.x && id.at(0, z, x, y) != id.at(0, z, x + 1, y)) {
+          ASSERT_TRUE(lab->at(0, z, x, y) == 1.f || lab->at(0, z, x + 1, y) == 1.f);
+        }
+        if (z + 1 < id.z && id.at(0, z, x, y) != id.at(0, z + 1, x, y)) {
+          ASSERT_TRUE(lab->at(0, z, x, y) == 1.f || lab->at(0, z + 1, x, y) == 1.f);
+        }
+      }
+    }
+  }
+  EXPECT_GT(boundary_pairs, 100);
+  // The barrier file is what it was before the IDs existed.
+  Volume raw2, lab2;
+  GenerateDemoCube(opt, opt.shape, 0, &raw2, &lab2);
+  EXPECT_EQ(lab2.data, lab->data);
 }
 
 TEST(DemoDataTest, RejectsBadOptions) {
