@@ -41,8 +41,32 @@ dnnl::algorithm EltwiseAlgorithm(Eltwise e) {
       return dnnl::algorithm::eltwise_elu;
     case Eltwise::kLinear:
       return dnnl::algorithm::eltwise_linear;
+    case Eltwise::kSelu:  // no single algorithm: AppendActivation chains post-ops
+    case Eltwise::kConcentration:
+    case Eltwise::kRadius:
+      return dnnl::algorithm::eltwise_linear;
   }
   return dnnl::algorithm::eltwise_linear;
+}
+
+void AppendActivation(dnnl::post_ops& po, Eltwise e) {
+  using dnnl::algorithm;
+  switch (e) {
+    case Eltwise::kSelu:  // scale * elu(x, alpha)
+      po.append_eltwise(1.0507009873554805f, algorithm::eltwise_elu, 1.6732632423543772f, 0.f);
+      return;
+    case Eltwise::kConcentration:  // 7 * softplus(x) + 2
+      po.append_eltwise(1.f, algorithm::eltwise_soft_relu, 0.f, 0.f);
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 7.f, 2.f);
+      return;
+    case Eltwise::kRadius:  // 3 + 15 * exp(0.15 * x)
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 0.15f, 0.f);
+      po.append_eltwise(1.f, algorithm::eltwise_exp, 0.f, 0.f);
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 15.f, 3.f);
+      return;
+    default:
+      po.append_eltwise(1.0f, EltwiseAlgorithm(e), e == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+  }
 }
 
 PrimitiveCall::PrimitiveCall(const dnnl::engine& eng, dnnl::primitive prim,
