@@ -1,6 +1,8 @@
 // Shared oneDNN plumbing: formats, argument lists built once, the shared scratchpad.
 #include "kernels/cpu/onednn_util.h"
 
+#include <cmath>
+
 namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
@@ -59,10 +61,12 @@ void AppendActivation(dnnl::post_ops& po, Eltwise e) {
       po.append_eltwise(1.f, algorithm::eltwise_soft_relu, 0.f, 0.f);
       po.append_eltwise(1.f, algorithm::eltwise_linear, 7.f, 2.f);
       return;
-    case Eltwise::kRadius:  // 3 + 15 * exp(0.15 * x)
-      po.append_eltwise(1.f, algorithm::eltwise_linear, 0.15f, 0.f);
-      po.append_eltwise(1.f, algorithm::eltwise_exp, 0.f, 0.f);
-      po.append_eltwise(1.f, algorithm::eltwise_linear, 15.f, 3.f);
+    // 3 + 15 exp(0.15 x) = 3 exp(softplus(0.15 x + ln 5)). oneDNN 2.6 gives two post-ops of
+    // the same algorithm the first one's parameters, so the chain uses each algorithm once.
+    case Eltwise::kRadius:
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 0.15f, std::log(5.f));
+      po.append_eltwise(1.f, algorithm::eltwise_soft_relu, 0.f, 0.f);
+      po.append_eltwise(3.f, algorithm::eltwise_exp, 0.f, 0.f);
       return;
     default:
       po.append_eltwise(1.0f, EltwiseAlgorithm(e), e == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
