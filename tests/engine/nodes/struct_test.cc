@@ -298,7 +298,7 @@ TEST(StructuralForward, ReshapeKeepsTheLogicalOrder) {
   std::string x = n.Input({2, 2, 3, 4}, "b,f,x,y", "x");
   std::string r = n.Node("reshape", {x}, [](v1::NodeSpec& s) {
     for (int64_t v : {2, 4, 6}) s.mutable_reshape()->add_shape(v);
-    s.mutable_reshape()->set_tags("b,x,f");
+    s.mutable_reshape()->set_tags("b,f,x");  // f not last: both sides move data
   });
   Compiled run = Compile(n.spec, 2);
   ASSERT_TRUE(run.net->SetInput(x, Iota(48)).ok());
