@@ -3,6 +3,7 @@
 #include "kernels/cpu/structural.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 namespace elektronn::kernels::cpu {
@@ -97,8 +98,10 @@ void ForEachElement(const Grid& g, const Body& body) {
 
 void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm, const float* src,
                float* dst, bool acc) {
+  // Fixed arrays: a steady-state step must not allocate (TaggedShape has at most 7 axes).
   const int rank = static_cast<int>(dims.size());
-  std::vector<int64_t> src_stride(rank, 1), dst_dims(rank);
+  std::array<int64_t, 8> src_stride, dst_dims;
+  src_stride[rank - 1] = 1;
   for (int i = rank - 2; i >= 0; --i) src_stride[i] = src_stride[i + 1] * dims[i + 1];
   int64_t n = 1;
   for (int i = 0; i < rank; ++i) {
