@@ -20,7 +20,19 @@
 
 namespace elektronn::kernels {
 
-enum class Eltwise { kLinear, kRelu, kTanh, kSigmoid, kAbs, kSoftplus, kElu };
+// kSelu, kConcentration, kRadius: ELEKTRONN2's selu, 7*softplus(x)+2 and 3+15*exp(0.15x).
+enum class Eltwise {
+  kLinear,
+  kRelu,
+  kTanh,
+  kSigmoid,
+  kAbs,
+  kSoftplus,
+  kElu,
+  kSelu,
+  kConcentration,
+  kRadius
+};
 
 // True when act(max(a, b)) == max(act(a), act(b)), so the activation commutes with max-pooling
 // and can be fused into the convolution that precedes the pool.
@@ -99,6 +111,19 @@ class MatmulKernel {
 struct BoxCopy {
   std::vector<int64_t> src_shape, dst_shape, src_origin, dst_origin, extent;
   std::vector<int64_t> src_step = {}, dst_step = {};
+};
+
+// Structural family (issue 11). Element-wise functions with arguments (ApplyFunc): a*x+b, x^a, clip to [a, b], exp, log.
+enum class ScalarFunction { kAffine, kPow, kClip, kExp, kLog };
+
+// Local response normalisation over channels-last (batch, spatial..., channels).
+struct LrnDesc {
+  int64_t batch = 1;
+  std::vector<int64_t> spatial;
+  int64_t channels = 1;
+  bool channel_mode = false;    // false: window over the spatial axes, per channel
+  std::vector<int64_t> window;  // odd sizes: one per spatial axis, or one (channel mode)
+  float alpha = 1e-4f, k = 1.f, beta = 0.75f;
 };
 
 class Backend {
@@ -191,6 +216,48 @@ class Backend {
   virtual void BatchNormUpdateRunning(const float* batch_mean, const float* batch_std,
                                       float* running_mean, float* running_std, int64_t channels,
                                       float decay) = 0;
+  // --- Structural, element-wise and probabilistic family (issue 11) ---
+  // dst = a * b (+ dst when accumulating): MultMerge forward, and its backward with diff_dst.
+  virtual void Multiply(const float* a, const float* b, float* dst, int64_t n,
+                        bool accumulate) = 0;
+  // dst[perm-ordered index] = src: axis i of dst is axis perm[i] of src (dims = src's sizes).
+  virtual void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm,
+                         const float* src, float* dst, bool accumulate) = 0;
+  // ApplyFunc's functions with arguments; backward reads src.
+  virtual void ScalarFunctionForward(ScalarFunction f, float a, float b, const float* src,
+                                     float* dst, int64_t n) = 0;
+  virtual void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src,
+                                      const float* diff_dst, float* diff_src, int64_t n,
+                                      bool accumulate) = 0;
+  // Maxout over channels-last rows: dst[r, c] = max_i src[r, c*k + i], c < channels / k.
+  virtual void MaxoutForward(const float* src, float* dst, int64_t rows, int64_t channels,
+                             int64_t k) = 0;
+  // The gradient goes to the first maximal input of each group.
+  virtual void MaxoutBackward(const float* src, const float* diff_dst, float* diff_src,
+                              int64_t rows, int64_t channels, int64_t k, bool accumulate) = 0;
+  // Local response normalisation (reference §2.11): dst = src / (k + alpha * m)^beta, m the mean
+  // of src^2 over the window. `workspace` holds 2 * numel floats: forward leaves
+  // (k + alpha * m) in the first half for backward, which uses the second half as scratch.
+  virtual void LrnForward(const LrnDesc& d, const float* src, float* dst, float* workspace) = 0;
+  virtual void LrnBackward(const LrnDesc& d, const float* src, const float* diff_dst,
+                           float* diff_src, float* workspace, bool accumulate) = 0;
+  // Reparameterised Gaussian sample: dst[o, s, i] = mu[o, i] + exp(log_sig[o, i]) * eps with
+  // eps ~ N(0, 1) counter-based on (seed, step, index of dst), like Dropout's mask.
+  virtual void GaussianSample(const float* mu, const float* log_sig, float* dst, int64_t outer,
+                              int64_t samples, int64_t inner, uint64_t seed, uint64_t step) = 0;
+  // diff_mu = sum_s diff_dst, diff_log_sig = sum_s diff_dst * (dst - mu); a null target is
+  // skipped, each target with its own accumulate flag.
+  virtual void GaussianSampleBackward(const float* mu, const float* dst, const float* diff_dst,
+                                      float* diff_mu, bool accumulate_mu, float* diff_log_sig,
+                                      bool accumulate_log_sig, int64_t outer, int64_t samples,
+                                      int64_t inner) = 0;
+  // The AEVB prior term 0.5 * (mu^2 + sigma^2 - 1 - 2 log sigma), sigma = exp(log_sig).
+  virtual void GaussianPriorForward(const float* mu, const float* log_sig, float* dst,
+                                    int64_t n) = 0;
+  virtual void GaussianPriorBackward(const float* mu, const float* log_sig,
+                                     const float* diff_dst, float* diff_mu, bool accumulate_mu,
+                                     float* diff_log_sig, bool accumulate_log_sig,
+                                     int64_t n) = 0;
 
   // Optimiser updates over flat parameter buffers (reference §4).
   struct OptimiserStep {

@@ -8,6 +8,7 @@
 
 namespace elektronn::kernels {
 
+// selu, concentration and radius increase monotonically, so they commute with max-pooling too.
 bool IsMonotone(Eltwise e) { return e != Eltwise::kAbs; }
 
 const char* EltwiseName(Eltwise e) {
@@ -26,6 +27,12 @@ const char* EltwiseName(Eltwise e) {
       return "softplus";
     case Eltwise::kElu:
       return "elu";
+    case Eltwise::kSelu:
+      return "selu";
+    case Eltwise::kConcentration:
+      return "concentration";
+    case Eltwise::kRadius:
+      return "radius";
   }
   return "?";
 }

@@ -85,13 +85,15 @@ int Conv(lua_State* L) {
   }
   c->set_conv_mode(a.Choice<v1::ConvMode>(
       "conv_mode", {{"valid", v1::VALID}, {"same", v1::SAME}, {"full", v1::FULL}}, v1::VALID));
-  c->set_activation(a.Activation("activation_func", v1::RELU));
+  const int64_t maxout = a.MaxoutK("activation_func");  // structural family: 'maxout <k>'
+  c->set_activation(maxout > 0 ? v1::LIN : a.Activation("activation_func", v1::RELU));
   c->set_mfp(a.Bool("mfp", false));
   c->set_batch_normalisation(BatchNormArg(a));
   c->set_dropout_rate(a.Rate("dropout_rate"));
   for (const char* p : {"w", "b", "gamma", "mean", "std"}) a.Unsupported(p, kNoWeights);
   a.Unsupported("gradnet_mode", kNoGradnet);
   c->set_invalidate_fov(a.Bool("invalidate_fov", false));
+  if (maxout > 0) return RecordWithMaxout(L, a, std::move(n), maxout);
   return A::Record(L, a, std::move(n));
 }
 
@@ -122,12 +124,14 @@ int Perceptron(lua_State* L, const char* fn) {
   n.add_inputs(A::NodeName(a, "parent"));
   v1::PerceptronOp* p = n.mutable_perceptron();
   p->set_n_f(a.RequiredInt("n_f", 1));
-  p->set_activation(a.Activation("activation_func", v1::RELU));
+  const int64_t maxout = a.MaxoutK("activation_func");  // structural family: 'maxout <k>'
+  p->set_activation(maxout > 0 ? v1::LIN : a.Activation("activation_func", v1::RELU));
   p->set_flatten(a.Bool("flatten", false));
   p->set_batch_normalisation(BatchNormArg(a));
   p->set_dropout_rate(a.Rate("dropout_rate"));
   for (const char* q : {"w", "b", "gamma", "mean", "std"}) a.Unsupported(q, kNoWeights);
   a.Unsupported("gradnet_mode", kNoGradnet);
+  if (maxout > 0) return RecordWithMaxout(L, a, std::move(n), maxout);
   return A::Record(L, a, std::move(n));
 }
 int PerceptronFn(lua_State* L) { return Perceptron(L, "nm.Perceptron"); }
@@ -138,24 +142,11 @@ int ActivationFn(lua_State* L) {
   v1::NodeSpec n = NewNode(a, "activation");
   n.add_inputs(A::NodeName(a, "parent"));
   a.Require("activation_func", "an activation name such as 'relu'");
-  n.mutable_activation()->set_activation(a.Activation("activation_func", v1::RELU));
-  return A::Record(L, a, std::move(n));
-}
-
-// ELEKTRONN2's ApplyFunc takes a backend function; job files name an activation instead.
-int ApplyFunc(lua_State* L) {
-  Args a(L, "nm.ApplyFunc", {"parent", "functor", "args", "kwargs", "name", "print_repr"});
-  v1::NodeSpec n = NewNode(a, "apply");
-  n.add_inputs(A::NodeName(a, "parent"));
-  a.Require("functor", "an activation name such as 'tanh'");
-  n.mutable_activation()->set_activation(a.Activation("functor", v1::RELU));
-  for (const char* p : {"args", "kwargs"}) {
-    if (!a.Present(p)) continue;
-    a.Push(p);
-    const bool empty = lua_type(L, -1) == LUA_TTABLE && (lua_pushnil(L), lua_next(L, -2) == 0);
-    lua_settop(L, 1);
-    if (!empty) a.Fail(p, "is not supported: the functor is an activation without arguments");
+  if (const int64_t k = a.MaxoutK("activation_func"); k > 0) {  // structural family
+    n.mutable_maxout()->set_k(k);
+    return A::Record(L, a, std::move(n));
   }
+  n.mutable_activation()->set_activation(a.Activation("activation_func", v1::RELU));
   return A::Record(L, a, std::move(n));
 }
 
@@ -258,7 +249,6 @@ NmFunctionList CoreNodeFunctions() {
           {"Perceptron", PerceptronFn},
           {"Dot", DotFn},
           {"Activation", ActivationFn},
-          {"ApplyFunc", ApplyFunc},
           {"Softmax", Softmax},
           {"Concat", Concat},
           {"Crop", Crop},

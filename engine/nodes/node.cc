@@ -100,6 +100,12 @@ kernels::Eltwise ToEltwise(v1::Activation a) {
       return Eltwise::kElu;
     case v1::PRELU:
       return Eltwise::kLinear;  // handled by the node (learned slope)
+    case v1::SELU:
+      return Eltwise::kSelu;
+    case v1::CONCENTRATION:
+      return Eltwise::kConcentration;
+    case v1::RADIUS:
+      return Eltwise::kRadius;
     default:
       return Eltwise::kRelu;
   }
@@ -124,6 +130,12 @@ const char* ActivationName(v1::Activation a) {
       return "elu";
     case v1::PRELU:
       return "prelu";
+    case v1::SELU:
+      return "selu";
+    case v1::CONCENTRATION:
+      return "concentration";
+    case v1::RADIUS:
+      return "radius";
     default:
       return "?";
   }

@@ -22,6 +22,17 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kAggregateLoss, MakeAggregateLoss);
   r.Add(v1::NodeSpec::kErrors, MakeErrors);
   r.Add(v1::NodeSpec::kFragmentsToDense, MakeFragmentsToDense);
+  // Structural, element-wise and probabilistic family (issue 11).
+  r.Add(v1::NodeSpec::kSlice, MakeSlice);
+  r.Add(v1::NodeSpec::kReshape, MakeReshape);
+  r.Add(v1::NodeSpec::kPad, MakePad);
+  r.Add(v1::NodeSpec::kMultMerge, MakeMultMerge);
+  r.Add(v1::NodeSpec::kFaithlessMerge, MakeFaithlessMerge);
+  r.Add(v1::NodeSpec::kApplyFunc, MakeApplyFunc);
+  r.Add(v1::NodeSpec::kMaxout, MakeMaxout);
+  r.Add(v1::NodeSpec::kLrn, MakeLrn);
+  r.Add(v1::NodeSpec::kGaussianRv, MakeGaussianRv);
+  r.Add(v1::NodeSpec::kGaussianAevbPrior, MakeGaussianAevbPrior);
   return r;
 }
 

@@ -45,6 +45,17 @@ std::unique_ptr<Node> MakeMultinoulliNLL(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeAggregateLoss(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeErrors(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeFragmentsToDense(const v1::NodeSpec& s);
+// Structural, element-wise and probabilistic family (issue 11): engine/nodes/structural.cc.
+std::unique_ptr<Node> MakeSlice(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeReshape(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakePad(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeMultMerge(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeFaithlessMerge(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeApplyFunc(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeMaxout(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeLrn(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeGaussianRv(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeGaussianAevbPrior(const v1::NodeSpec& s);
 
 // Classes per group of a Softmax node (0 if `n` is not a Softmax).
 int64_t SoftmaxClasses(const Node& n);

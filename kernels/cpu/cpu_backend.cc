@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "kernels/cpu/onednn_util.h"
 #include "kernels/cpu/batch_norm.h"  // batch_norm family
+#include "kernels/cpu/structural.h"  // structural family (issue 11)
 
 namespace elektronn::kernels {
 
@@ -104,6 +105,13 @@ inline float Act(Eltwise e, float x) {
       return x > 20.f ? x : std::log1p(std::exp(x));
     case Eltwise::kElu:
       return x > 0.f ? x : std::expm1(x);
+    // Structural family (issue 11): ELEKTRONN2's selu, concentration and radius.
+    case Eltwise::kSelu:
+      return 1.0507009873554805f * (x > 0.f ? x : 1.6732632423543772f * std::expm1(x));
+    case Eltwise::kConcentration:
+      return 7.f * (x > 20.f ? x : std::log1p(std::exp(x))) + 2.f;
+    case Eltwise::kRadius:
+      return 3.f + 15.f * std::exp(0.15f * x);
   }
   return x;
 }
@@ -125,6 +133,13 @@ inline float ActGrad(Eltwise e, float x, float y) {
       return -std::expm1(-y);  // sigmoid(x) = 1 - exp(-softplus(x))
     case Eltwise::kElu:
       return y > 0.f ? 1.f : y + 1.f;
+    // Structural family (issue 11), through y as the fused paths pass no x.
+    case Eltwise::kSelu:  // y <= 0: scale * alpha * exp(x) = y + scale * alpha
+      return y > 0.f ? 1.0507009873554805f : y + 1.0507009873554805f * 1.6732632423543772f;
+    case Eltwise::kConcentration:  // 7 * sigmoid(x), softplus(x) = (y - 2) / 7
+      return -7.f * std::expm1(-(y - 2.f) / 7.f);
+    case Eltwise::kRadius:  // 0.15 * 15 * exp(0.15 x) = 0.15 * (y - 3)
+      return 0.15f * (y - 3.f);
   }
   return 1.f;
 }
@@ -371,6 +386,66 @@ class CpuBackend final : public Backend {
       float g = Keep(seed, step, i, rate) ? dd[i] * scale : 0.f;
       ds[i] = acc ? ds[i] + g : g;
     });
+  }
+
+  // Structural family (issue 11): thin calls into kernels/cpu/structural.cc.
+  void Multiply(const float* a, const float* b, float* dst, int64_t n, bool acc) override {
+    ParallelForSimd(n, [&](int64_t i) { dst[i] = acc ? dst[i] + a[i] * b[i] : a[i] * b[i]; });
+  }
+  void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm,
+                 const float* src, float* dst, bool acc) override {
+    cpu::Transpose(dims, perm, src, dst, acc);
+  }
+  void ScalarFunctionForward(ScalarFunction f, float a, float b, const float* src, float* dst,
+                             int64_t n) override {
+    cpu::ScalarFunctionForward(f, a, b, src, dst, n);
+  }
+  void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src,
+                              const float* dd, float* ds, int64_t n, bool acc) override {
+    cpu::ScalarFunctionBackward(f, a, b, src, dd, ds, n, acc);
+  }
+  void MaxoutForward(const float* src, float* dst, int64_t rows, int64_t ch, int64_t k) override {
+    cpu::MaxoutForward(src, dst, rows, ch, k);
+  }
+  void MaxoutBackward(const float* src, const float* dd, float* ds, int64_t rows, int64_t ch,
+                      int64_t k, bool acc) override {
+    cpu::MaxoutBackward(src, dd, ds, rows, ch, k, acc);
+  }
+  void LrnForward(const LrnDesc& d, const float* src, float* dst, float* ws) override {
+    cpu::LrnForward(d, src, dst, ws);
+  }
+  void LrnBackward(const LrnDesc& d, const float* src, const float* dd, float* ds, float* ws,
+                   bool acc) override {
+    cpu::LrnBackward(d, src, dd, ds, ws, acc);
+  }
+  void GaussianSample(const float* mu, const float* ls, float* dst, int64_t outer,
+                      int64_t samples, int64_t inner, uint64_t seed, uint64_t step) override {
+    cpu::GaussianSample(mu, ls, dst, outer, samples, inner, seed, step);
+  }
+  void GaussianSampleBackward(const float* mu, const float* dst, const float* dd, float* dmu,
+                              bool acc_mu, float* dls, bool acc_ls, int64_t outer,
+                              int64_t samples, int64_t inner) override {
+    cpu::GaussianSampleBackward(mu, dst, dd, dmu, acc_mu, dls, acc_ls, outer, samples, inner);
+  }
+  void GaussianPriorForward(const float* mu, const float* ls, float* dst, int64_t n) override {
+    ParallelForSimd(n, [&](int64_t i) {
+      dst[i] = 0.5f * (mu[i] * mu[i] + std::exp(2.f * ls[i]) - 1.f - 2.f * ls[i]);
+    });
+  }
+  void GaussianPriorBackward(const float* mu, const float* ls, const float* dd, float* dmu,
+                             bool acc_mu, float* dls, bool acc_ls, int64_t n) override {
+    if (dmu) {
+      ParallelForSimd(n, [&](int64_t i) {
+        const float g = dd[i] * mu[i];
+        dmu[i] = acc_mu ? dmu[i] + g : g;
+      });
+    }
+    if (dls) {
+      ParallelForSimd(n, [&](int64_t i) {
+        const float g = dd[i] * (std::exp(2.f * ls[i]) - 1.f);
+        dls[i] = acc_ls ? dls[i] + g : g;
+      });
+    }
   }
 
   // p <- p - lr * (direction + wd*m*p), reference §4.

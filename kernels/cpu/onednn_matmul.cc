@@ -72,8 +72,7 @@ absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateDnnlMatmul(DnnlContext* ctx,
     dnnl::primitive_attr fattr = ctx->Attr();
     if (d.fused_activation != Eltwise::kLinear) {
       dnnl::post_ops po;
-      po.append_eltwise(1.0f, EltwiseAlgorithm(d.fused_activation),
-                        d.fused_activation == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+      AppendActivation(po, d.fused_activation);
       fattr.set_post_ops(po);
     }
     memory::desc src({m, kk}, dt::f32, Tag::ab), w({kk, n}, dt::f32, Tag::ab),

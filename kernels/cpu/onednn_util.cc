@@ -1,6 +1,8 @@
 // Shared oneDNN plumbing: formats, argument lists built once, the shared scratchpad.
 #include "kernels/cpu/onednn_util.h"
 
+#include <cmath>
+
 namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
@@ -41,8 +43,34 @@ dnnl::algorithm EltwiseAlgorithm(Eltwise e) {
       return dnnl::algorithm::eltwise_elu;
     case Eltwise::kLinear:
       return dnnl::algorithm::eltwise_linear;
+    case Eltwise::kSelu:  // no single algorithm: AppendActivation chains post-ops
+    case Eltwise::kConcentration:
+    case Eltwise::kRadius:
+      return dnnl::algorithm::eltwise_linear;
   }
   return dnnl::algorithm::eltwise_linear;
+}
+
+void AppendActivation(dnnl::post_ops& po, Eltwise e) {
+  using dnnl::algorithm;
+  switch (e) {
+    case Eltwise::kSelu:  // scale * elu(x, alpha)
+      po.append_eltwise(1.0507009873554805f, algorithm::eltwise_elu, 1.6732632423543772f, 0.f);
+      return;
+    case Eltwise::kConcentration:  // 7 * softplus(x) + 2
+      po.append_eltwise(1.f, algorithm::eltwise_soft_relu, 0.f, 0.f);
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 7.f, 2.f);
+      return;
+    // 3 + 15 exp(0.15 x) = 3 exp(softplus(0.15 x + ln 5)). oneDNN 2.6 gives two post-ops of
+    // the same algorithm the first one's parameters, so the chain uses each algorithm once.
+    case Eltwise::kRadius:
+      po.append_eltwise(1.f, algorithm::eltwise_linear, 0.15f, std::log(5.f));
+      po.append_eltwise(1.f, algorithm::eltwise_soft_relu, 0.f, 0.f);
+      po.append_eltwise(3.f, algorithm::eltwise_exp, 0.f, 0.f);
+      return;
+    default:
+      po.append_eltwise(1.0f, EltwiseAlgorithm(e), e == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+  }
 }
 
 PrimitiveCall::PrimitiveCall(const dnnl::engine& eng, dnnl::primitive prim,

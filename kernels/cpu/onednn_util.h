@@ -16,6 +16,9 @@ Tag ChannelsLast(int ndim);
 // Plain canonical weight tag (out, in, k...).
 Tag PlainWeights(int ndim);
 dnnl::algorithm EltwiseAlgorithm(Eltwise e);
+// Appends `e` as post-op(s): one for oneDNN's own functions, a chain for selu, concentration and
+// radius (no single oneDNN algorithm computes them).
+void AppendActivation(dnnl::post_ops& po, Eltwise e);
 
 // One scratchpad shared by every primitive of a backend (user-managed mode), grown at creation.
 struct Scratchpad {

@@ -65,6 +65,13 @@ double Activate(Eltwise e, double x) {
       return std::log1p(std::exp(x));
     case Eltwise::kElu:
       return x > 0 ? x : std::expm1(x);
+    // Structural family (issue 11): ELEKTRONN2's selu, concentration and radius (§2.3).
+    case Eltwise::kSelu:
+      return 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * std::expm1(x));
+    case Eltwise::kConcentration:
+      return 7 * std::log1p(std::exp(x)) + 2;
+    case Eltwise::kRadius:
+      return 3 + 15 * std::exp(0.15 * x);
   }
   return x;
 }
@@ -323,6 +330,13 @@ double ActivateDerivative(Eltwise e, double x) {
       return 1 / (1 + std::exp(-x));
     case Eltwise::kElu:
       return x > 0 ? 1 : std::exp(x);
+    // Structural family (issue 11).
+    case Eltwise::kSelu:
+      return 1.0507009873554805 * (x > 0 ? 1 : 1.6732632423543772 * std::exp(x));
+    case Eltwise::kConcentration:
+      return 7 / (1 + std::exp(-x));
+    case Eltwise::kRadius:
+      return 15 * 0.15 * std::exp(0.15 * x);
   }
   return 1;
 }

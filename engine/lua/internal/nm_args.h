@@ -40,7 +40,9 @@ inline const std::vector<std::pair<std::string, v1::Activation>>& ActivationName
       {"relu", v1::RELU},      {"tanh", v1::TANH},        {"sigmoid", v1::SIGMOID},
       {"sig", v1::SIGMOID},    {"logistic", v1::SIGMOID}, {"lin", v1::LIN},
       {"linear", v1::LIN},     {"abs", v1::ABS},          {"softplus", v1::SOFTPLUS},
-      {"soft+", v1::SOFTPLUS}, {"elu", v1::ELU},          {"prelu", v1::PRELU}};
+      {"soft+", v1::SOFTPLUS}, {"elu", v1::ELU},          {"prelu", v1::PRELU},
+      // Structural family (issue 11); "maxout <k>" is read by Args::MaxoutK.
+      {"selu", v1::SELU},      {"concentration", v1::CONCENTRATION}, {"radius", v1::RADIUS}};
   return *names;
 }
 
@@ -195,14 +197,30 @@ class Args {
   v1::Activation Activation(const std::string& p, v1::Activation dflt) const {
     if (Present(p)) {
       const std::string s = Read<std::string>(p, ReadString);
-      static const std::set<std::string> missing = {"selu", "maxout", "concentration", "radius"};
-      if (missing.contains(s) || s.starts_with("maxout")) {
-        Fail(p, absl::StrFormat("'%s' is an ELEKTRONN2 activation this engine does not have; "
-                                "use relu, tanh, sigmoid, lin, abs, softplus, elu or prelu",
-                                s));
+      if (s.starts_with("maxout")) {
+        Fail(p, absl::StrFormat("'%s' changes the channel count, so %s does not take it; "
+                                "nm.Conv, nm.Perceptron, nm.Activation and nm.ApplyFunc do",
+                                s, fn_));
       }
     }
     return Choice(p, ActivationNames(), dflt);
+  }
+  // Structural family (issue 11): k of an activation "maxout <k>" (also "maxout<k>"), 0 when the
+  // argument is anything else.
+  int64_t MaxoutK(const std::string& p) const {
+    Push(p);
+    const bool is_string = lua_type(L_, -1) == LUA_TSTRING;
+    const std::string s = is_string ? lua_tostring(L_, -1) : "";
+    lua_pop(L_, 1);
+    if (!s.starts_with("maxout")) return 0;
+    std::string k = s.substr(6);
+    k.erase(0, k.find_first_not_of(' '));
+    int64_t v = 0;
+    if (k.empty() || k.find_first_not_of("0123456789") != std::string::npos ||
+        (v = std::stoll(k)) < 1) {
+      Fail(p, absl::StrFormat("'%s' needs a positive group size, e.g. 'maxout 2'", s));
+    }
+    return v;
   }
   // An ELEKTRONN2 argument this engine does not implement: accepted only at its neutral value.
   void Unsupported(const std::string& p, const std::string& why) const {
@@ -414,5 +432,10 @@ using NmFunctionList = std::vector<std::pair<const char*, lua_CFunction>>;
 
 // The node functions of each family, appended to `nm` by NmFunctions().
 NmFunctionList CoreNodeFunctions();  // nm_core_nodes.cc
+// Structural, element-wise and probabilistic family (issue 11): nm_structural.cc.
+NmFunctionList StructuralNodeFunctions();
+// Records `linear` (a Conv or Perceptron made linear) as "<name>_lin" followed by a Maxout node
+// named `name` over groups of k channels, and returns the Maxout's handle.
+int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 
 }  // namespace elektronn::lua
