@@ -414,5 +414,6 @@ using NmFunctionList = std::vector<std::pair<const char*, lua_CFunction>>;
 
 // The node functions of each family, appended to `nm` by NmFunctions().
 NmFunctionList CoreNodeFunctions();  // nm_core_nodes.cc
+NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 
 }  // namespace elektronn::lua
