@@ -34,7 +34,8 @@ absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
 // (one-hot) target, so a voxel labelled with an unlabelled class k drops out of the loss and of
 // the normaliser; mask_class_not_present adds -cw*ew*log(1-p_k+1e-5) for class k at *every*
 // voxel of that example (labelled or not) and adds its count to the normaliser n_tot. Both masks
-// are per example and per channel of the prediction, shape (b, f). QUIRK fixed: ELEKTRONN2
+// are per example and per channel of the prediction, shape (b, f). example_weights is one value
+// per voxel: (b, spatial...) of the prediction, or that with an 'f' axis of size 1. QUIRK fixed: ELEKTRONN2
 // broadcasts mask_class_labeled as (f, b) (its dimshuffle puts the mask's first axis on 'f'),
 // contradicting its own docstring (b, num_classes) and the other mask; here both are (b, f).
 // weakness w (from later ELEKTRONN2 versions; "soft bootstrapping"): for labelled groups the
@@ -86,7 +87,16 @@ class MultinoulliNllNode : public Node {
     shape_.set_size(shape_.TagIndex('f'), 1);
     int next = 2;
     if (o.has_example_weights()) {
-      RETURN_IF_ERROR(CheckExtra(next++, "example_weights", ExampleWeightsShape(pred)));
+      // (b, spatial...) as ELEKTRONN2 has it, or with an 'f' axis of size 1 (this engine's
+      // Input nodes always have 'f'); the memory layout is the same.
+      const std::string& tags = parents_[next]->shape().tags();
+      if (tags.find('f') != std::string::npos) {
+        TaggedShape want = pred;
+        want.set_size(want.TagIndex('f'), 1);
+        RETURN_IF_ERROR(CheckExtra(next++, "example_weights", want));
+      } else {
+        RETURN_IF_ERROR(CheckExtra(next++, "example_weights", ExampleWeightsShape(pred)));
+      }
     }
     const std::vector<int64_t> bf_sizes = {pred.HasTag('b') ? pred.SizeOf('b') : 1, f};
     ASSIGN_OR_RETURN(const TaggedShape batch_by_f, TaggedShape::Create(bf_sizes, "bf"));

@@ -184,8 +184,10 @@ int64_t BinaryNllForward(int64_t n, bool label_entropy, const float* p, const fl
       continue;
     }
     float v = NegXLogY(t[i], p[i] + kEps) + NegXLogY(1.f - t[i], 1.f - p[i] + kEps);
+    // Fixed: ELEKTRONN2 *adds* the label entropy (-xlogy0(t, t+eps) - ...) despite the name;
+    // subtracting it gives the KL divergence (0 where p == t). Gradients are the same.
     if (label_entropy) {
-      v += NegXLogY(t[i], t[i] + kEps) + NegXLogY(1.f - t[i], 1.f - t[i] + kEps);
+      v -= NegXLogY(t[i], t[i] + kEps) + NegXLogY(1.f - t[i], 1.f - t[i] + kEps);
     }
     loss[i] = scale * v;
   }

@@ -185,7 +185,7 @@ Vec BinaryNllForward(bool label_entropy, const Vec& pred, const Vec& target, int
     const double t = target[i], p = pred[i];
     if (Ignored(t)) continue;
     double v = -XLogY(t, p + kEps) - XLogY(1 - t, 1 - p + kEps);
-    if (label_entropy) v += -XLogY(t, t + kEps) - XLogY(1 - t, 1 - t + kEps);
+    if (label_entropy) v -= -XLogY(t, t + kEps) - XLogY(1 - t, 1 - t + kEps);  // minus H(t)
     out[i] = static_cast<float>(scale * v);
   }
   return out;
