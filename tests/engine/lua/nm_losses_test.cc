@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
@@ -38,10 +39,13 @@ absl::StatusOr<v1::JobSpec> Load(const std::string& model) {
   return LoadJobSource(absl::StrReplaceAll(kJob, {{"MODEL", model}}), "job.lua");
 }
 
-const v1::NodeSpec* NodeNamed(const v1::JobSpec& job, const std::string& name) {
+// The node called `name`; a test failure (and an empty node) when there is none.
+const v1::NodeSpec& N(const v1::JobSpec& job, const std::string& name) {
   for (const auto& n : job.model().nodes())
-    if (n.name() == name) return &n;
-  return nullptr;
+    if (n.name() == name) return n;
+  ADD_FAILURE() << "the model has no node '" << name << "'";
+  static const v1::NodeSpec* empty = new v1::NodeSpec();
+  return *empty;
 }
 
 std::string ErrorOf(const std::string& model) {
@@ -77,35 +81,30 @@ TEST(NmLosses, EveryFunctionWithDefaultNamesAndArguments) {
 )");
   ASSERT_TRUE(job.ok()) << job.status();
   const v1::JobSpec& j = *job;
-  ASSERT_NE(NodeNamed(j, "binary_nll"), nullptr);
-  EXPECT_TRUE(NodeNamed(j, "binary_nll")->binary_nll().subtract_label_entropy());
-  ASSERT_NE(NodeNamed(j, "se"), nullptr);  // SquaredLoss
-  EXPECT_FLOAT_EQ(NodeNamed(j, "se")->squared_loss().margin(), 0.2f);
-  EXPECT_FLOAT_EQ(NodeNamed(j, "se")->squared_loss().scale_correction(), 2.f);
-  ASSERT_NE(NodeNamed(j, "absloss"), nullptr);
-  EXPECT_FALSE(NodeNamed(j, "absloss")->abs_loss().has_margin());
-  EXPECT_FLOAT_EQ(NodeNamed(j, "absloss")->abs_loss().scale_correction(), 0.5f);
-  EXPECT_TRUE(NodeNamed(j, "g_nll")->gaussian_nll().sig_is_log());
-  EXPECT_EQ(NodeNamed(j, "beta_nll")->inputs_size(), 3);
-  EXPECT_TRUE(NodeNamed(j, "se1")->has_euclidean_distance());  // 'se' again, made unique
-  EXPECT_FLOAT_EQ(NodeNamed(j, "se2")->ramp_loss().margin(), 0.3f);
-  ASSERT_NE(NodeNamed(j, "pred_sobel"), nullptr);
-  ASSERT_NE(NodeNamed(j, "target_sobel"), nullptr);
-  EXPECT_EQ(NodeNamed(j, "sob")->inputs(0), "pred_sobel");
-  EXPECT_FLOAT_EQ(NodeNamed(j, "sob")->abs_loss().scale_correction(), 1.5f);
-  EXPECT_EQ(NodeNamed(j, "onehot")->one_hot().n_class(), 2);
-  const v1::NodeSpec* nll = NodeNamed(j, "nll");
-  ASSERT_NE(nll, nullptr);
+  EXPECT_TRUE(N(j, "binary_nll").binary_nll().subtract_label_entropy());
+  EXPECT_FLOAT_EQ(N(j, "se").squared_loss().margin(), 0.2f);
+  EXPECT_FLOAT_EQ(N(j, "se").squared_loss().scale_correction(), 2.f);
+  EXPECT_FALSE(N(j, "absloss").abs_loss().has_margin());
+  EXPECT_FLOAT_EQ(N(j, "absloss").abs_loss().scale_correction(), 0.5f);
+  EXPECT_TRUE(N(j, "g_nll").gaussian_nll().sig_is_log());
+  EXPECT_EQ(N(j, "beta_nll").inputs_size(), 3);
+  EXPECT_TRUE(N(j, "se1").has_euclidean_distance());  // 'se' again, made unique
+  EXPECT_FLOAT_EQ(N(j, "se2").ramp_loss().margin(), 0.3f);
+  EXPECT_TRUE(N(j, "pred_sobel").has_sobel());
+  EXPECT_TRUE(N(j, "target_sobel").has_sobel());
+  EXPECT_EQ(absl::StrJoin(N(j, "sob").inputs(), ","), "pred_sobel,target_sobel");
+  EXPECT_FLOAT_EQ(N(j, "sob").abs_loss().scale_correction(), 1.5f);
+  EXPECT_EQ(N(j, "onehot").one_hot().n_class(), 2);
+  const v1::NodeSpec* nll = &N(j, "nll");
   EXPECT_EQ(nll->inputs_size(), 4);  // pred, target, example_weights, mask_class_not_present
   EXPECT_TRUE(nll->multinoulli_nll().has_example_weights());
   EXPECT_FALSE(nll->multinoulli_nll().has_mask_class_labeled());
   EXPECT_TRUE(nll->multinoulli_nll().has_mask_class_not_present());
   EXPECT_FLOAT_EQ(nll->multinoulli_nll().weakness(), 0.2f);
-  const v1::NodeSpec* bl = NodeNamed(j, "nll1");
-  ASSERT_NE(bl, nullptr);
+  const v1::NodeSpec* bl = &N(j, "nll1");
   EXPECT_TRUE(bl->multinoulli_nll().blocked());
   EXPECT_FLOAT_EQ(bl->multinoulli_nll().blocking_factor(), 0.7f);
-  EXPECT_TRUE(NodeNamed(j, "cls")->has_classification());
+  EXPECT_TRUE(N(j, "cls").has_classification());
 }
 
 TEST(NmLosses, BadArgumentsNameFunctionArgumentAndValue) {
