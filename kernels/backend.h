@@ -174,11 +174,20 @@ class Backend {
     int64_t rows = 0, channels = 0, n_class = 0;
     bool sparse = true;
     const float* class_weights = nullptr;  // n_class values or null
+    // losses family (issue 11): optional inputs (null = absent). Rows are batch-major, so the
+    // batch index of row r is r / (rows / batch).
+    int64_t batch = 1;
+    const float* example_weights = nullptr;         // one value per row
+    const float* mask_class_labeled = nullptr;      // (batch, channels): target *= mask
+    const float* mask_class_not_present = nullptr;  // (batch, channels): adds -log(1-p)
+    float weakness = 0;  // labelled groups: target <- (1-w) target + w p (differentiated)
   };
-  virtual int64_t NllForward(const NllDesc& d, const float* probs, const float* target,
-                             float* loss) = 0;
+  // Returns the normaliser n_tot: the sum of the (masked) target plus the not-present mask
+  // summed over every voxel (ELEKTRONN2's n_labelled_up + n_labelled_dn).
+  virtual double NllForward(const NllDesc& d, const float* probs, const float* target,
+                            float* loss) = 0;
   virtual void NllBackward(const NllDesc& d, const float* probs, const float* target,
-                           const float* diff_loss, int64_t n_labelled, float* diff_probs,
+                           const float* diff_loss, double n_total, float* diff_probs,
                            bool accumulate) = 0;
   // Number of rows whose arg-max class differs from a labelled target, and of labelled rows.
   virtual void CountErrors(const float* probs, const float* target, int64_t rows, int64_t channels,
@@ -258,6 +267,73 @@ class Backend {
                                      const float* diff_dst, float* diff_mu, bool accumulate_mu,
                                      float* diff_log_sig, bool accumulate_log_sig,
                                      int64_t n) = 0;
+  // losses family (issue 11): regression/probabilistic losses and output nodes (reference
+  // §2.13). Targets equal to -666 (kIgnoredTarget) are ignored where noted; `scale` is
+  // N_total / (N_labelled + 1) with N = numbers of elements. No gradient flows into targets.
+  enum class RegressionKind { kSquared, kAbs };
+  struct RegressionLossDesc {
+    int64_t rows = 0, channels = 0;
+    RegressionKind kind = RegressionKind::kSquared;
+    float margin = 0;            // 0: none; else a term counts only where |t - p| >= margin
+    float scale_correction = 0;  // 0: none; squared x c/(|t|+c), abs x (c|t|+1)
+  };
+  // loss[r] = mean over channels of the element terms; returns N_labelled.
+  virtual int64_t RegressionLossForward(const RegressionLossDesc& d, const float* pred,
+                                        const float* target, float* loss) = 0;
+  virtual void RegressionLossBackward(const RegressionLossDesc& d, const float* pred,
+                                      const float* target, const float* diff_loss,
+                                      int64_t n_labelled, float* diff_pred, bool accumulate) = 0;
+  // Elementwise -t log(p+1e-5) - (1-t) log(1-p+1e-5) [+ label entropy], times scale.
+  virtual int64_t BinaryNllForward(int64_t n, bool subtract_label_entropy, const float* pred,
+                                   const float* target, float* loss) = 0;
+  virtual void BinaryNllBackward(int64_t n, const float* pred, const float* target,
+                                 const float* diff_loss, int64_t n_labelled, float* diff_pred,
+                                 bool accumulate) = 0;
+  // 0.5 ln(2 pi) + ln sig + 0.5 ((t - mu) / sig)^2; sig_is_log: sig holds ln(sigma).
+  virtual void GaussianNllForward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
+                                  const float* target, float* loss) = 0;
+  virtual void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
+                                   const float* target, const float* diff_loss, float* diff_mu,
+                                   bool accumulate_mu, float* diff_sig, bool accumulate_sig) = 0;
+  // -log Beta(t; a, b) + softplus(-c), a = m (c-2) + 1, b = (1-m)(c-2) + 1.
+  virtual void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* target,
+                              float* loss) = 0;
+  virtual void BetaNllBackward(int64_t n, const float* mode, const float* conc,
+                               const float* target, const float* diff_loss, float* diff_mode,
+                               bool accumulate_mode, float* diff_conc, bool accumulate_conc) = 0;
+  // out[r] = || a[r,:] - b[r,:] ||_2 ; diff_a / diff_b may be null.
+  virtual void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
+                                        int64_t channels) = 0;
+  virtual void EuclideanDistanceBackward(const float* a, const float* b, const float* out,
+                                         const float* diff_out, float* diff_a, bool accumulate_a,
+                                         float* diff_b, bool accumulate_b, int64_t rows,
+                                         int64_t channels) = 0;
+  // out[r] = mean_c max(low - big + margin, 0); diff_low / diff_big may be null.
+  virtual void RampLossForward(const float* low, const float* big, float margin, float* out,
+                               int64_t rows, int64_t channels) = 0;
+  virtual void RampLossBackward(const float* low, const float* big, float margin,
+                                const float* diff_out, float* diff_low, bool accumulate_low,
+                                float* diff_big, bool accumulate_big, int64_t rows,
+                                int64_t channels) = 0;
+  // Constant 3^d Sobel filters, zero ('same') padding, channels-last: src (batch, spatial...,
+  // c) -> dst (batch, spatial..., d * c), channel k*c + i = derivative along spatial axis k of
+  // channel i (ELEKTRONN2's SobelizedLoss weights, applied as a cross-correlation).
+  struct SobelDesc {
+    int64_t batch = 1, channels = 1;
+    std::vector<int64_t> spatial;  // 1 to 3 axes
+  };
+  virtual void SobelForward(const SobelDesc& d, const float* src, float* dst) = 0;
+  virtual void SobelBackward(const SobelDesc& d, const float* diff_dst, float* diff_src,
+                             bool accumulate) = 0;
+  // out[r, c] = (labels[r] == c) for c < n_class.
+  virtual void OneHot(const float* labels, float* out, int64_t rows, int64_t n_class) = 0;
+  // threshold: out = (p > 0.5) elementwise; else out[r, g] = arg-max over group g of n_class.
+  virtual void Classify(const float* probs, float* out, int64_t rows, int64_t channels,
+                        int64_t n_class, bool threshold) = 0;
+  // Errors of thresholded predictions (p > 0.5) against binary targets; targets < 0 (e.g. -1,
+  // -666) are unlabelled.
+  virtual void CountBinaryErrors(const float* probs, const float* target, int64_t n,
+                                 int64_t* wrong, int64_t* labelled) = 0;
 
   // Optimiser updates over flat parameter buffers (reference §4).
   struct OptimiserStep {

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "engine/graph/graph.h"
 #include "engine/nodes/neural.h"
+#include "engine/nodes/registry.h"  // losses family: AggregateLossMixingWeights
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -69,6 +70,44 @@ absl::Status SetDropout(HyperparameterTarget& t, double v) {
     if (absl::Status s = nn->set_dropout_rate(static_cast<float>(v)); !s.ok()) return s;
   }
   return any ? absl::OkStatus() : NoDropout();
+}
+
+// losses family (issue 11): ELEKTRONN2's model.mixing, the weights of the first AggregateLoss
+// node (a vector there). As one number of this table: get = the first weight; set v = every
+// weight equal to v when they are all equal (numpy's broadcast of a scalar, ELEKTRONN2's
+// behaviour), else every weight scaled by v / first weight (ratios kept, which is what
+// ELEKTRONN2's `dec` schedule does to the vector). Per-component weights are set in the job
+// file (nm.AggregateLoss{..., mixing_weights = {...}}).
+std::vector<float>* MixingWeights(const HyperparameterTarget& t) {
+  for (const auto& n : t.model_graph().nodes()) {
+    if (std::vector<float>* w = AggregateLossMixingWeights(*n)) return w;
+  }
+  return nullptr;
+}
+
+absl::Status NoMixing() {
+  return absl::FailedPreconditionError(
+      "mixing: the model has no AggregateLoss node (nm.AggregateLoss) to mix");
+}
+
+absl::StatusOr<double> GetMixing(const HyperparameterTarget& t) {
+  std::vector<float>* w = MixingWeights(t);
+  if (w == nullptr || w->empty()) return NoMixing();
+  return FloatValue(w->front());
+}
+
+absl::Status SetMixing(HyperparameterTarget& t, double v) {
+  std::vector<float>* w = MixingWeights(t);
+  if (w == nullptr || w->empty()) return NoMixing();
+  const bool all_equal = std::all_of(w->begin(), w->end(), [&](float x) { return x == w->front(); });
+  if (all_equal || w->front() == 0.f) {
+    std::fill(w->begin(), w->end(), static_cast<float>(v));
+  } else {
+    const double k = v / w->front();
+    for (float& x : *w) x = static_cast<float>(x * k);
+    w->front() = static_cast<float>(v);
+  }
+  return absl::OkStatus();
 }
 
 // One entry per hyper-parameter; every column spelled out (see HyperparameterDef).
@@ -146,6 +185,21 @@ std::vector<HyperparameterDef> MakeTable() {
        .help = "dropout rate of every layer built with dropout",
        .get = GetDropout,
        .set = SetDropout},
+      // losses family (issue 11)
+      {.name = "mixing",
+       .aliases = {"mixing_weights"},
+       .type = T::kDouble,
+       .min = 0,
+       .max = kInf,
+       .max_exclusive = false,
+       .proto_field = "mixing",
+       .job_file = J::kNone,  // a node argument: nm.AggregateLoss{..., mixing_weights = {...}}
+       .default_value = kNone,
+       .schedulable = true,
+       .shortcut = "",
+       .help = "AggregateLoss mixing weights (first weight; all scaled together)",
+       .get = GetMixing,
+       .set = SetMixing},
       {.name = "history_freq",
        .aliases = {},
        .type = T::kInt,

@@ -196,10 +196,25 @@ int MultinoulliNLL(lua_State* L) {
   v1::MultinoulliNLLOp* op = n.mutable_multinoulli_nll();
   op->set_target_is_sparse(a.Bool("target_is_sparse", false));
   for (float w : a.Floats("class_weights")) op->add_class_weights(w);
-  a.Unsupported("example_weights", "per-example weights are not implemented in this engine");
-  a.Unsupported("weakness", "weak labels are not implemented in this engine");
-  a.Unsupported("mask_class_labeled", "lazy-label masks are not implemented in this engine");
-  a.Unsupported("mask_class_not_present", "lazy-label masks are not implemented in this engine");
+  // example_weights (b, spatial...) and the lazy-label masks (b, f) are node inputs, appended in
+  // this order after (pred, target); see engine/nodes/losses.cc.
+  const double weakness = a.Number("weakness", 0);
+  if (!(weakness >= 0 && weakness < 1)) {
+    a.Fail("weakness", absl::StrFormat("must be in [0, 1), got %g", weakness));
+  }
+  op->set_weakness(static_cast<float>(weakness));
+  if (a.Present("example_weights")) {
+    op->set_has_example_weights(true);
+    n.add_inputs(A::NodeName(a, "example_weights"));
+  }
+  if (a.Present("mask_class_labeled")) {
+    op->set_has_mask_class_labeled(true);
+    n.add_inputs(A::NodeName(a, "mask_class_labeled"));
+  }
+  if (a.Present("mask_class_not_present")) {
+    op->set_has_mask_class_not_present(true);
+    n.add_inputs(A::NodeName(a, "mask_class_not_present"));
+  }
   return A::Record(L, a, std::move(n));
 }
 

@@ -99,6 +99,7 @@ const NmFunctionList& NmFunctions() {
     std::vector<NmFunctionList> families;  // one line per family (nm_args.h)
     families.push_back(CoreNodeFunctions());
     families.push_back(StructuralNodeFunctions());  // structural family (issue 11)
+    families.push_back(LossesNodeFunctions());
     auto* all = new NmFunctionList;
     for (const NmFunctionList& family : families) {
       all->insert(all->end(), family.begin(), family.end());

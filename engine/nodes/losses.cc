@@ -27,13 +27,49 @@ absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
   return absl::OkStatus();
 }
 
+// Optional inputs (example_weights, mask_class_labeled, mask_class_not_present) follow
+// (prediction, target) in this order when the op says they are present.
+//
+// Lazy-label masks, as ELEKTRONN2's code computes them: mask_class_labeled multiplies the
+// (one-hot) target, so a voxel labelled with an unlabelled class k drops out of the loss and of
+// the normaliser; mask_class_not_present adds -cw*ew*log(1-p_k+1e-5) for class k at *every*
+// voxel of that example (labelled or not) and adds its count to the normaliser n_tot. Both masks
+// are per example and per channel of the prediction, shape (b, f). example_weights is one value
+// per voxel: (b, spatial...) of the prediction, or that with an 'f' axis of size 1. QUIRK fixed: ELEKTRONN2
+// broadcasts mask_class_labeled as (f, b) (its dimshuffle puts the mask's first axis on 'f'),
+// contradicting its own docstring (b, num_classes) and the other mask; here both are (b, f).
+// weakness w (from later ELEKTRONN2 versions; "soft bootstrapping"): for labelled groups the
+// target becomes (1-w)*target + w*prediction, differentiated through the prediction as Theano
+// would; the normaliser is the count of the hard labels (unchanged: a softmax group sums to 1).
+// Unlabelled groups stay unlabelled. No gradient flows into the target, weights or masks.
+// BlockedMultinoulliNLL: QUIRK 15 kept: ELEKTRONN2 computes a "blocked" prediction and discards
+// it (T.set_subtensor's result is unused), so its loss equals MultinoulliNLL's; models trained
+// with it never had blocking, so reproducing that (and storing blocking_factor) is the faithful
+// choice, and inventing the unused semantics would change their training.
 class MultinoulliNllNode : public Node {
  public:
   using Node::Node;
-  std::string op() const override { return "MultinoulliNLL"; }
+  std::string op() const override {
+    return spec_.multinoulli_nll().blocked() ? "BlockedMultinoulliNLL" : "MultinoulliNLL";
+  }
   absl::Status InferShape() override {
     const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
-    if (parents_.size() != 2) return NodeError(*this, "needs inputs (prediction, target)");
+    const size_t want = 2 + o.has_example_weights() + o.has_mask_class_labeled() +
+                        o.has_mask_class_not_present();
+    if (parents_.size() != want) {
+      return NodeError(*this, absl::StrFormat("needs %d inputs (prediction, target%s%s%s), got %d",
+                                              want,
+                                              o.has_example_weights() ? ", example_weights" : "",
+                                              o.has_mask_class_labeled() ? ", mask_class_labeled"
+                                                                         : "",
+                                              o.has_mask_class_not_present()
+                                                  ? ", mask_class_not_present"
+                                                  : "",
+                                              parents_.size()));
+    }
+    if (!(o.weakness() >= 0 && o.weakness() < 1)) {
+      return NodeError(*this, absl::StrFormat("weakness must be in [0, 1), got %g", o.weakness()));
+    }
     n_class_ = SoftmaxClasses(*parents_[0]);
     if (n_class_ == 0) {
       return NodeError(*this,
@@ -49,10 +85,78 @@ class MultinoulliNllNode : public Node {
     }
     shape_ = pred;
     shape_.set_size(shape_.TagIndex('f'), 1);
+    int next = 2;
+    if (o.has_example_weights()) {
+      // (b, spatial...) as ELEKTRONN2 has it, or with an 'f' axis of size 1 (this engine's
+      // Input nodes always have 'f'); the memory layout is the same.
+      const std::string& tags = parents_[next]->shape().tags();
+      if (tags.find('f') != std::string::npos) {
+        TaggedShape want = pred;
+        want.set_size(want.TagIndex('f'), 1);
+        RETURN_IF_ERROR(CheckExtra(next++, "example_weights", want));
+      } else {
+        RETURN_IF_ERROR(CheckExtra(next++, "example_weights", ExampleWeightsShape(pred)));
+      }
+    }
+    const std::vector<int64_t> bf_sizes = {pred.HasTag('b') ? pred.SizeOf('b') : 1, f};
+    ASSIGN_OR_RETURN(const TaggedShape batch_by_f, TaggedShape::Create(bf_sizes, "bf"));
+    for (auto [has, what] : {std::pair{o.has_mask_class_labeled(), "mask_class_labeled"},
+                             std::pair{o.has_mask_class_not_present(), "mask_class_not_present"}}) {
+      if (!has) continue;
+      if (!pred.HasTag('b')) {
+        return NodeError(*this, absl::StrFormat("%s needs a prediction with a batch axis 'b'",
+                                                what));
+      }
+      RETURN_IF_ERROR(CheckExtra(next++, what, batch_by_f));
+    }
     return absl::OkStatus();
+  }
+  // (b, spatial...) in the prediction's order: its shape without 'f'.
+  static std::string ExampleWeightsShape(const TaggedShape& pred) {
+    std::string tags;
+    for (int i = 0; i < pred.rank(); ++i) {
+      if (pred.tags()[i] == 'f') continue;
+      if (!tags.empty()) tags += ",";
+      tags += pred.tags()[i];
+    }
+    return tags;
+  }
+  // Input `i` must have these tags (as a string) and the prediction's sizes on them.
+  absl::Status CheckExtra(int i, const char* what, const std::string& tags) {
+    const TaggedShape& pred = parents_[0]->shape();
+    const TaggedShape& s = parents_[i]->shape();
+    bool ok = s.tags_string() == tags;
+    for (int a = 0; ok && a < s.rank(); ++a) {
+      const int64_t want = pred.SizeOf(s.tags()[a]);
+      ok = s.size(a) == want ||
+           (s.tags()[a] == 'b' && (s.size(a) == kUnknownSize || want == kUnknownSize));
+    }
+    if (ok) return absl::OkStatus();
+    return NodeError(*this, absl::StrFormat("%s %s must have shape (%s) of the prediction %s",
+                                            what, s.ToString(), tags, pred.ToString()));
+  }
+  absl::Status CheckExtra(int i, const char* what, const TaggedShape& want) {
+    const TaggedShape& s = parents_[i]->shape();
+    bool ok = s.tags() == want.tags();
+    for (int a = 0; ok && a < s.rank(); ++a) {
+      ok = s.size(a) == want.size(a) ||
+           (s.tags()[a] == 'b' && (s.size(a) == kUnknownSize || want.size(a) == kUnknownSize));
+    }
+    if (ok) return absl::OkStatus();
+    return NodeError(*this, absl::StrFormat("%s %s must have shape %s", what, s.ToString(),
+                                            want.ToString()));
   }
   absl::Status Compile(ExecContext& ctx) override {
     AllocateOutput(ctx.backend);
+    const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
+    int next = 2;
+    desc_.example_weights = o.has_example_weights() ? parents_[next++]->value() : nullptr;
+    desc_.mask_class_labeled = o.has_mask_class_labeled() ? parents_[next++]->value() : nullptr;
+    desc_.mask_class_not_present =
+        o.has_mask_class_not_present() ? parents_[next++]->value() : nullptr;
+    desc_.weakness = o.weakness();
+    const int64_t b = parents_[0]->shape().SizeOf('b');
+    desc_.batch = b > 0 ? b : 1;
     const auto& cw = spec_.multinoulli_nll().class_weights();
     if (!cw.empty()) {
       class_weights_ = Scratch(ctx.backend, cw.size()).data();
@@ -77,11 +181,11 @@ class MultinoulliNllNode : public Node {
     }
     return absl::OkStatus();
   }
-  int64_t n_labelled() const { return n_labelled_; }
+  double n_labelled() const { return n_labelled_; }
 
  private:
   int64_t n_class_ = 0;
-  int64_t n_labelled_ = 0;
+  double n_labelled_ = 0;
   float* class_weights_ = nullptr;
   kernels::Backend::NllDesc desc_;
 };
@@ -144,7 +248,9 @@ class AggregateLossNode : public Node {
   std::vector<float*> fill_;
 };
 
-// Errors: the fraction of labelled voxels whose arg-max class is wrong. Unlike ELEKTRONN2
+// Errors: the fraction of labelled voxels whose arg-max class is wrong. For a sigmoid
+// prediction (no Softmax; ELEKTRONN2's Classification then thresholds at 0.5) each channel is a
+// binary decision p > 0.5 compared with target > 0.5; targets < 0 (-1, -666) are unlabelled. Unlike ELEKTRONN2
 // (QUIRK 6), ignored labels (< 0) are left out of the count, matching MultinoulliNLL.
 class ErrorsNode : public Node {
  public:
@@ -156,6 +262,13 @@ class ErrorsNode : public Node {
     const TaggedShape& pred = parents_[0]->shape();
     const int64_t f = pred.SizeOf('f');
     const int64_t n_indep = spec_.errors().n_indep() > 0 ? spec_.errors().n_indep() : 0;
+    binary_ = SoftmaxClasses(*parents_[0]) == 0 &&
+              parents_[0]->activation() == kernels::Eltwise::kSigmoid;
+    if (binary_) {
+      RETURN_IF_ERROR(CheckTargetGeometry(*this, pred, parents_[1]->shape(), f));
+      shape_ = *TaggedShape::Create({1}, "f");
+      return absl::OkStatus();
+    }
     n_class_ =
         spec_.errors().n_class() > 0 ? spec_.errors().n_class() : SoftmaxClasses(*parents_[0]);
     if (n_class_ == 0) n_class_ = n_indep > 0 ? f / n_indep : f;
@@ -174,9 +287,14 @@ class ErrorsNode : public Node {
   }
   absl::Status Forward(ExecContext& ctx) override {
     int64_t wrong = 0, labelled = 0;
-    ctx.backend->CountErrors(parents_[0]->value(), parents_[1]->value(), parents_[0]->rows(),
+    if (binary_) {
+      ctx.backend->CountBinaryErrors(parents_[0]->value(), parents_[1]->value(),
+                                     parents_[0]->numel(), &wrong, &labelled);
+    } else {
+      ctx.backend->CountErrors(parents_[0]->value(), parents_[1]->value(), parents_[0]->rows(),
                              parents_[0]->channels(), n_class_, spec_.errors().target_is_sparse(),
                              &wrong, &labelled);
+    }
     const float v = labelled > 0 ? static_cast<float>(wrong) / labelled : 0.f;
     ctx.backend->Upload(&v, value_, 1);
     return absl::OkStatus();
@@ -184,9 +302,15 @@ class ErrorsNode : public Node {
 
  private:
   int64_t n_class_ = 0;
+  bool binary_ = false;
 };
 
 }  // namespace
+
+std::vector<float>* AggregateLossMixingWeights(Node& n) {
+  auto* a = dynamic_cast<AggregateLossNode*>(&n);
+  return a ? &a->mixing_weights() : nullptr;
+}
 
 std::unique_ptr<Node> MakeMultinoulliNLL(const v1::NodeSpec& s) {
   return std::make_unique<MultinoulliNllNode>(s);

@@ -33,6 +33,17 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kLrn, MakeLrn);
   r.Add(v1::NodeSpec::kGaussianRv, MakeGaussianRv);
   r.Add(v1::NodeSpec::kGaussianAevbPrior, MakeGaussianAevbPrior);
+  // losses family (issue 11)
+  r.Add(v1::NodeSpec::kBinaryNll, MakeBinaryNLL);
+  r.Add(v1::NodeSpec::kGaussianNll, MakeGaussianNLL);
+  r.Add(v1::NodeSpec::kBetaNll, MakeBetaNLL);
+  r.Add(v1::NodeSpec::kSquaredLoss, MakeRegressionLoss);
+  r.Add(v1::NodeSpec::kAbsLoss, MakeRegressionLoss);
+  r.Add(v1::NodeSpec::kEuclideanDistance, MakeEuclideanDistance);
+  r.Add(v1::NodeSpec::kRampLoss, MakeRampLoss);
+  r.Add(v1::NodeSpec::kSobel, MakeSobel);
+  r.Add(v1::NodeSpec::kOneHot, MakeOneHot);
+  r.Add(v1::NodeSpec::kClassification, MakeClassification);
   return r;
 }
 

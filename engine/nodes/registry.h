@@ -60,4 +60,17 @@ std::unique_ptr<Node> MakeGaussianAevbPrior(const v1::NodeSpec& s);
 // Classes per group of a Softmax node (0 if `n` is not a Softmax).
 int64_t SoftmaxClasses(const Node& n);
 
+// losses family (issue 11): engine/nodes/losses_regression.cc, losses.cc
+std::unique_ptr<Node> MakeBinaryNLL(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeGaussianNLL(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeBetaNLL(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeRegressionLoss(const v1::NodeSpec& s);  // SquaredLoss and AbsLoss
+std::unique_ptr<Node> MakeEuclideanDistance(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeRampLoss(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeSobel(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeOneHot(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeClassification(const v1::NodeSpec& s);
+// The live mixing weights of an AggregateLoss node (ELEKTRONN2's model.mixing); null otherwise.
+std::vector<float>* AggregateLossMixingWeights(Node& n);
+
 }  // namespace elektronn

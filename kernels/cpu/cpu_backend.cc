@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/losses.h"  // losses family (issue 11)
 #include "kernels/cpu/onednn_util.h"
 #include "kernels/cpu/batch_norm.h"  // batch_norm family
 #include "kernels/cpu/structural.h"  // structural family (issue 11)
@@ -241,62 +242,81 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Target value of class c in group gi of row r, or 0 where unlabelled.
-  static float TargetAt(const NllDesc& d, const float* t, int64_t r, int64_t gi, int64_t c) {
-    if (d.sparse) {
-      const int64_t n_indep = d.channels / d.n_class;
-      float id = t[r * n_indep + gi];
-      return (id >= 0.f && static_cast<int64_t>(id) == c && id < d.n_class) ? 1.f : 0.f;
-    }
-    return t[r * d.channels + gi * d.n_class + c];
+  double NllForward(const NllDesc& d, const float* p, const float* t, float* loss) override {
+    return cpu::NllForward(d, p, t, loss);
   }
-  static int64_t CountLabelled(const NllDesc& d, const float* t) {
-    const int64_t n_indep = d.channels / d.n_class;
-    int64_t n = 0;
-    if (d.sparse) {
-      for (int64_t i = 0; i < d.rows * n_indep; ++i) n += (t[i] >= 0.f && t[i] < d.n_class);
-    } else {
-      for (int64_t i = 0; i < d.rows * d.channels; ++i) n += (t[i] != 0.f);
-    }
-    return n;
+  void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl,
+                   double n_total, float* dp, bool acc) override {
+    cpu::NllBackward(d, p, t, dl, n_total, dp, acc);
   }
-  static float NllScale(const NllDesc& d, int64_t n_labelled) {
-    const int64_t n_indep = d.channels / d.n_class;
-    return static_cast<float>(static_cast<double>(d.rows * d.channels) /
-                              (static_cast<double>(n_labelled) + 1e-5) / n_indep / d.n_class);
+  // losses family (issue 11): thin calls into kernels/cpu/losses.cc.
+  int64_t RegressionLossForward(const RegressionLossDesc& d, const float* p, const float* t,
+                                float* loss) override {
+    return cpu::RegressionLossForward(d, p, t, loss);
   }
-  int64_t NllForward(const NllDesc& d, const float* p, const float* t, float* loss) override {
-    const int64_t n_lab = CountLabelled(d, t);
-    const float scale = NllScale(d, n_lab);
-    const int64_t n_indep = d.channels / d.n_class;
-    ParallelFor(d.rows, [&](int64_t r) {
-      float s = 0.f;
-      for (int64_t gi = 0; gi < n_indep; ++gi)
-        for (int64_t c = 0; c < d.n_class; ++c) {
-          float tv = TargetAt(d, t, r, gi, c);
-          if (tv != 0.f) {
-            float cw = d.class_weights ? d.class_weights[c] : 1.f;
-            s -= tv * cw * std::log(p[r * d.channels + gi * d.n_class + c] + 1e-5f);
-          }
-        }
-      loss[r] = scale * s;
-    });
-    return n_lab;
+  void RegressionLossBackward(const RegressionLossDesc& d, const float* p, const float* t,
+                              const float* dl, int64_t n_lab, float* dp, bool acc) override {
+    cpu::RegressionLossBackward(d, p, t, dl, n_lab, dp, acc);
   }
-  void NllBackward(const NllDesc& d, const float* p, const float* t, const float* dl, int64_t n_lab,
-                   float* dp, bool acc) override {
-    const float scale = NllScale(d, n_lab);
-    const int64_t n_indep = d.channels / d.n_class;
-    ParallelFor(d.rows, [&](int64_t r) {
-      for (int64_t gi = 0; gi < n_indep; ++gi)
-        for (int64_t c = 0; c < d.n_class; ++c) {
-          const int64_t i = r * d.channels + gi * d.n_class + c;
-          float tv = TargetAt(d, t, r, gi, c);
-          float cw = d.class_weights ? d.class_weights[c] : 1.f;
-          float g = tv == 0.f ? 0.f : -dl[r] * scale * tv * cw / (p[i] + 1e-5f);
-          dp[i] = acc ? dp[i] + g : g;
-        }
-    });
+  int64_t BinaryNllForward(int64_t n, bool ent, const float* p, const float* t,
+                           float* loss) override {
+    return cpu::BinaryNllForward(n, ent, p, t, loss);
+  }
+  void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* dl,
+                         int64_t n_lab, float* dp, bool acc) override {
+    cpu::BinaryNllBackward(n, p, t, dl, n_lab, dp, acc);
+  }
+  void GaussianNllForward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
+                          float* loss) override {
+    cpu::GaussianNllForward(n, lg, mu, sig, t, loss);
+  }
+  void GaussianNllBackward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
+                           const float* dl, float* dmu, bool amu, float* dsig,
+                           bool asig) override {
+    cpu::GaussianNllBackward(n, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
+  }
+  void BetaNllForward(int64_t n, const float* m, const float* c, const float* t,
+                      float* loss) override {
+    cpu::BetaNllForward(n, m, c, t, loss);
+  }
+  void BetaNllBackward(int64_t n, const float* m, const float* c, const float* t, const float* dl,
+                       float* dm, bool am, float* dc, bool ac) override {
+    cpu::BetaNllBackward(n, m, c, t, dl, dm, am, dc, ac);
+  }
+  void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
+                                int64_t ch) override {
+    cpu::EuclideanDistanceForward(a, b, out, rows, ch);
+  }
+  void EuclideanDistanceBackward(const float* a, const float* b, const float* out,
+                                 const float* dout, float* da, bool aa, float* db, bool ab,
+                                 int64_t rows, int64_t ch) override {
+    cpu::EuclideanDistanceBackward(a, b, out, dout, da, aa, db, ab, rows, ch);
+  }
+  void RampLossForward(const float* lo, const float* bg, float m, float* out, int64_t rows,
+                       int64_t ch) override {
+    cpu::RampLossForward(lo, bg, m, out, rows, ch);
+  }
+  void RampLossBackward(const float* lo, const float* bg, float m, const float* dout,
+                        float* dlo, bool alo, float* dbg, bool abg, int64_t rows,
+                        int64_t ch) override {
+    cpu::RampLossBackward(lo, bg, m, dout, dlo, alo, dbg, abg, rows, ch);
+  }
+  void SobelForward(const SobelDesc& d, const float* src, float* dst) override {
+    cpu::SobelForward(d, src, dst);
+  }
+  void SobelBackward(const SobelDesc& d, const float* dd, float* ds, bool acc) override {
+    cpu::SobelBackward(d, dd, ds, acc);
+  }
+  void OneHot(const float* labels, float* out, int64_t rows, int64_t n_class) override {
+    cpu::OneHot(labels, out, rows, n_class);
+  }
+  void Classify(const float* p, float* out, int64_t rows, int64_t ch, int64_t n_class,
+                bool threshold) override {
+    cpu::Classify(p, out, rows, ch, n_class, threshold);
+  }
+  void CountBinaryErrors(const float* p, const float* t, int64_t n, int64_t* wrong,
+                         int64_t* labelled) override {
+    cpu::CountBinaryErrors(p, t, n, wrong, labelled);
   }
   void CountErrors(const float* p, const float* t, int64_t rows, int64_t ch, int64_t n_class,
                    bool sparse, int64_t* wrong, int64_t* labelled) override {

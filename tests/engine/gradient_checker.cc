@@ -61,6 +61,9 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
         x = static_cast<float>(cls(rng));
       }
     }
+    if (auto it = opt.input_values.find(n->name()); it != opt.input_values.end()) {
+      v = it->second;  // losses family: explicit values
+    }
     RETURN_IF_ERROR(net->SetInput(n->name(), v));
     inputs[n->name()] = std::move(v);
   }

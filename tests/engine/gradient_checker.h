@@ -1,6 +1,7 @@
 // One finite-difference gradient checker for every node and loss (after Caffe's GradientChecker).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct GradientCheckOptions {
   int max_checks_per_tensor = 24;
   uint64_t seed = 7;
   bool check_params = true;
+  // losses family (issue 11): explicit values (logical layout) for some sources, e.g. targets in
+  // [0, 1] with ignored entries (-666), or weights and masks; used instead of random values.
+  std::map<std::string, std::vector<float>> input_values;
 };
 
 struct GradientCheckReport {

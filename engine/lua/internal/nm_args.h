@@ -437,5 +437,6 @@ NmFunctionList StructuralNodeFunctions();
 // Records `linear` (a Conv or Perceptron made linear) as "<name>_lin" followed by a Maxout node
 // named `name` over groups of k channels, and returns the Maxout's handle.
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
+NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 
 }  // namespace elektronn::lua
