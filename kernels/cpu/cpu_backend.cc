@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/deconv.h"  // UpConv family
 #include "kernels/cpu/onednn_util.h"
 
 namespace elektronn::kernels {
@@ -154,6 +155,10 @@ class CpuBackend final : public Backend {
   }
   absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateMatmul(const MatmulDesc& d) override {
     return cpu::CreateDnnlMatmul(&ctx_, d);
+  }
+  // UpConv family: transposed convolution.
+  absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDeconv(const DeconvDesc& d) override {
+    return cpu::CreateDnnlDeconv(&ctx_, d);
   }
 
   void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {
