@@ -22,6 +22,8 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kAggregateLoss, MakeAggregateLoss);
   r.Add(v1::NodeSpec::kErrors, MakeErrors);
   r.Add(v1::NodeSpec::kFragmentsToDense, MakeFragmentsToDense);
+  // UpConv family.
+  r.Add(v1::NodeSpec::kUpconv, MakeUpConv);
   return r;
 }
 

@@ -45,6 +45,8 @@ std::unique_ptr<Node> MakeMultinoulliNLL(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeAggregateLoss(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeErrors(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeFragmentsToDense(const v1::NodeSpec& s);
+// UpConv family.
+std::unique_ptr<Node> MakeUpConv(const v1::NodeSpec& s);
 
 // Classes per group of a Softmax node (0 if `n` is not a Softmax).
 int64_t SoftmaxClasses(const Node& n);
