@@ -98,6 +98,7 @@ const NmFunctionList& NmFunctions() {
   static const auto* fns = [] {
     std::vector<NmFunctionList> families;  // one line per family (nm_args.h)
     families.push_back(CoreNodeFunctions());
+    families.push_back(UpConvNodeFunctions());  // UpConv family
     auto* all = new NmFunctionList;
     for (const NmFunctionList& family : families) {
       all->insert(all->end(), family.begin(), family.end());

@@ -414,5 +414,6 @@ using NmFunctionList = std::vector<std::pair<const char*, lua_CFunction>>;
 
 // The node functions of each family, appended to `nm` by NmFunctions().
 NmFunctionList CoreNodeFunctions();  // nm_core_nodes.cc
+NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
 
 }  // namespace elektronn::lua
