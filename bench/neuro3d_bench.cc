@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "engine/graph/model_builder.h"
 #include "engine/graph/network.h"
+#include "engine/lua/job_file.h"
 #include "engine/optim/optimiser.h"
 
 namespace {
@@ -28,7 +30,31 @@ double ConvGflop(elektronn::Network& net) {
   double gflop = 0;
   for (const auto& n : net.graph().nodes())
     if (n->op() == "Conv") gflop += 2 * n->cost() / 1e9;
+  // UpConv family: a transposed convolution's true work, 2 * n_f * n_in * prod(pool) per input
+  // voxel (ELEKTRONN2's cost formula counts the output positions instead).
+  for (const auto& n : net.graph().nodes())
+    if (n->op() == "UpConv") {
+      const elektronn::TaggedShape& in = n->parents()[0]->shape();
+      gflop += 2.0 * n->shape().SizeOf('f') * in.stripnone_prod() *
+               (n->shape().stripnone_prod() / n->shape().SizeOf('f')) /
+               (in.stripnone_prod() / in.SizeOf('f')) / 1e9;
+    }
   return gflop;
+}
+
+// UpConv family: the network of an example job file (examples/<name>.lua), found upwards from
+// the working directory or the binary.
+absl::StatusOr<elektronn::v1::ModelSpec> ExampleSpec(const std::string& name) {
+  for (std::filesystem::path start :
+       {std::filesystem::current_path(), std::filesystem::read_symlink("/proc/self/exe")}) {
+    for (auto p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
+      const auto file = p / "examples" / (name + ".lua");
+      if (!std::filesystem::exists(file)) continue;
+      ASSIGN_OR_RETURN(elektronn::v1::JobSpec job, elektronn::LoadJobFile(file.string()));
+      return job.model();
+    }
+  }
+  return absl::NotFoundError("examples/" + name + ".lua not found");
 }
 
 int Fail(const absl::Status& s) {
@@ -43,6 +69,7 @@ int main(int argc, char** argv) {
   std::string which = "all";
   std::vector<int64_t> zxy = {23, 185, 185};
   bool lite = false;
+  std::string net_name = "neuro3d";  // or an example job file: --net unet3d_lite (UpConv family)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -54,6 +81,8 @@ int main(int argc, char** argv) {
       repeats = std::atoi(v);
     } else if (const char* v = value("--case")) {
       which = v;
+    } else if (const char* v = value("--net")) {
+      net_name = v;
     } else if (a == "--lite") {
       lite = true;
       if (zxy == std::vector<int64_t>{23, 185, 185}) zxy = {11, 155, 155};
@@ -68,13 +97,15 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
-          "[--input z,x,y] [--lite]\nThreads: set OMP_NUM_THREADS.\n");
+          "[--input z,x,y] [--lite] [--net neuro3d|unet3d_lite]\nThreads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
   auto backend = elektronn::kernels::CreateCpuBackend();
-  auto net_or =
-      elektronn::Network::Create(elektronn::Neuro3dSpec(zxy, lite), backend.get(), {1, 1});
+  absl::StatusOr<elektronn::v1::ModelSpec> spec = elektronn::Neuro3dSpec(zxy, lite);
+  if (net_name != "neuro3d") spec = ExampleSpec(net_name);  // UpConv family
+  if (!spec.ok()) return Fail(spec.status());
+  auto net_or = elektronn::Network::Create(*spec, backend.get(), {1, 1});
   if (!net_or.ok()) return Fail(net_or.status());
   elektronn::Network& net = **net_or;
   std::mt19937 rng(0);
@@ -123,7 +154,7 @@ int main(int argc, char** argv) {
     net.set_training(true);
     // Training: forward + backward-data (all but the first layer) + backward-weights.
     const double first = 2 * net.graph().Find("conv")->cost() / 1e9;
-    int rc = run("neuro3d_train", 3 * gflop - first, [&]() -> absl::Status {
+    int rc = run((net_name + "_train").c_str(), 3 * gflop - first, [&]() -> absl::Status {
       RETURN_IF_ERROR(net.Forward());
       RETURN_IF_ERROR(net.Backward());
       adam.Step();
@@ -134,7 +165,7 @@ int main(int argc, char** argv) {
   }
   if (which == "forward" || which == "all") {
     net.set_training(false);
-    int rc = run("neuro3d_forward", gflop, [&]() { return net.Forward(); });
+    int rc = run((net_name + "_forward").c_str(), gflop, [&]() { return net.Forward(); });
     if (rc) return rc;
   }
   return 0;

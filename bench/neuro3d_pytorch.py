@@ -57,6 +57,69 @@ def build_net():
     return nn.Sequential(*mods)
 
 
+class UNet3dLite(nn.Module):
+    """examples/unet3d_lite.lua (reference section 9.5), UpConv family: valid ReLU convs,
+    (1,2,2) max-pools, ConvTranspose3d with kernel = stride = pool and ReLU as UpConv, skip
+    connections centre-cropped and concatenated AFTER the upsampled channels (section 2.9)."""
+
+    K1, K3, P = (1, 3, 3), (3, 3, 3), (1, 2, 2)
+
+    def __init__(self):
+        super().__init__()
+        k1, k3, p = self.K1, self.K3, self.P
+        down = [(1, 32, k1), (32, 32, k1), (32, 64, k1), (64, 64, k1), (64, 128, k1),
+                (128, 128, k1), (128, 256, k3), (256, 256, k3)]
+        self.down = nn.ModuleList(nn.Conv3d(i, o, k) for i, o, k in down)
+        # (low-res channels in, upconv channels, skip channels, mconv channels, mconv kernel)
+        merges = [(256, 512, 128, 256, k1), (256, 256, 64, 128, k3), (128, 128, 32, 64, k3)]
+        self.ups = nn.ModuleList(nn.ConvTranspose3d(i, u, p, stride=p) for i, u, _, _, _ in merges)
+        self.mconvs = nn.ModuleList(
+            nn.ModuleList([nn.Conv3d(u + s, m, k), nn.Conv3d(m, m, k)])
+            for _, u, s, m, k in merges)
+        self.barr = nn.Conv3d(64, 2, 1)
+
+    @staticmethod
+    def crop(t, like):
+        d = [(a - b) // 2 for a, b in zip(t.shape[2:], like.shape[2:])]
+        return t[:, :, d[0]:d[0] + like.shape[2], d[1]:d[1] + like.shape[3],
+                 d[2]:d[2] + like.shape[4]]
+
+    def forward(self, x):
+        skips = []
+        for i, conv in enumerate(self.down):
+            x = F.relu(conv(x))
+            if i in (1, 3, 5):
+                skips.append(x)
+                x = F.max_pool3d(x, self.P, stride=self.P)
+        for up, (ca, cb), skip in zip(self.ups, self.mconvs, reversed(skips)):
+            u = F.relu(up(x))
+            x = torch.cat([u, self.crop(skip, u)], dim=1)
+            x = F.relu(cb(F.relu(ca(x))))
+        return self.barr(x)
+
+
+def unet_flops(net, x):
+    """Forward FLOPs of convolutions and transposed convolutions, first-layer FLOPs, output
+    shape; a transposed convolution counts 2 * out_channels * in_channels * prod(kernel) per
+    input voxel, as bench/neuro3d_bench.cc does."""
+    flops = []
+
+    def hook(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1] * m.kernel_size[2]
+        if isinstance(m, nn.ConvTranspose3d):
+            flops.append(2 * inp[0].numel() * m.out_channels * k)
+        else:
+            flops.append(2 * out.numel() * m.in_channels * k)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    with torch.no_grad():
+        out = net(x)
+    for h in handles:
+        h.remove()
+    return sum(flops), flops[0], list(out.shape)
+
+
 def conv_flops(net, x):
     """Forward conv FLOPs and first-layer FLOPs, measured from real shapes."""
     total = first = 0
@@ -165,6 +228,7 @@ def main():
                     default="both", help="dense: the layouts to time (the faster counts)")
     ap.add_argument("--input", default="23,185,185", help="z,x,y")
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--net", choices=["neuro3d", "unet3d_lite"], default="neuro3d")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -174,9 +238,15 @@ def main():
             ap.error("--case dense needs --work DIR")
         return dense(a)
     zxy = [int(s) for s in a.input.split(",")]
-    net = build_net().float()
-    x = torch.randn(a.batch, 1, *zxy)
-    fwd_flops, first_flops, out_shape = conv_flops(net, x)
+    if a.net == "unet3d_lite":  # UpConv family
+        zxy = [22, 140, 140] if a.input == "23,185,185" else zxy
+        net = UNet3dLite().float()
+        x = torch.randn(a.batch, 1, *zxy)
+        fwd_flops, first_flops, out_shape = unet_flops(net, x)
+    else:
+        net = build_net().float()
+        x = torch.randn(a.batch, 1, *zxy)
+        fwd_flops, first_flops, out_shape = conv_flops(net, x)
     target = torch.randint(0, 2, [out_shape[0]] + out_shape[2:])
     opt = torch.optim.Adam(net.parameters(), lr=5e-4, betas=(0.9, 0.999), eps=1e-5)
 
@@ -199,7 +269,7 @@ def main():
         fn, flops = cases[name]
         ms = bench(fn, a.warmup, a.repeats)
         print(json.dumps({
-            "case": "neuro3d_" + name,
+            "case": a.net + "_" + name,
             "pytorch_ms": round(ms, 1),
             "gflop": round(flops / 1e9, 2),
             "gflops": round(flops / 1e9 / (ms / 1e3), 1),

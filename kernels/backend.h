@@ -68,6 +68,18 @@ class ConvKernel {
                                        float* diff_b) = 0;
 };
 
+// Transposed convolution (UpConv family): see Backend::CreateDeconv.
+struct DeconvDesc {
+  int64_t batch = 1;
+  int64_t in_channels = 1;
+  int64_t out_channels = 1;
+  std::vector<int64_t> in_spatial;              // 1 to 3 axes
+  std::vector<int64_t> kernel;                  // same rank as in_spatial
+  std::vector<int64_t> stride;                  // same rank; UpConv uses stride = kernel
+  Eltwise fused_activation = Eltwise::kLinear;  // dst = act(deconv(src) + bias)
+  bool need_backward_data = true;
+};
+
 enum class PoolMode { kMax, kAverage };
 
 struct PoolDesc {
@@ -334,6 +346,14 @@ class Backend {
   // -666) are unlabelled.
   virtual void CountBinaryErrors(const float* probs, const float* target, int64_t n,
                                  int64_t* wrong, int64_t* labelled) = 0;
+  // Transposed convolution (UpConv family, reference §2.8). The kernel is a ConvKernel whose
+  // "src" is the deconvolution's input and "dst" its larger output: dst[o] with
+  // o = i * stride + k (per axis) accumulates w[out, in, k] * src[i] (no kernel flip), so
+  // out_spatial = (in - 1) * stride + kernel. Canonical weights are (out, in, k_0, ...).
+  virtual absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDeconv(const DeconvDesc& d) {
+    (void)d;
+    return absl::UnimplementedError(name() + " has no transposed convolution (CreateDeconv)");
+  }
 
   // Optimiser updates over flat parameter buffers (reference §4).
   struct OptimiserStep {

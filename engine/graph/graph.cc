@@ -93,6 +93,52 @@ absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
         return absl::InvalidArgumentError(
             absl::StrFormat("designated node '%s' does not exist", n));
       }
+  RETURN_IF_ERROR(g->RepairPredictionFov());  // UpConv family
+  return absl::OkStatus();
+}
+
+// ELEKTRONN2 overwrites the fov with diff itself, an even number, not the extent diff + 1 of a
+// centred receptive field (QUIRK 12). We keep its value, which is what its summaries print and
+// what its offsets (diff / 2, the label crop of the batch creator) follow; the dense predictor,
+// which needs the extent, adds the 1 back (engine/predict/predictor.cc).
+absl::Status Graph::RepairPredictionFov() {
+  const v1::Designations& d = spec_.designations();
+  Node* pred = Find(d.prediction_node());
+  Node* in = Find(d.input_node().empty() ? std::string("input") : d.input_node());
+  if (pred == nullptr || in == nullptr) return absl::OkStatus();
+  const TaggedShape& ps = pred->shape();
+  if (std::none_of(ps.fov().begin(), ps.fov().end(), [](int64_t f) { return f < 0; })) {
+    return absl::OkStatus();
+  }
+  const TaggedShape& is = in->shape();
+  if (is.ndim() != ps.ndim()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "prediction node '%s' has an unknown field of view (after an UpConv) that cannot be "
+        "repaired: it has %d spatial axes, the input '%s' has %d",
+        pred->name(), ps.ndim(), in->name(), is.ndim()));
+  }
+  std::vector<int64_t> fov(ps.ndim());
+  for (int j = 0; j < ps.ndim(); ++j) {
+    const int64_t out_extent = ps.strides()[j] * (ps.spatial_shape()[j] - 1) + 1;
+    const int64_t diff = is.spatial_shape()[j] - out_extent;
+    if (diff % 2 != 0 || diff < 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "FOV is not centered: prediction node '%s' covers %d input voxels along %s (stride %d, "
+          "%d outputs) of the %d of input '%s', leaving %d, %s",
+          pred->name(), out_extent, AxisName(ps, j), ps.strides()[j], ps.spatial_shape()[j],
+          is.spatial_shape()[j], in->name(), diff,
+          diff < 0 ? "a negative number" : "an odd number that cannot be split evenly"));
+    }
+    fov[j] = diff;
+  }
+  std::vector<Node*> fixed = {pred};
+  if (Node* t = Find(d.target_node()); t != nullptr && t != pred) fixed.push_back(t);
+  for (Node* n : fixed) {
+    TaggedShape s = n->shape();
+    if (s.ndim() != ps.ndim()) continue;
+    for (int j = 0; j < s.ndim(); ++j) s.set_fov(j, fov[j]);
+    n->set_concrete_shape(std::move(s));
+  }
   return absl::OkStatus();
 }
 

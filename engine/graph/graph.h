@@ -42,6 +42,12 @@ class Graph {
   // Builds without the input-size search (used by that search itself).
   static absl::Status BuildWithoutHints(const v1::ModelSpec& spec, Graph* g);
 
+  // designate_nodes' repair of an unknown (negative, UpConv) prediction fov, reference §3.2:
+  // per axis diff = input size - (stride * (out - 1) + 1); an odd diff is an error ("FOV is not
+  // centered"), else the prediction and target nodes' fov become diff (offsets diff / 2).
+  // Build applies it; Network::Compile again after re-inferring shapes for the batch size.
+  absl::Status RepairPredictionFov();
+
  private:
   static absl::Status Build(const v1::ModelSpec& spec, Graph* g);
   v1::ModelSpec spec_;

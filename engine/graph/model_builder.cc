@@ -63,6 +63,20 @@ std::string ModelBuilder::Conv(const std::string& parent, int64_t n_f, std::vect
   return n->name();
 }
 
+// UpConv family.
+std::string ModelBuilder::UpConv(const std::string& parent, int64_t n_f, std::vector<int64_t> pool,
+                                 v1::Activation act, bool identity_init, float dropout,
+                                 const std::string& name) {
+  v1::NodeSpec* n = NewNode("upconv", name, {parent});
+  v1::UpConvOp* u = n->mutable_upconv();
+  u->set_n_f(n_f);
+  for (int64_t p : pool) u->add_pool_shape(p);
+  u->set_activation(act);
+  u->set_identity_init(identity_init);
+  u->set_dropout_rate(dropout);
+  return n->name();
+}
+
 std::string ModelBuilder::Pool(const std::string& parent, std::vector<int64_t> pool,
                                std::vector<int64_t> stride, v1::PoolMode mode,
                                const std::string& name) {

@@ -49,6 +49,10 @@ class ModelBuilder {
                             std::vector<float> mixing_weights = {}, const std::string& name = "");
   std::string Errors(const std::string& pred, const std::string& target,
                      bool target_is_sparse = true, const std::string& name = "");
+  // UpConv family: transposed convolution (reference §2.8); identity_init as ELEKTRONN2's.
+  std::string UpConv(const std::string& parent, int64_t n_f, std::vector<int64_t> pool,
+                     v1::Activation act = v1::RELU, bool identity_init = true, float dropout = 0,
+                     const std::string& name = "");
 
   void Designate(const std::string& input, const std::string& target, const std::string& loss,
                  const std::string& prediction, std::vector<std::string> prediction_ext = {},

@@ -79,6 +79,7 @@ absl::Status Network::Compile() {
       return NodeError(*n, "output shape is not fully known after fixing the batch size");
     }
   }
+  RETURN_IF_ERROR(graph_->RepairPredictionFov());  // re-inference reset an UpConv's fov
   // Which nodes carry gradients: descendants of parameterised nodes, ancestors of the loss.
   const std::string& loss = graph_->spec().designations().loss_node();
   absl::flat_hash_map<const Node*, bool> on_loss_path;

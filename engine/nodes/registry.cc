@@ -44,6 +44,8 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kSobel, MakeSobel);
   r.Add(v1::NodeSpec::kOneHot, MakeOneHot);
   r.Add(v1::NodeSpec::kClassification, MakeClassification);
+  // UpConv family.
+  r.Add(v1::NodeSpec::kUpconv, MakeUpConv);
   return r;
 }
 

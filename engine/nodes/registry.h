@@ -56,6 +56,8 @@ std::unique_ptr<Node> MakeMaxout(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeLrn(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeGaussianRv(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeGaussianAevbPrior(const v1::NodeSpec& s);
+// UpConv family.
+std::unique_ptr<Node> MakeUpConv(const v1::NodeSpec& s);
 
 // Classes per group of a Softmax node (0 if `n` is not a Softmax).
 int64_t SoftmaxClasses(const Node& n);

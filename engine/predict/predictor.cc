@@ -220,6 +220,14 @@ absl::Status ReadNetShapes(const Graph& g, const std::string& path, NetPlan* p) 
   p->out = FromNetAxes(ps.spatial_shape());
   p->fov = FromNetAxes(ps.fov());
   p->strides = FromNetAxes(ps.strides());
+  // A U-Net's prediction fov is designate_nodes' repaired value in - out_extent (even, QUIRK
+  // 12; engine/graph/graph.cc); the tiling needs the extent whose outputs are
+  // (patch - fov) / stride + 1, which is one more (same offset fov / 2). UpConv family.
+  for (int a = 0; a < 3; ++a) {
+    if (p->fov[a] % 2 == 0 && p->strides[a] * (p->out[a] - 1) + 1 + p->fov[a] == p->patch[a]) {
+      p->fov[a] += 1;
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "kernels/cpu/losses.h"  // losses family (issue 11)
+#include "kernels/cpu/deconv.h"  // UpConv family
 #include "kernels/cpu/onednn_util.h"
 #include "kernels/cpu/batch_norm.h"  // batch_norm family
 #include "kernels/cpu/structural.h"  // structural family (issue 11)
@@ -171,6 +172,10 @@ class CpuBackend final : public Backend {
   }
   absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateMatmul(const MatmulDesc& d) override {
     return cpu::CreateDnnlMatmul(&ctx_, d);
+  }
+  // UpConv family: transposed convolution.
+  absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDeconv(const DeconvDesc& d) override {
+    return cpu::CreateDnnlDeconv(&ctx_, d);
   }
 
   void EltwiseForward(Eltwise e, const float* src, float* dst, int64_t n) override {

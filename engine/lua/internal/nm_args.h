@@ -438,5 +438,6 @@ NmFunctionList StructuralNodeFunctions();
 // named `name` over groups of k channels, and returns the Maxout's handle.
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
+NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
 
 }  // namespace elektronn::lua

@@ -1,0 +1,256 @@
+// Transposed convolution on oneDNN's deconvolution primitive, channels-last activations.
+// oneDNN's deconvolution is the transpose of its (cross-correlation) convolution: input voxel i
+// adds w[out, in, k] * src[in, i] to output voxel i * stride + k, no kernel flip, which is
+// ELEKTRONN2's UpConv convention (reference §2.8). Weights (out, in, k...) in oneDNN's chosen
+// layout, converted on import/export. A 3-D deconvolution with kernel and stride 1 along z folds
+// z into the batch (channels-last (N, Z, X, Y, C) is (N*Z, X, Y, C)) and runs the 2-D path, as
+// Conv does for kz=1: the (1,2,2) pools of the anisotropic U-Nets take this path.
+#include "kernels/cpu/deconv.h"
+
+#include <numeric>
+
+#include "absl/strings/str_format.h"
+
+namespace elektronn::kernels::cpu {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+using dt = memory::data_type;
+
+int64_t Prod(const std::vector<int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), int64_t{1}, std::multiplies<>());
+}
+
+class DnnlDeconv final : public ConvKernel {
+ public:
+  static absl::StatusOr<std::unique_ptr<ConvKernel>> Create(DnnlContext* ctx, const DeconvDesc& d);
+
+  std::vector<int64_t> out_spatial() const override { return out_spatial_; }
+  int64_t weight_size() const override { return weight_bytes_ / sizeof(float); }
+  std::string impl_name() const override { return impl_; }
+
+  void ImportWeights(const float* canonical, float* native) const override {
+    Reorder(plain_w_, canonical, native_w_, native);
+  }
+  void ExportWeights(const float* native, float* canonical) const override {
+    Reorder(native_w_, native, plain_w_, canonical);
+  }
+
+  absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
+    fwd_.Set(DNNL_ARG_SRC, src);
+    fwd_.Set(DNNL_ARG_WEIGHTS, w);
+    fwd_.Set(DNNL_ARG_BIAS, bias);
+    fwd_.Set(DNNL_ARG_DST, dst);
+    fwd_.Execute(ctx_->stream);
+    return absl::OkStatus();
+  }
+
+  absl::Status BackwardData(const float* diff_dst, const float* w, float* diff_src,
+                            bool accumulate) override {
+    if (!bwd_data_.valid()) {
+      return absl::FailedPreconditionError(
+          "transposed convolution was created without backward-data");
+    }
+    const float* wb = w;
+    if (bwd_w_reorder_.valid()) {
+      bwd_w_reorder_.Set(DNNL_ARG_FROM, w);
+      bwd_w_reorder_.Set(DNNL_ARG_TO, bwd_weights_buf_.data());
+      bwd_w_reorder_.Execute(ctx_->stream);
+      wb = bwd_weights_buf_.data();
+    }
+    float* out = accumulate ? acc_buf_.data() : diff_src;
+    bwd_data_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_data_.Set(DNNL_ARG_WEIGHTS, wb);
+    bwd_data_.Set(DNNL_ARG_DIFF_SRC, out);
+    bwd_data_.Execute(ctx_->stream);
+    if (accumulate) AddInto(diff_src, out, src_elems_);
+    return absl::OkStatus();
+  }
+
+  absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
+                               float* diff_b) override {
+    float* dw = diff_w_reorder_.valid() ? diff_w_buf_.data() : diff_w;
+    bwd_weights_.Set(DNNL_ARG_SRC, src);
+    bwd_weights_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_weights_.Set(DNNL_ARG_DIFF_WEIGHTS, dw);
+    bwd_weights_.Set(DNNL_ARG_DIFF_BIAS, diff_b);
+    bwd_weights_.Execute(ctx_->stream);
+    if (diff_w_reorder_.valid()) {
+      diff_w_reorder_.Set(DNNL_ARG_FROM, dw);
+      diff_w_reorder_.Set(DNNL_ARG_TO, diff_w);
+      diff_w_reorder_.Execute(ctx_->stream);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  void Reorder(const memory::desc& from, const float* a, const memory::desc& to, float* b) const {
+    memory ma(from, ctx_->engine, const_cast<float*>(a)), mb(to, ctx_->engine, b);
+    LibraryCallScope in_onednn;
+    dnnl::reorder(ma, mb).execute(ctx_->stream, ma, mb);
+    ctx_->stream.wait();
+  }
+
+  DnnlContext* ctx_ = nullptr;
+  std::vector<int64_t> out_spatial_;
+  memory::desc plain_w_, native_w_;
+  size_t weight_bytes_ = 0;
+  int64_t src_elems_ = 0;
+  std::string impl_;
+  PrimitiveCall fwd_, bwd_data_, bwd_weights_, bwd_w_reorder_, diff_w_reorder_;
+  // Sized at creation so that the steady-state calls never allocate.
+  std::vector<float> bwd_weights_buf_, diff_w_buf_, acc_buf_;
+};
+
+absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
+                                                               const DeconvDesc& d) {
+  auto k = std::make_unique<DnnlDeconv>();
+  k->ctx_ = ctx;
+  const int nd = static_cast<int>(d.in_spatial.size());
+  memory::dims src{d.batch, d.in_channels}, wei{d.out_channels, d.in_channels},
+      dst{d.batch, d.out_channels};
+  memory::dims strides(d.stride.begin(), d.stride.end()), pad(nd, 0);
+  for (int i = 0; i < nd; ++i) {
+    const int64_t o = (d.in_spatial[i] - 1) * d.stride[i] + d.kernel[i];
+    k->out_spatial_.push_back(o);
+    src.push_back(d.in_spatial[i]);
+    wei.push_back(d.kernel[i]);
+    dst.push_back(o);
+  }
+  k->src_elems_ = d.batch * d.in_channels * Prod(d.in_spatial);
+  const Tag act = ChannelsLast(nd);
+  memory::desc src_md(src, dt::f32, act), dst_md(dst, dt::f32, act);
+  memory::desc any_w(wei, dt::f32, Tag::any), bias_md({d.out_channels}, dt::f32, Tag::x);
+  k->plain_w_ = memory::desc(wei, dt::f32, PlainWeights(nd));
+
+  dnnl::primitive_attr attr = ctx->Attr();
+  if (d.fused_activation != Eltwise::kLinear) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.0f, EltwiseAlgorithm(d.fused_activation),
+                      d.fused_activation == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+    attr.set_post_ops(po);
+  }
+  try {
+    dnnl::deconvolution_forward::desc fd(prop_kind::forward_training,
+                                         algorithm::deconvolution_direct, src_md, any_w, bias_md,
+                                         dst_md, strides, pad, pad);
+    dnnl::deconvolution_forward::primitive_desc fpd(fd, attr, ctx->engine);
+    k->native_w_ = fpd.weights_desc();
+    k->weight_bytes_ = k->native_w_.get_size();
+    k->impl_ = fpd.impl_info_str();
+    k->fwd_ = PrimitiveCall(ctx->engine, dnnl::deconvolution_forward(fpd), fpd, &ctx->scratch);
+    k->fwd_.Arg(DNNL_ARG_SRC, fpd.src_desc());
+    k->fwd_.Arg(DNNL_ARG_WEIGHTS, fpd.weights_desc());
+    k->fwd_.Arg(DNNL_ARG_BIAS, fpd.bias_desc());
+    k->fwd_.Arg(DNNL_ARG_DST, fpd.dst_desc());
+
+    dnnl::primitive_attr battr = ctx->Attr();
+    if (d.need_backward_data) {
+      dnnl::deconvolution_backward_data::desc bd(algorithm::deconvolution_direct, src_md, any_w,
+                                                 dst_md, strides, pad, pad);
+      dnnl::deconvolution_backward_data::primitive_desc bpd(bd, battr, ctx->engine, fpd);
+      k->bwd_data_ =
+          PrimitiveCall(ctx->engine, dnnl::deconvolution_backward_data(bpd), bpd, &ctx->scratch);
+      k->bwd_data_.Arg(DNNL_ARG_DIFF_DST, bpd.diff_dst_desc());
+      k->bwd_data_.Arg(DNNL_ARG_WEIGHTS, bpd.weights_desc());
+      k->bwd_data_.Arg(DNNL_ARG_DIFF_SRC, bpd.diff_src_desc());
+      if (bpd.weights_desc() != k->native_w_) {
+        dnnl::reorder::primitive_desc rpd(ctx->engine, k->native_w_, ctx->engine,
+                                          bpd.weights_desc(), battr);
+        k->bwd_w_reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
+        k->bwd_w_reorder_.Arg(DNNL_ARG_FROM, k->native_w_);
+        k->bwd_w_reorder_.Arg(DNNL_ARG_TO, bpd.weights_desc());
+        k->bwd_weights_buf_.resize(bpd.weights_desc().get_size() / sizeof(float));
+      }
+      k->acc_buf_.resize(k->src_elems_);
+      k->impl_ += "/" + std::string(bpd.impl_info_str());
+    }
+    dnnl::deconvolution_backward_weights::desc wd(algorithm::deconvolution_direct, src_md, any_w,
+                                                  bias_md, dst_md, strides, pad, pad);
+    dnnl::deconvolution_backward_weights::primitive_desc wpd(wd, battr, ctx->engine, fpd);
+    k->bwd_weights_ =
+        PrimitiveCall(ctx->engine, dnnl::deconvolution_backward_weights(wpd), wpd, &ctx->scratch);
+    k->bwd_weights_.Arg(DNNL_ARG_SRC, wpd.src_desc());
+    k->bwd_weights_.Arg(DNNL_ARG_DIFF_DST, wpd.diff_dst_desc());
+    k->bwd_weights_.Arg(DNNL_ARG_DIFF_WEIGHTS, wpd.diff_weights_desc());
+    k->bwd_weights_.Arg(DNNL_ARG_DIFF_BIAS, wpd.diff_bias_desc());
+    if (wpd.diff_weights_desc() != k->native_w_) {
+      dnnl::reorder::primitive_desc rpd(ctx->engine, wpd.diff_weights_desc(), ctx->engine,
+                                        k->native_w_, battr);
+      k->diff_w_reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
+      k->diff_w_reorder_.Arg(DNNL_ARG_FROM, wpd.diff_weights_desc());
+      k->diff_w_reorder_.Arg(DNNL_ARG_TO, k->native_w_);
+      k->diff_w_buf_.resize(wpd.diff_weights_desc().get_size() / sizeof(float));
+    }
+    k->impl_ += "/" + std::string(wpd.impl_info_str());
+    if (src_md != fpd.src_desc() || dst_md != fpd.dst_desc()) {
+      return absl::InternalError("oneDNN changed the activation layout of a deconvolution");
+    }
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(
+        absl::StrFormat("oneDNN could not create a transposed convolution: %s", e.what()));
+  }
+  return k;
+}
+
+// kernel = stride = 1 along z: the 2-D deconvolution over (N*Z, X, Y, C).
+class FoldedZDeconv final : public ConvKernel {
+ public:
+  FoldedZDeconv(std::unique_ptr<ConvKernel> k2, int64_t z) : k2_(std::move(k2)), z_(z) {}
+  std::vector<int64_t> out_spatial() const override {
+    auto o = k2_->out_spatial();
+    o.insert(o.begin(), z_);
+    return o;
+  }
+  int64_t weight_size() const override { return k2_->weight_size(); }
+  std::string impl_name() const override { return "2d:" + k2_->impl_name(); }
+  void ImportWeights(const float* c, float* n) const override { k2_->ImportWeights(c, n); }
+  void ExportWeights(const float* n, float* c) const override { k2_->ExportWeights(n, c); }
+  absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
+    return k2_->Forward(src, w, bias, dst);
+  }
+  absl::Status BackwardData(const float* dd, const float* w, float* ds, bool acc) override {
+    return k2_->BackwardData(dd, w, ds, acc);
+  }
+  absl::Status BackwardWeights(const float* s, const float* dd, float* dw, float* db) override {
+    return k2_->BackwardWeights(s, dd, dw, db);
+  }
+
+ private:
+  std::unique_ptr<ConvKernel> k2_;
+  int64_t z_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlDeconv(DnnlContext* ctx,
+                                                             const DeconvDesc& d) {
+  const size_t nd = d.in_spatial.size();
+  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.stride.size() != nd) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("transposed convolution needs 1 to 3 spatial axes with matching kernel "
+                        "and stride, got %d, %d and %d",
+                        nd, d.kernel.size(), d.stride.size()));
+  }
+  for (size_t i = 0; i < nd; ++i) {
+    if (d.in_spatial[i] < 1 || d.kernel[i] < 1 || d.stride[i] < 1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "transposed convolution axis %d: input %d, kernel %d and stride %d must be >= 1", i,
+          d.in_spatial[i], d.kernel[i], d.stride[i]));
+    }
+  }
+  if (nd == 3 && d.kernel[0] == 1 && d.stride[0] == 1) {
+    DeconvDesc d2 = d;
+    d2.batch = d.batch * d.in_spatial[0];
+    d2.in_spatial.erase(d2.in_spatial.begin());
+    d2.kernel.erase(d2.kernel.begin());
+    d2.stride.erase(d2.stride.begin());
+    auto k2 = DnnlDeconv::Create(ctx, d2);
+    if (!k2.ok()) return k2.status();
+    return std::unique_ptr<ConvKernel>(new FoldedZDeconv(std::move(*k2), d.in_spatial[0]));
+  }
+  return DnnlDeconv::Create(ctx, d);
+}
+
+}  // namespace elektronn::kernels::cpu

@@ -1,0 +1,78 @@
+// Slow: examples/unet3d_litelite.lua's network trains on generated demo data
+// (engine/data/demo_data.h): the label patch the batch creator cuts with the target's repaired
+// offsets (reference §3.2) matches the U-Net's output, and the loss falls within a few dozen
+// steps.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+#include "engine/data/demo_data.h"
+#include "engine/lua/job_file.h"
+#include "engine/trainer/trainer.h"
+#include "kernels/backend.h"
+
+namespace elektronn {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ExamplePath(const std::string& name) {
+  for (fs::path start : {fs::current_path(), fs::read_symlink("/proc/self/exe")}) {
+    for (fs::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
+      if (fs::exists(p / "examples" / name)) return (p / "examples" / name).string();
+    }
+  }
+  return "examples/" + name;
+}
+
+TEST(UNetTraining, LiteliteLossFallsOnDemoData) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_unet_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  DemoDataOptions demo;
+  demo.shape = {30, 180, 180};
+  demo.preview_shape = {24, 150, 150};
+  ASSERT_TRUE(MakeDemoData((dir / "demo-data").string(), demo).ok());
+
+  auto job = LoadJobFile(ExamplePath("unet3d_litelite.lua"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  // The example's network at a (16,124,124) patch instead of (22,140,140), output (4,20,20):
+  // about half the work per step on the test machines' 2 cores.
+  v1::InputOp* in = job->mutable_model()->mutable_nodes(0)->mutable_input();
+  ASSERT_EQ(in->shape_size(), 5);
+  in->set_shape(2, 16);
+  in->set_shape(3, 124);
+  in->set_shape(4, 124);
+  const int kSteps = 40;
+  for (const std::string& kv :
+       {std::string("n_steps=") + std::to_string(kSteps), std::string("monitor_batch_size=1"),
+        std::string("history_freq=100000"), "save_path=" + (dir / "train").string()}) {
+    ASSERT_TRUE(ApplyTrainingOverride(kv, job->mutable_training()).ok()) << kv;
+  }
+  auto backend = kernels::CreateCpuBackend();
+  TrainerOptions opt;
+  opt.job_dir = dir.string();
+  opt.console = false;
+  opt.status_interval_s = 0;
+  std::vector<double> losses;
+  opt.on_event = [&](const TrainerEvent& e) {
+    if (e.kind == TrainerEvent::Kind::kStatus && e.step > static_cast<int64_t>(losses.size())) {
+      losses.push_back(e.loss);
+    }
+  };
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto reason = (*trainer)->Run();
+  ASSERT_TRUE(reason.ok()) << reason.status();
+  ASSERT_GE(losses.size(), 20u);
+  const double first = std::accumulate(losses.begin(), losses.begin() + 5, 0.0) / 5;
+  const double last = std::accumulate(losses.end() - 5, losses.end(), 0.0) / 5;
+  EXPECT_LT(last, 0.9 * first) << "loss of the first 5 steps " << first << ", of the last 5 "
+                               << last;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace elektronn
