@@ -127,8 +127,7 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
   dnnl::primitive_attr attr = ctx->Attr();
   if (d.fused_activation != Eltwise::kLinear) {
     dnnl::post_ops po;
-    po.append_eltwise(1.0f, EltwiseAlgorithm(d.fused_activation),
-                      d.fused_activation == Eltwise::kElu ? 1.0f : 0.0f, 0.0f);
+    AppendActivation(po, d.fused_activation);  // chains for selu, concentration, radius
     attr.set_post_ops(po);
   }
   try {
