@@ -41,8 +41,7 @@ v1::BatchNormMode BatchNorm(const Args& a) {
       v1::BN_OFF);
 }
 
-// nm.UpConv: the mode of batch_normalisation is recorded; the node rejects any but off until
-// batch normalisation is wired into NeuralNode.
+// nm.UpConv (reference §2.8), batch normalisation as on Conv (§2.4).
 int UpConv(lua_State* L) {
   Args a(L, "nm.UpConv", UpConvParams());
   v1::NodeSpec n = NewNode(a, "upconv");

@@ -35,6 +35,7 @@ class UpConvNode : public NeuralNode {
     const v1::UpConvOp& u = s.upconv();
     pool_.assign(u.pool_shape().begin(), u.pool_shape().end());
     act_ = u.activation() == v1::ACTIVATION_UNSPECIFIED ? v1::RELU : u.activation();
+    set_bn_mode(u.batch_normalisation());
   }
   std::string op() const override { return "UpConv"; }
   bool identity_init() const {
@@ -48,11 +49,7 @@ class UpConvNode : public NeuralNode {
     RETURN_IF_ERROR(CheckImageLayout(in, NodeRef(*this)));
     const int nd = in.ndim();
     if (u.n_f() <= 0) return NodeError(*this, absl::StrFormat("n_f=%d must be positive", u.n_f()));
-    if (u.batch_normalisation() != v1::BN_OFF) {
-      return NodeError(*this, absl::StrFormat("batch_normalisation on UpConv is not wired yet "
-                                              "(got mode %s); use batch_normalisation=false",
-                                              v1::BatchNormMode_Name(u.batch_normalisation())));
-    }
+    RETURN_IF_ERROR(CheckBatchNorm());
     if (!(u.dropout_rate() >= 0.f && u.dropout_rate() < 1.f)) {
       return NodeError(*this,
                        absl::StrFormat("dropout_rate=%g is outside [0, 1)", u.dropout_rate()));
@@ -95,7 +92,8 @@ class UpConvNode : public NeuralNode {
   int64_t n_in() const { return parents_[0]->shape().SizeOf('f'); }
   int64_t param_count() const override {
     const int64_t n_f = spec_.upconv().n_f();
-    return n_f * n_in() * Prod(pool_) + n_f + (act_ == v1::PRELU ? n_f : 0);
+    return TrainableCount(n_f * n_in() * Prod(pool_) + n_f + (act_ == v1::PRELU ? n_f : 0) +
+                          BatchNormParamCount(n_f));
   }
   // ELEKTRONN2: prod(w) * prod(s*p - f + 1) * b with f = the kernel = the pool.
   double cost() const override {
@@ -113,7 +111,7 @@ class UpConvNode : public NeuralNode {
                                     pool_.size(), absl::StrJoin(pool_, ","), ActivationName(act_));
     if (identity_init()) s += ", identity init";
     if (u.dropout_rate() != 0) absl::StrAppendFormat(&s, ", Dropout rate=%g", u.dropout_rate());
-    return s;
+    return s + BatchNormDetails() + FrozenDetails();
   }
 
   absl::Status Compile(ExecContext& ctx) override {
@@ -128,7 +126,7 @@ class UpConvNode : public NeuralNode {
     d.kernel = pool_;
     d.stride = pool_;
     fused_ = FusesActivation();
-    d.fused_activation = fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear;
+    d.fused_activation = LinearOpActivation();  // linear with BN (it comes before the act)
     d.need_backward_data = parents_[0]->needs_grad();
     auto kernel = b->CreateDeconv(d);
     if (!kernel.ok()) return NodeError(*this, std::string(kernel.status().message()));
@@ -171,19 +169,19 @@ class UpConvNode : public NeuralNode {
   }
 
   absl::Status Forward(ExecContext& ctx) override {
-    RETURN_IF_ERROR(
-        deconv_->Forward(parents_[0]->value(), params_[0].value, params_[1].value, lin_));
+    RETURN_IF_ERROR(deconv_->Forward(parents_[0]->value(), params_[0].value,
+                                     LinearOpBias(params_[1].value), lin_));
     TailForward(ctx, lin_);
     return absl::OkStatus();
   }
 
   absl::Status Backward(ExecContext& ctx) override {
     float* d = TailBackward(ctx, lin_);
-    if (fused_ && act_ != v1::LIN) {
+    if (LinearOpFusesActivation() && act_ != v1::LIN) {
       ctx.backend->EltwiseBackward(ToEltwise(act_), nullptr, lin_, d, d, numel_, false);
     }
-    RETURN_IF_ERROR(
-        deconv_->BackwardWeights(parents_[0]->value(), d, params_[0].grad, params_[1].grad));
+    RETURN_IF_ERROR(deconv_->BackwardWeights(parents_[0]->value(), d, params_[0].grad,
+                                             LinearOpBiasGrad(params_[1].grad)));
     if (GradTarget t = ParentGrad(0)) {
       RETURN_IF_ERROR(deconv_->BackwardData(d, params_[0].value, t.ptr, t.accumulate));
     }

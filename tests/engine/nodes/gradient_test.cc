@@ -146,6 +146,7 @@ void SetBatchNorm(v1::ModelSpec& spec, const std::string& node, v1::BatchNormMod
     if (n.name() != node) continue;
     if (n.has_conv()) n.mutable_conv()->set_batch_normalisation(mode);
     if (n.has_perceptron()) n.mutable_perceptron()->set_batch_normalisation(mode);
+    if (n.has_upconv()) n.mutable_upconv()->set_batch_normalisation(mode);
   }
 }
 
@@ -189,6 +190,11 @@ TEST(BatchNormGradient, ConvAndPerceptronTrainAndPredict) {
       ModelBuilder m;
       std::string x = m.Input({4, 3, 3, 4}, "b,f,x,y", "x");  // flatten: 4 rows per feature
       ExpectBatchNormGradients(m, m.Perceptron(x, 4, v1::SIGMOID, flatten), x, mode);
+    }
+    {
+      ModelBuilder m;  // UpConv: transposed conv, then BN, bias and a fused activation
+      std::string x = m.Input({2, 3, 2, 3, 3}, "b,f,z,x,y", "x");
+      ExpectBatchNormGradients(m, m.UpConv(x, 2, {1, 2, 2}, v1::TANH, false, 0, "up"), x, mode);
     }
   }
 }

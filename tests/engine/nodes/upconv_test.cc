@@ -158,10 +158,12 @@ TEST(UpConvShape, Errors) {
     v1::ModelSpec spec = m.spec();
     spec.mutable_nodes(2)->mutable_upconv()->set_batch_normalisation(v1::BN_TRAIN);
     auto g = Graph::Create(spec);
-    ASSERT_FALSE(g.ok());
-    EXPECT_NE(g.status().message().find("batch_normalisation on UpConv is not wired yet"),
-              std::string::npos)
-        << g.status();
+    ASSERT_TRUE(g.ok()) << g.status();  // batch normalisation is wired into UpConv
+    const Node* up = (*g)->Find("up");
+    ASSERT_NE(up, nullptr);
+    // w (2*2*2*2) + b (2) + gamma (2): BN 'train' adds the trainable gamma.
+    EXPECT_EQ(up->param_count(), 16 + 2 + 2);
+    EXPECT_NE(up->details().find("BN"), std::string::npos) << up->details();
   }
 }
 
