@@ -303,15 +303,24 @@ TEST(NmUpConv, RecordsEveryArgument) {
   EXPECT_EQ(v.upconv().activation(), v1::RELU);
 }
 
-TEST(NmUpConv, BatchNormalisationIsNotWiredYet) {
-  for (const char* bn : {"true", "'train'", "'predict'"}) {
+TEST(NmUpConv, RecordsBatchNormalisation) {
+  for (auto [bn, mode] : {std::pair{"true", v1::BN_TRAIN},
+                          {"'train'", v1::BN_TRAIN},
+                          {"'predict'", v1::BN_PREDICT},
+                          {"false", v1::BN_OFF}}) {
     auto job = Load(absl::StrCat("out = nm.UpConv{lo, 5, {2, 2}, batch_normalisation = ", bn, "}"));
-    ASSERT_FALSE(job.ok()) << bn;
-    EXPECT_THAT(job.status().message(),
-                HasSubstr("batch_normalisation on UpConv is not wired yet"));
+    ASSERT_TRUE(job.ok()) << bn << ": " << job.status();
+    int found = 0;
+    for (const v1::NodeSpec& n : job->model().nodes()) {
+      if (!n.has_upconv() || n.name() != "upconv") continue;
+      EXPECT_EQ(n.upconv().batch_normalisation(), mode) << bn;
+      ++found;
+    }
+    EXPECT_EQ(found, 1) << bn;
   }
-  auto off = Load("out = nm.UpConv{lo, 5, {2, 2}, batch_normalisation = false}");
-  EXPECT_TRUE(off.ok()) << off.status();
+  auto fadeout = Load("out = nm.UpConv{lo, 5, {2, 2}, batch_normalisation = 'fadeout'}");
+  ASSERT_FALSE(fadeout.ok());
+  EXPECT_THAT(fadeout.status().message(), HasSubstr("fadeout"));
 }
 
 // lo (x: 18-2=16, //2 = 7, stride 2) upsampled to 14 with 8 channels; hi (16) cropped by 1.

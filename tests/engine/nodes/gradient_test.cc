@@ -178,8 +178,8 @@ TEST(BatchNormGradient, ConvAndPerceptronTrainAndPredict) {
     {
       ModelBuilder m;  // 3-D with pooling and PReLU (the separate activation pass) and dropout
       std::string x = m.Input({2, 2, 3, 6, 5}, "b,f,z,x,y", "x");
-      ExpectBatchNormGradients(
-          m, m.Conv(x, 3, {1, 3, 2}, {1, 2, 2}, v1::PRELU, v1::VALID, 0.3f), x, mode);
+      ExpectBatchNormGradients(m, m.Conv(x, 3, {1, 3, 2}, {1, 2, 2}, v1::PRELU, v1::VALID, 0.3f), x,
+                               mode);
     }
     {
       ModelBuilder m;  // 3-D without pooling, abs (not monotone: separate pass)
@@ -193,8 +193,9 @@ TEST(BatchNormGradient, ConvAndPerceptronTrainAndPredict) {
     }
     {
       ModelBuilder m;  // UpConv: transposed conv, then BN, bias and a fused activation
-      std::string x = m.Input({2, 3, 2, 3, 3}, "b,f,z,x,y", "x");
-      ExpectBatchNormGradients(m, m.UpConv(x, 2, {1, 2, 2}, v1::TANH, false, 0, "up"), x, mode);
+      std::string x = m.Input({2, 2, 2, 6, 6}, "b,f,z,x,y", "x");
+      std::string c = m.Conv(x, 3, {1, 1, 1}, {1, 2, 2}, v1::LIN);  // stride 2 to upsample
+      ExpectBatchNormGradients(m, m.UpConv(c, 2, {1, 2, 2}, v1::TANH, false, 0, "up"), x, mode);
     }
   }
 }
