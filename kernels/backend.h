@@ -125,7 +125,8 @@ struct BoxCopy {
   std::vector<int64_t> src_step = {}, dst_step = {};
 };
 
-// Structural family (issue 11). Element-wise functions with arguments (ApplyFunc): a*x+b, x^a, clip to [a, b], exp, log.
+// Structural family (issue 11). Element-wise functions with arguments (ApplyFunc): a*x+b, x^a, clip
+// to [a, b], exp, log.
 enum class ScalarFunction { kAffine, kPow, kClip, kExp, kLog };
 
 // Local response normalisation over channels-last (batch, spatial..., channels).
@@ -239,8 +240,7 @@ class Backend {
                                       float decay) = 0;
   // --- Structural, element-wise and probabilistic family (issue 11) ---
   // dst = a * b (+ dst when accumulating): MultMerge forward, and its backward with diff_dst.
-  virtual void Multiply(const float* a, const float* b, float* dst, int64_t n,
-                        bool accumulate) = 0;
+  virtual void Multiply(const float* a, const float* b, float* dst, int64_t n, bool accumulate) = 0;
   // dst[perm-ordered index] = src: axis i of dst is axis perm[i] of src (dims = src's sizes).
   virtual void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm,
                          const float* src, float* dst, bool accumulate) = 0;
@@ -275,10 +275,9 @@ class Backend {
   // The AEVB prior term 0.5 * (mu^2 + sigma^2 - 1 - 2 log sigma), sigma = exp(log_sig).
   virtual void GaussianPriorForward(const float* mu, const float* log_sig, float* dst,
                                     int64_t n) = 0;
-  virtual void GaussianPriorBackward(const float* mu, const float* log_sig,
-                                     const float* diff_dst, float* diff_mu, bool accumulate_mu,
-                                     float* diff_log_sig, bool accumulate_log_sig,
-                                     int64_t n) = 0;
+  virtual void GaussianPriorBackward(const float* mu, const float* log_sig, const float* diff_dst,
+                                     float* diff_mu, bool accumulate_mu, float* diff_log_sig,
+                                     bool accumulate_log_sig, int64_t n) = 0;
   // losses family (issue 11): regression/probabilistic losses and output nodes (reference
   // §2.13). Targets equal to -666 (kIgnoredTarget) are ignored where noted; `scale` is
   // N_total / (N_labelled + 1) with N = numbers of elements. No gradient flows into targets.
@@ -310,9 +309,9 @@ class Backend {
   // -log Beta(t; a, b) + softplus(-c), a = m (c-2) + 1, b = (1-m)(c-2) + 1.
   virtual void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* target,
                               float* loss) = 0;
-  virtual void BetaNllBackward(int64_t n, const float* mode, const float* conc,
-                               const float* target, const float* diff_loss, float* diff_mode,
-                               bool accumulate_mode, float* diff_conc, bool accumulate_conc) = 0;
+  virtual void BetaNllBackward(int64_t n, const float* mode, const float* conc, const float* target,
+                               const float* diff_loss, float* diff_mode, bool accumulate_mode,
+                               float* diff_conc, bool accumulate_conc) = 0;
   // out[r] = || a[r,:] - b[r,:] ||_2 ; diff_a / diff_b may be null.
   virtual void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
                                         int64_t channels) = 0;
@@ -344,8 +343,8 @@ class Backend {
                         int64_t n_class, bool threshold) = 0;
   // Errors of thresholded predictions (p > 0.5) against binary targets; targets < 0 (e.g. -1,
   // -666) are unlabelled.
-  virtual void CountBinaryErrors(const float* probs, const float* target, int64_t n,
-                                 int64_t* wrong, int64_t* labelled) = 0;
+  virtual void CountBinaryErrors(const float* probs, const float* target, int64_t n, int64_t* wrong,
+                                 int64_t* labelled) = 0;
   // Transposed convolution (UpConv family, reference §2.8). The kernel is a ConvKernel whose
   // "src" is the deconvolution's input and "dst" its larger output: dst[o] with
   // o = i * stride + k (per axis) accumulates w[out, in, k] * src[i] (no kernel flip), so

@@ -99,7 +99,8 @@ absl::StatusOr<double> GetMixing(const HyperparameterTarget& t) {
 absl::Status SetMixing(HyperparameterTarget& t, double v) {
   std::vector<float>* w = MixingWeights(t);
   if (w == nullptr || w->empty()) return NoMixing();
-  const bool all_equal = std::all_of(w->begin(), w->end(), [&](float x) { return x == w->front(); });
+  const bool all_equal =
+      std::all_of(w->begin(), w->end(), [&](float x) { return x == w->front(); });
   if (all_equal || w->front() == 0.f) {
     std::fill(w->begin(), w->end(), static_cast<float>(v));
   } else {

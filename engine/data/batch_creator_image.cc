@@ -264,15 +264,16 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     }
     d->n_class_mask_ = geometry.extras[0].shape.SizeOf('f');
     if (geometry.extras[1].shape.SizeOf('f') != d->n_class_mask_) {
-      return Invalid(absl::StrFormat("lazy-label mask inputs '%s' (f=%d) and '%s' (f=%d) must "
-                                     "have the same number of classes",
-                                     names[0], d->n_class_mask_, names[1],
-                                     geometry.extras[1].shape.SizeOf('f')));
+      return Invalid(absl::StrFormat(
+          "lazy-label mask inputs '%s' (f=%d) and '%s' (f=%d) must "
+          "have the same number of classes",
+          names[0], d->n_class_mask_, names[1], geometry.extras[1].shape.SizeOf('f')));
     }
   } else if (!geometry.extras.empty()) {
-    return Invalid(absl::StrFormat("%d extra input(s) ('%s', ...) requested but no data key "
-                                   "produces them (ret_ll_mask is off)",
-                                   geometry.extras.size(), geometry.extras[0].name));
+    return Invalid(
+        absl::StrFormat("%d extra input(s) ('%s', ...) requested but no data key "
+                        "produces them (ret_ll_mask is off)",
+                        geometry.extras.size(), geometry.extras[0].name));
   }
 
   // ---- Augmentation settings.
@@ -307,8 +308,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   }
   auto probability = [](const char* key, double p) -> absl::Status {
     if (!(p >= 0.0 && p <= 1.0)) {
-      return Invalid(absl::StrFormat("data_batch_args.%s=%g must be a probability in [0,1]", key,
-                                     p));
+      return Invalid(
+          absl::StrFormat("data_batch_args.%s=%g must be a probability in [0,1]", key, p));
     }
     return absl::OkStatus();
   };
@@ -348,8 +349,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     RETURN_IF_ERROR(range("blob_size_range", a.blob_size_range(), &o.size_lo, &o.size_hi, 1));
     RETURN_IF_ERROR(range("noise_range", a.noise_range(), &o.noise_lo, &o.noise_hi, -1e30));
     if (a.has_diffuseness() && !(a.diffuseness() >= 0.0)) {
-      return Invalid(absl::StrFormat("data_batch_args.%s_args.diffuseness=%g must be >= 0",
-                                     k.name, a.diffuseness()));
+      return Invalid(absl::StrFormat("data_batch_args.%s_args.diffuseness=%g must be >= 0", k.name,
+                                     a.diffuseness()));
     }
     o.diffuseness = a.diffuseness();
     o.value = static_cast<float>(a.value());
@@ -407,9 +408,8 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     }
     if (d->label_mode_ != LabelMode::kPlain && c.label.ch != 1) {
       return Invalid(absl::StrFormat(
-          "label cube %s has %d channels; %s need a single-channel segmentation (ID) cube",
-          lname, c.label.ch,
-          d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
+          "label cube %s has %d channels; %s need a single-channel segmentation (ID) cube", lname,
+          c.label.ch, d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
     }
     if (params.has_ids2barriers()) {
       if (c.label.ch != 1) {

@@ -85,11 +85,10 @@ void BatchQueue::WorkerLoop(int index) {
                       static_cast<uint32_t>(uk), static_cast<uint32_t>(uk >> 32), 0x5eedu};
     std::mt19937_64 rng(seq);
     const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s =
-        b->extras.empty()
-            ? source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data())
-            : source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data(),
-                                b->extra_ptrs.data());
+    absl::Status s = b->extras.empty()
+                         ? source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data())
+                         : source_->GetBatch(Split::kTrain, rng, b->input.data(), b->target.data(),
+                                             b->extra_ptrs.data());
     const double busy = Seconds(std::chrono::steady_clock::now() - t0);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.producer_busy_s += busy;

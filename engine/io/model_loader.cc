@@ -343,8 +343,8 @@ absl::StatusOr<ReplaceBn> ParseReplaceBn(const std::string& field, const std::st
   if (value == "remove") return ReplaceBn::kRemove;
   if (value == "predict") return ReplaceBn::kPredict;
   if (value == "const") return ReplaceBn::kConst;
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "%s must be 'remove', 'predict' or 'const', got '%s'", field, value));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("%s must be 'remove', 'predict' or 'const', got '%s'", field, value));
 }
 
 int ReplaceBatchNorm(v1::ModelSpec& spec, ReplaceBn r) {
@@ -385,11 +385,11 @@ absl::StatusOr<v1::ModelSpec> RewriteSpec(const v1::ModelSpec& stored, const Loa
   const bool mfp = o.override_mfp_to_active;
   const bool imposed_patch = !o.imposed_patch_size.empty();
   if (const int n = ReplaceBatchNorm(s, o.replace_bn); n > 0) {
-    notes->push_back(absl::StrFormat(
-        "batch normalisation %s in %d layers", o.replace_bn == ReplaceBn::kRemove
-                                                  ? "removed"
-                                                  : "switched to 'predict' (running statistics)",
-        n));
+    notes->push_back(absl::StrFormat("batch normalisation %s in %d layers",
+                                     o.replace_bn == ReplaceBn::kRemove
+                                         ? "removed"
+                                         : "switched to 'predict' (running statistics)",
+                                     n));
   }
   if (!mfp && !imposed_patch && o.imposed_batch_size == 0) return s;
   ASSIGN_OR_RETURN(const int input, InputIndex(s, path));

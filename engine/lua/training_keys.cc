@@ -515,100 +515,100 @@ absl::Status ReadBlobArgs(const KeyReader& r, const std::string& which, v1::Blob
 absl::Status ReadDataBatchArgs(const KeyReader& r, Spec* spec) {
   v1::DataBatchArgs* d = spec->mutable_data_batch_args();
   const std::string trainer = "the trainer sets it";
-  RETURN_IF_ERROR(r.Fields({"grey_augment_channels", "warp", "warp_args", "ignore_thresh", "force_dense",
-                   // Data family: ID-derived targets, lazy-label masks, augmentations.
-                   "affinities", "affinity_nhood", "nhood_targets", "ret_ll_mask",
-                   "nga_blur_noise_probability", "blurry_blobs_probability",
-                   "blurry_blobs_args", "noisy_random_erasing_probability",
-                   "noisy_random_erasing_args", "uniform_random_erasing_probability",
-                   "uniform_random_erasing_args"},
-                  {{"batch_size", trainer},
-                   {"source", trainer}},
-                  [&](const std::string& key, const KeyReader& f) -> absl::Status {
-                    if (key == "affinities") {
-                      if (f.IsNeutral()) return absl::OkStatus();
-                      auto v = f.Choice({"affinity", "malis"});
-                      if (!v.ok()) return f.Error("must be false or 'affinity'");
-                      if (*v == "malis") {
-                        return f.Error(
-                            "'malis' is not supported: MALIS affinity training (MalisNLL and "
-                            "its relabelled segmentation) is not implemented; use 'affinity'");
-                      }
-                      d->set_affinities(*v);
-                      return absl::OkStatus();
-                    }
-                    if (key == "affinity_nhood") return ReadNhood(f, d->mutable_affinity_nhood());
-                    if (key == "nhood_targets") {
-                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
-                        d->set_nhood_targets(lua_toboolean(f.L(), -1));
-                        return absl::OkStatus();
-                      }
-                      if (lua_type(f.L(), -1) != LUA_TTABLE) {
-                        return f.Error("must be true, false or a list of offsets {{dz,dx,dy}, "
-                                       "...}, got " + Describe(f.L(), -1));
-                      }
-                      d->set_nhood_targets(true);
-                      return ReadNhood(f, d->mutable_nhood_targets_nhood());
-                    }
-                    if (key == "ret_ll_mask") {
-                      ASSIGN_OR_RETURN(bool b, f.Bool());
-                      d->set_ret_ll_mask(b);
-                      return absl::OkStatus();
-                    }
-                    if (absl::EndsWith(key, "_probability")) {
-                      double v = 0;
-                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
-                        v = lua_toboolean(f.L(), -1) ? 1.0 : 0.0;
-                      } else {
-                        ASSIGN_OR_RETURN(v, f.Number(0, 1));
-                      }
-                      if (key == "nga_blur_noise_probability") {
-                        d->set_nga_blur_noise_probability(v);
-                      } else if (key == "blurry_blobs_probability") {
-                        d->set_blurry_blobs_probability(v);
-                      } else if (key == "noisy_random_erasing_probability") {
-                        d->set_noisy_random_erasing_probability(v);
-                      } else {
-                        d->set_uniform_random_erasing_probability(v);
-                      }
-                      return absl::OkStatus();
-                    }
-                    if (key == "blurry_blobs_args") {
-                      return ReadBlobArgs(f, "blurry_blobs", d->mutable_blurry_blobs_args());
-                    }
-                    if (key == "noisy_random_erasing_args") {
-                      return ReadBlobArgs(f, "noisy_random_erasing",
-                                          d->mutable_noisy_random_erasing_args());
-                    }
-                    if (key == "uniform_random_erasing_args") {
-                      return ReadBlobArgs(f, "uniform_random_erasing",
-                                          d->mutable_uniform_random_erasing_args());
-                    }
-                    if (key == "grey_augment_channels") {
-                      if (f.IsNeutral()) return absl::OkStatus();
-                      ASSIGN_OR_RETURN(auto v, f.Ints(0));
-                      for (int64_t c : v) d->add_grey_augment_channels(c);
-                    } else if (key == "warp") {
-                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
-                        d->set_warp(lua_toboolean(f.L(), -1) ? 1.0 : 0.0);
-                      } else {
-                        ASSIGN_OR_RETURN(double v, f.Number(0, 1));
-                        d->set_warp(v);
-                      }
-                    } else if (key == "warp_args") {
-                      return ReadWarpArgs(f, d->mutable_warp_args());
-                    } else if (key == "ignore_thresh") {
-                      if (lua_type(f.L(), -1) == LUA_TBOOLEAN && !lua_toboolean(f.L(), -1)) {
-                        return absl::OkStatus();
-                      }
-                      ASSIGN_OR_RETURN(double v, f.Number(0, 1));
-                      d->set_ignore_thresh(v);
-                    } else {
-                      ASSIGN_OR_RETURN(bool b, f.Bool());
-                      d->set_force_dense(b);
-                    }
-                    return absl::OkStatus();
-                  }));
+  RETURN_IF_ERROR(r.Fields(
+      {"grey_augment_channels", "warp", "warp_args", "ignore_thresh", "force_dense",
+       // Data family: ID-derived targets, lazy-label masks, augmentations.
+       "affinities", "affinity_nhood", "nhood_targets", "ret_ll_mask", "nga_blur_noise_probability",
+       "blurry_blobs_probability", "blurry_blobs_args", "noisy_random_erasing_probability",
+       "noisy_random_erasing_args", "uniform_random_erasing_probability",
+       "uniform_random_erasing_args"},
+      {{"batch_size", trainer}, {"source", trainer}},
+      [&](const std::string& key, const KeyReader& f) -> absl::Status {
+        if (key == "affinities") {
+          if (f.IsNeutral()) return absl::OkStatus();
+          auto v = f.Choice({"affinity", "malis"});
+          if (!v.ok()) return f.Error("must be false or 'affinity'");
+          if (*v == "malis") {
+            return f.Error(
+                "'malis' is not supported: MALIS affinity training (MalisNLL and "
+                "its relabelled segmentation) is not implemented; use 'affinity'");
+          }
+          d->set_affinities(*v);
+          return absl::OkStatus();
+        }
+        if (key == "affinity_nhood") return ReadNhood(f, d->mutable_affinity_nhood());
+        if (key == "nhood_targets") {
+          if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+            d->set_nhood_targets(lua_toboolean(f.L(), -1));
+            return absl::OkStatus();
+          }
+          if (lua_type(f.L(), -1) != LUA_TTABLE) {
+            return f.Error(
+                "must be true, false or a list of offsets {{dz,dx,dy}, "
+                "...}, got " +
+                Describe(f.L(), -1));
+          }
+          d->set_nhood_targets(true);
+          return ReadNhood(f, d->mutable_nhood_targets_nhood());
+        }
+        if (key == "ret_ll_mask") {
+          ASSIGN_OR_RETURN(bool b, f.Bool());
+          d->set_ret_ll_mask(b);
+          return absl::OkStatus();
+        }
+        if (absl::EndsWith(key, "_probability")) {
+          double v = 0;
+          if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+            v = lua_toboolean(f.L(), -1) ? 1.0 : 0.0;
+          } else {
+            ASSIGN_OR_RETURN(v, f.Number(0, 1));
+          }
+          if (key == "nga_blur_noise_probability") {
+            d->set_nga_blur_noise_probability(v);
+          } else if (key == "blurry_blobs_probability") {
+            d->set_blurry_blobs_probability(v);
+          } else if (key == "noisy_random_erasing_probability") {
+            d->set_noisy_random_erasing_probability(v);
+          } else {
+            d->set_uniform_random_erasing_probability(v);
+          }
+          return absl::OkStatus();
+        }
+        if (key == "blurry_blobs_args") {
+          return ReadBlobArgs(f, "blurry_blobs", d->mutable_blurry_blobs_args());
+        }
+        if (key == "noisy_random_erasing_args") {
+          return ReadBlobArgs(f, "noisy_random_erasing", d->mutable_noisy_random_erasing_args());
+        }
+        if (key == "uniform_random_erasing_args") {
+          return ReadBlobArgs(f, "uniform_random_erasing",
+                              d->mutable_uniform_random_erasing_args());
+        }
+        if (key == "grey_augment_channels") {
+          if (f.IsNeutral()) return absl::OkStatus();
+          ASSIGN_OR_RETURN(auto v, f.Ints(0));
+          for (int64_t c : v) d->add_grey_augment_channels(c);
+        } else if (key == "warp") {
+          if (lua_type(f.L(), -1) == LUA_TBOOLEAN) {
+            d->set_warp(lua_toboolean(f.L(), -1) ? 1.0 : 0.0);
+          } else {
+            ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+            d->set_warp(v);
+          }
+        } else if (key == "warp_args") {
+          return ReadWarpArgs(f, d->mutable_warp_args());
+        } else if (key == "ignore_thresh") {
+          if (lua_type(f.L(), -1) == LUA_TBOOLEAN && !lua_toboolean(f.L(), -1)) {
+            return absl::OkStatus();
+          }
+          ASSIGN_OR_RETURN(double v, f.Number(0, 1));
+          d->set_ignore_thresh(v);
+        } else {
+          ASSIGN_OR_RETURN(bool b, f.Bool());
+          d->set_force_dense(b);
+        }
+        return absl::OkStatus();
+      }));
   // Data family: cross-key checks.
   if (!d->affinities().empty() && d->nhood_targets()) {
     return r.Error("sets both affinities and nhood_targets; choose one kind of ID-derived target");

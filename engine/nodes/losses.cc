@@ -35,9 +35,9 @@ absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
 // the normaliser; mask_class_not_present adds -cw*ew*log(1-p_k+1e-5) for class k at *every*
 // voxel of that example (labelled or not) and adds its count to the normaliser n_tot. Both masks
 // are per example and per channel of the prediction, shape (b, f). example_weights is one value
-// per voxel: (b, spatial...) of the prediction, or that with an 'f' axis of size 1. QUIRK fixed: ELEKTRONN2
-// broadcasts mask_class_labeled as (f, b) (its dimshuffle puts the mask's first axis on 'f'),
-// contradicting its own docstring (b, num_classes) and the other mask; here both are (b, f).
+// per voxel: (b, spatial...) of the prediction, or that with an 'f' axis of size 1. QUIRK fixed:
+// ELEKTRONN2 broadcasts mask_class_labeled as (f, b) (its dimshuffle puts the mask's first axis on
+// 'f'), contradicting its own docstring (b, num_classes) and the other mask; here both are (b, f).
 // weakness w (from later ELEKTRONN2 versions; "soft bootstrapping"): for labelled groups the
 // target becomes (1-w)*target + w*prediction, differentiated through the prediction as Theano
 // would; the normaliser is the count of the hard labels (unchanged: a softmax group sums to 1).
@@ -54,18 +54,15 @@ class MultinoulliNllNode : public Node {
   }
   absl::Status InferShape() override {
     const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
-    const size_t want = 2 + o.has_example_weights() + o.has_mask_class_labeled() +
-                        o.has_mask_class_not_present();
+    const size_t want =
+        2 + o.has_example_weights() + o.has_mask_class_labeled() + o.has_mask_class_not_present();
     if (parents_.size() != want) {
-      return NodeError(*this, absl::StrFormat("needs %d inputs (prediction, target%s%s%s), got %d",
-                                              want,
-                                              o.has_example_weights() ? ", example_weights" : "",
-                                              o.has_mask_class_labeled() ? ", mask_class_labeled"
-                                                                         : "",
-                                              o.has_mask_class_not_present()
-                                                  ? ", mask_class_not_present"
-                                                  : "",
-                                              parents_.size()));
+      return NodeError(
+          *this, absl::StrFormat("needs %d inputs (prediction, target%s%s%s), got %d", want,
+                                 o.has_example_weights() ? ", example_weights" : "",
+                                 o.has_mask_class_labeled() ? ", mask_class_labeled" : "",
+                                 o.has_mask_class_not_present() ? ", mask_class_not_present" : "",
+                                 parents_.size()));
     }
     if (!(o.weakness() >= 0 && o.weakness() < 1)) {
       return NodeError(*this, absl::StrFormat("weakness must be in [0, 1), got %g", o.weakness()));
@@ -104,8 +101,8 @@ class MultinoulliNllNode : public Node {
                              std::pair{o.has_mask_class_not_present(), "mask_class_not_present"}}) {
       if (!has) continue;
       if (!pred.HasTag('b')) {
-        return NodeError(*this, absl::StrFormat("%s needs a prediction with a batch axis 'b'",
-                                                what));
+        return NodeError(*this,
+                         absl::StrFormat("%s needs a prediction with a batch axis 'b'", what));
       }
       RETURN_IF_ERROR(CheckExtra(next++, what, batch_by_f));
     }
@@ -132,8 +129,8 @@ class MultinoulliNllNode : public Node {
            (s.tags()[a] == 'b' && (s.size(a) == kUnknownSize || want == kUnknownSize));
     }
     if (ok) return absl::OkStatus();
-    return NodeError(*this, absl::StrFormat("%s %s must have shape (%s) of the prediction %s",
-                                            what, s.ToString(), tags, pred.ToString()));
+    return NodeError(*this, absl::StrFormat("%s %s must have shape (%s) of the prediction %s", what,
+                                            s.ToString(), tags, pred.ToString()));
   }
   absl::Status CheckExtra(int i, const char* what, const TaggedShape& want) {
     const TaggedShape& s = parents_[i]->shape();
@@ -143,8 +140,8 @@ class MultinoulliNllNode : public Node {
            (s.tags()[a] == 'b' && (s.size(a) == kUnknownSize || want.size(a) == kUnknownSize));
     }
     if (ok) return absl::OkStatus();
-    return NodeError(*this, absl::StrFormat("%s %s must have shape %s", what, s.ToString(),
-                                            want.ToString()));
+    return NodeError(
+        *this, absl::StrFormat("%s %s must have shape %s", what, s.ToString(), want.ToString()));
   }
   absl::Status Compile(ExecContext& ctx) override {
     AllocateOutput(ctx.backend);
@@ -250,8 +247,8 @@ class AggregateLossNode : public Node {
 
 // Errors: the fraction of labelled voxels whose arg-max class is wrong. For a sigmoid
 // prediction (no Softmax; ELEKTRONN2's Classification then thresholds at 0.5) each channel is a
-// binary decision p > 0.5 compared with target > 0.5; targets < 0 (-1, -666) are unlabelled. Unlike ELEKTRONN2
-// (QUIRK 6), ignored labels (< 0) are left out of the count, matching MultinoulliNLL.
+// binary decision p > 0.5 compared with target > 0.5; targets < 0 (-1, -666) are unlabelled. Unlike
+// ELEKTRONN2 (QUIRK 6), ignored labels (< 0) are left out of the count, matching MultinoulliNLL.
 class ErrorsNode : public Node {
  public:
   using Node::Node;
@@ -292,8 +289,8 @@ class ErrorsNode : public Node {
                                      parents_[0]->numel(), &wrong, &labelled);
     } else {
       ctx.backend->CountErrors(parents_[0]->value(), parents_[1]->value(), parents_[0]->rows(),
-                             parents_[0]->channels(), n_class_, spec_.errors().target_is_sparse(),
-                             &wrong, &labelled);
+                               parents_[0]->channels(), n_class_, spec_.errors().target_is_sparse(),
+                               &wrong, &labelled);
     }
     const float v = labelled > 0 ? static_cast<float>(wrong) / labelled : 0.f;
     ctx.backend->Upload(&v, value_, 1);

@@ -802,8 +802,7 @@ absl::StatusOr<StopReason> Trainer::Run() {
   // fine-tuning.
   ASSIGN_OR_RETURN(std::unique_ptr<Network> converted, ConvertBatchNormToConstants(*net_));
   if (converted) {
-    auto opt = std::make_unique<Optimiser>(opt_->kind(), converted->backend(),
-                                           converted->params());
+    auto opt = std::make_unique<Optimiser>(opt_->kind(), converted->backend(), converted->params());
     opt->hyper() = opt_->hyper();
     opt->set_t(opt_->t());
     opt_ = std::move(opt);

@@ -9,10 +9,10 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "kernels/cpu/losses.h"  // losses family (issue 11)
-#include "kernels/cpu/deconv.h"  // UpConv family
-#include "kernels/cpu/onednn_util.h"
 #include "kernels/cpu/batch_norm.h"  // batch_norm family
+#include "kernels/cpu/deconv.h"      // UpConv family
+#include "kernels/cpu/losses.h"      // losses family (issue 11)
+#include "kernels/cpu/onednn_util.h"
 #include "kernels/cpu/structural.h"  // structural family (issue 11)
 
 namespace elektronn::kernels {
@@ -267,8 +267,8 @@ class CpuBackend final : public Backend {
                            float* loss) override {
     return cpu::BinaryNllForward(n, ent, p, t, loss);
   }
-  void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* dl,
-                         int64_t n_lab, float* dp, bool acc) override {
+  void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* dl, int64_t n_lab,
+                         float* dp, bool acc) override {
     cpu::BinaryNllBackward(n, p, t, dl, n_lab, dp, acc);
   }
   void GaussianNllForward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
@@ -276,8 +276,7 @@ class CpuBackend final : public Backend {
     cpu::GaussianNllForward(n, lg, mu, sig, t, loss);
   }
   void GaussianNllBackward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
-                           const float* dl, float* dmu, bool amu, float* dsig,
-                           bool asig) override {
+                           const float* dl, float* dmu, bool amu, float* dsig, bool asig) override {
     cpu::GaussianNllBackward(n, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
   }
   void BetaNllForward(int64_t n, const float* m, const float* c, const float* t,
@@ -301,9 +300,8 @@ class CpuBackend final : public Backend {
                        int64_t ch) override {
     cpu::RampLossForward(lo, bg, m, out, rows, ch);
   }
-  void RampLossBackward(const float* lo, const float* bg, float m, const float* dout,
-                        float* dlo, bool alo, float* dbg, bool abg, int64_t rows,
-                        int64_t ch) override {
+  void RampLossBackward(const float* lo, const float* bg, float m, const float* dout, float* dlo,
+                        bool alo, float* dbg, bool abg, int64_t rows, int64_t ch) override {
     cpu::RampLossBackward(lo, bg, m, dout, dlo, alo, dbg, abg, rows, ch);
   }
   void SobelForward(const SobelDesc& d, const float* src, float* dst) override {
@@ -417,16 +415,16 @@ class CpuBackend final : public Backend {
   void Multiply(const float* a, const float* b, float* dst, int64_t n, bool acc) override {
     ParallelForSimd(n, [&](int64_t i) { dst[i] = acc ? dst[i] + a[i] * b[i] : a[i] * b[i]; });
   }
-  void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm,
-                 const float* src, float* dst, bool acc) override {
+  void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm, const float* src,
+                 float* dst, bool acc) override {
     cpu::Transpose(dims, perm, src, dst, acc);
   }
   void ScalarFunctionForward(ScalarFunction f, float a, float b, const float* src, float* dst,
                              int64_t n) override {
     cpu::ScalarFunctionForward(f, a, b, src, dst, n);
   }
-  void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src,
-                              const float* dd, float* ds, int64_t n, bool acc) override {
+  void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src, const float* dd,
+                              float* ds, int64_t n, bool acc) override {
     cpu::ScalarFunctionBackward(f, a, b, src, dd, ds, n, acc);
   }
   void MaxoutForward(const float* src, float* dst, int64_t rows, int64_t ch, int64_t k) override {
@@ -443,13 +441,13 @@ class CpuBackend final : public Backend {
                    bool acc) override {
     cpu::LrnBackward(d, src, dd, ds, ws, acc);
   }
-  void GaussianSample(const float* mu, const float* ls, float* dst, int64_t outer,
-                      int64_t samples, int64_t inner, uint64_t seed, uint64_t step) override {
+  void GaussianSample(const float* mu, const float* ls, float* dst, int64_t outer, int64_t samples,
+                      int64_t inner, uint64_t seed, uint64_t step) override {
     cpu::GaussianSample(mu, ls, dst, outer, samples, inner, seed, step);
   }
   void GaussianSampleBackward(const float* mu, const float* dst, const float* dd, float* dmu,
-                              bool acc_mu, float* dls, bool acc_ls, int64_t outer,
-                              int64_t samples, int64_t inner) override {
+                              bool acc_mu, float* dls, bool acc_ls, int64_t outer, int64_t samples,
+                              int64_t inner) override {
     cpu::GaussianSampleBackward(mu, dst, dd, dmu, acc_mu, dls, acc_ls, outer, samples, inner);
   }
   void GaussianPriorForward(const float* mu, const float* ls, float* dst, int64_t n) override {

@@ -72,7 +72,8 @@ absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOption
     std::vector<float> v(p->canonical_size());
     for (float& x : v) x = 0.5f * u(rng);
     // batch_norm: statistics (never trainable) stay positive, as a std must be.
-    if (p->fixed) for (float& x : v) x = 0.75f + x;
+    if (p->fixed)
+      for (float& x : v) x = 0.75f + x;
     RETURN_IF_ERROR(net->SetParamValue(*p, v));
   }
   ASSIGN_OR_RETURN(Node * out, net->graph().Get(opt.output));

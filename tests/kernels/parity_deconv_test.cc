@@ -132,8 +132,7 @@ std::vector<NamedDeconv> DeconvGeometries() {
       {"Deconv1dKernel2Stride3", MakeDeconv(1, 3, 2, {4}, {2}, {3})},
       {"Deconv3dWide", MakeDeconv(1, 20, 30, {2, 3, 3}, {1, 2, 2}, {1, 2, 2})},
       // Activations that oneDNN gets as post-op chains (AppendActivation).
-      {"Deconv3dPool122Selu",
-       MakeDeconv(1, 3, 4, {2, 3, 3}, {1, 2, 2}, {1, 2, 2}, Eltwise::kSelu)},
+      {"Deconv3dPool122Selu", MakeDeconv(1, 3, 4, {2, 3, 3}, {1, 2, 2}, {1, 2, 2}, Eltwise::kSelu)},
       {"Deconv2dPool22Radius", MakeDeconv(1, 3, 4, {3, 3}, {2, 2}, {2, 2}, Eltwise::kRadius)},
       {"Deconv2dPool22Concentration",
        MakeDeconv(1, 3, 4, {3, 3}, {2, 2}, {2, 2}, Eltwise::kConcentration)},

@@ -344,8 +344,7 @@ TEST(StructuralReference, DerivativesMatchFiniteDifferences) {
                            ScalarFunction::kExp, ScalarFunction::kLog}) {
     for (double x : {0.13, 0.7, 1.9, 2.6}) {
       const double h = 1e-6, a = 1.7, c = 2.2;
-      const double numeric =
-          (ApplyScalar(f, a, c, x + h) - ApplyScalar(f, a, c, x - h)) / (2 * h);
+      const double numeric = (ApplyScalar(f, a, c, x + h) - ApplyScalar(f, a, c, x - h)) / (2 * h);
       EXPECT_NEAR(ApplyScalarDerivative(f, a, c, x), numeric, 1e-5) << static_cast<int>(f);
     }
   }

@@ -37,12 +37,22 @@ inline ModelRecorder* Self(lua_State* L) {
 
 inline const std::vector<std::pair<std::string, v1::Activation>>& ActivationNames() {
   static const auto* names = new std::vector<std::pair<std::string, v1::Activation>>{
-      {"relu", v1::RELU},      {"tanh", v1::TANH},        {"sigmoid", v1::SIGMOID},
-      {"sig", v1::SIGMOID},    {"logistic", v1::SIGMOID}, {"lin", v1::LIN},
-      {"linear", v1::LIN},     {"abs", v1::ABS},          {"softplus", v1::SOFTPLUS},
-      {"soft+", v1::SOFTPLUS}, {"elu", v1::ELU},          {"prelu", v1::PRELU},
+      {"relu", v1::RELU},
+      {"tanh", v1::TANH},
+      {"sigmoid", v1::SIGMOID},
+      {"sig", v1::SIGMOID},
+      {"logistic", v1::SIGMOID},
+      {"lin", v1::LIN},
+      {"linear", v1::LIN},
+      {"abs", v1::ABS},
+      {"softplus", v1::SOFTPLUS},
+      {"soft+", v1::SOFTPLUS},
+      {"elu", v1::ELU},
+      {"prelu", v1::PRELU},
       // Structural family (issue 11); "maxout <k>" is read by Args::MaxoutK.
-      {"selu", v1::SELU},      {"concentration", v1::CONCENTRATION}, {"radius", v1::RADIUS}};
+      {"selu", v1::SELU},
+      {"concentration", v1::CONCENTRATION},
+      {"radius", v1::RADIUS}};
   return *names;
 }
 

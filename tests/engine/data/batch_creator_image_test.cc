@@ -524,7 +524,6 @@ TEST_F(BatchCreatorImageTest, GivesUpWhenIgnoreThreshRejectsEverything) {
   EXPECT_TRUE((*d)->GetBatch(Split::kTrain, rng, in.data(), tg.data()).ok());
 }
 
-
 // ---- Data family: targets derived from IDs, lazy-label masks, non-geometric augmentations.
 
 // Segmentation IDs of the label cubes: blocks of 2 (z) x 3 (x) x 4 (y) voxels, ID 0 =
@@ -548,8 +547,8 @@ class BatchCreatorTargetsTest : public BatchCreatorImageTest {
     }
   }
   // The ID under input voxel (z,x,y) of example b (decoded from the raw grey value).
-  static float IdAtInput(const BatchGeometry& g, const std::vector<float>& in, int64_t b,
-                         int64_t z, int64_t x, int64_t y) {
+  static float IdAtInput(const BatchGeometry& g, const std::vector<float>& in, int64_t b, int64_t z,
+                         int64_t x, int64_t y) {
     const Pos p = Decode(in[Offset(g.input, b, 0, z, x, y)]);
     return IdValue(p.cube, p.z - 1, p.x - 2, p.y - 2);
   }
@@ -581,8 +580,8 @@ TEST_F(BatchCreatorTargetsTest, AffinitiesFollowTheIdsUnderTheStridedTarget) {
               const float v = IdAtInput(g, in, b, iz + (e == 0), ix + (e == 1), iy + (e == 2));
               const float want = (u == v && u > 0) ? 1.f : 0.f;
               const float got = tg[Offset(g.target, b, e, z, x, y)];
-              ASSERT_EQ(got, want) << "b " << b << " edge " << e << " at " << z << "," << x
-                                   << "," << y;
+              ASSERT_EQ(got, want)
+                  << "b " << b << " edge " << e << " at " << z << "," << x << "," << y;
               ones += got == 1.f;
               zeros += got == 0.f;
             }
@@ -733,9 +732,9 @@ TEST_F(BatchCreatorTargetsTest, AugmentationsApplyWithTheirProbabilityOnTraining
 TEST_F(BatchCreatorTargetsTest, LazyLabelMasksPerCube) {
   WriteCubes();
   // Cube 1 has flags; cube 0 none (every class labelled, none absent).
-  ASSERT_TRUE(WriteH5Int16Array(absl::StrCat(dir_, "/lab_1.h5"), "ll_mask",
-                                {{2, 3}, {1, 0, 1, 0, 1, 0}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteH5Int16Array(absl::StrCat(dir_, "/lab_1.h5"), "ll_mask", {{2, 3}, {1, 0, 1, 0, 1, 0}})
+          .ok());
   v1::DataBatchArgs a = NoWarp();
   a.set_ret_ll_mask(true);
   BatchGeometry g = Geometry3D();

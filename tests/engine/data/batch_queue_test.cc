@@ -175,7 +175,6 @@ TEST(BatchQueueTest, RejectsBadArguments) {
             absl::StatusCode::kInvalidArgument);
 }
 
-
 // Data family: a source with extra inputs (e.g. lazy-label masks) gets one buffer per extra, of
 // that extra's size, filled in the same call as input and target.
 class ExtraSource : public BatchSource {

@@ -160,7 +160,6 @@ TEST(DataKeysTest, Ids2Barriers) {
               HasSubstr("ids2barriers has an unknown key 'smooth'"));
 }
 
-
 // The shipped affinity example parses, with the keys it is about.
 TEST(DataKeysTest, AffinityExample) {
   std::string path = "examples/neuro3d_affinity.lua";
