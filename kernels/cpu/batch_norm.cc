@@ -9,31 +9,13 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/activation.h"
+
 namespace elektronn::kernels::cpu {
 namespace {
 
 // Below this many rows one thread does the work (see ParallelFor in cpu_backend.cc).
 constexpr int64_t kMinParallelRows = 4096;
-
-inline float Activate(Eltwise e, float x) {
-  switch (e) {
-    case Eltwise::kLinear:
-      return x;
-    case Eltwise::kRelu:
-      return x > 0.f ? x : 0.f;
-    case Eltwise::kTanh:
-      return std::tanh(x);
-    case Eltwise::kSigmoid:
-      return 1.f / (1.f + std::exp(-x));
-    case Eltwise::kAbs:
-      return std::fabs(x);
-    case Eltwise::kSoftplus:
-      return x > 20.f ? x : std::log1p(std::exp(x));
-    case Eltwise::kElu:
-      return x > 0.f ? x : std::expm1(x);
-  }
-  return x;
-}
 
 // Per-channel sums over rows of f(r, c, acc) into `width` doubles per channel: `body(row,
 // local)` adds row `row` into `local` (width * channels doubles); the result lands in `out`.
@@ -110,7 +92,7 @@ void BatchNormForward(const float* src, const float* mean, const float* std, con
     const float* x = src + r * channels;
     float* y = dst + r * channels;
     for (int64_t c = 0; c < channels; ++c) {
-      y[c] = Activate(act, gamma[c] / std[c] * (x[c] - mean[c]) + beta[c]);
+      y[c] = Act(act, gamma[c] / std[c] * (x[c] - mean[c]) + beta[c]);
     }
   });
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "kernels/cpu/activation.h"
 #include "kernels/cpu/batch_norm.h"  // batch_norm family
 #include "kernels/cpu/deconv.h"      // UpConv family
 #include "kernels/cpu/losses.h"      // losses family (issue 11)
@@ -89,33 +90,6 @@ inline uint64_t Mix(uint64_t x) {
 inline bool Keep(uint64_t seed, uint64_t step, int64_t i, float rate) {
   uint64_t h = Mix(seed ^ Mix(step ^ Mix(static_cast<uint64_t>(i))));
   return static_cast<float>((h >> 40) * (1.0 / 16777216.0)) >= rate;
-}
-
-inline float Act(Eltwise e, float x) {
-  switch (e) {
-    case Eltwise::kLinear:
-      return x;
-    case Eltwise::kRelu:
-      return x > 0.f ? x : 0.f;
-    case Eltwise::kTanh:
-      return std::tanh(x);
-    case Eltwise::kSigmoid:
-      return 1.f / (1.f + std::exp(-x));
-    case Eltwise::kAbs:
-      return std::fabs(x);
-    case Eltwise::kSoftplus:
-      return x > 20.f ? x : std::log1p(std::exp(x));
-    case Eltwise::kElu:
-      return x > 0.f ? x : std::expm1(x);
-    // Structural family (issue 11): ELEKTRONN2's selu, concentration and radius.
-    case Eltwise::kSelu:
-      return 1.0507009873554805f * (x > 0.f ? x : 1.6732632423543772f * std::expm1(x));
-    case Eltwise::kConcentration:
-      return 7.f * (x > 20.f ? x : std::log1p(std::exp(x))) + 2.f;
-    case Eltwise::kRadius:
-      return 3.f + 15.f * std::exp(0.15f * x);
-  }
-  return x;
 }
 
 // Derivative expressed through the output y (and x for abs).

@@ -114,7 +114,10 @@ std::vector<ParityCase> BatchNormCases() {
                                  {"Sigmoid", Eltwise::kSigmoid},
                                  {"Abs", Eltwise::kAbs},
                                  {"Softplus", Eltwise::kSoftplus},
-                                 {"Elu", Eltwise::kElu}}) {
+                                 {"Elu", Eltwise::kElu},
+                                 {"Selu", Eltwise::kSelu},
+                                 {"Concentration", Eltwise::kConcentration},
+                                 {"Radius", Eltwise::kRadius}}) {
       cases.push_back({"BatchNormForward" + std::string(act_name) + n,
                        [rows = rows, ch = ch, act = act](Backend& b, InputRng& r) {
                          return RunForward(rows, ch, act, false, b, r);
