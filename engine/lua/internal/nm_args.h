@@ -357,14 +357,6 @@ struct NmAccess {
   // Lua error at the calling line.
   static int Record(lua_State* L, const Args& a, v1::NodeSpec node) {
     ModelRecorder* r = Self(L);
-    // Every call re-infers the shapes of the whole model, so the work grows with the square of
-    // the node count: a cap keeps a runaway loop in a job file from hanging the process
-    // (ELEKTRONN2's largest examples have under 100 nodes).
-    constexpr int kMaxNodes = 4096;
-    if (r->spec_.nodes_size() >= kMaxNodes) {
-      a.Fail(absl::StrFormat("a model may have at most %d nodes; is create_model looping?",
-                             kMaxNodes));
-    }
     AppendNode(&r->spec_, std::move(node));
     if (r->failed_where_.empty()) {
       auto g = std::make_unique<Graph>();
