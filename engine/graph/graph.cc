@@ -40,7 +40,10 @@ static std::string SuggestInputSizes(const v1::ModelSpec& spec, char tag) {
       return Graph::BuildWithoutHints(trial, &g).ok();
     };
     int64_t lo = -1, hi = -1;
-    for (int64_t d = 1; d <= 512 && (lo < 0 || hi < 0); ++d) {
+    // Each trial builds the whole graph: a bound on the work keeps huge graphs (a job file's
+    // runaway loop) from turning one error message into minutes of search.
+    const int64_t max_d = std::clamp<int64_t>(1'000'000 / (2 * spec.nodes_size() + 1), 8, 512);
+    for (int64_t d = 1; d <= max_d && (lo < 0 || hi < 0); ++d) {
       if (lo < 0 && cur - d >= 1 && valid(cur - d)) lo = cur - d;
       if (hi < 0 && valid(cur + d)) hi = cur + d;
     }
@@ -57,29 +60,37 @@ absl::Status Graph::BuildWithoutHints(const v1::ModelSpec& spec, Graph* g) {
   return Build(spec, g);
 }
 
+absl::Status Graph::AddNode(const v1::NodeSpec& ns) {
+  if (ns.name().empty()) return absl::InvalidArgumentError("a node has an empty name");
+  if (by_name_.contains(ns.name())) {
+    return absl::InvalidArgumentError(absl::StrFormat("node name '%s' is used twice", ns.name()));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Node> node, NodeRegistry::Builtin().Create(ns));
+  std::vector<Node*> parents;
+  for (const std::string& in : ns.inputs()) {
+    Node* p = Find(in);
+    if (p == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "node '%s' names input '%s', which is not defined before it", ns.name(), in));
+    }
+    parents.push_back(p);
+  }
+  node->set_parents(std::move(parents));
+  RETURN_IF_ERROR(node->InferShape());
+  by_name_[ns.name()] = node.get();
+  nodes_.push_back(std::move(node));
+  return absl::OkStatus();
+}
+
+absl::Status Graph::Append(const v1::NodeSpec& ns) {
+  RETURN_IF_ERROR(AddNode(ns));
+  *spec_.add_nodes() = ns;
+  return absl::OkStatus();
+}
+
 absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
   g->spec_ = spec;
-  const NodeRegistry& reg = NodeRegistry::Builtin();
-  for (const v1::NodeSpec& ns : spec.nodes()) {
-    if (ns.name().empty()) return absl::InvalidArgumentError("a node has an empty name");
-    if (g->by_name_.contains(ns.name())) {
-      return absl::InvalidArgumentError(absl::StrFormat("node name '%s' is used twice", ns.name()));
-    }
-    ASSIGN_OR_RETURN(std::unique_ptr<Node> node, reg.Create(ns));
-    std::vector<Node*> parents;
-    for (const std::string& in : ns.inputs()) {
-      Node* p = g->Find(in);
-      if (p == nullptr) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "node '%s' names input '%s', which is not defined before it", ns.name(), in));
-      }
-      parents.push_back(p);
-    }
-    node->set_parents(std::move(parents));
-    RETURN_IF_ERROR(node->InferShape());
-    g->by_name_[ns.name()] = node.get();
-    g->nodes_.push_back(std::move(node));
-  }
+  for (const v1::NodeSpec& ns : spec.nodes()) RETURN_IF_ERROR(g->AddNode(ns));
   const v1::Designations& d = spec.designations();
   for (const std::string* n :
        {&d.input_node(), &d.target_node(), &d.loss_node(), &d.prediction_node(), &d.error_node()}) {

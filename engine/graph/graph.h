@@ -42,6 +42,11 @@ class Graph {
   // Builds without the input-size search (used by that search itself).
   static absl::Status BuildWithoutHints(const v1::ModelSpec& spec, Graph* g);
 
+  // Adds one node after the nodes built so far and infers its shape only (the job-file recorder
+  // grows the graph a node at a time: rebuilding it all each time was quadratic). Designations
+  // are not checked. On error the graph is unchanged.
+  absl::Status Append(const v1::NodeSpec& ns);
+
   // designate_nodes' repair of an unknown (negative, UpConv) prediction fov, reference §3.2:
   // per axis diff = input size - (stride * (out - 1) + 1); an odd diff is an error ("FOV is not
   // centered"), else the prediction and target nodes' fov become diff (offsets diff / 2).
@@ -50,6 +55,7 @@ class Graph {
 
  private:
   static absl::Status Build(const v1::ModelSpec& spec, Graph* g);
+  absl::Status AddNode(const v1::NodeSpec& ns);  // Append without recording `ns` in spec_
   v1::ModelSpec spec_;
   std::vector<std::unique_ptr<Node>> nodes_;
   absl::flat_hash_map<std::string, Node*> by_name_;

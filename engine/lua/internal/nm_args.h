@@ -353,24 +353,37 @@ struct NmAccess {
     return n == nullptr ? 0 : n->shape().ndim();
   }
 
-  // Appends the node, infers every shape again and returns its handle; a shape error becomes a
-  // Lua error at the calling line.
+  // Appends the node (renamed "conv1", "conv2", ... when its name is taken), infers its shape
+  // and returns its handle; a shape error becomes a Lua error at the calling line.
   static int Record(lua_State* L, const Args& a, v1::NodeSpec node) {
     ModelRecorder* r = Self(L);
-    AppendNode(&r->spec_, std::move(node));
+    // A runaway loop or recursion in create_model would otherwise grow the model until memory
+    // runs out (the Lua instruction budget counts the calls, not the nodes they make).
+    // ELEKTRONN2's largest examples have under 100 nodes.
+    constexpr int kMaxNodes = 4096;
+    if (r->spec_.nodes_size() >= kMaxNodes) {
+      a.Fail(absl::StrFormat("a model may have at most %d nodes; is create_model looping?",
+                             kMaxNodes));
+    }
+    std::string name = node.name();
+    if (r->names_.contains(name)) {  // names are never removed: suffixes below `next` are taken
+      int& next = r->next_suffix_[node.name()];
+      do name = absl::StrCat(node.name(), ++next);
+      while (r->names_.contains(name));
+    }
+    node.set_name(name);
     if (r->failed_where_.empty()) {
-      auto g = std::make_unique<Graph>();
-      absl::Status s = Graph::BuildWithoutHints(r->spec_, g.get());
-      if (s.ok()) {
-        r->graph_ = std::move(g);
-      } else if (s.GetPayload(kShapeAxisPayload).has_value()) {
+      if (r->graph_ == nullptr) r->graph_ = std::make_unique<Graph>();
+      absl::Status s = r->graph_->Append(node);
+      if (s.GetPayload(kShapeAxisPayload).has_value()) {
         r->failed_where_ = Where(L, 1);
         r->failed_fn_ = a.fn();
-      } else {
-        r->spec_.mutable_nodes()->RemoveLast();
+      } else if (!s.ok()) {
         a.Fail(std::string(s.message()));
       }
     }
+    r->names_.insert(name);
+    *r->spec_.add_nodes() = std::move(node);
     PushHandle(L, r->spec_.nodes_size() - 1);
     return 1;
   }

@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "elektronn/v1/model.pb.h"
 #include "engine/graph/graph.h"
 #include "engine/lua/internal/lua_state.h"
@@ -35,7 +37,9 @@ class ModelRecorder {
  private:
   friend struct NmAccess;
   v1::ModelSpec spec_;
-  std::unique_ptr<Graph> graph_;  // the nodes so far, with inferred shapes
+  std::unique_ptr<Graph> graph_;                       // the nodes so far, with inferred shapes
+  absl::flat_hash_set<std::string> names_;             // of spec_'s nodes
+  absl::flat_hash_map<std::string, int> next_suffix_;  // "conv" -> 3 once conv1..conv3 exist
   bool designated_ = false;
   std::string failed_where_;  // "job.lua:12:" of the first node whose shape failed
   std::string failed_fn_;     // "nm.Conv"

@@ -261,6 +261,19 @@ TEST(JobFileTest, EndlessLoopCaughtByPcallIsStillStopped) {
   EXPECT_THAT(ErrorOf(src, small), HasSubstr("Lua instructions"));
 }
 
+// Found by fuzz_job_file: a create_model that calls itself (or loops) kept adding nodes, each
+// of which re-inferred the whole model. Shapes are inferred a node at a time now, and the node
+// count is capped; both stop in well under a second.
+TEST(JobFileTest, RunawayModelIsStopped) {
+  const std::string loop = Job("", "for i = 1, 1e9 do out = nm.Conv{out, 4, {1, 1}} end");
+  const std::string msg = ErrorOf(loop);
+  EXPECT_THAT(msg, HasSubstr(At(loop, "for i = 1")));
+  EXPECT_THAT(msg, HasSubstr("nm.Conv: a model may have at most 4096 nodes; is create_model "
+                             "looping?"));
+  const std::string recursive = Job("", "create_model()");
+  EXPECT_THAT(ErrorOf(recursive), HasSubstr("at most 4096 nodes"));
+}
+
 TEST(JobFileTest, HugeAllocationIsStopped) {
   JobFileOptions small;
   small.max_bytes = 16 << 20;
