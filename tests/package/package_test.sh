@@ -55,6 +55,7 @@ done
 # --- contents ------------------------------------------------------------------------------------
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for path in ./usr/bin/elektronn ./usr/bin/elektronnd ./usr/bin/elektronn-worker \
+  ./usr/bin/elektronn-sched ./usr/share/man/man1/elektronn-sched.1.gz \
   ./usr/lib/systemd/system/elektronnd.service \
   ./usr/share/bash-completion/completions/elektronn \
   ./usr/share/man/man1/elektronn.1.gz ./usr/share/man/man1/elektronnd.1.gz \
@@ -95,7 +96,7 @@ sh -n "$tmp/control/prerm" && sh -n "$tmp/control/postrm" || fail "prerm/postrm 
 root=$tmp/root
 dpkg -x "$deb" "$root"
 bin=$root/usr/bin
-for b in elektronn elektronnd elektronn-worker; do
+for b in elektronn elektronnd elektronn-worker elektronn-sched; do
   if readelf -d "$bin/$b" | grep -qE 'R(UN)?PATH'; then
     fail "$b keeps an RPATH: $(readelf -d "$bin/$b" | grep -E 'R(UN)?PATH')"
   fi
@@ -103,7 +104,7 @@ done
 version=$("$bin/elektronn" --version) || fail "elektronn --version failed"
 [[ $version =~ ^elektronn\ [0-9]+\.[0-9]+\.[0-9]+\ \(revision\ [^,]+,\ protocol\ [0-9]+\)$ ]] ||
   fail "elektronn --version: '$version'"
-for b in elektronnd elektronn-worker; do
+for b in elektronnd elektronn-worker elektronn-sched; do
   v=$("$bin/$b" --version) || fail "$b --version failed"
   [[ $v == "$b ${version#elektronn }" ]] || fail "$b --version '$v' differs from '$version'"
 done
