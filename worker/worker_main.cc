@@ -215,6 +215,9 @@ int main(int argc, char** argv) {
     if (!backend.ok()) return Fail(backend.status());
     o.overwrite = overwrite;
     o.resume = resume;
+    if (job->has_start_at()) {
+      o.start_at_unix_s = job->start_at().seconds() + job->start_at().nanos() * 1e-9;
+    }
     o.status_interval_s = status_interval;
     // The console format is free to change: elektronnd reads state from the event channel.
     if (const char* p = std::getenv("ELEKTRONN_LOG_PATTERN"); p != nullptr && *p != '\0') {

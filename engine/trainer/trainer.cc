@@ -8,9 +8,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -426,6 +428,27 @@ absl::Status Trainer::AtStepBoundary(std::function<absl::Status(Trainer&)> fn) {
   return cmd.result;
 }
 
+bool Trainer::WaitForStart() {
+  const double start = options_.start_at_unix_s;
+  if (start <= 0 || step_ > 0 || WallTime() >= start) return true;
+  const std::time_t whole = static_cast<std::time_t>(start);
+  std::tm utc{};
+  gmtime_r(&whole, &utc);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &utc);
+  log_->info("Waiting for the group's start at {}.{:03d} UTC (in {:.1f} s)", when,
+             static_cast<int>((start - whole) * 1000), start - WallTime());
+  // Short sleeps: commands (the shell, hyper-parameters) and stops are served while waiting,
+  // and the last sleep ends within a millisecond of the start.
+  for (double left = start - WallTime(); left > 0; left = start - WallTime()) {
+    RunPendingCommands();
+    if (stop_requested_.load()) return false;
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.02)));
+  }
+  run_start_s_ = Now();  // the wait is not training time (max_runtime)
+  return true;
+}
+
 void Trainer::RunPendingCommands() {
   absl::MutexLock lock(&commands_mu_);
   DrainCommandsLocked();
@@ -732,6 +755,7 @@ absl::StatusOr<StopReason> Trainer::Run() {
     loop_running_ = false;
     DrainCommandsLocked();
   };
+  if (!WaitForStart()) return StopReason::kRequested;
   log_->info("Training {} from step {} to {} (max_runtime {})", name_, step_, spec_.n_steps(),
              FormatTime(spec_.max_runtime() > 0 ? spec_.max_runtime() : 1e30));
   while (true) {

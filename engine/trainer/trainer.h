@@ -58,6 +58,10 @@ struct TrainerOptions {
   std::string console_pattern = "%v";  // spdlog pattern of the console lines (nobody parses them)
   // Called on the training thread (or the thread of a step-boundary command); must not block.
   std::function<void(const TrainerEvent&)> on_event;
+  // A group's common start (elektronn-sched, JobSpec.start_at), in Unix seconds: Run waits for
+  // it before its first step, running step-boundary commands and honouring RequestStop; 0, a
+  // time that has passed, or a job that resumes past step 0 does not wait.
+  double start_at_unix_s = 0;
 };
 
 // One monitoring record (reference §5.4, step 7).
@@ -155,6 +159,8 @@ class Trainer : public HyperparameterTarget {
   std::mt19937_64 rng_;  // monitoring batches; reseeded from (seed, step) at each Monitor()
   std::atomic<bool> stop_requested_{false};
   void RunPendingCommands();
+  // The start barrier (TrainerOptions::start_at_unix_s); false when a stop was requested.
+  bool WaitForStart();
   void DrainCommandsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commands_mu_);
   struct PendingCommand {
     std::function<absl::Status(Trainer&)> fn;

@@ -109,6 +109,72 @@ TEST(Trainer, CommandsRunAtStepBoundariesOnTheTrainingThread) {
   fs::remove_all(dir);
 }
 
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// elektronn-sched's start barrier: the first step waits for start_at; commands are served and a
+// stop is honoured while waiting.
+TEST(Trainer, TheFirstStepWaitsForTheGroupStart) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_start_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  auto job = testing::MakeTinyJob(dir, {"start"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  testing::Watchdog dog(std::chrono::seconds(120), "Trainer start test hangs");
+  TrainerOptions opt;
+  opt.console = false;
+  opt.start_at_unix_s = UnixNow() + 1.5;
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  Trainer& t = **trainer;
+  absl::StatusOr<StopReason> result = StopReason::kSteps;
+  std::thread loop([&] { result = t.Run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // A command while waiting runs at once (at step 0), not at the start.
+  int64_t step_then = -1;
+  ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
+                 step_then = tr.step();
+                 return absl::OkStatus();
+               }).ok());
+  EXPECT_EQ(step_then, 0);
+  EXPECT_LT(UnixNow(), opt.start_at_unix_s - 0.5);
+  // The first step is seen only after the start.
+  double first_seen = 0;
+  while (first_seen == 0) {
+    ASSERT_TRUE(t.AtStepBoundary([&](Trainer& tr) {
+                   if (tr.step() >= 1) first_seen = UnixNow();
+                   return absl::OkStatus();
+                 }).ok());
+  }
+  EXPECT_GE(first_seen, opt.start_at_unix_s);
+  t.RequestStop();
+  loop.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  trainer->reset();
+
+  // A stop while waiting ends Run at once, before any step.
+  fs::remove_all(dir);
+  job = testing::MakeTinyJob(dir, {"start"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  opt.start_at_unix_s = UnixNow() + 600;
+  auto waiting = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    (*waiting)->RequestStop();
+  });
+  const double t0 = UnixNow();
+  auto stopped = (*waiting)->Run();
+  stopper.join();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(*stopped, StopReason::kRequested);
+  EXPECT_EQ((*waiting)->step(), 0);
+  EXPECT_LT(UnixNow() - t0, 30);
+  waiting->reset();
+  fs::remove_all(dir);
+}
+
 // Reference §5.3: the picture of the model is in the training directory from the start.
 TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
   const fs::path dir = fs::path(::testing::TempDir()) / ("elk_graph_" + std::to_string(getpid()));
