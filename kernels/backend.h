@@ -225,14 +225,22 @@ class Backend {
   virtual void BatchNormForward(const float* src, const float* mean, const float* std,
                                 const float* gamma, const float* beta, float* dst, int64_t rows,
                                 int64_t channels, Eltwise act) = 0;
+  // 'fadeout' mode: the statistics and gamma mixed with the identity by `rate` in [0, 1]:
+  // faded_mean = rate*mean, faded_std = rate*std + (1 - rate), faded_gamma = rate*gamma, in
+  // float exactly as written (rate 1 returns the inputs bit for bit). Outputs may be inputs.
+  virtual void BatchNormFade(const float* mean, const float* std, const float* gamma, float rate,
+                             float* faded_mean, float* faded_std, float* faded_gamma,
+                             int64_t channels) = 0;
   // Gradient of BatchNormForward without its activation (apply that to diff_dst first). With
-  // `batch_statistics`, mean and std are src's own (std = sigma + eps) and the gradient flows
-  // through them; otherwise they are constants. diff_gamma and diff_beta are overwritten;
-  // diff_src may be diff_dst.
+  // `batch_statistics`, mean and std are src's own (std = sigma + eps), the forward ran on
+  // their fade by `rate` (BatchNormFade; rate 1: 'train', no fade) and the gradient flows
+  // through the faded statistics; gamma is the unfaded one and diff_gamma its gradient.
+  // Without, mean and std are constants and rate must be 1. diff_gamma and diff_beta are
+  // overwritten; diff_src may be diff_dst.
   virtual void BatchNormBackward(const float* src, const float* mean, const float* std,
                                  const float* gamma, const float* diff_dst, float* diff_src,
                                  float* diff_gamma, float* diff_beta, int64_t rows,
-                                 int64_t channels, float eps, bool batch_statistics,
+                                 int64_t channels, float eps, bool batch_statistics, float rate,
                                  bool accumulate) = 0;
   // running = decay * running + (1 - decay) * batch, for the mean and the std.
   virtual void BatchNormUpdateRunning(const float* batch_mean, const float* batch_std,

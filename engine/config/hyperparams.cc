@@ -72,6 +72,33 @@ absl::Status SetDropout(HyperparameterTarget& t, double v) {
   return any ? absl::OkStatus() : NoDropout();
 }
 
+// ELEKTRONN2's gradnet_rates: the rate of every batch_normalisation='fadeout' layer (the only
+// layers with one here; see NeuralNode::has_gradnet).
+absl::Status NoGradnet() {
+  return absl::FailedPreconditionError(
+      "gradnet_rates: no layer uses batch_normalisation='fadeout' (the only layers with a "
+      "gradnet rate)");
+}
+
+absl::StatusOr<double> GetGradnet(const HyperparameterTarget& t) {
+  for (const auto& n : t.model_graph().nodes()) {
+    const auto* nn = dynamic_cast<const NeuralNode*>(n.get());
+    if (nn != nullptr && nn->has_gradnet()) return FloatValue(nn->gradnet_rate());
+  }
+  return NoGradnet();
+}
+
+absl::Status SetGradnet(HyperparameterTarget& t, double v) {
+  bool any = false;
+  for (const auto& n : t.model_graph().nodes()) {
+    auto* nn = dynamic_cast<NeuralNode*>(n.get());
+    if (nn == nullptr || !nn->has_gradnet()) continue;
+    any = true;
+    if (absl::Status s = nn->set_gradnet_rate(static_cast<float>(v)); !s.ok()) return s;
+  }
+  return any ? absl::OkStatus() : NoGradnet();
+}
+
 // losses family (issue 11): ELEKTRONN2's model.mixing, the weights of the first AggregateLoss
 // node (a vector there). As one number of this table: get = the first weight; set v = every
 // weight equal to v when they are all equal (numpy's broadcast of a scalar, ELEKTRONN2's
@@ -186,6 +213,20 @@ std::vector<HyperparameterDef> MakeTable() {
        .help = "dropout rate of every layer built with dropout",
        .get = GetDropout,
        .set = SetDropout},
+      {.name = "gradnet_rates",
+       .aliases = {"gradnet"},
+       .type = T::kDouble,
+       .min = 0,
+       .max = 1,
+       .max_exclusive = false,
+       .proto_field = "gradnet_rate",
+       .job_file = J::kNone,  // starts at the layers' gradnet_rate (1 unless set)
+       .default_value = kNone,
+       .schedulable = true,
+       .shortcut = "",
+       .help = "gradnet rate of every batch_normalisation='fadeout' layer (1 = 'train')",
+       .get = GetGradnet,
+       .set = SetGradnet},
       // losses family (issue 11)
       {.name = "mixing",
        .aliases = {"mixing_weights"},

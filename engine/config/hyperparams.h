@@ -1,10 +1,10 @@
-// The one table of live hyper-parameters (lr, mom, wd, beta2, dropout_rates, history_freq): name,
-// aliases, type, valid range, proto field, job-file key, default, schedulability, shell shortcut,
-// and how a running job's values are read and written (through HyperparameterTarget, which the
-// Trainer implements, so the table links no training code: the thin client reads it too). Job
-// files, schedules, the Trainer, the shell, the Trainer service, `elektronn set` and the Job
-// resource all derive from it: adding a hyper-parameter is one entry in hyperparams.cc plus its
-// test.
+// The one table of live hyper-parameters (lr, mom, wd, beta2, dropout_rates, gradnet_rates,
+// mixing, history_freq): name, aliases, type, valid range, proto field, job-file key, default,
+// schedulability, shell shortcut, and how a running job's values are read and written (through
+// HyperparameterTarget, which the Trainer implements, so the table links no training code: the
+// thin client reads it too). Job files, schedules, the Trainer, the shell, the Trainer service,
+// `elektronn set` and the Job resource all derive from it: adding a hyper-parameter is one entry
+// in hyperparams.cc plus its test.
 //
 // Naming: `name` is ELEKTRONN2's (job files, schedules, the shell's `trainer.lr`, log lines);
 // `proto_field` is the field in every message that carries the value (v1::Hyperparameters, and
@@ -39,7 +39,7 @@ class HyperparameterTarget {
   virtual ~HyperparameterTarget() = default;
   virtual HyperParams& optimiser_hyper() = 0;
   virtual const HyperParams& optimiser_hyper() const = 0;
-  virtual Graph& model_graph() = 0;  // its nodes carry the dropout rates
+  virtual Graph& model_graph() = 0;  // its nodes carry the dropout and gradnet rates
   virtual const Graph& model_graph() const = 0;
   virtual int64_t history_freq() const = 0;
   virtual void set_history_freq(int64_t steps) = 0;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/core/status.h"
 #include "engine/io/internal/hdf5_util.h"
+#include "engine/nodes/neural.h"
 
 namespace elektronn {
 namespace {
@@ -166,6 +167,17 @@ absl::StatusOr<std::vector<float>> ToCanonical(kernels::Backend* backend, const 
   return canonical;
 }
 
+// The spec to store: the built one with the live gradnet rates of 'fadeout' layers (the shell
+// and schedules change them), so a checkpoint resumes with the rates it was saved with.
+v1::ModelSpec SpecToStore(const Network& net) {
+  v1::ModelSpec spec = net.graph().spec();
+  for (v1::NodeSpec& n : *spec.mutable_nodes()) {
+    const auto* nn = dynamic_cast<const NeuralNode*>(net.graph().Find(n.name()));
+    if (nn != nullptr && nn->has_gradnet()) SetGradnetRate(n, nn->gradnet_rate());
+  }
+  return spec;
+}
+
 absl::Status WriteContents(hid_t file, const std::string& path, Network& net,
                            const Optimiser* opt) {
   Writer w(file, path);
@@ -173,7 +185,7 @@ absl::Status WriteContents(hid_t file, const std::string& path, Network& net,
   RETURN_IF_ERROR(w.StringAttribute("/", "format", kModelFileFormat));
 
   std::string spec_bytes;
-  if (!net.graph().spec().SerializeToString(&spec_bytes)) {
+  if (!SpecToStore(net).SerializeToString(&spec_bytes)) {
     return FileError(absl::StatusCode::kInternal, path, "cannot serialise the model spec");
   }
   RETURN_IF_ERROR(w.Dataset("/spec", H5T_STD_U8LE, H5T_NATIVE_UINT8,

@@ -363,7 +363,12 @@ int ReplaceBatchNorm(v1::ModelSpec& spec, ReplaceBn r) {
 absl::StatusOr<std::unique_ptr<Network>> ConvertBatchNormToConstants(Network& net) {
   v1::ModelSpec spec = net.graph().spec();
   int n_train = 0;
-  for (const v1::NodeSpec& n : spec.nodes()) n_train += BatchNormModeOf(n) == v1::BN_TRAIN;
+  // 'fadeout' too (ELEKTRONN2's batch_normalisation_active); its faded running statistics are
+  // used with the unfaded gamma, as ELEKTRONN2's 'predict' mode would.
+  for (const v1::NodeSpec& n : spec.nodes()) {
+    const v1::BatchNormMode m = BatchNormModeOf(n);
+    n_train += m == v1::BN_TRAIN || m == v1::BN_FADEOUT;
+  }
   if (n_train == 0) return std::unique_ptr<Network>();
   ReplaceBatchNorm(spec, ReplaceBn::kConst);
   NetworkOptions o = net.options();

@@ -81,8 +81,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelFileContents& f, const LoadOpti
 int ReplaceBatchNorm(v1::ModelSpec& spec, ReplaceBn r);
 
 // The trainer's conversion after training (reference §2.4): a network like `net` whose layers
-// with BN in 'train' mode run in 'predict' mode on the running statistics (replace_bn='const'),
-// with all parameter values copied over. Null when `net` has no such layer.
+// with BN in 'train' or 'fadeout' mode run in 'predict' mode on the running statistics
+// (replace_bn='const'), with all parameter values copied over. Null when `net` has no such layer.
 absl::StatusOr<std::unique_ptr<Network>> ConvertBatchNormToConstants(Network& net);
 
 }  // namespace elektronn

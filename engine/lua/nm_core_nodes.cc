@@ -8,7 +8,8 @@ namespace {
 using A = NmAccess;
 
 // batch_norm: batch_normalisation = 'train' | 'fadeout' | 'predict' | true | false (reference
-// §2.4); true means 'train'. 'fadeout' is accepted here and refused when the node is built.
+// §2.4); true means 'train'. 'fadeout' starts with gradnet_rate 1 (the hyper-parameter
+// gradnet_rates changes it).
 v1::BatchNormMode BatchNormArg(const Args& a) {
   const std::string p = "batch_normalisation";
   if (!a.Present(p)) return v1::BN_OFF;

@@ -282,17 +282,16 @@ absl::Status ReadSchedules(const KeyReader& r, Spec* spec) {
   const std::vector<std::string> keys =
       HyperparameterKeys([](const HyperparameterDef& d) { return d.schedulable; }, &defs);
   std::map<std::string, std::string> seen;
-  return r.Fields(keys,
-                  {{"gradnet_rates", "this engine has no gradnet"},
-                   {"mixing", "loss mixing weights cannot be scheduled yet"}},
-                  [&](const std::string& key, const KeyReader& f) {
-                    const HyperparameterDef& d = *defs.at(key);
-                    RETURN_IF_ERROR(CheckOnce(r, d, key, &seen));
-                    v1::Schedule s;
-                    RETURN_IF_ERROR(ReadSchedule(f, d.name, &s));
-                    (*spec->mutable_schedules())[d.name] = s;
-                    return absl::OkStatus();
-                  });
+  // gradnet_rates and mixing are schedulable entries of the table now (the gradnet rates of
+  // 'fadeout' layers; the AggregateLoss weights), so no key is refused with a reason here.
+  return r.Fields(keys, {}, [&](const std::string& key, const KeyReader& f) {
+    const HyperparameterDef& d = *defs.at(key);
+    RETURN_IF_ERROR(CheckOnce(r, d, key, &seen));
+    v1::Schedule s;
+    RETURN_IF_ERROR(ReadSchedule(f, d.name, &s));
+    (*spec->mutable_schedules())[d.name] = s;
+    return absl::OkStatus();
+  });
 }
 
 absl::Status ReadH5Files(const KeyReader& r,

@@ -11,6 +11,21 @@ std::mt19937_64 NodeRng(uint64_t seed, const std::string& node_name) {
   return std::mt19937_64(seed ^ std::hash<std::string>{}(node_name));
 }
 
+float GradnetRateOf(const v1::NodeSpec& spec) {
+  if (spec.has_conv() && spec.conv().has_gradnet_rate()) return spec.conv().gradnet_rate();
+  if (spec.has_perceptron() && spec.perceptron().has_gradnet_rate()) {
+    return spec.perceptron().gradnet_rate();
+  }
+  if (spec.has_upconv() && spec.upconv().has_gradnet_rate()) return spec.upconv().gradnet_rate();
+  return 1.f;
+}
+
+void SetGradnetRate(v1::NodeSpec& spec, float rate) {
+  if (spec.has_conv()) spec.mutable_conv()->set_gradnet_rate(rate);
+  if (spec.has_perceptron()) spec.mutable_perceptron()->set_gradnet_rate(rate);
+  if (spec.has_upconv()) spec.mutable_upconv()->set_gradnet_rate(rate);
+}
+
 void InitNormal(std::vector<float>& w, double stddev, std::mt19937_64& rng) {
   std::normal_distribution<double> d(0.0, stddev);
   for (float& v : w) v = static_cast<float>(d(rng));
@@ -44,6 +59,17 @@ absl::Status NeuralNode::set_dropout_rate(float r) {
   return absl::OkStatus();
 }
 
+absl::Status NeuralNode::set_gradnet_rate(float r) {
+  if (!(r >= 0.f && r <= 1.f)) {
+    return NodeError(*this, absl::StrFormat("gradnet rate %g is outside [0, 1]", r));
+  }
+  if (!has_gradnet()) {
+    return NodeError(*this, "has no gradnet rate (only batch_normalisation='fadeout' layers do)");
+  }
+  gradnet_rate_ = r;
+  return absl::OkStatus();
+}
+
 absl::Status NeuralNode::CheckBatchNorm() const {
   switch (bn_mode_) {
     case v1::BN_OFF:
@@ -51,11 +77,14 @@ absl::Status NeuralNode::CheckBatchNorm() const {
     case v1::BN_PREDICT:
       return absl::OkStatus();
     case v1::BN_FADEOUT:
-      // ELEKTRONN2's experimental mixing with the identity by gradnet_rate (reference §2.4);
-      // not built here.
-      return NodeError(*this,
-                       "batch_normalisation='fadeout' is not implemented (only 'train' and "
-                       "'predict'); use 'train'");
+      // QUIRK: ELEKTRONN2 registers gradnet_rate only when passed to _setup_params, which Conv,
+      // Perceptron and UpConv never do, so 'fadeout' fails there (None * mean). Here the rate
+      // is a per-layer hyper-parameter, 1 (= 'train') unless set.
+      if (!(gradnet_rate_ >= 0.f && gradnet_rate_ <= 1.f)) {
+        return NodeError(*this,
+                         absl::StrFormat("gradnet_rate=%g is outside [0, 1]", gradnet_rate_));
+      }
+      return absl::OkStatus();
     default:
       return NodeError(*this, absl::StrFormat("unknown batch_normalisation mode %d",
                                               static_cast<int>(bn_mode_)));
@@ -73,7 +102,7 @@ std::string NeuralNode::BatchNormDetails() const {
     case v1::BN_PREDICT:
       return ", BN='predict'";
     case v1::BN_FADEOUT:
-      return ", BN='fadeout'";
+      return absl::StrFormat(", BN='fadeout' (gradnet_rate=%g)", gradnet_rate_);
     default:
       return "";
   }
@@ -138,6 +167,11 @@ void NeuralNode::CompileBatchNorm(kernels::Backend* b) {
   batch_mean_ = Scratch(b, channels_).data();
   batch_std_ = Scratch(b, channels_).data();
   d_lin_ = Scratch(b, numel_).data();
+  if (has_gradnet()) {
+    faded_mean_ = Scratch(b, channels_).data();
+    faded_std_ = Scratch(b, channels_).data();
+    faded_gamma_ = Scratch(b, channels_).data();
+  }
   if (d_buf_ == nullptr) d_buf_ = Scratch(b, numel_).data();
   // QUIRK 11: ELEKTRONN2 gives gamma apply_reg=3.0 (three times the weight decay of w). We
   // regularise it like every other weight (multiplier 1): nothing in the reference motivates
@@ -146,7 +180,7 @@ void NeuralNode::CompileBatchNorm(kernels::Backend* b) {
   Parameter& gamma = AddParam(b, "gamma", {channels_}, channels_, 1.f);
   b->Fill(gamma.value, 1.f, channels_);
   // In 'predict' mode gamma is not trainable (reference §2.4).
-  gamma.trainable = bn_mode_ == v1::BN_TRAIN;
+  gamma.trainable = bn_uses_batch_statistics();
   gamma.fixed = !gamma.trainable;
   mean_index_ = params_.size();
   Parameter& mean = AddParam(b, "mean", {channels_}, channels_, 0.f);
@@ -163,19 +197,27 @@ float* NeuralNode::BatchNormForward(ExecContext& ctx, float* lin) {
   kernels::Backend* b = ctx.backend;
   const float* mean = params_[mean_index_].value;
   const float* std = params_[std_index_].value;
-  if (bn_mode_ == v1::BN_TRAIN) {
+  const float* gamma = params_[gamma_index_].value;
+  if (bn_uses_batch_statistics()) {
     // Batch statistics in every forward while in 'train' mode, as ELEKTRONN2's one graph does
     // (evaluation and monitoring included); the running estimates follow training steps only.
     b->BatchNormStatistics(lin, batch_mean_, batch_std_, rows_, channels_, kBnEps);
-    if (ctx.training) {
-      b->BatchNormUpdateRunning(batch_mean_, batch_std_, params_[mean_index_].value,
-                                params_[std_index_].value, channels_, kBnDecay);
-    }
     mean = batch_mean_;
     std = batch_std_;
+    if (has_gradnet()) {
+      // 'fadeout': the running estimates follow the faded statistics, as in ELEKTRONN2.
+      b->BatchNormFade(batch_mean_, batch_std_, gamma, gradnet_rate_, faded_mean_, faded_std_,
+                       faded_gamma_, channels_);
+      mean = faded_mean_;
+      std = faded_std_;
+      gamma = faded_gamma_;
+    }
+    if (ctx.training) {
+      b->BatchNormUpdateRunning(mean, std, params_[mean_index_].value, params_[std_index_].value,
+                                channels_, kBnDecay);
+    }
   }
-  b->BatchNormForward(lin, mean, std, params_[gamma_index_].value, params_[bias_index_].value,
-                      bn_out_, rows_, channels_,
+  b->BatchNormForward(lin, mean, std, gamma, params_[bias_index_].value, bn_out_, rows_, channels_,
                       fused_ ? ToEltwise(act_) : kernels::Eltwise::kLinear);
   return bn_out_;
 }
@@ -230,12 +272,13 @@ float* NeuralNode::TailBackward(ExecContext& ctx, float* lin) {
     b->EltwiseBackward(ToEltwise(act_), nullptr, bn_out_, d, d_lin_, numel_, false);
     d = d_lin_;
   }
-  const bool batch = bn_mode_ == v1::BN_TRAIN;
+  const bool batch = bn_uses_batch_statistics();
   Parameter& gamma = params_[gamma_index_];
+  // 'fadeout' differentiates through the fade: the kernel gets the unfaded statistics and gamma.
   b->BatchNormBackward(lin, batch ? batch_mean_ : params_[mean_index_].value,
                        batch ? batch_std_ : params_[std_index_].value, gamma.value, d, d_lin_,
                        gamma.grad, params_[bias_index_].grad, rows_, channels_, kBnEps, batch,
-                       false);
+                       has_gradnet() ? gradnet_rate_ : 1.f, false);
   return d_lin_;
 }
 

@@ -26,6 +26,10 @@
 namespace elektronn {
 
 std::mt19937_64 NodeRng(uint64_t seed, const std::string& node_name);
+// The gradnet_rate field of a Conv, Perceptron or UpConv spec (1 when unset or another op), and
+// its setter (no-op for other ops).
+float GradnetRateOf(const v1::NodeSpec& spec);
+void SetGradnetRate(v1::NodeSpec& spec, float rate);
 void InitNormal(std::vector<float>& w, double stddev, std::mt19937_64& rng);
 void InitBias(std::vector<float>& b, v1::Activation act, double fov_kernel, std::mt19937_64& rng);
 
@@ -42,6 +46,16 @@ class NeuralNode : public Node {
   // Batch normalisation (reference §2.4).
   v1::BatchNormMode bn_mode() const { return bn_mode_; }
   bool has_bn() const { return bn_mode_ != v1::BN_OFF; }
+  // 'train' and 'fadeout' normalise with the batch's statistics (and train gamma).
+  bool bn_uses_batch_statistics() const {
+    return bn_mode_ == v1::BN_TRAIN || bn_mode_ == v1::BN_FADEOUT;
+  }
+  // 'fadeout' (reference §2.4): statistics and gamma faded by the gradnet rate r in [0, 1],
+  // mean' = r mean, std' = r std + 1 - r, gamma' = r gamma; r = 1 is 'train', r = 0 leaves
+  // act(b). Live-settable (schedules, shell: gradnet_rates) on 'fadeout' layers only.
+  bool has_gradnet() const { return bn_mode_ == v1::BN_FADEOUT; }
+  float gradnet_rate() const { return gradnet_rate_; }
+  absl::Status set_gradnet_rate(float r);
   // ELEKTRONN2's constants: std is the biased batch std plus kBnEps; the running estimates move
   // by (1 - kBnDecay) of the batch's each training step.
   static constexpr float kBnEps = 1e-6f;
@@ -51,8 +65,12 @@ class NeuralNode : public Node {
   // Whether the linear op should apply the activation itself.
   bool FusesActivation() const;
 
-  void set_bn_mode(v1::BatchNormMode m) { bn_mode_ = m; }
-  // Rejects modes this build does not run ('fadeout'), naming the node.
+  // Also takes the gradnet rate from the node's spec.
+  void set_bn_mode(v1::BatchNormMode m) {
+    bn_mode_ = m;
+    gradnet_rate_ = GradnetRateOf(spec_);
+  }
+  // Rejects unknown modes and a gradnet_rate outside [0, 1], naming the node.
   absl::Status CheckBatchNorm() const;
   // What the linear op fuses: the activation when FusesActivation() and BN is off, else linear.
   kernels::Eltwise LinearOpActivation() const;
@@ -62,8 +80,8 @@ class NeuralNode : public Node {
   // (and a scratch gradient), since the bias then comes after the normalisation.
   const float* LinearOpBias(const float* b) const { return has_bn() ? zero_bias_ : b; }
   float* LinearOpBiasGrad(float* db) const { return has_bn() ? zero_bias_grad_ : db; }
-  // gamma (trainable in 'train' mode only) per feature; mean and std are not trainable.
-  int64_t BatchNormParamCount(int64_t n_f) const { return bn_mode_ == v1::BN_TRAIN ? n_f : 0; }
+  // gamma (trainable in 'train' and 'fadeout' modes) per feature; mean and std are not trainable.
+  int64_t BatchNormParamCount(int64_t n_f) const { return bn_uses_batch_statistics() ? n_f : 0; }
   std::string BatchNormDetails() const;
   // ", frozen" when the compiled layer's parameters are all frozen (lock_trainable_params, the
   // shell's freeze), for summaries.
@@ -96,12 +114,17 @@ class NeuralNode : public Node {
   bool has_slope_ = false;
   // Batch normalisation state (allocated in CompileTail when BN is on).
   v1::BatchNormMode bn_mode_ = v1::BN_OFF;
+  float gradnet_rate_ = 1.f;
   size_t bias_index_ = 0, gamma_index_ = 0, mean_index_ = 0, std_index_ = 0;
   float* zero_bias_ = nullptr;
   float* zero_bias_grad_ = nullptr;
   float* bn_out_ = nullptr;
   float* batch_mean_ = nullptr;
   float* batch_std_ = nullptr;
+  // 'fadeout': the faded batch statistics and gamma the forward normalises with.
+  float* faded_mean_ = nullptr;
+  float* faded_std_ = nullptr;
+  float* faded_gamma_ = nullptr;
   float* d_lin_ = nullptr;
 };
 

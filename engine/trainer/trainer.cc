@@ -27,6 +27,7 @@
 #include "engine/io/model_file.h"
 #include "engine/io/model_loader.h"  // batch_norm: the conversion after training
 #include "engine/io/tensorboard.h"
+#include "engine/nodes/neural.h"
 #include "engine/report/model_graph.h"
 #include "engine/report/plots.h"
 #include "engine/trainer/preview.h"
@@ -256,6 +257,22 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
       if (any && all) frozen.push_back(n->name());
     }
     if (!frozen.empty()) log_->info("Frozen (not trained): {}", absl::StrJoin(frozen, ", "));
+  }
+  {  // batch_norm: 'fadeout' is experimental, as ELEKTRONN2 warned when it built such a layer
+    std::vector<std::string> fadeout;
+    for (const auto& n : net_->graph().nodes()) {
+      const auto* nn = dynamic_cast<const NeuralNode*>(n.get());
+      if (nn != nullptr && nn->has_gradnet()) {
+        fadeout.push_back(absl::StrFormat("%s (gradnet_rate=%g)", nn->name(), nn->gradnet_rate()));
+      }
+    }
+    if (!fadeout.empty()) {
+      log_->warn(
+          "batch_normalisation='fadeout' is experimental (ELEKTRONN2: \"does not work for less "
+          "than 50%\"): {}; gradnet_rates=r fades the batch statistics and gamma in, r=1 is "
+          "'train'",
+          absl::StrJoin(fadeout, ", "));
+    }
   }
   // The picture of the model (reference §5.3: 1-model-graph.*); a picture that cannot be drawn
   // (Graphviz or a plugin missing, a full disk) must not stop training.

@@ -97,11 +97,21 @@ void BatchNormForward(const float* src, const float* mean, const float* std, con
   });
 }
 
+void BatchNormFade(const float* mean, const float* std, const float* gamma, float rate,
+                   float* faded_mean, float* faded_std, float* faded_gamma, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const float m = mean[c], s = std[c], g = gamma[c];  // read first: outputs may be inputs
+    faded_mean[c] = rate * m;
+    faded_std[c] = rate * s + (1.f - rate);
+    faded_gamma[c] = rate * g;
+  }
+}
+
 void BatchNormBackward(const float* src, const float* mean, const float* std, const float* gamma,
                        const float* diff_dst, float* diff_src, float* diff_gamma, float* diff_beta,
-                       int64_t rows, int64_t channels, float eps, bool batch_statistics,
+                       int64_t rows, int64_t channels, float eps, bool batch_statistics, float rate,
                        bool accumulate) {
-  // sums[0..C): sum g; sums[C..2C): sum g * (x - mean).
+  // sums[0..C): sum g; sums[C..2C): sum g * (x - mean), around the unfaded batch mean.
   double* sums = Sums(2 * channels);
   ReduceRows(rows, channels, 2, sums, [&](int64_t r, double* local) {
     const float* x = src + r * channels;
@@ -120,21 +130,30 @@ void BatchNormBackward(const float* src, const float* mean, const float* std, co
   float* k = b + channels;
   for (int64_t c = 0; c < channels; ++c) {
     const double sg = sums[c], sgx = sums[channels + c];
-    const double s = std[c];
     diff_beta[c] = static_cast<float>(sg);
-    diff_gamma[c] = static_cast<float>(sgx / s);
-    const double gs = gamma[c] / s;
-    a[c] = static_cast<float>(gs);
-    if (batch_statistics) {
-      // std = sigma + eps with sigma = sqrt(mean((x - mean)^2)): d sigma / d x_i =
-      // (x_i - mean) / (n sigma); the mean's own derivative cancels in sigma's.
-      const double sigma = s - eps;
-      b[c] = sigma > 0 ? static_cast<float>(-gs * sgx / (s * n * sigma)) : 0.f;
-      k[c] = static_cast<float>(-gs * sg / n);
-    } else {
+    if (!batch_statistics) {
+      const double s = std[c];
+      diff_gamma[c] = static_cast<float>(sgx / s);
+      a[c] = static_cast<float>(gamma[c] / s);
       b[c] = 0.f;
       k[c] = 0.f;
+      continue;
     }
+    // The forward normalised with the fade of the statistics (BatchNormFade, the same float
+    // expressions): m' = r m, s' = r s + (1 - r), gamma' = r gamma, where s = sigma + eps and
+    // sigma = sqrt(mean((x - m)^2)). Then d m'/d x_i = r / n, d s'/d x_i = r (x_i - m) / (n
+    // sigma) (the mean's own derivative cancels in sigma's), and sum g (x - m') = sgx +
+    // (m - m') sg. With r = 1 every term below is 'train''s, bit for bit.
+    const double r = rate;
+    const float faded_mean = rate * mean[c];
+    const double s = rate * std[c] + (1.f - rate);
+    const double gs = static_cast<double>(rate * gamma[c]) / s;
+    const double sgx_faded = sgx + (mean[c] - faded_mean) * sg;
+    diff_gamma[c] = static_cast<float>(r * sgx_faded / s);
+    a[c] = static_cast<float>(gs);
+    const double sigma = static_cast<double>(std[c]) - eps;
+    b[c] = sigma > 0 ? static_cast<float>(-gs * r * sgx_faded / (s * n * sigma)) : 0.f;
+    k[c] = static_cast<float>(-gs * r * sg / n);
   }
   ForRows(rows, [&](int64_t r) {
     const float* x = src + r * channels;

@@ -456,11 +456,16 @@ class CpuBackend final : public Backend {
                         Eltwise act) override {
     cpu::BatchNormForward(src, mean, std, gamma, beta, dst, rows, ch, act);
   }
+  void BatchNormFade(const float* mean, const float* std, const float* gamma, float rate, float* fm,
+                     float* fs, float* fg, int64_t ch) override {
+    cpu::BatchNormFade(mean, std, gamma, rate, fm, fs, fg, ch);
+  }
   void BatchNormBackward(const float* src, const float* mean, const float* std, const float* gamma,
                          const float* dd, float* ds, float* dgamma, float* dbeta, int64_t rows,
-                         int64_t ch, float eps, bool batch_statistics, bool acc) override {
+                         int64_t ch, float eps, bool batch_statistics, float rate,
+                         bool acc) override {
     cpu::BatchNormBackward(src, mean, std, gamma, dd, ds, dgamma, dbeta, rows, ch, eps,
-                           batch_statistics, acc);
+                           batch_statistics, rate, acc);
   }
   void BatchNormUpdateRunning(const float* bm, const float* bs, float* rm, float* rs, int64_t ch,
                               float decay) override {

@@ -250,11 +250,13 @@ class Client:
     def set_hyperparameters(self, job: JobRef, *, lr: float | None = None,
                             momentum: float | None = None, weight_decay: float | None = None,
                             beta2: float | None = None, dropout_rate: float | None = None,
+                            gradnet_rate: float | None = None,
                             history_freq: int | None = None) -> control_pb2.Hyperparameters:
         """Changes the given hyper-parameters (only those) at the next step boundary and
         returns all of them as they are then."""
         values = {"learning_rate": lr, "momentum": momentum, "weight_decay": weight_decay,
-                  "beta2": beta2, "dropout_rate": dropout_rate, "history_freq": history_freq}
+                  "beta2": beta2, "dropout_rate": dropout_rate, "gradnet_rate": gradnet_rate,
+                  "history_freq": history_freq}
         request = control_pb2.UpdateHyperparametersRequest(name=job_name(job))
         for path, value in values.items():
             if value is not None:
@@ -262,7 +264,7 @@ class Client:
                 request.update_mask.paths.append(path)
         if not request.update_mask.paths:
             raise ValueError("set_hyperparameters needs at least one of lr, momentum, "
-                             "weight_decay, beta2, dropout_rate, history_freq")
+                             "weight_decay, beta2, dropout_rate, gradnet_rate, history_freq")
         return self._unary(self._trainer.UpdateHyperparameters, request)
 
     # ---- Model (a running job) ----

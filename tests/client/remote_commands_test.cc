@@ -596,7 +596,8 @@ TEST(Formatting, HyperparametersAndSchedules) {
   h.set_history_freq(200);
   h.set_step(5);
   EXPECT_EQ(FormatHyperparameters(h),
-            "lr=0.0001 mom=0.9 wd=0 beta2=0 dropout_rates=0 mixing=0 history_freq=200");
+            "lr=0.0001 mom=0.9 wd=0 beta2=0 dropout_rates=0 gradnet_rates=0 mixing=0 "
+            "history_freq=200");
   EXPECT_EQ(FormatSchedules(h), "none");
   (*h.mutable_schedules())["lr"].set_dec(0.99);
   EXPECT_EQ(FormatSchedules(h), "lr: mode=mult, decay-factor=0.99, every 1000 steps");

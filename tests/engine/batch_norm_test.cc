@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +19,7 @@
 #include "engine/io/model_file.h"
 #include "engine/io/model_loader.h"
 #include "engine/lua/job_file.h"
+#include "engine/nodes/neural.h"
 #include "engine/shell/shell_session.h"
 #include "engine/trainer/trainer.h"
 #include "tests/support/test_dir.h"
@@ -35,14 +39,21 @@ std::vector<float> Random(int64_t n, uint32_t seed, float offset = 0.f) {
   return v;
 }
 
-// Input (b=8, f=3, x=4) -> Perceptron over f (3 -> 2 features, linear) with BN.
-v1::ModelSpec PerceptronSpec(v1::BatchNormMode mode) {
+// Input (b=8, f=3, x=4) -> Perceptron over f (3 -> 2 features, linear) with BN; 'fadeout'
+// layers get `gradnet_rate` when it is given.
+v1::ModelSpec PerceptronSpec(v1::BatchNormMode mode, std::optional<float> gradnet_rate = {},
+                             v1::Activation act = v1::LIN) {
   ModelBuilder m("bn", 3);
   std::string x = m.Input({8, 3, 4}, "b,f,x", "input");
-  std::string p = m.Perceptron(x, 2, v1::LIN, false, 0, "dot");
+  std::string p = m.Perceptron(x, 2, act, false, 0, "dot");
   v1::ModelSpec s = m.spec();
   s.mutable_nodes(1)->mutable_perceptron()->set_batch_normalisation(mode);
+  if (gradnet_rate) s.mutable_nodes(1)->mutable_perceptron()->set_gradnet_rate(*gradnet_rate);
   return s;
+}
+
+NeuralNode& Layer(Network& n, const std::string& name) {
+  return *dynamic_cast<NeuralNode*>(n.graph().Find(name));
 }
 
 // A pooled 2-D Conv with BN feeding a softmax loss, for the loader.
@@ -169,11 +180,137 @@ TEST_F(BatchNormTest, PredictModeUsesTheStoredStatisticsAndGammaIsNotTrainable) 
       }
 }
 
-TEST_F(BatchNormTest, FadeoutIsRefusedNamingTheNode) {
+// The linear output of PerceptronSpec's layer for `in`, as (rows, channels).
+std::vector<float> LinearOutput(Network& n, const std::vector<float>& in) {
+  std::vector<float> w = n.ParamValue(*n.params()[0]);  // (3, 2)
+  std::vector<float> lin(32 * 2);
+  for (int64_t i = 0; i < 8; ++i)
+    for (int64_t k = 0; k < 4; ++k)
+      for (int64_t c = 0; c < 2; ++c) {
+        double acc = 0;
+        for (int64_t f = 0; f < 3; ++f) acc += in[(i * 3 + f) * 4 + k] * w[f * 2 + c];
+        lin[(i * 4 + k) * 2 + c] = static_cast<float>(acc);
+      }
+  return lin;
+}
+
+// One training step's forward and backward (from a fixed seed) of the Perceptron layer.
+struct StepResult {
+  std::vector<float> out, d_input, d_w, d_b, d_gamma, mean, std;
+};
+StepResult TrainingStep(Network& n, const std::vector<float>& in) {
+  EXPECT_TRUE(n.SetInput("input", in).ok());
+  n.set_training(true);
+  EXPECT_TRUE(n.Forward().ok());
+  StepResult r;
+  r.out = *n.Output("dot");
+  EXPECT_TRUE(n.BackwardFrom("dot", Random(r.out.size(), 9)).ok());
+  r.d_input = *n.InputGradient("input");
+  r.d_w = n.ParamGrad(**n.FindParam("dot", "w"));
+  r.d_b = n.ParamGrad(**n.FindParam("dot", "b"));
+  r.d_gamma = n.ParamGrad(**n.FindParam("dot", "gamma"));
+  r.mean = n.ParamValue(**n.FindParam("dot", "mean"));
+  r.std = n.ParamValue(**n.FindParam("dot", "std"));
+  return r;
+}
+
+TEST_F(BatchNormTest, FadeoutAtRateOneIsTrainBitForBit) {
+  const std::vector<float> in = Random(8 * 3 * 4, 4, 2.f);
+  for (v1::Activation act : {v1::LIN, v1::TANH, v1::PRELU}) {
+    NetworkOptions o;
+    o.input_gradients = true;
+    auto train = Network::Create(PerceptronSpec(v1::BN_TRAIN, {}, act), backend_.get(), o);
+    auto fade = Network::Create(PerceptronSpec(v1::BN_FADEOUT, {}, act), backend_.get(), o);
+    ASSERT_TRUE(train.ok()) << train.status();
+    ASSERT_TRUE(fade.ok()) << fade.status();
+    EXPECT_EQ(Layer(**fade, "dot").gradnet_rate(), 1.f);  // unset means 1
+    EXPECT_TRUE((*(*fade)->FindParam("dot", "gamma"))->trainable);
+    ASSERT_TRUE(
+        (*train)
+            ->SetParamValue(**(*train)->FindParam("dot", "gamma"), std::vector<float>{1.5f, -0.5f})
+            .ok());
+    ASSERT_TRUE(
+        (*fade)
+            ->SetParamValue(**(*fade)->FindParam("dot", "gamma"), std::vector<float>{1.5f, -0.5f})
+            .ok());
+    ASSERT_EQ((*train)->ParamValue(*(*train)->params()[0]),
+              (*fade)->ParamValue(*(*fade)->params()[0]));
+    const StepResult t = TrainingStep(**train, in), f = TrainingStep(**fade, in);
+    EXPECT_EQ(f.out, t.out);
+    EXPECT_EQ(f.d_input, t.d_input);
+    EXPECT_EQ(f.d_w, t.d_w);
+    EXPECT_EQ(f.d_b, t.d_b);
+    EXPECT_EQ(f.d_gamma, t.d_gamma);
+    EXPECT_EQ(f.mean, t.mean);
+    EXPECT_EQ(f.std, t.std);
+  }
+}
+
+TEST_F(BatchNormTest, FadeoutFadesStatisticsAndGammaAndTheRunningEstimatesFollowTheFadedOnes) {
+  const double r = 0.3;
+  auto net = Network::Create(PerceptronSpec(v1::BN_FADEOUT, 0.3f), backend_.get());
+  ASSERT_TRUE(net.ok()) << net.status();
+  Network& n = **net;
+  EXPECT_FLOAT_EQ(Layer(n, "dot").gradnet_rate(), 0.3f);
+  EXPECT_THAT(Layer(n, "dot").details(), HasSubstr("BN='fadeout' (gradnet_rate=0.3)"));
+  ASSERT_TRUE(n.SetParamValue(**n.FindParam("dot", "gamma"), std::vector<float>{2.f, 0.5f}).ok());
+  ASSERT_TRUE(n.SetParamValue(**n.FindParam("dot", "b"), std::vector<float>{1.f, -3.f}).ok());
+  const std::vector<float> in = Random(8 * 3 * 4, 1, 5.f);
+  ASSERT_TRUE(n.SetInput("input", in).ok());
+  n.set_training(true);
+  ASSERT_TRUE(n.Forward().ok());
+  const std::vector<float> lin = LinearOutput(n, in);
+  std::vector<double> m, s;
+  Moments(lin, 2, &m, &s);
+  const std::vector<float> got = Rows(n, "dot");
+  const double gamma[] = {2, 0.5}, b[] = {1, -3};
+  for (int64_t i = 0; i < 32; ++i)
+    for (int64_t c = 0; c < 2; ++c) {
+      const double mf = r * m[c], sf = r * (s[c] + 1e-6) + 1 - r, gf = r * gamma[c];
+      EXPECT_NEAR(got[i * 2 + c], gf / sf * (lin[i * 2 + c] - mf) + b[c], 1e-4) << i << "," << c;
+    }
+  for (int c = 0; c < 2; ++c) {  // from the faded statistics, not the batch's
+    EXPECT_NEAR(n.ParamValue(**n.FindParam("dot", "mean"))[c], 0.0005 * r * m[c], 1e-6);
+    EXPECT_NEAR(n.ParamValue(**n.FindParam("dot", "std"))[c],
+                0.9995 + 0.0005 * (r * (s[c] + 1e-6) + 1 - r), 1e-6);
+  }
+  // r = 0: the batch is gone, only the bias is left (ELEKTRONN2's formula fades gamma too).
+  ASSERT_TRUE(Layer(n, "dot").set_gradnet_rate(0.f).ok());
+  ASSERT_TRUE(n.Forward().ok());
+  for (int64_t i = 0; i < 32; ++i)
+    for (int64_t c = 0; c < 2; ++c) EXPECT_EQ(Rows(n, "dot")[i * 2 + c], b[c]);
+}
+
+TEST_F(BatchNormTest, GradnetRateOutsideTheUnitIntervalOrOnOtherLayersIsRefused) {
+  auto bad = Network::Create(PerceptronSpec(v1::BN_FADEOUT, 1.5f), backend_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("'dot'"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("gradnet_rate=1.5 is outside [0, 1]"));
+  auto fade = Network::Create(PerceptronSpec(v1::BN_FADEOUT), backend_.get());
+  ASSERT_TRUE(fade.ok()) << fade.status();
+  EXPECT_THAT(Layer(**fade, "dot").set_gradnet_rate(-0.1f).message(),
+              HasSubstr("gradnet rate -0.1 is outside [0, 1]"));
+  EXPECT_EQ(Layer(**fade, "dot").gradnet_rate(), 1.f);
+  auto train = Network::Create(PerceptronSpec(v1::BN_TRAIN), backend_.get());
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_FALSE(Layer(**train, "dot").has_gradnet());
+  EXPECT_THAT(Layer(**train, "dot").set_gradnet_rate(0.5f).message(),
+              HasSubstr("only batch_normalisation='fadeout' layers"));
+}
+
+TEST_F(BatchNormTest, ModelFileKeepsTheLiveGradnetRate) {
   auto net = Network::Create(PerceptronSpec(v1::BN_FADEOUT), backend_.get());
-  ASSERT_FALSE(net.ok());
-  EXPECT_THAT(net.status().message(), HasSubstr("'dot'"));
-  EXPECT_THAT(net.status().message(), HasSubstr("batch_normalisation='fadeout' is not"));
+  ASSERT_TRUE(net.ok()) << net.status();
+  ASSERT_TRUE(Layer(**net, "dot").set_gradnet_rate(0.25f).ok());
+  const std::string path = (dir_ / "fade.h5").string();
+  ASSERT_TRUE(SaveModel(path, **net, nullptr).ok());
+  auto f = ReadModelFile(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->spec.nodes(1).perceptron().gradnet_rate(), 0.25f);
+  auto loaded = LoadModel(path, {}, backend_.get());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(Layer(*loaded->net, "dot").gradnet_rate(), 0.25f);
+  EXPECT_EQ(Layer(*loaded->net, "dot").bn_mode(), v1::BN_FADEOUT);
 }
 
 TEST_F(BatchNormTest, ModelFileKeepsTheStatisticsAndLoaderReplacesBatchNorm) {
@@ -369,6 +506,54 @@ TEST_F(BatchNormTest, ShellFreezesAndUnfreezesANode) {
   EXPECT_TRUE((*shell)->Execute("freeze").error);
 }
 
+TEST_F(BatchNormTest, ShellSetsTheGradnetRatesAndCheckpointsKeepThem) {
+  testing::TinyJobOptions o = BnTinyJob();
+  o.hidden =
+      "out = nm.Conv{out, 4, {1, 3, 3}, batch_normalisation = 'fadeout'}\n"
+      "  out = nm.Perceptron{out, 3, batch_normalisation = 'fadeout'}";
+  auto job = testing::MakeTinyJob(dir_, o);
+  ASSERT_TRUE(job.ok()) << job.status();
+  TrainerOptions opt;
+  opt.console = false;
+  std::string log;
+  {
+    auto t = Trainer::Create(*job, backend_.get(), opt);
+    ASSERT_TRUE(t.ok()) << t.status();
+    auto shell = ShellSession::Create(t->get(), "tester");
+    ASSERT_TRUE(shell.ok()) << shell.status();
+    EXPECT_EQ((*shell)->Execute("trainer.gradnet_rates").text, "= 1");
+    ShellOutput set = (*shell)->Execute("trainer.gradnet_rates = 0.5");
+    EXPECT_FALSE(set.error) << set.text;
+    EXPECT_EQ((*shell)->Execute("trainer.gradnet_rates").text, "= 0.5");
+    EXPECT_EQ(Layer((*t)->network(), "conv").gradnet_rate(), 0.5f);
+    EXPECT_EQ(Layer((*t)->network(), "dot").gradnet_rate(), 0.5f);
+    ShellOutput bad = (*shell)->Execute("trainer.gradnet_rates = 2");
+    EXPECT_TRUE(bad.error);
+    EXPECT_THAT(bad.text, HasSubstr("gradnet_rates must be in [0, 1], got 2"));
+    ASSERT_TRUE((*t)->Run().ok());
+    // LAST keeps 'fadeout' with the live rate; afterwards BN runs on the running statistics.
+    auto last = ReadModelFile((*t)->CheckpointPath("LAST"));
+    ASSERT_TRUE(last.ok()) << last.status();
+    EXPECT_EQ(last->spec.nodes(1).conv().batch_normalisation(), v1::BN_FADEOUT);
+    EXPECT_EQ(last->spec.nodes(1).conv().gradnet_rate(), 0.5f);
+    EXPECT_EQ(last->spec.nodes(2).perceptron().gradnet_rate(), 0.5f);
+    EXPECT_EQ((*t)->network().graph().spec().nodes(1).conv().batch_normalisation(), v1::BN_PREDICT);
+    std::ifstream in(fs::path((*t)->dir()) / "0-bn.log");
+    std::stringstream text;
+    text << in.rdbuf();
+    log = text.str();
+  }
+  EXPECT_THAT(log, HasSubstr("batch_normalisation='fadeout' is experimental"));
+  EXPECT_THAT(log, HasSubstr("conv (gradnet_rate=1), dot (gradnet_rate=1)"));
+  // A job without 'fadeout' layers has no gradnet rates to read or set.
+  auto plain = testing::MakeTinyJob(dir_ / "plain", BnTinyJob());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto t = Trainer::Create(*plain, backend_.get(), opt);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_THAT(std::string((*t)->GetHyperparameter("gradnet_rates").status().message()),
+              HasSubstr("no layer uses batch_normalisation='fadeout'"));
+}
+
 // Job files: the batch_normalisation option, model_load_path and model_load_args.
 absl::StatusOr<v1::JobSpec> JobWithHidden(const std::string& hidden) {
   testing::TinyJobOptions o;
@@ -378,6 +563,7 @@ absl::StatusOr<v1::JobSpec> JobWithHidden(const std::string& hidden) {
 
 TEST(BatchNormJobFile, BatchNormalisationOption) {
   const std::pair<const char*, v1::BatchNormMode> cases[] = {{"'train'", v1::BN_TRAIN},
+                                                             {"'fadeout'", v1::BN_FADEOUT},
                                                              {"'predict'", v1::BN_PREDICT},
                                                              {"true", v1::BN_TRAIN},
                                                              {"false", v1::BN_OFF}};
@@ -397,10 +583,18 @@ TEST(BatchNormJobFile, BatchNormalisationOption) {
   bad = JobWithHidden("out = nm.Perceptron{out, 4, batch_normalisation = 1}");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("'batch_normalisation' must be 'train'"));
-  bad = JobWithHidden("out = nm.Conv{out, 4, {1, 3, 3}, batch_normalisation = 'fadeout'}");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_THAT(bad.status().message(), HasSubstr("Conv 'conv'"));
-  EXPECT_THAT(bad.status().message(), HasSubstr("'fadeout' is not implemented"));
+  // 'fadeout' builds, with gradnet_rate 1 (unset); gradnet_rates may be scheduled.
+  auto fade = JobWithHidden("out = nm.Conv{out, 4, {1, 3, 3}, batch_normalisation = 'fadeout'}");
+  ASSERT_TRUE(fade.ok()) << fade.status();
+  EXPECT_FALSE(fade->model().nodes(1).conv().has_gradnet_rate());
+  testing::TinyJobOptions o;
+  o.hidden = "out = nm.Conv{out, 4, {1, 3, 3}, batch_normalisation = 'fadeout'}";
+  auto scheduled = LoadJobSource(
+      testing::TinyJobSource(o) + "\nschedules = {gradnet_rates = {updates = {{2000, 0.5}}}}\n",
+      "fade.lua");
+  ASSERT_TRUE(scheduled.ok()) << scheduled.status();
+  EXPECT_EQ(scheduled->training().schedules().at("gradnet_rates").updates().updates(0).value(),
+            0.5);
 }
 
 std::string KeysOnly(const std::string& extra) {

@@ -1,8 +1,9 @@
 // Parity cases of the batch-normalisation kernels (batch_norm family) against
 // tests/kernels/reference_batch_norm.h: statistics, the affine map with and without a fused
-// activation, the gradient with batch statistics (train) and with stored ones (predict), in place
-// and accumulating, and the running-estimate update. Long cases cross the kernels' threshold for
-// running on the OpenMP team.
+// activation, the gradient with batch statistics (train), with faded batch statistics (fadeout)
+// and with stored ones (predict), in place and accumulating, the fade itself, and the
+// running-estimate update. Long cases cross the kernels' threshold for running on the OpenMP
+// team.
 #include <string>
 #include <tuple>
 #include <utility>
@@ -56,8 +57,9 @@ absl::StatusOr<Outcome> RunForward(int64_t rows, int64_t ch, Eltwise act, bool i
 
 enum class Mode { kOverwrite, kInPlace, kAccumulate };
 
+// `rate` < 1: 'fadeout', the gradient through the faded batch statistics (batch_statistics).
 absl::StatusOr<Outcome> RunBackward(int64_t rows, int64_t ch, bool batch_statistics, Mode mode,
-                                    Backend& b, InputRng& rng) {
+                                    Backend& b, InputRng& rng, float rate = 1.f) {
   const std::vector<float> src = Activations(rng, rows, ch, 0.5f);
   std::vector<float> mean = rng.Uniform(ch), std = rng.Uniform(ch, 0.2f, 2.f);
   if (batch_statistics) {
@@ -69,17 +71,34 @@ absl::StatusOr<Outcome> RunBackward(int64_t rows, int64_t ch, bool batch_statist
   const std::vector<float> prior =
       mode == Mode::kAccumulate ? rng.Uniform(rows * ch) : Stale(rows * ch);
   const BnGrads want =
-      BatchNormBackward(src, mean, std, gamma, diff_dst, rows, ch, kEps, batch_statistics);
+      BatchNormBackward(src, mean, std, gamma, diff_dst, rows, ch, kEps, batch_statistics, rate);
   DeviceBuffer s(b, src), m(b, mean), sd(b, std), g(b, gamma), dd(b, diff_dst), ds(b, prior),
       dg(b, Stale(ch)), db(b, Stale(ch));
   float* diff_src = mode == Mode::kInPlace ? dd.data() : ds.data();
   b.BatchNormBackward(s.data(), m.data(), sd.data(), g.data(), dd.data(), diff_src, dg.data(),
-                      db.data(), rows, ch, kEps, batch_statistics, mode == Mode::kAccumulate);
+                      db.data(), rows, ch, kEps, batch_statistics, rate, mode == Mode::kAccumulate);
   Outcome out;
   out.outputs.push_back({"diff_src", mode == Mode::kInPlace ? dd.Download() : ds.Download(),
                          mode == Mode::kAccumulate ? Plus(prior, want.src) : want.src});
   out.outputs.push_back({"diff_gamma", dg.Download(), want.gamma});
   out.outputs.push_back({"diff_beta", db.Download(), want.beta});
+  return out;
+}
+
+absl::StatusOr<Outcome> RunFade(int64_t ch, float rate, bool in_place, Backend& b, InputRng& rng) {
+  const std::vector<float> mean = rng.Uniform(ch), std = rng.Uniform(ch, 0.2f, 2.f),
+                           gamma = rng.Uniform(ch, -2.f, 2.f);
+  DeviceBuffer m(b, mean), sd(b, std), g(b, gamma), fm(b, Stale(ch)), fs(b, Stale(ch)),
+      fg(b, Stale(ch));
+  DeviceBuffer& om = in_place ? m : fm;
+  DeviceBuffer& os = in_place ? sd : fs;
+  DeviceBuffer& og = in_place ? g : fg;
+  b.BatchNormFade(m.data(), sd.data(), g.data(), rate, om.data(), os.data(), og.data(), ch);
+  const BnFaded want = BatchNormFade(mean, std, gamma, rate);
+  Outcome out;
+  out.outputs.push_back({"faded_mean", om.Download(), want.mean});
+  out.outputs.push_back({"faded_std", os.Download(), want.std});
+  out.outputs.push_back({"faded_gamma", og.Download(), want.gamma});
   return out;
 }
 
@@ -138,7 +157,25 @@ std::vector<ParityCase> BatchNormCases() {
              }});
       }
     }
+    // 'fadeout' (gradnet_rate r): r = 0 leaves only the bias, r = 1 is 'train'.
+    for (auto [rate_name, rate] : {std::pair{"R0", 0.f}, {"R03", 0.3f}, {"R1", 1.f}}) {
+      cases.push_back({"BatchNormBackwardFadeout" + std::string(rate_name) + n,
+                       [rows = rows, ch = ch, rate = rate](Backend& b, InputRng& r) {
+                         return RunBackward(rows, ch, true, Mode::kOverwrite, b, r, rate);
+                       }});
+    }
+    cases.push_back(
+        {"BatchNormBackwardFadeoutAccumulate" + n, [rows = rows, ch = ch](Backend& b, InputRng& r) {
+           return RunBackward(rows, ch, true, Mode::kAccumulate, b, r, 0.6f);
+         }});
   }
+  for (auto [rate_name, rate] : {std::pair{"R0", 0.f}, {"R03", 0.3f}, {"R1", 1.f}}) {
+    cases.push_back(
+        {"BatchNormFade" + std::string(rate_name),
+         [rate = rate](Backend& b, InputRng& r) { return RunFade(7, rate, false, b, r); }});
+  }
+  cases.push_back({"BatchNormFadeInPlace",
+                   [](Backend& b, InputRng& r) { return RunFade(7, 0.3f, true, b, r); }});
   cases.push_back({"BatchNormUpdateRunning",
                    [](Backend& b, InputRng& r) { return RunUpdateRunning(7, b, r); }});
   return cases;

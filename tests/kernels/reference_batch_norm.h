@@ -25,12 +25,19 @@ std::vector<float> BatchNormForward(const std::vector<float>& src, const std::ve
                                     const std::vector<float>& std, const std::vector<float>& gamma,
                                     const std::vector<float>& beta, int64_t rows, int64_t channels,
                                     kernels::Eltwise act);
+// 'fadeout': mean' = rate mean, std' = rate std + (1 - rate), gamma' = rate gamma.
+struct BnFaded {
+  std::vector<float> mean, std, gamma;
+};
+BnFaded BatchNormFade(const std::vector<float>& mean, const std::vector<float>& std,
+                      const std::vector<float>& gamma, double rate);
 // With batch_statistics the mean and std are recomputed from src (and must equal the ones given)
-// and differentiated through: y_i = gamma (x_i - m) / (sigma + eps) + beta.
+// and differentiated through the fade by `rate` (1: 'train'): y_i = gamma' (x_i - m') / s' +
+// beta with m' = rate m, s' = rate (sigma + eps) + 1 - rate, gamma' = rate gamma.
 BnGrads BatchNormBackward(const std::vector<float>& src, const std::vector<float>& mean,
                           const std::vector<float>& std, const std::vector<float>& gamma,
                           const std::vector<float>& diff_dst, int64_t rows, int64_t channels,
-                          double eps, bool batch_statistics);
+                          double eps, bool batch_statistics, double rate = 1.0);
 // running = decay * running + (1 - decay) * batch.
 std::vector<float> BatchNormRunning(const std::vector<float>& running,
                                     const std::vector<float>& batch, double decay);

@@ -449,7 +449,9 @@ inline v1::NodeSpec NewNode(const Args& a, const std::string& default_name) {
 inline constexpr const char* kNoWeights = "initial values cannot be given in a job file";
 inline constexpr const char* kNoBatchNorm =
     "batch normalisation is not implemented in this engine yet";
-inline constexpr const char* kNoGradnet = "gradnet modes are not implemented in this engine";
+inline constexpr const char* kNoGradnet =
+    "gradnet modes are not implemented in this engine (ELEKTRONN2 stored but never used them); "
+    "batch_normalisation = 'fadeout' with the gradnet_rates hyper-parameter is";
 
 using NmFunctionList = std::vector<std::pair<const char*, lua_CFunction>>;
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/graph/model_builder.h"
+#include "engine/nodes/neural.h"  // SetGradnetRate
 #include "tests/engine/gradient_checker.h"
 
 namespace elektronn {
@@ -139,19 +140,27 @@ TEST(PerceptronGradient, OverFeaturesAndFlattened) {
   ExpectGradientsMatch(m, m.Perceptron(x, 4, v1::SIGMOID, /*flatten=*/true, /*dropout=*/0.2f), {x});
 }
 
-// batch_norm: Conv (2-D and 3-D, pooled) and Perceptron with batch normalisation, in 'train'
-// mode (gradient through the batch statistics) and 'predict' mode (stored statistics).
-void SetBatchNorm(v1::ModelSpec& spec, const std::string& node, v1::BatchNormMode mode) {
+// batch_norm: Conv (2-D and 3-D, pooled), Perceptron and UpConv with batch normalisation, in
+// 'train' mode (gradient through the batch statistics), 'fadeout' mode (through the statistics
+// faded by the gradnet rate) and 'predict' mode (stored statistics).
+struct BnMode {
+  v1::BatchNormMode mode;
+  float gradnet_rate;  // 'fadeout' only
+  const char* name;
+};
+
+void SetBatchNorm(v1::ModelSpec& spec, const std::string& node, BnMode bn) {
   for (v1::NodeSpec& n : *spec.mutable_nodes()) {
     if (n.name() != node) continue;
-    if (n.has_conv()) n.mutable_conv()->set_batch_normalisation(mode);
-    if (n.has_perceptron()) n.mutable_perceptron()->set_batch_normalisation(mode);
-    if (n.has_upconv()) n.mutable_upconv()->set_batch_normalisation(mode);
+    if (n.has_conv()) n.mutable_conv()->set_batch_normalisation(bn.mode);
+    if (n.has_perceptron()) n.mutable_perceptron()->set_batch_normalisation(bn.mode);
+    if (n.has_upconv()) n.mutable_upconv()->set_batch_normalisation(bn.mode);
+    if (bn.mode == v1::BN_FADEOUT) SetGradnetRate(n, bn.gradnet_rate);
   }
 }
 
 void ExpectBatchNormGradients(const ModelBuilder& m, const std::string& y, const std::string& x,
-                              v1::BatchNormMode mode) {
+                              BnMode mode) {
   v1::ModelSpec spec = m.spec();
   SetBatchNorm(spec, y, mode);
   GradientCheckOptions opt;
@@ -164,12 +173,15 @@ void ExpectBatchNormGradients(const ModelBuilder& m, const std::string& y, const
   for (const auto& l : report.lines) lines += "  " + l + "\n";
   EXPECT_TRUE(s.ok()) << s << "\n" << lines;
   // gamma, b and w are checked; the statistics are not parameters with a gradient.
-  EXPECT_NE(lines.find(mode == v1::BN_TRAIN ? "/gamma" : "/b:"), std::string::npos) << lines;
+  EXPECT_NE(lines.find(mode.mode != v1::BN_PREDICT ? "/gamma" : "/b:"), std::string::npos) << lines;
 }
 
-TEST(BatchNormGradient, ConvAndPerceptronTrainAndPredict) {
-  for (v1::BatchNormMode mode : {v1::BN_TRAIN, v1::BN_PREDICT}) {
-    SCOPED_TRACE(mode == v1::BN_TRAIN ? "train" : "predict");
+TEST(BatchNormGradient, ConvAndPerceptronTrainFadeoutAndPredict) {
+  // Fadeout away from both ends (r = 1 is 'train', r = 0 has no gradient into x, w or gamma).
+  for (BnMode mode :
+       {BnMode{v1::BN_TRAIN, 1.f, "train"}, BnMode{v1::BN_FADEOUT, 0.3f, "fade.3"},
+        BnMode{v1::BN_FADEOUT, 0.8f, "fade.8"}, BnMode{v1::BN_PREDICT, 1.f, "pred"}}) {
+    SCOPED_TRACE(mode.name);
     {
       ModelBuilder m;  // 2-D with pooling, fused monotone activation
       std::string x = m.Input({2, 2, 7, 8}, "b,f,x,y", "x");

@@ -31,8 +31,15 @@ class ShellSessionTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / ("elk_shell_" + std::to_string(getpid()));
     fs::remove_all(dir_);
-    auto job =
-        testing::MakeTinyJob(dir_, {"shell", "SGD", /*dropout=*/true, /*history_freq=*/1000});
+    // Dropout and a 'fadeout' layer, so every hyper-parameter (dropout_rates, gradnet_rates)
+    // has layers to act on.
+    testing::TinyJobOptions o;
+    o.save_name = "shell";
+    o.optimiser = "SGD";
+    o.dropout = true;
+    o.history_freq = 1000;
+    o.hidden = "out = nm.Conv{out, 4, {1, 3, 3}DROPOUT, batch_normalisation = 'fadeout'}";
+    auto job = testing::MakeTinyJob(dir_, o);
     ASSERT_TRUE(job.ok()) << job.status();
     backend_ = kernels::CreateCpuBackend();
     TrainerOptions opt;

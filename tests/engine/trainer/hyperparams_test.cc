@@ -181,7 +181,14 @@ class HyperparametersWithTrainer : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / ("elk_hyper_" + std::to_string(getpid()));
     fs::remove_all(dir_);
-    auto job = testing::MakeTinyJob(dir_, {"hyper", "Adam", /*dropout=*/true, 1000});
+    // Dropout and a 'fadeout' layer, so dropout_rates and gradnet_rates have layers to act on.
+    testing::TinyJobOptions o;
+    o.save_name = "hyper";
+    o.optimiser = "Adam";
+    o.dropout = true;
+    o.history_freq = 1000;
+    o.hidden = "out = nm.Conv{out, 4, {1, 3, 3}DROPOUT, batch_normalisation = 'fadeout'}";
+    auto job = testing::MakeTinyJob(dir_, o);
     ASSERT_TRUE(job.ok()) << job.status();
     job_ = *job;
     backend_ = kernels::CreateCpuBackend();
