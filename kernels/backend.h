@@ -202,6 +202,13 @@ class Backend {
   virtual void NllBackward(const NllDesc& d, const float* probs, const float* target,
                            const float* diff_loss, double n_total, float* diff_probs,
                            bool accumulate) = 0;
+  // The gradient with respect to d.class_weights (n_class values; class_weights given as a
+  // node): diff_cw[c] = sum over rows and groups of diff_loss[r] * scale *
+  // (-t ew log(p + 1e-5) - m ew log(1 - p + 1e-5)) of class c. The normaliser does not depend
+  // on the weights.
+  virtual void NllClassWeightsBackward(const NllDesc& d, const float* probs, const float* target,
+                                       const float* diff_loss, double n_total,
+                                       float* diff_class_weights, bool accumulate) = 0;
   // Number of rows whose arg-max class differs from a labelled target, and of labelled rows.
   virtual void CountErrors(const float* probs, const float* target, int64_t rows, int64_t channels,
                            int64_t n_class, bool sparse, int64_t* wrong, int64_t* labelled) = 0;

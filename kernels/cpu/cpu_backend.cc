@@ -228,6 +228,10 @@ class CpuBackend final : public Backend {
                    double n_total, float* dp, bool acc) override {
     cpu::NllBackward(d, p, t, dl, n_total, dp, acc);
   }
+  void NllClassWeightsBackward(const NllDesc& d, const float* p, const float* t, const float* dl,
+                               double n_total, float* dcw, bool acc) override {
+    cpu::NllClassWeightsBackward(d, p, t, dl, n_total, dcw, acc);
+  }
   // losses family (issue 11): thin calls into kernels/cpu/losses.cc.
   int64_t RegressionLossForward(const RegressionLossDesc& d, const float* p, const float* t,
                                 float* loss) override {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace elektronn::kernels::cpu {
 namespace {
@@ -120,6 +121,23 @@ void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, cons
       Store(dp, i, k * g, acc);
     });
   }
+}
+
+void NllClassWeightsBackward(const Backend::NllDesc& d, const float* p, const float* t,
+                             const float* dl, double n_total, float* dcw, bool acc) {
+  const double scale = NllScale(d, n_total);
+  // The loss is linear in each weight: dL/dcw_c is the class-c term without the class weight.
+  thread_local std::vector<double> sum;  // grows on first use only: a step must not allocate
+  sum.assign(d.n_class, 0.0);
+  for (int64_t r = 0; r < d.rows; ++r) {
+    const double k = dl[r] * scale;
+    const float ew = d.example_weights ? d.example_weights[r] : 1.f;
+    ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float, float) {
+      const int64_t c = (i - r * d.channels) % d.n_class;
+      sum[c] += k * (NegXLogY(tv * ew, p[i] + kEps) + NegXLogY(m * ew, 1.f - p[i] + kEps));
+    });
+  }
+  for (int64_t c = 0; c < d.n_class; ++c) Store(dcw, c, static_cast<float>(sum[c]), acc);
 }
 
 int64_t RegressionLossForward(const Backend::RegressionLossDesc& d, const float* p, const float* t,

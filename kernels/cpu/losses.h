@@ -14,6 +14,8 @@ bool IsIgnoredTarget(float t);
 double NllForward(const Backend::NllDesc& d, const float* p, const float* t, float* loss);
 void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, const float* dl,
                  double n_total, float* dp, bool acc);
+void NllClassWeightsBackward(const Backend::NllDesc& d, const float* p, const float* t,
+                             const float* dl, double n_total, float* dcw, bool acc);
 
 int64_t RegressionLossForward(const Backend::RegressionLossDesc& d, const float* p, const float* t,
                               float* loss);

@@ -104,6 +104,13 @@ absl::StatusOr<Outcome> RunNllExt(const NllCase& c, Pass pass, Backend& b, Input
   b.NllBackward(d, dprobs.data(), dtarget.data(), ddl.data(), want.n_total, dp.data(), acc);
   const Vec g = ref::NllExtBackward(p, probs, target, dl, want.n_total);
   out.outputs.push_back({"diff_probs", dp.Download(), acc ? Plus(prior, g) : g});
+  // The class weights' gradient (class_weights given as a node).
+  const Vec cw_prior = acc ? rng.Uniform(p.n_class) : Stale(p.n_class);
+  DeviceBuffer dcw(b, cw_prior);
+  b.NllClassWeightsBackward(d, dprobs.data(), dtarget.data(), ddl.data(), want.n_total, dcw.data(),
+                            acc);
+  const Vec gcw = ref::NllExtClassWeightsBackward(p, probs, target, dl, want.n_total);
+  out.outputs.push_back({"diff_class_weights", dcw.Download(), acc ? Plus(cw_prior, gcw) : gcw});
   return out;
 }
 

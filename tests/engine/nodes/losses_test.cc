@@ -250,6 +250,50 @@ TEST(LossesGradient, MultinoulliNllOptions) {
   }
 }
 
+// class_weights as a node: the gradient flows into it (and into the prediction), with the
+// example weights and both masks after it in the input list.
+TEST(LossesGradient, MultinoulliNllClassWeightsNode) {
+  for (bool sparse : {true, false}) {
+    for (bool extras : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "sparse " << sparse << " extras " << extras);
+      Spec s;
+      std::string x = s.m.Input({2, 3, 4}, "b,f,x", "x");
+      std::string p = s.m.Softmax(x);
+      std::string t = s.m.InputLike(p, sparse ? 1 : 0, "target");
+      std::string cw = s.m.Input({1, 3}, "b,f", "cw");
+      std::vector<std::string> inputs = {p, t, cw};
+      GradientCheckOptions o;
+      o.input_values["cw"] = {0.6f, 1.4f, 0.9f};
+      if (sparse) {
+        o.fixed_inputs_integer = {"target"};
+        o.n_classes = 3;
+        o.ignored_label_share = 0.25;
+      } else {
+        std::vector<float> logical(24, 0.f);  // (b, f, x): one-hot, x = 0 unlabelled
+        for (int b = 0; b < 2; ++b)
+          for (int xx = 1; xx < 4; ++xx) logical[(b * 3 + (b + xx) % 3) * 4 + xx] = 1.f;
+        o.input_values["target"] = logical;
+      }
+      if (extras) {
+        inputs.push_back(s.m.Input({2, 1, 4}, "b,f,x", "ew"));
+        inputs.push_back(s.m.Input({2, 3}, "b,f", "mn"));
+        o.input_values["ew"] = {0.5f, 1.f, 2.f, 1.5f, 0.f, 1.f, 3.f, 0.7f};
+        o.input_values["mn"] = {0.f, 0.f, 1.f, 1.f, 0.f, 0.f};
+      }
+      s.Add("nll", inputs, [&](v1::NodeSpec& n) {
+        v1::MultinoulliNLLOp* op = n.mutable_multinoulli_nll();
+        op->set_target_is_sparse(sparse);
+        op->set_has_class_weights(true);
+        op->set_has_example_weights(extras);
+        op->set_has_mask_class_not_present(extras);
+        op->set_weakness(extras ? 0.2f : 0.f);
+      });
+      s.Add("loss", {"nll"}, [](v1::NodeSpec& n) { n.mutable_aggregate_loss(); });
+      ExpectGradientsMatch(s.Get(), "loss", {x, cw}, o);
+    }
+  }
+}
+
 // --- normalisations against hand-computed values ---
 
 constexpr double kEps = 1e-5;
@@ -379,6 +423,19 @@ TEST(LossesValue, MultinoulliNllOptionsNormalisation) {
   // weakness 0.5: labelled targets become 0.5 one-hot + 0.5 (0.25, 0.75).
   EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) { op->set_weakness(0.5f); }),
               ((0.625 * l0 + 0.375 * l1) + 2 * (0.125 * l0 + 0.875 * l1)) / (3 + kEps), 2e-6);
+  // class_weights (3, 0.5), as a list and as a node: each term times its class's weight.
+  const double weighted = (3 * l0 + 2 * 0.5 * l1) / (3 + kEps);
+  EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) {
+                op->add_class_weights(3.f);
+                op->add_class_weights(0.5f);
+              }),
+              weighted, 2e-6);
+  EXPECT_NEAR(value([](Spec& s, auto& inputs, auto* op, In& in) {
+                inputs.push_back(s.m.Input({1, 2}, "b,f", "cw"));
+                op->set_has_class_weights(true);
+                in["cw"] = {3.f, 0.5f};
+              }),
+              weighted, 2e-6);
   // BlockedMultinoulliNLL: QUIRK 15 kept, the blocking has no effect.
   EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) {
                 op->set_blocked(true);
