@@ -249,21 +249,22 @@ class CpuBackend final : public Backend {
                          float* dp, bool acc) override {
     cpu::BinaryNllBackward(n, p, t, dl, n_lab, dp, acc);
   }
-  void GaussianNllForward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
-                          float* loss) override {
-    cpu::GaussianNllForward(n, lg, mu, sig, t, loss);
+  void GaussianNllForward(int64_t n, SampleAxis s, bool lg, const float* mu, const float* sig,
+                          const float* t, float* loss) override {
+    cpu::GaussianNllForward(n, s, lg, mu, sig, t, loss);
   }
-  void GaussianNllBackward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
-                           const float* dl, float* dmu, bool amu, float* dsig, bool asig) override {
-    cpu::GaussianNllBackward(n, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
+  void GaussianNllBackward(int64_t n, SampleAxis s, bool lg, const float* mu, const float* sig,
+                           const float* t, const float* dl, float* dmu, bool amu, float* dsig,
+                           bool asig) override {
+    cpu::GaussianNllBackward(n, s, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
   }
-  void BetaNllForward(int64_t n, const float* m, const float* c, const float* t,
+  void BetaNllForward(int64_t n, SampleAxis s, const float* m, const float* c, const float* t,
                       float* loss) override {
-    cpu::BetaNllForward(n, m, c, t, loss);
+    cpu::BetaNllForward(n, s, m, c, t, loss);
   }
-  void BetaNllBackward(int64_t n, const float* m, const float* c, const float* t, const float* dl,
-                       float* dm, bool am, float* dc, bool ac) override {
-    cpu::BetaNllBackward(n, m, c, t, dl, dm, am, dc, ac);
+  void BetaNllBackward(int64_t n, SampleAxis s, const float* m, const float* c, const float* t,
+                       const float* dl, float* dm, bool am, float* dc, bool ac) override {
+    cpu::BetaNllBackward(n, s, m, c, t, dl, dm, am, dc, ac);
   }
   void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
                                 int64_t ch) override {

@@ -28,6 +28,11 @@ double Digamma(double x) {
 
 inline void Store(float* dst, int64_t i, float v, bool acc) { dst[i] = acc ? dst[i] + v : v; }
 
+// The target element of prediction element i when the target is broadcast over 's'.
+inline int64_t SampleTarget(const Backend::SampleAxis& s, int64_t i) {
+  return s.samples == 1 ? i : (i / (s.samples * s.inner)) * s.inner + i % s.inner;
+}
+
 int64_t CountLabelled(const float* t, int64_t n) {
   int64_t k = 0;
   for (int64_t i = 0; i < n; ++i) k += !IsIgnoredTarget(t[i]);
@@ -225,23 +230,23 @@ void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* d
   }
 }
 
-void GaussianNllForward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                        const float* t, float* loss) {
+void GaussianNllForward(int64_t n, Backend::SampleAxis sa, bool sig_is_log, const float* mu,
+                        const float* sig, const float* t, float* loss) {
   const float half_log_2pi = static_cast<float>(0.5 * std::log(2 * M_PI));
   for (int64_t i = 0; i < n; ++i) {
     const float s = sig_is_log ? std::exp(sig[i]) : sig[i];
     const float log_s = sig_is_log ? sig[i] : std::log(sig[i]);
-    const float z = (t[i] - mu[i]) / s;
+    const float z = (t[SampleTarget(sa, i)] - mu[i]) / s;
     loss[i] = half_log_2pi + log_s + 0.5f * z * z;
   }
 }
 
-void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                         const float* t, const float* dl, float* dmu, bool acc_mu, float* dsig,
-                         bool acc_sig) {
+void GaussianNllBackward(int64_t n, Backend::SampleAxis sa, bool sig_is_log, const float* mu,
+                         const float* sig, const float* t, const float* dl, float* dmu, bool acc_mu,
+                         float* dsig, bool acc_sig) {
   for (int64_t i = 0; i < n; ++i) {
     const float s = sig_is_log ? std::exp(sig[i]) : sig[i];
-    const float z = (t[i] - mu[i]) / s;
+    const float z = (t[SampleTarget(sa, i)] - mu[i]) / s;
     if (dmu) Store(dmu, i, -dl[i] * z / s, acc_mu);
     if (dsig) {
       // d/d sigma = 1/sigma - z^2/sigma; d/d ln(sigma) = 1 - z^2.
@@ -251,9 +256,10 @@ void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const floa
   }
 }
 
-void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* t, float* loss) {
+void BetaNllForward(int64_t n, Backend::SampleAxis sa, const float* mode, const float* conc,
+                    const float* t, float* loss) {
   for (int64_t i = 0; i < n; ++i) {
-    const double m = mode[i], c = conc[i], x = t[i];
+    const double m = mode[i], c = conc[i], x = t[SampleTarget(sa, i)];
     const double a = m * (c - 2) + 1, b = (1 - m) * (c - 2) + 1;
     const double log_pdf = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
                            (a - 1) * std::log(x + kEps) + (b - 1) * std::log(1 - x + kEps);
@@ -262,10 +268,11 @@ void BetaNllForward(int64_t n, const float* mode, const float* conc, const float
   }
 }
 
-void BetaNllBackward(int64_t n, const float* mode, const float* conc, const float* t,
-                     const float* dl, float* dmode, bool acc_mode, float* dconc, bool acc_conc) {
+void BetaNllBackward(int64_t n, Backend::SampleAxis sa, const float* mode, const float* conc,
+                     const float* t, const float* dl, float* dmode, bool acc_mode, float* dconc,
+                     bool acc_conc) {
   for (int64_t i = 0; i < n; ++i) {
-    const double m = mode[i], c = conc[i], x = t[i];
+    const double m = mode[i], c = conc[i], x = t[SampleTarget(sa, i)];
     const double a = m * (c - 2) + 1, b = (1 - m) * (c - 2) + 1;
     const double ga = -(Digamma(a + b) - Digamma(a) + std::log(x + kEps));
     const double gb = -(Digamma(a + b) - Digamma(b) + std::log(1 - x + kEps));

@@ -173,51 +173,72 @@ absl::StatusOr<Outcome> RunBinaryNll(bool entropy, Pass pass, Backend& b, InputR
   return out;
 }
 
-absl::StatusOr<Outcome> RunGaussian(bool log_sig, Pass pass, Backend& b, InputRng& rng) {
-  const int64_t n = 40;
-  const Vec mu = rng.Uniform(n, -1.f, 1.f), target = rng.Uniform(n, -1.f, 1.f),
+// A prediction of (outer, samples, inner) elements whose target has (outer, inner) elements
+// (GaussianNLL / BetaNLL with an 's' axis); samples = 1 is the plain case. The reference gets the
+// target expanded over the samples by hand.
+struct Sampled {
+  int64_t outer = 40, samples = 1, inner = 1;
+  int64_t n() const { return outer * samples * inner; }
+  int64_t n_target() const { return outer * inner; }
+  Backend::SampleAxis axis() const { return {samples, inner}; }
+  Vec Expand(const Vec& t) const {
+    Vec e;
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t s = 0; s < samples; ++s)
+        for (int64_t i = 0; i < inner; ++i) e.push_back(t[o * inner + i]);
+    return e;
+  }
+};
+
+absl::StatusOr<Outcome> RunGaussian(bool log_sig, Sampled sh, Pass pass, Backend& b,
+                                    InputRng& rng) {
+  const int64_t n = sh.n();
+  const Vec mu = rng.Uniform(n, -1.f, 1.f), target = rng.Uniform(sh.n_target(), -1.f, 1.f),
             sig = log_sig ? rng.Uniform(n, -1.f, 1.f) : rng.Uniform(n, 0.3f, 2.f);
+  const Vec expanded = sh.Expand(target);
   DeviceBuffer dmu(b, mu), dsig(b, sig), dt(b, target);
   Outcome out;
   if (pass == Pass::kForward) {
     DeviceBuffer loss(b, Stale(n));
-    b.GaussianNllForward(n, log_sig, dmu.data(), dsig.data(), dt.data(), loss.data());
+    b.GaussianNllForward(n, sh.axis(), log_sig, dmu.data(), dsig.data(), dt.data(), loss.data());
     out.outputs.push_back(
-        {"loss", loss.Download(), ref::GaussianNllForward(log_sig, mu, sig, target)});
+        {"loss", loss.Download(), ref::GaussianNllForward(log_sig, mu, sig, expanded)});
     return out;
   }
   const bool acc = pass == Pass::kBackwardAccumulate;
   const Vec dl = rng.Uniform(n), p1 = acc ? rng.Uniform(n) : Stale(n),
             p2 = acc ? rng.Uniform(n) : Stale(n);
   DeviceBuffer ddl(b, dl), gmu(b, p1), gsig(b, p2);
-  b.GaussianNllBackward(n, log_sig, dmu.data(), dsig.data(), dt.data(), ddl.data(), gmu.data(), acc,
-                        gsig.data(), acc);
+  b.GaussianNllBackward(n, sh.axis(), log_sig, dmu.data(), dsig.data(), dt.data(), ddl.data(),
+                        gmu.data(), acc, gsig.data(), acc);
   Vec wmu, wsig;
-  ref::GaussianNllBackward(log_sig, mu, sig, target, dl, &wmu, &wsig);
+  ref::GaussianNllBackward(log_sig, mu, sig, expanded, dl, &wmu, &wsig);
   out.outputs.push_back({"diff_mu", gmu.Download(), acc ? Plus(p1, wmu) : wmu});
   out.outputs.push_back({"diff_sig", gsig.Download(), acc ? Plus(p2, wsig) : wsig});
   return out;
 }
 
-absl::StatusOr<Outcome> RunBeta(Pass pass, Backend& b, InputRng& rng) {
-  const int64_t n = 40;
+absl::StatusOr<Outcome> RunBeta(Sampled sh, Pass pass, Backend& b, InputRng& rng) {
+  const int64_t n = sh.n();
   const Vec mode = rng.Uniform(n, 0.1f, 0.9f), conc = rng.Uniform(n, 2.5f, 12.f),
-            target = rng.Uniform(n, 0.02f, 0.98f);
+            target = rng.Uniform(sh.n_target(), 0.02f, 0.98f);
+  const Vec expanded = sh.Expand(target);
   DeviceBuffer dm(b, mode), dc(b, conc), dt(b, target);
   Outcome out;
   if (pass == Pass::kForward) {
     DeviceBuffer loss(b, Stale(n));
-    b.BetaNllForward(n, dm.data(), dc.data(), dt.data(), loss.data());
-    out.outputs.push_back({"loss", loss.Download(), ref::BetaNllForward(mode, conc, target)});
+    b.BetaNllForward(n, sh.axis(), dm.data(), dc.data(), dt.data(), loss.data());
+    out.outputs.push_back({"loss", loss.Download(), ref::BetaNllForward(mode, conc, expanded)});
     return out;
   }
   const bool acc = pass == Pass::kBackwardAccumulate;
   const Vec dl = rng.Uniform(n), p1 = acc ? rng.Uniform(n) : Stale(n),
             p2 = acc ? rng.Uniform(n) : Stale(n);
   DeviceBuffer ddl(b, dl), gm(b, p1), gc(b, p2);
-  b.BetaNllBackward(n, dm.data(), dc.data(), dt.data(), ddl.data(), gm.data(), acc, gc.data(), acc);
+  b.BetaNllBackward(n, sh.axis(), dm.data(), dc.data(), dt.data(), ddl.data(), gm.data(), acc,
+                    gc.data(), acc);
   Vec wm, wc;
-  ref::BetaNllBackward(mode, conc, target, dl, &wm, &wc);
+  ref::BetaNllBackward(mode, conc, expanded, dl, &wm, &wc);
   out.outputs.push_back({"diff_mode", gm.Download(), acc ? Plus(p1, wm) : wm});
   out.outputs.push_back({"diff_conc", gc.Download(), acc ? Plus(p2, wc) : wc});
   return out;
@@ -315,13 +336,18 @@ std::vector<ParityCase> LossCases() {
     for (bool e : {false, true}) {
       cases.push_back({std::string("BinaryNll") + (e ? "LabelEntropy" : "") + pn,
                        [e, pass](Backend& b, InputRng& r) { return RunBinaryNll(e, pass, b, r); }});
-      cases.push_back({std::string("GaussianNll") + (e ? "SigIsLog" : "") + pn,
-                       [e, pass](Backend& b, InputRng& r) { return RunGaussian(e, pass, b, r); }});
+      for (auto [sname, sh] : {std::pair{"", Sampled{}}, {"Samples", Sampled{3, 4, 5}}}) {
+        cases.push_back(
+            {std::string("GaussianNll") + (e ? "SigIsLog" : "") + sname + pn,
+             [e, sh, pass](Backend& b, InputRng& r) { return RunGaussian(e, sh, pass, b, r); }});
+      }
       cases.push_back({std::string(e ? "RampLoss" : "EuclideanDistance") + pn,
                        [e, pass](Backend& b, InputRng& r) { return RunPair(e, pass, b, r); }});
     }
-    cases.push_back(
-        {"BetaNll" + pn, [pass](Backend& b, InputRng& r) { return RunBeta(pass, b, r); }});
+    for (auto [sname, sh] : {std::pair{"", Sampled{}}, {"Samples", Sampled{3, 4, 5}}}) {
+      cases.push_back({"BetaNll" + std::string(sname) + pn,
+                       [sh, pass](Backend& b, InputRng& r) { return RunBeta(sh, pass, b, r); }});
+    }
     for (auto [name, sp] : {std::pair{"1d", std::vector<int64_t>{7}},
                             {"2d", std::vector<int64_t>{4, 5}},
                             {"3d", std::vector<int64_t>{3, 4, 5}}}) {

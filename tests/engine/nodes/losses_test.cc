@@ -143,6 +143,39 @@ TEST(LossesGradient, BetaNll) {
   ExpectGradientsMatch(s.Get(), "beta", {m_raw, c}, o);
 }
 
+// GaussianNLL and BetaNLL on a prediction with a sample axis 's' (GaussianRV with n_samples):
+// the target (b, f, x) is broadcast over the samples, as ELEKTRONN2's loss.py does.
+TEST(LossesGradient, GaussianAndBetaNllTargetBroadcastOverSamples) {
+  for (int kind : {0, 1, 2}) {  // Gaussian, Gaussian with sig_is_log, Beta
+    SCOPED_TRACE(kind);
+    Spec s;
+    std::string mu_in = s.m.Input({2, 2, 3}, "b,f,x", "mu_in");
+    std::string ls_in = s.m.Input({2, 2, 3}, "b,f,x", "ls_in");
+    std::string rv = s.Add("rv", {mu_in, ls_in},
+                           [](v1::NodeSpec& n) { n.mutable_gaussian_rv()->set_n_samples(3); });
+    std::string t = s.m.Input({2, 2, 3}, "b,f,x", "target");
+    GradientCheckOptions o;
+    if (kind < 2) {
+      std::string sig = kind == 1 ? rv : "sig";
+      if (kind == 0) {
+        s.Add("sig", {rv},
+              [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::SOFTPLUS); });
+      }
+      s.Add("loss", {rv, sig, t},
+            [&](v1::NodeSpec& n) { n.mutable_gaussian_nll()->set_sig_is_log(kind == 1); });
+    } else {
+      s.Add("mode", {rv},
+            [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::SIGMOID); });
+      s.Add("conc", {rv},
+            [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::CONCENTRATION); });
+      s.Add("loss", {"mode", "conc", t}, [](v1::NodeSpec& n) { n.mutable_beta_nll(); });
+      o.input_values["target"] = {0.1f, 0.3f, 0.5f, 0.7f,  0.9f,  0.2f,
+                                  0.6f, 0.8f, 0.4f, 0.15f, 0.85f, 0.55f};
+    }
+    ExpectGradientsMatch(s.Get(), "loss", {mu_in, ls_in}, o);
+  }
+}
+
 TEST(LossesGradient, EuclideanDistanceAndRampLossBothInputs) {
   {
     Spec s;
@@ -371,6 +404,34 @@ TEST(LossesValue, GaussianBetaEuclideanRamp) {
   EXPECT_NEAR(r["d"][0], 5.0, 1e-6);  // |(0, 3) - (4, 0)|
   // mean over f of max(a - c + 0.5, 0) = (0 + 3.5) / 2.
   EXPECT_NEAR(r["ramp"][0], 1.75, 1e-6);
+}
+
+// GaussianNLL with samples: every sample (b, s, f, x) is compared with target (b, f, x).
+TEST(LossesValue, GaussianNllTargetBroadcastOverSamples) {
+  Spec s;
+  std::string mu_in = s.m.Input({2, 2, 3}, "b,f,x", "mu_in");
+  std::string ls_in = s.m.Input({2, 2, 3}, "b,f,x", "ls_in");
+  s.Add("rv", {mu_in, ls_in}, [](v1::NodeSpec& n) { n.mutable_gaussian_rv()->set_n_samples(3); });
+  std::string t = s.m.Input({2, 2, 3}, "b,f,x", "t");
+  s.Add("g", {"rv", "rv", t},
+        [](v1::NodeSpec& n) { n.mutable_gaussian_nll()->set_sig_is_log(true); });
+  std::vector<float> tv(12), mv(12), lv(12, -0.5f);
+  for (int i = 0; i < 12; ++i) {
+    tv[i] = 0.3f * i - 1.f;
+    mv[i] = 0.1f * i;
+  }
+  auto r = Eval(s.Get(), {{"mu_in", mv}, {"ls_in", lv}, {"t", tv}}, {"rv", "g"});
+  ASSERT_EQ(r["g"].size(), 36u);
+  for (int b = 0; b < 2; ++b)
+    for (int smp = 0; smp < 3; ++smp)
+      for (int f = 0; f < 2; ++f)
+        for (int x = 0; x < 3; ++x) {
+          const int i = ((b * 3 + smp) * 2 + f) * 3 + x;  // logical (b, s, f, x)
+          const double v = r["rv"][i], target = tv[(b * 2 + f) * 3 + x];
+          const double want =
+              0.5 * std::log(2 * M_PI) + v + 0.5 * std::pow((target - v) / std::exp(v), 2);
+          EXPECT_NEAR(r["g"][i], want, 1e-5 * std::max(1.0, std::fabs(want))) << i;
+        }
 }
 
 // After AggregateLoss, MultinoulliNLL is (sum of -cw ew log p_true + not-present terms) /
