@@ -14,41 +14,12 @@
 #include "kernels/cpu/deconv.h"      // UpConv family
 #include "kernels/cpu/losses.h"      // losses family (issue 11)
 #include "kernels/cpu/onednn_util.h"
+#include "kernels/cpu/parallel.h"    // ParallelFor, kMinParallelIterations
 #include "kernels/cpu/structural.h"  // structural family (issue 11)
 
 namespace elektronn::kernels {
 
 namespace cpu {
-
-// Loops shorter than this run on one thread: waking the OpenMP team costs more than it saves,
-// and every parallel region is a barrier that stalls when another thread (a data worker) holds
-// a core.
-constexpr int64_t kMinParallelIterations = 16384;
-
-// Runs body(i) for i in [0, n): on the OpenMP team when n is large, else inline. Deliberately not
-// an `if` clause: an `if (false)` parallel region still makes libgomp allocate (and free) a
-// one-thread team on every call, and a steady-state training step must not allocate
-// (tests/engine/training_test.cc).
-template <typename Body>
-void ParallelFor(int64_t n, const Body& body) {
-  if (n > kMinParallelIterations) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
-  } else {
-    for (int64_t i = 0; i < n; ++i) body(i);
-  }
-}
-// The same for element-wise loops the compiler should vectorise.
-template <typename Body>
-void ParallelForSimd(int64_t n, const Body& body) {
-  if (n > kMinParallelIterations) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) body(i);
-  }
-}
 
 void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out) {
   const int nt = omp_get_max_threads();

@@ -1,10 +1,14 @@
 // CPU kernels of the losses family: straightforward loops (memory-bound, cheap next to the
-// convolutions); the normalisers are reduced in double.
+// convolutions), MultinoulliNLL's on the OpenMP team; the normalisers are reduced in double.
 #include "kernels/cpu/losses.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
 
 namespace elektronn::kernels::cpu {
 namespace {
@@ -89,33 +93,36 @@ void ForRowElements(const Backend::NllDesc& d, const float* p, const float* t, i
 
 bool IsIgnoredTarget(float t) { return std::fabs(t + 666.f) <= 1e-8f + 1e-5f * 666.f; }
 
+// Rows are independent: the NLL loops run on the OpenMP team (ParallelFor) above
+// kMinParallelIterations rows, the normaliser and the class-weight sums are reduced per thread.
 double NllForward(const Backend::NllDesc& d, const float* p, const float* t, float* loss) {
   const int64_t n_indep = d.channels / d.n_class;
-  double n_total = 0;
-  for (int64_t r = 0; r < d.rows; ++r) {
+  const double n_total = ParallelSum(d.rows, [&](int64_t r) {
     const int64_t b = r / std::max<int64_t>(1, d.rows / std::max<int64_t>(1, d.batch));
+    double n = 0;
     for (int64_t g = 0; g < n_indep; ++g)
       for (int64_t c = 0; c < d.n_class; ++c) {
-        n_total += HardTarget(d, t, r, g, c, b);
+        n += HardTarget(d, t, r, g, c, b);
         if (d.mask_class_not_present)
-          n_total += d.mask_class_not_present[b * d.channels + g * d.n_class + c];
+          n += d.mask_class_not_present[b * d.channels + g * d.n_class + c];
       }
-  }
+    return n;
+  });
   const float scale = static_cast<float>(NllScale(d, n_total));
-  for (int64_t r = 0; r < d.rows; ++r) {
+  ParallelFor(d.rows, [&](int64_t r) {
     float s = 0.f;
     ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float w, float) {
       s += NegXLogY(tv * w, p[i] + kEps) + NegXLogY(m * w, 1.f - p[i] + kEps);
     });
     loss[r] = scale * s;
-  }
+  });
   return n_total;
 }
 
 void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, const float* dl,
                  double n_total, float* dp, bool acc) {
   const float scale = static_cast<float>(NllScale(d, n_total));
-  for (int64_t r = 0; r < d.rows; ++r) {
+  ParallelFor(d.rows, [&](int64_t r) {
     const float k = dl[r] * scale;
     ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float w, float weak) {
       float g = 0.f;
@@ -125,24 +132,41 @@ void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, cons
       if (m != 0.f) g += m * w / (1.f - p[i] + kEps);
       Store(dp, i, k * g, acc);
     });
-  }
+  });
 }
 
 void NllClassWeightsBackward(const Backend::NllDesc& d, const float* p, const float* t,
                              const float* dl, double n_total, float* dcw, bool acc) {
   const double scale = NllScale(d, n_total);
   // The loss is linear in each weight: dL/dcw_c is the class-c term without the class weight.
-  thread_local std::vector<double> sum;  // grows on first use only: a step must not allocate
-  sum.assign(d.n_class, 0.0);
-  for (int64_t r = 0; r < d.rows; ++r) {
+  // One row of n_class partial sums per thread, added up at the end.
+  const int nt = d.rows > kMinParallelIterations ? omp_get_max_threads() : 1;
+  thread_local std::vector<double> partial;  // grows on first use only: a step must not allocate
+  partial.assign(static_cast<size_t>(nt) * d.n_class, 0.0);
+  auto add_row = [&](double* sum, int64_t r) {
     const double k = dl[r] * scale;
     const float ew = d.example_weights ? d.example_weights[r] : 1.f;
     ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float, float) {
       const int64_t c = (i - r * d.channels) % d.n_class;
       sum[c] += k * (NegXLogY(tv * ew, p[i] + kEps) + NegXLogY(m * ew, 1.f - p[i] + kEps));
     });
+  };
+  double* part = partial.data();
+  if (nt > 1) {  // not an `if` clause: see ParallelFor
+#pragma omp parallel num_threads(nt)
+    {
+      double* local = part + omp_get_thread_num() * d.n_class;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < d.rows; ++r) add_row(local, r);
+    }
+  } else {
+    for (int64_t r = 0; r < d.rows; ++r) add_row(part, r);
   }
-  for (int64_t c = 0; c < d.n_class; ++c) Store(dcw, c, static_cast<float>(sum[c]), acc);
+  for (int64_t c = 0; c < d.n_class; ++c) {
+    double s = 0;
+    for (int th = 0; th < nt; ++th) s += part[th * d.n_class + c];
+    Store(dcw, c, static_cast<float>(s), acc);
+  }
 }
 
 int64_t RegressionLossForward(const Backend::RegressionLossDesc& d, const float* p, const float* t,

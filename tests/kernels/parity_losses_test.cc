@@ -44,12 +44,15 @@ Vec Targets(InputRng& rng, int64_t n, float lo = -2.f, float hi = 2.f) {
 struct NllCase {
   bool sparse, weights, masks, weak;
   int64_t n_indep;
+  // Rows per example; above kernels/cpu/parallel.h's kMinParallelIterations in all (2 examples)
+  // the CPU loops run on the OpenMP team.
+  int64_t rows_per_example = 7;
 };
 
 absl::StatusOr<Outcome> RunNllExt(const NllCase& c, Pass pass, Backend& b, InputRng& rng) {
   ref::NllExt p;
   p.batch = 2;
-  p.rows = 2 * 7;
+  p.rows = 2 * c.rows_per_example;
   p.n_class = 3;
   p.channels = 3 * c.n_indep;
   p.sparse = c.sparse;
@@ -318,7 +321,10 @@ std::vector<ParityCase> LossCases() {
                            {"Masks", NllCase{true, false, true, false, 1}},
                            {"MasksIndep2", NllCase{true, false, true, false, 2}},
                            {"Weakness", NllCase{true, false, false, true, 1}},
-                           {"AllDense", NllCase{false, true, true, true, 1}}}) {
+                           {"AllDense", NllCase{false, true, true, true, 1}},
+                           // 2 x 9000 rows: the threaded path of the CPU backend.
+                           {"AllDenseParallel", NllCase{false, true, true, true, 1, 9000}},
+                           {"SparseIndep2Parallel", NllCase{true, false, true, false, 2, 9000}}}) {
       cases.push_back({std::string("NllExt") + name + pn,
                        [c, pass](Backend& b, InputRng& r) { return RunNllExt(c, pass, b, r); }});
     }
