@@ -202,6 +202,13 @@ class Backend {
   virtual void NllBackward(const NllDesc& d, const float* probs, const float* target,
                            const float* diff_loss, double n_total, float* diff_probs,
                            bool accumulate) = 0;
+  // The gradient with respect to d.class_weights (n_class values; class_weights given as a
+  // node): diff_cw[c] = sum over rows and groups of diff_loss[r] * scale *
+  // (-t ew log(p + 1e-5) - m ew log(1 - p + 1e-5)) of class c. The normaliser does not depend
+  // on the weights.
+  virtual void NllClassWeightsBackward(const NllDesc& d, const float* probs, const float* target,
+                                       const float* diff_loss, double n_total,
+                                       float* diff_class_weights, bool accumulate) = 0;
   // Number of rows whose arg-max class differs from a labelled target, and of labelled rows.
   virtual void CountErrors(const float* probs, const float* target, int64_t rows, int64_t channels,
                            int64_t n_class, bool sparse, int64_t* wrong, int64_t* labelled) = 0;
@@ -308,18 +315,26 @@ class Backend {
   virtual void BinaryNllBackward(int64_t n, const float* pred, const float* target,
                                  const float* diff_loss, int64_t n_labelled, float* diff_pred,
                                  bool accumulate) = 0;
+  // GaussianNLL and BetaNLL take the target broadcast over a sample axis 's' of the prediction
+  // (ELEKTRONN2 dimshuffles it in): element i of the n-element prediction reads target element
+  // (i / (samples * inner)) * inner + i % inner, where `inner` is the number of elements after
+  // 's' in memory. The default (samples = 1) is one target per element.
+  struct SampleAxis {
+    int64_t samples = 1, inner = 1;
+  };
   // 0.5 ln(2 pi) + ln sig + 0.5 ((t - mu) / sig)^2; sig_is_log: sig holds ln(sigma).
-  virtual void GaussianNllForward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                                  const float* target, float* loss) = 0;
-  virtual void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                                   const float* target, const float* diff_loss, float* diff_mu,
-                                   bool accumulate_mu, float* diff_sig, bool accumulate_sig) = 0;
+  virtual void GaussianNllForward(int64_t n, SampleAxis s, bool sig_is_log, const float* mu,
+                                  const float* sig, const float* target, float* loss) = 0;
+  virtual void GaussianNllBackward(int64_t n, SampleAxis s, bool sig_is_log, const float* mu,
+                                   const float* sig, const float* target, const float* diff_loss,
+                                   float* diff_mu, bool accumulate_mu, float* diff_sig,
+                                   bool accumulate_sig) = 0;
   // -log Beta(t; a, b) + softplus(-c), a = m (c-2) + 1, b = (1-m)(c-2) + 1.
-  virtual void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* target,
-                              float* loss) = 0;
-  virtual void BetaNllBackward(int64_t n, const float* mode, const float* conc, const float* target,
-                               const float* diff_loss, float* diff_mode, bool accumulate_mode,
-                               float* diff_conc, bool accumulate_conc) = 0;
+  virtual void BetaNllForward(int64_t n, SampleAxis s, const float* mode, const float* conc,
+                              const float* target, float* loss) = 0;
+  virtual void BetaNllBackward(int64_t n, SampleAxis s, const float* mode, const float* conc,
+                               const float* target, const float* diff_loss, float* diff_mode,
+                               bool accumulate_mode, float* diff_conc, bool accumulate_conc) = 0;
   // out[r] = || a[r,:] - b[r,:] ||_2 ; diff_a / diff_b may be null.
   virtual void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
                                         int64_t channels) = 0;

@@ -113,12 +113,22 @@ absl::Status Graph::Build(const v1::ModelSpec& spec, Graph* g) {
 // what its offsets (diff / 2, the label crop of the batch creator) follow; the dense predictor,
 // which needs the extent, adds the 1 back (engine/predict/predictor.cc).
 absl::Status Graph::RepairPredictionFov() {
+  fov_warning_.clear();
   const v1::Designations& d = spec_.designations();
   Node* pred = Find(d.prediction_node());
   Node* in = Find(d.input_node().empty() ? std::string("input") : d.input_node());
   if (pred == nullptr || in == nullptr) return absl::OkStatus();
   const TaggedShape& ps = pred->shape();
   if (std::none_of(ps.fov().begin(), ps.fov().end(), [](int64_t f) { return f < 0; })) {
+    // ELEKTRONN2 (fov_all_centered: every fov odd) only warns: the offsets fov / 2 round down,
+    // so the prediction sits half a voxel off the label patch's centre.
+    if (std::any_of(ps.fov().begin(), ps.fov().end(), [](int64_t f) { return f % 2 == 0; })) {
+      fov_warning_ = absl::StrFormat(
+          "Not all fields of view are centred (odd): prediction node '%s' has fov (%s), offsets "
+          "(%s); an even fov puts the output half a voxel off the centre of its input window, "
+          "which might cause problems for many setups",
+          pred->name(), absl::StrJoin(ps.fov(), ", "), absl::StrJoin(ps.offsets(), ", "));
+    }
     return absl::OkStatus();
   }
   const TaggedShape& is = in->shape();

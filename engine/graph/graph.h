@@ -51,7 +51,11 @@ class Graph {
   // per axis diff = input size - (stride * (out - 1) + 1); an odd diff is an error ("FOV is not
   // centered"), else the prediction and target nodes' fov become diff (offsets diff / 2).
   // Build applies it; Network::Compile again after re-inferring shapes for the batch size.
+  // Without a negative fov, an even fov of the prediction leaves fov_warning() set (ELEKTRONN2
+  // warns "Not all field of views are centered" and goes on).
   absl::Status RepairPredictionFov();
+  // Empty, or the warning of RepairPredictionFov (shown by `elektronn check` and the trainer).
+  const std::string& fov_warning() const { return fov_warning_; }
 
  private:
   static absl::Status Build(const v1::ModelSpec& spec, Graph* g);
@@ -59,6 +63,7 @@ class Graph {
   v1::ModelSpec spec_;
   std::vector<std::unique_ptr<Node>> nodes_;
   absl::flat_hash_map<std::string, Node*> by_name_;
+  std::string fov_warning_;
 };
 
 }  // namespace elektronn

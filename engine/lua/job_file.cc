@@ -220,6 +220,7 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
     nlohmann::ordered_json out = {{"nodes", nlohmann::ordered_json::array()},
                                   {"prediction", nullptr},
                                   {"total_params", 0},
+                                  {"warnings", nlohmann::ordered_json::array()},
                                   {"model_load_path", job.training().model_load_path()}};
     return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
@@ -248,8 +249,12 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
                   {"offsets", p->shape().offsets()},
                   {"strides", p->shape().strides()}};
   }
-  nlohmann::ordered_json out = {
-      {"nodes", nodes}, {"prediction", prediction}, {"total_params", summary.total_params}};
+  nlohmann::ordered_json warnings = nlohmann::ordered_json::array();
+  if (!graph->fov_warning().empty()) warnings.push_back(graph->fov_warning());
+  nlohmann::ordered_json out = {{"nodes", nodes},
+                                {"prediction", prediction},
+                                {"total_params", summary.total_params},
+                                {"warnings", warnings}};
   // One line, keys in the documented order; a JobSpec that did not come from LoadJobSource may
   // hold non-UTF-8 names, which dump() would throw on, so they are replaced (U+FFFD).
   return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -257,7 +262,10 @@ absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job) {
 
 absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job) {
   ASSIGN_OR_RETURN(auto graph, Graph::Create(job.model()));
-  return graph->Summary().ToString();
+  std::string table = graph->Summary().ToString();
+  if (!graph->fov_warning().empty())
+    absl::StrAppend(&table, "warning: ", graph->fov_warning(), "\n");
+  return table;
 }
 
 absl::Status ApplyTrainingOverride(const std::string& kv, v1::TrainingSpec* spec) {

@@ -39,7 +39,9 @@ absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::
 
 // The model summary as one JSON object:
 // {"nodes": [{"name", "op", "shape" (null = unknown size), "tags", "fov", "strides", "offsets",
-//   "params"}, ...], "prediction": {"name", "fov", "offsets", "strides"}, "total_params"}.
+//   "params"}, ...], "prediction": {"name", "fov", "offsets", "strides"}, "total_params",
+//   "warnings": [text, ...]} (warnings: e.g. a prediction fov that is not centred, reference §3.2).
+// The table ends with one "warning: ..." line per warning.
 absl::StatusOr<std::string> CheckJson(const v1::JobSpec& job);
 // The same as a human-readable table (one line per node, then totals).
 absl::StatusOr<std::string> CheckTable(const v1::JobSpec& job);

@@ -196,7 +196,14 @@ int MultinoulliNLL(lua_State* L) {
   n.add_inputs(A::NodeName(a, "target"));
   v1::MultinoulliNLLOp* op = n.mutable_multinoulli_nll();
   op->set_target_is_sparse(a.Bool("target_is_sparse", false));
-  for (float w : a.Floats("class_weights")) op->add_class_weights(w);
+  // class_weights: a list of numbers, or a node (ELEKTRONN2 takes both); the node is the input
+  // right after the target.
+  if (A::IsNode(a, "class_weights")) {
+    op->set_has_class_weights(true);
+    n.add_inputs(A::NodeName(a, "class_weights"));
+  } else {
+    for (float w : a.Floats("class_weights")) op->add_class_weights(w);
+  }
   // example_weights (b, spatial...) and the lazy-label masks (b, f) are node inputs, appended in
   // this order after (pred, target); see engine/nodes/losses.cc.
   const double weakness = a.Number("weakness", 0);

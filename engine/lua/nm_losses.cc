@@ -157,7 +157,14 @@ int BlockedMultinoulliNLL(lua_State* L) {
   op->set_blocked(true);
   op->set_blocking_factor(static_cast<float>(a.Number("blocking_factor", 0.5)));
   op->set_target_is_sparse(a.Bool("target_is_sparse", false));
-  for (float w : a.Floats("class_weights")) op->add_class_weights(w);
+  // class_weights: a list of numbers, or a node (ELEKTRONN2 takes both); the node is the input
+  // right after the target.
+  if (A::IsNode(a, "class_weights")) {
+    op->set_has_class_weights(true);
+    n.add_inputs(A::NodeName(a, "class_weights"));
+  } else {
+    for (float w : a.Floats("class_weights")) op->add_class_weights(w);
+  }
   if (a.Present("example_weights")) {
     op->set_has_example_weights(true);
     n.add_inputs(A::NodeName(a, "example_weights"));

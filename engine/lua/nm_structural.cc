@@ -1,6 +1,8 @@
 // The `nm` functions of the structural, element-wise and probabilistic family (issue 11):
 // split, Reshape, Pad, MultMerge, FaithlessMerge, ApplyFunc, LRN, GaussianRV, GaussianAEVBPrior,
 // and the Maxout node that 'maxout <k>' activations record.
+#include <optional>
+
 #include "engine/lua/internal/nm_args.h"
 
 namespace elektronn::lua {
@@ -154,31 +156,86 @@ int FaithlessMerge(lua_State* L) {
   return A::Record(L, a, std::move(n));
 }
 
-// The functors ApplyFunc knows besides activations: name, function, the number of arguments in
-// `args` and how they map onto (a, b).
+// The functors ApplyFunc knows besides activations: name, function, the names of its arguments
+// (given positionally in `args` or by name in `kwargs`, as ELEKTRONN2 calls
+// functor(x, *args, **kwargs)) and how they map onto (a, b).
 struct Functor {
   const char* name;
   v1::ApplyFunction f;
-  int n_args;
+  std::vector<std::string> params;
   float a, b;  // fixed values where the functor takes fewer arguments
   const char* args;
 };
 
 const std::vector<Functor>& Functors() {
   static const auto* f = new std::vector<Functor>{
-      {"scale", v1::APPLY_AFFINE, 1, 1, 0, "{factor}: factor * x"},
-      {"mul", v1::APPLY_AFFINE, 1, 1, 0, "{factor}: factor * x"},
-      {"add", v1::APPLY_AFFINE, 1, 1, 0, "{shift}: x + shift"},
-      {"affine", v1::APPLY_AFFINE, 2, 1, 0, "{a, b}: a * x + b"},
-      {"neg", v1::APPLY_AFFINE, 0, -1, 0, "no arguments: -x"},
-      {"pow", v1::APPLY_POW, 1, 1, 0, "{p}: x ^ p"},
-      {"sqr", v1::APPLY_POW, 0, 2, 0, "no arguments: x ^ 2"},
-      {"sqrt", v1::APPLY_POW, 0, 0.5f, 0, "no arguments: x ^ 0.5"},
-      {"clip", v1::APPLY_CLIP, 2, 0, 0, "{min, max}"},
-      {"exp", v1::APPLY_EXP, 0, 0, 0, "no arguments"},
-      {"log", v1::APPLY_LOG, 0, 0, 0, "no arguments"},
-      {"mean", v1::APPLY_MEAN, 0, 0, 0, "no arguments: the mean of all entries, one value"}};
+      {"scale", v1::APPLY_AFFINE, {"factor"}, 1, 0, "{factor}: factor * x"},
+      {"mul", v1::APPLY_AFFINE, {"factor"}, 1, 0, "{factor}: factor * x"},
+      {"add", v1::APPLY_AFFINE, {"shift"}, 1, 0, "{shift}: x + shift"},
+      {"affine", v1::APPLY_AFFINE, {"a", "b"}, 1, 0, "{a, b}: a * x + b"},
+      {"neg", v1::APPLY_AFFINE, {}, -1, 0, "no arguments: -x"},
+      {"pow", v1::APPLY_POW, {"p"}, 1, 0, "{p}: x ^ p"},
+      {"sqr", v1::APPLY_POW, {}, 2, 0, "no arguments: x ^ 2"},
+      {"sqrt", v1::APPLY_POW, {}, 0.5f, 0, "no arguments: x ^ 0.5"},
+      {"clip", v1::APPLY_CLIP, {"min", "max"}, 0, 0, "{min, max}"},
+      {"exp", v1::APPLY_EXP, {}, 0, 0, "no arguments"},
+      {"log", v1::APPLY_LOG, {}, 0, 0, "no arguments"},
+      {"mean", v1::APPLY_MEAN, {}, 0, 0, "no arguments: the mean of all entries, one value"}};
   return *f;
+}
+
+// The functor's arguments from `args` (a number or a list, positional) and `kwargs` (a table of
+// name = number); every parameter must be given exactly once.
+std::vector<double> FunctorArguments(const Args& a, const Functor& f,
+                                     const std::vector<double>& args) {
+  lua_State* L = a.L();
+  const int n = static_cast<int>(f.params.size());
+  if (static_cast<int>(args.size()) > n) {
+    a.Fail("args", absl::StrFormat("must hold at most %d number(s) for '%s' (%s), got %d", n,
+                                   f.name, f.args, args.size()));
+  }
+  std::vector<std::optional<double>> given(n);
+  for (size_t i = 0; i < args.size(); ++i) given[i] = args[i];
+  if (a.Present("kwargs")) {
+    a.Push("kwargs");
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      a.Fail("kwargs", "must be a table of name = value, got " + Describe(L, -1));
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        a.Fail("kwargs",
+               absl::StrFormat("must be a table of name = value; '%s' takes %s", f.name, f.args));
+      }
+      const std::string key = lua_tostring(L, -2);
+      auto it = std::find(f.params.begin(), f.params.end(), key);
+      if (it == f.params.end()) {
+        a.Fail("kwargs", absl::StrFormat("has '%s'%s, which '%s' does not take; it takes %s", key,
+                                         Suggestion(key, f.params), f.name, f.args));
+      }
+      const size_t i = it - f.params.begin();
+      if (given[i]) {
+        a.Fail("kwargs",
+               absl::StrFormat("gives '%s' for '%s' a second time (also in args)", key, f.name));
+      }
+      auto v = ReadNumber(L, -1);
+      if (!v.ok()) {
+        a.Fail("kwargs", absl::StrFormat("'%s' must be a number, got %s", key, Describe(L, -1)));
+      }
+      given[i] = *v;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    if (!given[i]) {
+      a.Fail(absl::StrFormat("'%s' needs its argument '%s' (%s), in args or kwargs", f.name,
+                             f.params[i], f.args));
+    }
+    out.push_back(*given[i]);
+  }
+  return out;
 }
 
 // ELEKTRONN2's ApplyFunc takes a backend function (T.tanh, T.mean, ...); a job file names it:
@@ -188,12 +245,6 @@ int ApplyFunc(lua_State* L) {
   v1::NodeSpec n = NewNode(a, "apply");
   n.add_inputs(A::NodeName(a, "parent"));
   a.Require("functor", "a function name such as 'tanh', 'scale' or 'mean'");
-  if (a.Present("kwargs")) {
-    a.Push("kwargs");
-    const bool empty = lua_type(L, -1) == LUA_TTABLE && (lua_pushnil(L), lua_next(L, -2) == 0);
-    lua_settop(L, 1);
-    if (!empty) a.Fail("kwargs", "is not supported: give the functor's arguments in args");
-  }
   std::vector<double> args;
   if (a.Present("args")) {
     a.Push("args");
@@ -208,19 +259,17 @@ int ApplyFunc(lua_State* L) {
   const std::string name = a.Read<std::string>("functor", ReadString);
   for (const Functor& f : Functors()) {
     if (name != f.name) continue;
-    if (static_cast<int>(args.size()) != f.n_args) {
-      a.Fail("args", absl::StrFormat("must hold %d number(s) for '%s' (%s), got %d", f.n_args, name,
-                                     f.args, args.size()));
-    }
+    args = FunctorArguments(a, f, args);
+    const size_t n_args = f.params.size();
     v1::ApplyFuncOp* op = n.mutable_apply_func();
     op->set_function(f.f);
     op->set_a(f.a);
     op->set_b(f.b);
     if (name == "add") {
       op->set_b(static_cast<float>(args[0]));
-    } else if (f.n_args >= 1) {
+    } else if (n_args >= 1) {
       op->set_a(static_cast<float>(args[0]));
-      if (f.n_args == 2) op->set_b(static_cast<float>(args[1]));
+      if (n_args == 2) op->set_b(static_cast<float>(args[1]));
     }
     if (f.f == v1::APPLY_CLIP && op->a() > op->b()) {
       a.Fail("args", absl::StrFormat("clip bounds {%g, %g} are reversed", op->a(), op->b()));
@@ -229,6 +278,16 @@ int ApplyFunc(lua_State* L) {
   }
   if (!args.empty()) {
     a.Fail("args", absl::StrFormat("must be empty for the activation '%s'", name));
+  }
+  if (a.Present("kwargs")) {
+    a.Push("kwargs");
+    const bool empty = lua_type(L, -1) == LUA_TTABLE && (lua_pushnil(L), lua_next(L, -2) == 0);
+    lua_settop(L, 1);
+    if (!empty) {
+      a.Fail("kwargs", absl::StrFormat("must be empty for the activation '%s' (it takes no "
+                                       "arguments)",
+                                       name));
+    }
   }
   if (const int64_t k = a.MaxoutK("functor"); k > 0) {
     n.mutable_maxout()->set_k(k);

@@ -371,7 +371,16 @@ absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImagePara
                 "border_mode", "aniso_factor", "zxy", "ids2barriers"},
                {{"target_vec_ix", no_targets},
                 {"target_discrete_ix", no_targets},
-                {"h5stream", "cubes are always read into memory"}},
+                {"h5stream", "cubes are always read into memory"},
+                // Reference §7.8: center_cubes(c1, c2, crop) is a helper of ELEKTRONN2's
+                // data/image.py for preparing files, never a BatchCreatorImage argument (its
+                // constructor would raise a TypeError). Accepted as false, refused otherwise.
+                {"center_cubes",
+                 "ELEKTRONN2's center_cubes is a helper for preparing files "
+                 "(elektronn2.data.image.center_cubes: centre-crop or zero-pad two volumes to "
+                 "one shape), not a BatchCreatorImage argument; a label cube smaller than its raw "
+                 "cube by an even number of voxels per axis is already centred on it, so only "
+                 "files whose sizes differ otherwise need it, before training"}},
                [&](const std::string& key, const KeyReader& f) -> absl::Status {
                  if (key == "d_path" || key == "l_path") {
                    ASSIGN_OR_RETURN(std::string v, f.String(true));

@@ -41,7 +41,10 @@ absl::Status CheckTargetGeometry(const Node& self, const TaggedShape& pred,
 // weakness w (from later ELEKTRONN2 versions; "soft bootstrapping"): for labelled groups the
 // target becomes (1-w)*target + w*prediction, differentiated through the prediction as Theano
 // would; the normaliser is the count of the hard labels (unchanged: a softmax group sums to 1).
-// Unlabelled groups stay unlabelled. No gradient flows into the target, weights or masks.
+// Unlabelled groups stay unlabelled. No gradient flows into the target, example weights or masks.
+// class_weights may be a node (input 2, n_class values along 'f'): as in ELEKTRONN2's Theano
+// graph the gradient flows into it (the loss is linear in each weight; the normaliser does not
+// depend on them), so a trainable or computed weighting trains with the net.
 // BlockedMultinoulliNLL: QUIRK 15 kept: ELEKTRONN2 computes a "blocked" prediction and discards
 // it (T.set_subtensor's result is unused), so its loss equals MultinoulliNLL's; models trained
 // with it never had blocking, so reproducing that (and storing blocking_factor) is the faithful
@@ -54,11 +57,12 @@ class MultinoulliNllNode : public Node {
   }
   absl::Status InferShape() override {
     const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
-    const size_t want =
-        2 + o.has_example_weights() + o.has_mask_class_labeled() + o.has_mask_class_not_present();
+    const size_t want = 2 + o.has_class_weights() + o.has_example_weights() +
+                        o.has_mask_class_labeled() + o.has_mask_class_not_present();
     if (parents_.size() != want) {
       return NodeError(
-          *this, absl::StrFormat("needs %d inputs (prediction, target%s%s%s), got %d", want,
+          *this, absl::StrFormat("needs %d inputs (prediction, target%s%s%s%s), got %d", want,
+                                 o.has_class_weights() ? ", class_weights" : "",
                                  o.has_example_weights() ? ", example_weights" : "",
                                  o.has_mask_class_labeled() ? ", mask_class_labeled" : "",
                                  o.has_mask_class_not_present() ? ", mask_class_not_present" : "",
@@ -83,6 +87,12 @@ class MultinoulliNllNode : public Node {
     shape_ = pred;
     shape_.set_size(shape_.TagIndex('f'), 1);
     int next = 2;
+    if (o.has_class_weights()) {
+      if (o.class_weights_size() != 0) {
+        return NodeError(*this, "class_weights is both a node input and a list of values");
+      }
+      RETURN_IF_ERROR(CheckClassWeights(*parents_[next++]));
+    }
     if (o.has_example_weights()) {
       // (b, spatial...) as ELEKTRONN2 has it, or with an 'f' axis of size 1 (this engine's
       // Input nodes always have 'f'); the memory layout is the same.
@@ -107,6 +117,17 @@ class MultinoulliNllNode : public Node {
       RETURN_IF_ERROR(CheckExtra(next++, what, batch_by_f));
     }
     return absl::OkStatus();
+  }
+  // A class_weights node holds n_class values along 'f' (ELEKTRONN2: a vector of length
+  // n_class); other axes are allowed if they have size 1 (e.g. a ValueNode with b = 1).
+  absl::Status CheckClassWeights(const Node& cw) const {
+    const TaggedShape& s = cw.shape();
+    bool ok = s.HasTag('f') && s.SizeOf('f') == n_class_;
+    for (int a = 0; ok && a < s.rank(); ++a) ok = s.tags()[a] == 'f' || s.size(a) == 1;
+    if (ok) return absl::OkStatus();
+    return NodeError(*this, absl::StrFormat("class_weights %s %s must hold %d values along 'f' "
+                                            "(one per class), every other axis of size 1",
+                                            NodeRef(cw), s.ToString(), n_class_));
   }
   // (b, spatial...) in the prediction's order: its shape without 'f'.
   static std::string ExampleWeightsShape(const TaggedShape& pred) {
@@ -147,6 +168,7 @@ class MultinoulliNllNode : public Node {
     AllocateOutput(ctx.backend);
     const v1::MultinoulliNLLOp& o = spec_.multinoulli_nll();
     int next = 2;
+    const float* cw_input = o.has_class_weights() ? parents_[next++]->value() : nullptr;
     desc_.example_weights = o.has_example_weights() ? parents_[next++]->value() : nullptr;
     desc_.mask_class_labeled = o.has_mask_class_labeled() ? parents_[next++]->value() : nullptr;
     desc_.mask_class_not_present =
@@ -163,7 +185,7 @@ class MultinoulliNllNode : public Node {
     desc_.channels = parents_[0]->channels();
     desc_.n_class = n_class_;
     desc_.sparse = spec_.multinoulli_nll().target_is_sparse();
-    desc_.class_weights = class_weights_;
+    desc_.class_weights = cw_input ? cw_input : class_weights_;
     return absl::OkStatus();
   }
   absl::Status Forward(ExecContext& ctx) override {
@@ -175,6 +197,12 @@ class MultinoulliNllNode : public Node {
     if (GradTarget t = ParentGrad(0)) {
       ctx.backend->NllBackward(desc_, parents_[0]->value(), parents_[1]->value(), grad(),
                                n_labelled_, t.ptr, t.accumulate);
+    }
+    if (spec_.multinoulli_nll().has_class_weights()) {
+      if (GradTarget t = ParentGrad(2)) {
+        ctx.backend->NllClassWeightsBackward(desc_, parents_[0]->value(), parents_[1]->value(),
+                                             grad(), n_labelled_, t.ptr, t.accumulate);
+      }
     }
     return absl::OkStatus();
   }

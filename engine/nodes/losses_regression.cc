@@ -43,6 +43,36 @@ absl::StatusOr<TaggedShape> WithF(const Node& self, const TaggedShape& s, int64_
   return out;
 }
 
+// GaussianNLL and BetaNLL as in ELEKTRONN2's loss.py: when the prediction has a sample axis 's'
+// (GaussianRV with n_samples), the target has the prediction's shape without 's' and is broadcast
+// over the samples (Theano's dimshuffle with 'x' at the sample index). Otherwise the shapes match.
+absl::Status CheckSampledTarget(const Node& self, const TaggedShape& pred,
+                                const TaggedShape& target, const char* pred_arg) {
+  if (!pred.HasTag('s')) return CheckSameShape(self, pred, target, pred_arg, "target");
+  std::vector<int64_t> sizes = pred.sizes();
+  std::string tags = pred.tags();
+  const int s = pred.TagIndex('s');
+  sizes.erase(sizes.begin() + s);
+  tags.erase(tags.begin() + s);
+  ASSIGN_OR_RETURN(const TaggedShape want, TaggedShape::Create(sizes, tags));
+  return CheckSameShape(
+      self, want, target,
+      absl::StrFormat("%s %s without its sample axis 's':", pred_arg, pred.ToString()).c_str(),
+      "target");
+}
+
+// The target's broadcast over 's' for the kernels: the samples and the elements after 's' in
+// the channels-last memory order.
+kernels::Backend::SampleAxis SampleAxisOf(const TaggedShape& pred) {
+  kernels::Backend::SampleAxis a;
+  if (!pred.HasTag('s')) return a;
+  const std::vector<int64_t> phys = PhysicalSizes(pred);
+  const int s = PhysicalAxis(pred, pred.TagIndex('s'));
+  a.samples = phys[s];
+  for (size_t i = s + 1; i < phys.size(); ++i) a.inner *= phys[i];
+  return a;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 class BinaryNllNode : public Node {
@@ -87,13 +117,8 @@ class GaussianNllNode : public Node {
   absl::Status InferShape() override {
     RETURN_IF_ERROR(NeedParents(*this, 3, "mu, sig, target"));
     const TaggedShape& mu = parents_[0]->shape();
-    if (mu.HasTag('s')) {
-      return NodeError(*this, absl::StrFormat("mu %s has a sample axis 's'; broadcasting the "
-                                              "target over samples is not implemented",
-                                              mu.ToString()));
-    }
     RETURN_IF_ERROR(CheckSameShape(*this, mu, parents_[1]->shape(), "mu", "sig"));
-    RETURN_IF_ERROR(CheckSameShape(*this, mu, parents_[2]->shape(), "mu", "target"));
+    RETURN_IF_ERROR(CheckSampledTarget(*this, mu, parents_[2]->shape(), "mu"));
     shape_ = mu;
     return absl::OkStatus();
   }
@@ -102,23 +127,29 @@ class GaussianNllNode : public Node {
   }
   absl::Status Compile(ExecContext& ctx) override {
     AllocateOutput(ctx.backend);
+    samples_ = SampleAxisOf(parents_[0]->shape());
     return absl::OkStatus();
   }
   absl::Status Forward(ExecContext& ctx) override {
-    ctx.backend->GaussianNllForward(numel_, spec_.gaussian_nll().sig_is_log(), parents_[0]->value(),
-                                    parents_[1]->value(), parents_[2]->value(), value_);
+    ctx.backend->GaussianNllForward(numel_, samples_, spec_.gaussian_nll().sig_is_log(),
+                                    parents_[0]->value(), parents_[1]->value(),
+                                    parents_[2]->value(), value_);
     return absl::OkStatus();
   }
   absl::Status Backward(ExecContext& ctx) override {
     GradTarget mu = ParentGrad(0);
     GradTarget sig = ParentGrad(1);
     if (mu || sig) {
-      ctx.backend->GaussianNllBackward(
-          numel_, spec_.gaussian_nll().sig_is_log(), parents_[0]->value(), parents_[1]->value(),
-          parents_[2]->value(), grad(), mu.ptr, mu.accumulate, sig.ptr, sig.accumulate);
+      ctx.backend->GaussianNllBackward(numel_, samples_, spec_.gaussian_nll().sig_is_log(),
+                                       parents_[0]->value(), parents_[1]->value(),
+                                       parents_[2]->value(), grad(), mu.ptr, mu.accumulate, sig.ptr,
+                                       sig.accumulate);
     }
     return absl::OkStatus();
   }
+
+ private:
+  kernels::Backend::SampleAxis samples_;
 };
 
 class BetaNllNode : public Node {
@@ -128,22 +159,18 @@ class BetaNllNode : public Node {
   absl::Status InferShape() override {
     RETURN_IF_ERROR(NeedParents(*this, 3, "mode, concentration, target"));
     const TaggedShape& mode = parents_[0]->shape();
-    if (mode.HasTag('s')) {
-      return NodeError(*this, absl::StrFormat("mode %s has a sample axis 's'; broadcasting the "
-                                              "target over samples is not implemented",
-                                              mode.ToString()));
-    }
     RETURN_IF_ERROR(CheckSameShape(*this, mode, parents_[1]->shape(), "mode", "concentration"));
-    RETURN_IF_ERROR(CheckSameShape(*this, mode, parents_[2]->shape(), "mode", "target"));
+    RETURN_IF_ERROR(CheckSampledTarget(*this, mode, parents_[2]->shape(), "mode"));
     shape_ = mode;
     return absl::OkStatus();
   }
   absl::Status Compile(ExecContext& ctx) override {
     AllocateOutput(ctx.backend);
+    samples_ = SampleAxisOf(parents_[0]->shape());
     return absl::OkStatus();
   }
   absl::Status Forward(ExecContext& ctx) override {
-    ctx.backend->BetaNllForward(numel_, parents_[0]->value(), parents_[1]->value(),
+    ctx.backend->BetaNllForward(numel_, samples_, parents_[0]->value(), parents_[1]->value(),
                                 parents_[2]->value(), value_);
     return absl::OkStatus();
   }
@@ -151,12 +178,15 @@ class BetaNllNode : public Node {
     GradTarget m = ParentGrad(0);
     GradTarget c = ParentGrad(1);
     if (m || c) {
-      ctx.backend->BetaNllBackward(numel_, parents_[0]->value(), parents_[1]->value(),
+      ctx.backend->BetaNllBackward(numel_, samples_, parents_[0]->value(), parents_[1]->value(),
                                    parents_[2]->value(), grad(), m.ptr, m.accumulate, c.ptr,
                                    c.accumulate);
     }
     return absl::OkStatus();
   }
+
+ private:
+  kernels::Backend::SampleAxis samples_;
 };
 
 // SquaredLoss and AbsLoss. ELEKTRONN2's margin QUIRK (the margin m subtracted from every element

@@ -245,6 +245,7 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
                                            {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
   }
   log_->info("\n{}", net_->graph().Summary().ToString());
+  if (!net_->graph().fov_warning().empty()) log_->warn("{}", net_->graph().fov_warning());
   {  // batch_norm family: frozen (locked) layers, which the summary counts as 0 trainable
     std::vector<std::string> frozen;
     for (const auto& n : net_->graph().nodes()) {

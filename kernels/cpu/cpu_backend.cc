@@ -14,41 +14,12 @@
 #include "kernels/cpu/deconv.h"      // UpConv family
 #include "kernels/cpu/losses.h"      // losses family (issue 11)
 #include "kernels/cpu/onednn_util.h"
+#include "kernels/cpu/parallel.h"    // ParallelFor, kMinParallelIterations
 #include "kernels/cpu/structural.h"  // structural family (issue 11)
 
 namespace elektronn::kernels {
 
 namespace cpu {
-
-// Loops shorter than this run on one thread: waking the OpenMP team costs more than it saves,
-// and every parallel region is a barrier that stalls when another thread (a data worker) holds
-// a core.
-constexpr int64_t kMinParallelIterations = 16384;
-
-// Runs body(i) for i in [0, n): on the OpenMP team when n is large, else inline. Deliberately not
-// an `if` clause: an `if (false)` parallel region still makes libgomp allocate (and free) a
-// one-thread team on every call, and a steady-state training step must not allocate
-// (tests/engine/training_test.cc).
-template <typename Body>
-void ParallelFor(int64_t n, const Body& body) {
-  if (n > kMinParallelIterations) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
-  } else {
-    for (int64_t i = 0; i < n; ++i) body(i);
-  }
-}
-// The same for element-wise loops the compiler should vectorise.
-template <typename Body>
-void ParallelForSimd(int64_t n, const Body& body) {
-  if (n > kMinParallelIterations) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) body(i);
-  }
-}
 
 void ColumnSum(const float* x, int64_t rows, int64_t cols, float* out) {
   const int nt = omp_get_max_threads();
@@ -228,6 +199,10 @@ class CpuBackend final : public Backend {
                    double n_total, float* dp, bool acc) override {
     cpu::NllBackward(d, p, t, dl, n_total, dp, acc);
   }
+  void NllClassWeightsBackward(const NllDesc& d, const float* p, const float* t, const float* dl,
+                               double n_total, float* dcw, bool acc) override {
+    cpu::NllClassWeightsBackward(d, p, t, dl, n_total, dcw, acc);
+  }
   // losses family (issue 11): thin calls into kernels/cpu/losses.cc.
   int64_t RegressionLossForward(const RegressionLossDesc& d, const float* p, const float* t,
                                 float* loss) override {
@@ -245,21 +220,22 @@ class CpuBackend final : public Backend {
                          float* dp, bool acc) override {
     cpu::BinaryNllBackward(n, p, t, dl, n_lab, dp, acc);
   }
-  void GaussianNllForward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
-                          float* loss) override {
-    cpu::GaussianNllForward(n, lg, mu, sig, t, loss);
+  void GaussianNllForward(int64_t n, SampleAxis s, bool lg, const float* mu, const float* sig,
+                          const float* t, float* loss) override {
+    cpu::GaussianNllForward(n, s, lg, mu, sig, t, loss);
   }
-  void GaussianNllBackward(int64_t n, bool lg, const float* mu, const float* sig, const float* t,
-                           const float* dl, float* dmu, bool amu, float* dsig, bool asig) override {
-    cpu::GaussianNllBackward(n, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
+  void GaussianNllBackward(int64_t n, SampleAxis s, bool lg, const float* mu, const float* sig,
+                           const float* t, const float* dl, float* dmu, bool amu, float* dsig,
+                           bool asig) override {
+    cpu::GaussianNllBackward(n, s, lg, mu, sig, t, dl, dmu, amu, dsig, asig);
   }
-  void BetaNllForward(int64_t n, const float* m, const float* c, const float* t,
+  void BetaNllForward(int64_t n, SampleAxis s, const float* m, const float* c, const float* t,
                       float* loss) override {
-    cpu::BetaNllForward(n, m, c, t, loss);
+    cpu::BetaNllForward(n, s, m, c, t, loss);
   }
-  void BetaNllBackward(int64_t n, const float* m, const float* c, const float* t, const float* dl,
-                       float* dm, bool am, float* dc, bool ac) override {
-    cpu::BetaNllBackward(n, m, c, t, dl, dm, am, dc, ac);
+  void BetaNllBackward(int64_t n, SampleAxis s, const float* m, const float* c, const float* t,
+                       const float* dl, float* dm, bool am, float* dc, bool ac) override {
+    cpu::BetaNllBackward(n, s, m, c, t, dl, dm, am, dc, ac);
   }
   void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows,
                                 int64_t ch) override {

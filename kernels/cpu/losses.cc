@@ -1,9 +1,14 @@
 // CPU kernels of the losses family: straightforward loops (memory-bound, cheap next to the
-// convolutions); the normalisers are reduced in double.
+// convolutions), MultinoulliNLL's on the OpenMP team; the normalisers are reduced in double.
 #include "kernels/cpu/losses.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "kernels/cpu/parallel.h"
 
 namespace elektronn::kernels::cpu {
 namespace {
@@ -26,6 +31,11 @@ double Digamma(double x) {
 }
 
 inline void Store(float* dst, int64_t i, float v, bool acc) { dst[i] = acc ? dst[i] + v : v; }
+
+// The target element of prediction element i when the target is broadcast over 's'.
+inline int64_t SampleTarget(const Backend::SampleAxis& s, int64_t i) {
+  return s.samples == 1 ? i : (i / (s.samples * s.inner)) * s.inner + i % s.inner;
+}
 
 int64_t CountLabelled(const float* t, int64_t n) {
   int64_t k = 0;
@@ -83,33 +93,36 @@ void ForRowElements(const Backend::NllDesc& d, const float* p, const float* t, i
 
 bool IsIgnoredTarget(float t) { return std::fabs(t + 666.f) <= 1e-8f + 1e-5f * 666.f; }
 
+// Rows are independent: the NLL loops run on the OpenMP team (ParallelFor) above
+// kMinParallelIterations rows, the normaliser and the class-weight sums are reduced per thread.
 double NllForward(const Backend::NllDesc& d, const float* p, const float* t, float* loss) {
   const int64_t n_indep = d.channels / d.n_class;
-  double n_total = 0;
-  for (int64_t r = 0; r < d.rows; ++r) {
+  const double n_total = ParallelSum(d.rows, [&](int64_t r) {
     const int64_t b = r / std::max<int64_t>(1, d.rows / std::max<int64_t>(1, d.batch));
+    double n = 0;
     for (int64_t g = 0; g < n_indep; ++g)
       for (int64_t c = 0; c < d.n_class; ++c) {
-        n_total += HardTarget(d, t, r, g, c, b);
+        n += HardTarget(d, t, r, g, c, b);
         if (d.mask_class_not_present)
-          n_total += d.mask_class_not_present[b * d.channels + g * d.n_class + c];
+          n += d.mask_class_not_present[b * d.channels + g * d.n_class + c];
       }
-  }
+    return n;
+  });
   const float scale = static_cast<float>(NllScale(d, n_total));
-  for (int64_t r = 0; r < d.rows; ++r) {
+  ParallelFor(d.rows, [&](int64_t r) {
     float s = 0.f;
     ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float w, float) {
       s += NegXLogY(tv * w, p[i] + kEps) + NegXLogY(m * w, 1.f - p[i] + kEps);
     });
     loss[r] = scale * s;
-  }
+  });
   return n_total;
 }
 
 void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, const float* dl,
                  double n_total, float* dp, bool acc) {
   const float scale = static_cast<float>(NllScale(d, n_total));
-  for (int64_t r = 0; r < d.rows; ++r) {
+  ParallelFor(d.rows, [&](int64_t r) {
     const float k = dl[r] * scale;
     ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float w, float weak) {
       float g = 0.f;
@@ -119,6 +132,40 @@ void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, cons
       if (m != 0.f) g += m * w / (1.f - p[i] + kEps);
       Store(dp, i, k * g, acc);
     });
+  });
+}
+
+void NllClassWeightsBackward(const Backend::NllDesc& d, const float* p, const float* t,
+                             const float* dl, double n_total, float* dcw, bool acc) {
+  const double scale = NllScale(d, n_total);
+  // The loss is linear in each weight: dL/dcw_c is the class-c term without the class weight.
+  // One row of n_class partial sums per thread, added up at the end.
+  const int nt = d.rows > kMinParallelIterations ? omp_get_max_threads() : 1;
+  thread_local std::vector<double> partial;  // grows on first use only: a step must not allocate
+  partial.assign(static_cast<size_t>(nt) * d.n_class, 0.0);
+  auto add_row = [&](double* sum, int64_t r) {
+    const double k = dl[r] * scale;
+    const float ew = d.example_weights ? d.example_weights[r] : 1.f;
+    ForRowElements(d, p, t, r, [&](int64_t i, float tv, float m, float, float) {
+      const int64_t c = (i - r * d.channels) % d.n_class;
+      sum[c] += k * (NegXLogY(tv * ew, p[i] + kEps) + NegXLogY(m * ew, 1.f - p[i] + kEps));
+    });
+  };
+  double* part = partial.data();
+  if (nt > 1) {  // not an `if` clause: see ParallelFor
+#pragma omp parallel num_threads(nt)
+    {
+      double* local = part + omp_get_thread_num() * d.n_class;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < d.rows; ++r) add_row(local, r);
+    }
+  } else {
+    for (int64_t r = 0; r < d.rows; ++r) add_row(part, r);
+  }
+  for (int64_t c = 0; c < d.n_class; ++c) {
+    double s = 0;
+    for (int th = 0; th < nt; ++th) s += part[th * d.n_class + c];
+    Store(dcw, c, static_cast<float>(s), acc);
   }
 }
 
@@ -207,23 +254,23 @@ void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* d
   }
 }
 
-void GaussianNllForward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                        const float* t, float* loss) {
+void GaussianNllForward(int64_t n, Backend::SampleAxis sa, bool sig_is_log, const float* mu,
+                        const float* sig, const float* t, float* loss) {
   const float half_log_2pi = static_cast<float>(0.5 * std::log(2 * M_PI));
   for (int64_t i = 0; i < n; ++i) {
     const float s = sig_is_log ? std::exp(sig[i]) : sig[i];
     const float log_s = sig_is_log ? sig[i] : std::log(sig[i]);
-    const float z = (t[i] - mu[i]) / s;
+    const float z = (t[SampleTarget(sa, i)] - mu[i]) / s;
     loss[i] = half_log_2pi + log_s + 0.5f * z * z;
   }
 }
 
-void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                         const float* t, const float* dl, float* dmu, bool acc_mu, float* dsig,
-                         bool acc_sig) {
+void GaussianNllBackward(int64_t n, Backend::SampleAxis sa, bool sig_is_log, const float* mu,
+                         const float* sig, const float* t, const float* dl, float* dmu, bool acc_mu,
+                         float* dsig, bool acc_sig) {
   for (int64_t i = 0; i < n; ++i) {
     const float s = sig_is_log ? std::exp(sig[i]) : sig[i];
-    const float z = (t[i] - mu[i]) / s;
+    const float z = (t[SampleTarget(sa, i)] - mu[i]) / s;
     if (dmu) Store(dmu, i, -dl[i] * z / s, acc_mu);
     if (dsig) {
       // d/d sigma = 1/sigma - z^2/sigma; d/d ln(sigma) = 1 - z^2.
@@ -233,9 +280,10 @@ void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const floa
   }
 }
 
-void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* t, float* loss) {
+void BetaNllForward(int64_t n, Backend::SampleAxis sa, const float* mode, const float* conc,
+                    const float* t, float* loss) {
   for (int64_t i = 0; i < n; ++i) {
-    const double m = mode[i], c = conc[i], x = t[i];
+    const double m = mode[i], c = conc[i], x = t[SampleTarget(sa, i)];
     const double a = m * (c - 2) + 1, b = (1 - m) * (c - 2) + 1;
     const double log_pdf = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) +
                            (a - 1) * std::log(x + kEps) + (b - 1) * std::log(1 - x + kEps);
@@ -244,10 +292,11 @@ void BetaNllForward(int64_t n, const float* mode, const float* conc, const float
   }
 }
 
-void BetaNllBackward(int64_t n, const float* mode, const float* conc, const float* t,
-                     const float* dl, float* dmode, bool acc_mode, float* dconc, bool acc_conc) {
+void BetaNllBackward(int64_t n, Backend::SampleAxis sa, const float* mode, const float* conc,
+                     const float* t, const float* dl, float* dmode, bool acc_mode, float* dconc,
+                     bool acc_conc) {
   for (int64_t i = 0; i < n; ++i) {
-    const double m = mode[i], c = conc[i], x = t[i];
+    const double m = mode[i], c = conc[i], x = t[SampleTarget(sa, i)];
     const double a = m * (c - 2) + 1, b = (1 - m) * (c - 2) + 1;
     const double ga = -(Digamma(a + b) - Digamma(a) + std::log(x + kEps));
     const double gb = -(Digamma(a + b) - Digamma(b) + std::log(1 - x + kEps));

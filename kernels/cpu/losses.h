@@ -14,6 +14,8 @@ bool IsIgnoredTarget(float t);
 double NllForward(const Backend::NllDesc& d, const float* p, const float* t, float* loss);
 void NllBackward(const Backend::NllDesc& d, const float* p, const float* t, const float* dl,
                  double n_total, float* dp, bool acc);
+void NllClassWeightsBackward(const Backend::NllDesc& d, const float* p, const float* t,
+                             const float* dl, double n_total, float* dcw, bool acc);
 
 int64_t RegressionLossForward(const Backend::RegressionLossDesc& d, const float* p, const float* t,
                               float* loss);
@@ -23,14 +25,16 @@ int64_t BinaryNllForward(int64_t n, bool label_entropy, const float* p, const fl
                          float* loss);
 void BinaryNllBackward(int64_t n, const float* p, const float* t, const float* dl,
                        int64_t n_labelled, float* dp, bool acc);
-void GaussianNllForward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                        const float* t, float* loss);
-void GaussianNllBackward(int64_t n, bool sig_is_log, const float* mu, const float* sig,
-                         const float* t, const float* dl, float* dmu, bool acc_mu, float* dsig,
-                         bool acc_sig);
-void BetaNllForward(int64_t n, const float* mode, const float* conc, const float* t, float* loss);
-void BetaNllBackward(int64_t n, const float* mode, const float* conc, const float* t,
-                     const float* dl, float* dmode, bool acc_mode, float* dconc, bool acc_conc);
+void GaussianNllForward(int64_t n, Backend::SampleAxis s, bool sig_is_log, const float* mu,
+                        const float* sig, const float* t, float* loss);
+void GaussianNllBackward(int64_t n, Backend::SampleAxis s, bool sig_is_log, const float* mu,
+                         const float* sig, const float* t, const float* dl, float* dmu, bool acc_mu,
+                         float* dsig, bool acc_sig);
+void BetaNllForward(int64_t n, Backend::SampleAxis s, const float* mode, const float* conc,
+                    const float* t, float* loss);
+void BetaNllBackward(int64_t n, Backend::SampleAxis s, const float* mode, const float* conc,
+                     const float* t, const float* dl, float* dmode, bool acc_mode, float* dconc,
+                     bool acc_conc);
 void EuclideanDistanceForward(const float* a, const float* b, float* out, int64_t rows, int64_t ch);
 void EuclideanDistanceBackward(const float* a, const float* b, const float* out, const float* dout,
                                float* da, bool acc_a, float* db, bool acc_b, int64_t rows,

@@ -251,12 +251,16 @@ class Client:
                             momentum: float | None = None, weight_decay: float | None = None,
                             beta2: float | None = None, dropout_rate: float | None = None,
                             gradnet_rate: float | None = None,
-                            history_freq: int | None = None) -> control_pb2.Hyperparameters:
+                            history_freq: int | None = None,
+                            mixing: float | None = None) -> control_pb2.Hyperparameters:
         """Changes the given hyper-parameters (only those) at the next step boundary and
-        returns all of them as they are then."""
+        returns all of them as they are then. `mixing` is ELEKTRONN2's model.mixing as one
+        number: the first AggregateLoss node's weights are all set to it when they are equal,
+        else scaled together so that the first one becomes it (FAILED_PRECONDITION when the
+        model has no AggregateLoss)."""
         values = {"learning_rate": lr, "momentum": momentum, "weight_decay": weight_decay,
                   "beta2": beta2, "dropout_rate": dropout_rate, "gradnet_rate": gradnet_rate,
-                  "history_freq": history_freq}
+                  "history_freq": history_freq, "mixing": mixing}
         request = control_pb2.UpdateHyperparametersRequest(name=job_name(job))
         for path, value in values.items():
             if value is not None:
@@ -264,7 +268,8 @@ class Client:
                 request.update_mask.paths.append(path)
         if not request.update_mask.paths:
             raise ValueError("set_hyperparameters needs at least one of lr, momentum, "
-                             "weight_decay, beta2, dropout_rate, gradnet_rate, history_freq")
+                             "weight_decay, beta2, dropout_rate, gradnet_rate, history_freq, "
+                             "mixing")
         return self._unary(self._trainer.UpdateHyperparameters, request)
 
     # ---- Model (a running job) ----

@@ -44,12 +44,15 @@ Vec Targets(InputRng& rng, int64_t n, float lo = -2.f, float hi = 2.f) {
 struct NllCase {
   bool sparse, weights, masks, weak;
   int64_t n_indep;
+  // Rows per example; above kernels/cpu/parallel.h's kMinParallelIterations in all (2 examples)
+  // the CPU loops run on the OpenMP team.
+  int64_t rows_per_example = 7;
 };
 
 absl::StatusOr<Outcome> RunNllExt(const NllCase& c, Pass pass, Backend& b, InputRng& rng) {
   ref::NllExt p;
   p.batch = 2;
-  p.rows = 2 * 7;
+  p.rows = 2 * c.rows_per_example;
   p.n_class = 3;
   p.channels = 3 * c.n_indep;
   p.sparse = c.sparse;
@@ -104,6 +107,13 @@ absl::StatusOr<Outcome> RunNllExt(const NllCase& c, Pass pass, Backend& b, Input
   b.NllBackward(d, dprobs.data(), dtarget.data(), ddl.data(), want.n_total, dp.data(), acc);
   const Vec g = ref::NllExtBackward(p, probs, target, dl, want.n_total);
   out.outputs.push_back({"diff_probs", dp.Download(), acc ? Plus(prior, g) : g});
+  // The class weights' gradient (class_weights given as a node).
+  const Vec cw_prior = acc ? rng.Uniform(p.n_class) : Stale(p.n_class);
+  DeviceBuffer dcw(b, cw_prior);
+  b.NllClassWeightsBackward(d, dprobs.data(), dtarget.data(), ddl.data(), want.n_total, dcw.data(),
+                            acc);
+  const Vec gcw = ref::NllExtClassWeightsBackward(p, probs, target, dl, want.n_total);
+  out.outputs.push_back({"diff_class_weights", dcw.Download(), acc ? Plus(cw_prior, gcw) : gcw});
   return out;
 }
 
@@ -166,51 +176,72 @@ absl::StatusOr<Outcome> RunBinaryNll(bool entropy, Pass pass, Backend& b, InputR
   return out;
 }
 
-absl::StatusOr<Outcome> RunGaussian(bool log_sig, Pass pass, Backend& b, InputRng& rng) {
-  const int64_t n = 40;
-  const Vec mu = rng.Uniform(n, -1.f, 1.f), target = rng.Uniform(n, -1.f, 1.f),
+// A prediction of (outer, samples, inner) elements whose target has (outer, inner) elements
+// (GaussianNLL / BetaNLL with an 's' axis); samples = 1 is the plain case. The reference gets the
+// target expanded over the samples by hand.
+struct Sampled {
+  int64_t outer = 40, samples = 1, inner = 1;
+  int64_t n() const { return outer * samples * inner; }
+  int64_t n_target() const { return outer * inner; }
+  Backend::SampleAxis axis() const { return {samples, inner}; }
+  Vec Expand(const Vec& t) const {
+    Vec e;
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t s = 0; s < samples; ++s)
+        for (int64_t i = 0; i < inner; ++i) e.push_back(t[o * inner + i]);
+    return e;
+  }
+};
+
+absl::StatusOr<Outcome> RunGaussian(bool log_sig, Sampled sh, Pass pass, Backend& b,
+                                    InputRng& rng) {
+  const int64_t n = sh.n();
+  const Vec mu = rng.Uniform(n, -1.f, 1.f), target = rng.Uniform(sh.n_target(), -1.f, 1.f),
             sig = log_sig ? rng.Uniform(n, -1.f, 1.f) : rng.Uniform(n, 0.3f, 2.f);
+  const Vec expanded = sh.Expand(target);
   DeviceBuffer dmu(b, mu), dsig(b, sig), dt(b, target);
   Outcome out;
   if (pass == Pass::kForward) {
     DeviceBuffer loss(b, Stale(n));
-    b.GaussianNllForward(n, log_sig, dmu.data(), dsig.data(), dt.data(), loss.data());
+    b.GaussianNllForward(n, sh.axis(), log_sig, dmu.data(), dsig.data(), dt.data(), loss.data());
     out.outputs.push_back(
-        {"loss", loss.Download(), ref::GaussianNllForward(log_sig, mu, sig, target)});
+        {"loss", loss.Download(), ref::GaussianNllForward(log_sig, mu, sig, expanded)});
     return out;
   }
   const bool acc = pass == Pass::kBackwardAccumulate;
   const Vec dl = rng.Uniform(n), p1 = acc ? rng.Uniform(n) : Stale(n),
             p2 = acc ? rng.Uniform(n) : Stale(n);
   DeviceBuffer ddl(b, dl), gmu(b, p1), gsig(b, p2);
-  b.GaussianNllBackward(n, log_sig, dmu.data(), dsig.data(), dt.data(), ddl.data(), gmu.data(), acc,
-                        gsig.data(), acc);
+  b.GaussianNllBackward(n, sh.axis(), log_sig, dmu.data(), dsig.data(), dt.data(), ddl.data(),
+                        gmu.data(), acc, gsig.data(), acc);
   Vec wmu, wsig;
-  ref::GaussianNllBackward(log_sig, mu, sig, target, dl, &wmu, &wsig);
+  ref::GaussianNllBackward(log_sig, mu, sig, expanded, dl, &wmu, &wsig);
   out.outputs.push_back({"diff_mu", gmu.Download(), acc ? Plus(p1, wmu) : wmu});
   out.outputs.push_back({"diff_sig", gsig.Download(), acc ? Plus(p2, wsig) : wsig});
   return out;
 }
 
-absl::StatusOr<Outcome> RunBeta(Pass pass, Backend& b, InputRng& rng) {
-  const int64_t n = 40;
+absl::StatusOr<Outcome> RunBeta(Sampled sh, Pass pass, Backend& b, InputRng& rng) {
+  const int64_t n = sh.n();
   const Vec mode = rng.Uniform(n, 0.1f, 0.9f), conc = rng.Uniform(n, 2.5f, 12.f),
-            target = rng.Uniform(n, 0.02f, 0.98f);
+            target = rng.Uniform(sh.n_target(), 0.02f, 0.98f);
+  const Vec expanded = sh.Expand(target);
   DeviceBuffer dm(b, mode), dc(b, conc), dt(b, target);
   Outcome out;
   if (pass == Pass::kForward) {
     DeviceBuffer loss(b, Stale(n));
-    b.BetaNllForward(n, dm.data(), dc.data(), dt.data(), loss.data());
-    out.outputs.push_back({"loss", loss.Download(), ref::BetaNllForward(mode, conc, target)});
+    b.BetaNllForward(n, sh.axis(), dm.data(), dc.data(), dt.data(), loss.data());
+    out.outputs.push_back({"loss", loss.Download(), ref::BetaNllForward(mode, conc, expanded)});
     return out;
   }
   const bool acc = pass == Pass::kBackwardAccumulate;
   const Vec dl = rng.Uniform(n), p1 = acc ? rng.Uniform(n) : Stale(n),
             p2 = acc ? rng.Uniform(n) : Stale(n);
   DeviceBuffer ddl(b, dl), gm(b, p1), gc(b, p2);
-  b.BetaNllBackward(n, dm.data(), dc.data(), dt.data(), ddl.data(), gm.data(), acc, gc.data(), acc);
+  b.BetaNllBackward(n, sh.axis(), dm.data(), dc.data(), dt.data(), ddl.data(), gm.data(), acc,
+                    gc.data(), acc);
   Vec wm, wc;
-  ref::BetaNllBackward(mode, conc, target, dl, &wm, &wc);
+  ref::BetaNllBackward(mode, conc, expanded, dl, &wm, &wc);
   out.outputs.push_back({"diff_mode", gm.Download(), acc ? Plus(p1, wm) : wm});
   out.outputs.push_back({"diff_conc", gc.Download(), acc ? Plus(p2, wc) : wc});
   return out;
@@ -290,7 +321,10 @@ std::vector<ParityCase> LossCases() {
                            {"Masks", NllCase{true, false, true, false, 1}},
                            {"MasksIndep2", NllCase{true, false, true, false, 2}},
                            {"Weakness", NllCase{true, false, false, true, 1}},
-                           {"AllDense", NllCase{false, true, true, true, 1}}}) {
+                           {"AllDense", NllCase{false, true, true, true, 1}},
+                           // 2 x 9000 rows: the threaded path of the CPU backend.
+                           {"AllDenseParallel", NllCase{false, true, true, true, 1, 9000}},
+                           {"SparseIndep2Parallel", NllCase{true, false, true, false, 2, 9000}}}) {
       cases.push_back({std::string("NllExt") + name + pn,
                        [c, pass](Backend& b, InputRng& r) { return RunNllExt(c, pass, b, r); }});
     }
@@ -308,13 +342,18 @@ std::vector<ParityCase> LossCases() {
     for (bool e : {false, true}) {
       cases.push_back({std::string("BinaryNll") + (e ? "LabelEntropy" : "") + pn,
                        [e, pass](Backend& b, InputRng& r) { return RunBinaryNll(e, pass, b, r); }});
-      cases.push_back({std::string("GaussianNll") + (e ? "SigIsLog" : "") + pn,
-                       [e, pass](Backend& b, InputRng& r) { return RunGaussian(e, pass, b, r); }});
+      for (auto [sname, sh] : {std::pair{"", Sampled{}}, {"Samples", Sampled{3, 4, 5}}}) {
+        cases.push_back(
+            {std::string("GaussianNll") + (e ? "SigIsLog" : "") + sname + pn,
+             [e, sh, pass](Backend& b, InputRng& r) { return RunGaussian(e, sh, pass, b, r); }});
+      }
       cases.push_back({std::string(e ? "RampLoss" : "EuclideanDistance") + pn,
                        [e, pass](Backend& b, InputRng& r) { return RunPair(e, pass, b, r); }});
     }
-    cases.push_back(
-        {"BetaNll" + pn, [pass](Backend& b, InputRng& r) { return RunBeta(pass, b, r); }});
+    for (auto [sname, sh] : {std::pair{"", Sampled{}}, {"Samples", Sampled{3, 4, 5}}}) {
+      cases.push_back({"BetaNll" + std::string(sname) + pn,
+                       [sh, pass](Backend& b, InputRng& r) { return RunBeta(sh, pass, b, r); }});
+    }
     for (auto [name, sp] : {std::pair{"1d", std::vector<int64_t>{7}},
                             {"2d", std::vector<int64_t>{4, 5}},
                             {"3d", std::vector<int64_t>{3, 4, 5}}}) {

@@ -23,6 +23,9 @@ struct NllExtResult {
 NllExtResult NllExtForward(const NllExt& p, const Vec& probs, const Vec& target);
 Vec NllExtBackward(const NllExt& p, const Vec& probs, const Vec& target, const Vec& diff_loss,
                    double n_total);
+// The gradient with respect to the class weights (n_class values).
+Vec NllExtClassWeightsBackward(const NllExt& p, const Vec& probs, const Vec& target,
+                               const Vec& diff_loss, double n_total);
 
 // SquaredLoss (squared = true) and AbsLoss; margin / scale_correction 0 = off.
 struct Regression {

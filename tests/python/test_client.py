@@ -198,6 +198,13 @@ class DaemonClientTest(unittest.TestCase):
         else:
             self.fail("no status event after the lr change")
 
+        # mixing (the AggregateLoss weights, one here: 1 in the job file) changes alone too.
+        self.assertAlmostEqual(read.mixing, 1.0, delta=1e-9)
+        mixed = c.set_hyperparameters(job, mixing=0.25)
+        self.assertAlmostEqual(mixed.mixing, 0.25, delta=1e-9)
+        self.assertAlmostEqual(mixed.learning_rate, 1e-5, delta=1e-12)
+        self.assertAlmostEqual(c.hyperparameters(job).mixing, 0.25, delta=1e-9)
+
         # The model: parameters as numpy arrays, read and written.
         params = c.parameters(job)
         self.assertTrue(params)

@@ -292,6 +292,14 @@ struct NmAccess {
     return h == nullptr ? -1 : h->index;
   }
 
+  // Whether argument `p` is a node (for arguments that take a node or values).
+  static bool IsNode(const Args& a, const std::string& p) {
+    a.Push(p);
+    const bool node = HandleIndex(a.L(), -1) >= 0;
+    lua_pop(a.L(), 1);
+    return node;
+  }
+
   static std::string NodeName(const Args& a, const std::string& p) {
     a.Require(p, "a node");
     lua_State* L = a.L();

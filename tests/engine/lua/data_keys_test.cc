@@ -85,6 +85,17 @@ TEST(DataKeysTest, AffinitiesAndNhoodTargets) {
               HasSubstr("data_batch_args.nhood_targets must be true, false or a list of offsets"));
 }
 
+// center_cubes (reference §7.8) is a file-preparation helper in ELEKTRONN2, not a
+// BatchCreatorImage argument: false is accepted (nothing to do), anything else is refused with
+// what to do instead.
+TEST(DataKeysTest, CenterCubesIsAPreparationHelperNotAnOption) {
+  Parse("", ", center_cubes = false");
+  EXPECT_THAT(ErrorOf("", ", center_cubes = true"),
+              HasSubstr("data_init_kwargs.center_cubes is not supported: ELEKTRONN2's "
+                        "center_cubes is a helper for preparing files"));
+  EXPECT_THAT(ErrorOf("", ", center_cubes = true"), HasSubstr("already centred on it"));
+}
+
 TEST(DataKeysTest, LazyLabelMasks) {
   EXPECT_TRUE(Parse("ret_ll_mask = true").data_batch_args().ret_ll_mask());
   EXPECT_THAT(ErrorOf("ret_ll_mask = 1"),

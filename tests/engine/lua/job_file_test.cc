@@ -22,6 +22,7 @@ namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The repository's examples/ folder, found upwards from the working directory or the binary.
 std::string ExamplePath(const std::string& name) {
@@ -555,8 +556,10 @@ TEST(JobFileTest, CheckJsonHasTheDocumentedKeys) {
   auto text = CheckJson(*job);
   ASSERT_TRUE(text.ok()) << text.status();
   const nlohmann::json j = nlohmann::json::parse(*text);
-  ASSERT_TRUE(j.contains("nodes") && j.contains("prediction") && j.contains("total_params"));
-  EXPECT_EQ(j.size(), 3u);
+  ASSERT_TRUE(j.contains("nodes") && j.contains("prediction") && j.contains("total_params") &&
+              j.contains("warnings"));
+  EXPECT_EQ(j.size(), 4u);
+  EXPECT_EQ(j["warnings"].size(), 0u);  // neuro3d's fov is odd: centred
   ASSERT_EQ(j["nodes"].size(), static_cast<size_t>(job->model().nodes_size()));
   for (const auto& n : j["nodes"]) {
     for (const char* key : {"name", "op", "shape", "tags", "fov", "strides", "offsets", "params"}) {
@@ -582,6 +585,51 @@ TEST(JobFileTest, CheckJsonHasTheDocumentedKeys) {
   auto table = CheckTable(*job);
   ASSERT_TRUE(table.ok());
   EXPECT_THAT(*table, HasSubstr("softmax"));
+}
+
+// Reference §3.2: a prediction fov that is even somewhere (here 2 along y, from a 3x2 kernel) is
+// not centred; ELEKTRONN2's designate_nodes warns and goes on, so does `elektronn check`.
+TEST(JobFileTest, CheckWarnsThatAnEvenPredictionFovIsNotCentred) {
+  auto load = [](const std::string& kernel) {
+    return LoadJobSource(absl::StrReplaceAll(R"(save_path = '/tmp/elk'
+n_steps = 10
+max_runtime = 60
+history_freq = 5
+monitor_batch_size = 2
+optimiser = 'SGD'
+optimiser_params = {lr = 0.01}
+batch_size = 1
+data_class = 'MNISTData'
+function create_model()
+  local inp = nm.Input{{None, 1, 10, 10}, 'b,f,x,y', name = 'raw'}
+  local out = nm.Conv{inp, 2, KERNEL, activation_func = 'lin'}
+  local probs = nm.Softmax{out}
+  local target = nm.Input_like{probs, override_f = 1, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true}}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)",
+                                             {{"KERNEL", kernel}}),
+                         "job.lua");
+  };
+  auto job = load("{3, 2}");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto table = CheckTable(*job);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_THAT(*table, HasSubstr("warning: Not all fields of view are centred (odd): prediction "
+                                "node 'softmax' has fov (3, 2)"));
+  auto text = CheckJson(*job);
+  ASSERT_TRUE(text.ok()) << text.status();
+  const nlohmann::json j = nlohmann::json::parse(*text);
+  ASSERT_EQ(j["warnings"].size(), 1u);
+  EXPECT_THAT(j["warnings"][0].get<std::string>(), HasSubstr("has fov (3, 2), offsets (1, 1)"));
+  // Odd everywhere: centred, no warning.
+  job = load("{3, 3}");
+  ASSERT_TRUE(job.ok()) << job.status();
+  table = CheckTable(*job);
+  ASSERT_TRUE(table.ok());
+  EXPECT_THAT(*table, Not(HasSubstr("warning")));
 }
 
 // Found by fuzz/fuzz_job_file: a name that is not UTF-8 made `check --json` throw (uncaught),

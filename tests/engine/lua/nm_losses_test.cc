@@ -107,6 +107,37 @@ TEST(NmLosses, EveryFunctionWithDefaultNamesAndArguments) {
   EXPECT_TRUE(N(j, "cls").has_classification());
 }
 
+// class_weights as a node (ELEKTRONN2 takes a Node or a list): the input right after the
+// target, before example_weights; a wrong length is an error naming the argument.
+TEST(NmLosses, MultinoulliNllClassWeightsNode) {
+  auto job = Load(R"(
+  local sm = nm.Softmax{out}
+  local lab = nm.Input_like{out, override_f = 1, name = 'labels'}
+  local cw = nm.Input{{1, 2}, 'b,f', name = 'cw'}
+  local ew = nm.Input{{None, 1, 6, 6}, 'b,f,x,y', name = 'ew'}
+  local nll = nm.MultinoulliNLL{sm, lab, target_is_sparse = true, class_weights = cw,
+                                example_weights = ew}
+  local bl = nm.BlockedMultinoulliNLL{sm, lab, 0.5, true, cw}
+  local loss = nm.AggregateLoss{{nll, bl}, name = 'loss'}
+  return nm.designate_nodes{input_node = inp, target_node = lab, loss_node = loss,
+                            prediction_node = sm}
+)");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(absl::StrJoin(N(*job, "nll").inputs(), ","), "softmax,labels,cw,ew");
+  EXPECT_TRUE(N(*job, "nll").multinoulli_nll().has_class_weights());
+  EXPECT_EQ(N(*job, "nll").multinoulli_nll().class_weights_size(), 0);
+  EXPECT_EQ(absl::StrJoin(N(*job, "nll1").inputs(), ","), "softmax,labels,cw");
+  EXPECT_TRUE(N(*job, "nll1").multinoulli_nll().has_class_weights());
+  const std::string e = ErrorOf(R"(
+  local sm = nm.Softmax{out}
+  local lab = nm.Input_like{out, override_f = 1, name = 'labels'}
+  local cw = nm.Input{{1, 3}, 'b,f', name = 'cw'}
+  nm.MultinoulliNLL{sm, lab, target_is_sparse = true, class_weights = cw}
+)");
+  EXPECT_NE(e.find("class_weights"), std::string::npos) << e;
+  EXPECT_NE(e.find("2 values"), std::string::npos) << e;
+}
+
 TEST(NmLosses, BadArgumentsNameFunctionArgumentAndValue) {
   const std::string pre = "local t = nm.Input_like{out, name = 'target'}\n";
   std::string e = ErrorOf(pre + "nm.SquaredLoss{out, t, margin = -1}");

@@ -106,6 +106,32 @@ TEST(StructuralJobFile, EveryFunctionRecordsItsNode) {
   EXPECT_EQ(prior->inputs(1), "clipped");
 }
 
+// ApplyFunc's kwargs (ELEKTRONN2 calls functor(x, *args, **kwargs)): each functor's arguments
+// by name, alone or after positional ones, give the same node as args.
+TEST(StructuralJobFile, ApplyFuncKeywordArguments) {
+  v1::ModelSpec m = ModelOf(R"(local a = nm.ApplyFunc{out, 'clip', kwargs = {max = 2, min = -1}}
+  local b = nm.ApplyFunc{a, 'clip', {-1}, kwargs = {max = 2}, name = 'mixed'}
+  local c = nm.ApplyFunc{b, 'affine', kwargs = {b = 0.5, a = 3}, name = 'aff'}
+  local d = nm.ApplyFunc{c, 'add', kwargs = {shift = 4}, name = 'shifted'}
+  local e = nm.ApplyFunc{d, 'pow', kwargs = {p = 2}, name = 'powered'}
+  local f = nm.ApplyFunc{e, 'scale', kwargs = {factor = 0.25}, name = 'scaled'}
+  out = nm.ApplyFunc{f, 'tanh', kwargs = {}, name = 'th'})");
+  for (const char* clip : {"apply", "mixed"}) {
+    SCOPED_TRACE(clip);
+    EXPECT_EQ(Find(m, clip)->apply_func().function(), v1::APPLY_CLIP);
+    EXPECT_EQ(Find(m, clip)->apply_func().a(), -1.f);
+    EXPECT_EQ(Find(m, clip)->apply_func().b(), 2.f);
+  }
+  EXPECT_EQ(Find(m, "aff")->apply_func().a(), 3.f);
+  EXPECT_EQ(Find(m, "aff")->apply_func().b(), 0.5f);
+  EXPECT_EQ(Find(m, "shifted")->apply_func().a(), 1.f);
+  EXPECT_EQ(Find(m, "shifted")->apply_func().b(), 4.f);
+  EXPECT_EQ(Find(m, "powered")->apply_func().function(), v1::APPLY_POW);
+  EXPECT_EQ(Find(m, "powered")->apply_func().a(), 2.f);
+  EXPECT_EQ(Find(m, "scaled")->apply_func().a(), 0.25f);
+  EXPECT_EQ(Find(m, "th")->activation().activation(), v1::TANH);
+}
+
 // 'maxout <k>' on a layer records the linear layer "<name>_lin" and a Maxout node named <name>.
 TEST(StructuralJobFile, MaxoutActivationRecordsLinearLayerAndMaxout) {
   v1::ModelSpec m =
@@ -130,9 +156,19 @@ TEST(StructuralJobFile, ErrorsNameFunctionArgumentAndValue) {
   EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'cube'}"),
               HasSubstr("nm.ApplyFunc argument 'functor' 'cube' is not a function this engine"));
   EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'clip', {1}}"),
-              HasSubstr("nm.ApplyFunc argument 'args' must hold 2 number(s) for 'clip'"));
+              HasSubstr("nm.ApplyFunc: 'clip' needs its argument 'max' ({min, max})"));
+  EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'clip', {1, 2, 3}}"),
+              HasSubstr("nm.ApplyFunc argument 'args' must hold at most 2 number(s) for 'clip'"));
   EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'tanh', kwargs = {x = 1}}"),
-              HasSubstr("nm.ApplyFunc argument 'kwargs' is not supported"));
+              HasSubstr("nm.ApplyFunc argument 'kwargs' must be empty for the activation 'tanh'"));
+  EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'clip', kwargs = {min = 0, maxx = 1}}"),
+              HasSubstr("nm.ApplyFunc argument 'kwargs' has 'maxx' (did you mean 'max'?)"));
+  EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'clip', {0, 1}, kwargs = {min = 0}}"),
+              HasSubstr("gives 'min' for 'clip' a second time"));
+  EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'pow', kwargs = {p = 'two'}}"),
+              HasSubstr("'p' must be a number"));
+  EXPECT_THAT(ErrorOf("out = nm.ApplyFunc{out, 'clip', kwargs = {max = 0, min = 1}}"),
+              HasSubstr("clip bounds {1, 0} are reversed"));
   EXPECT_THAT(ErrorOf("out = nm.Conv{out, 4, {1, 1}, activation_func = 'maxout'}"),
               HasSubstr("'maxout' needs a positive group size"));
   EXPECT_THAT(ErrorOf("out = nm.Conv{out, 4, {1, 1}, activation_func = 'maxout 3'}"),

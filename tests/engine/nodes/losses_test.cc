@@ -143,6 +143,39 @@ TEST(LossesGradient, BetaNll) {
   ExpectGradientsMatch(s.Get(), "beta", {m_raw, c}, o);
 }
 
+// GaussianNLL and BetaNLL on a prediction with a sample axis 's' (GaussianRV with n_samples):
+// the target (b, f, x) is broadcast over the samples, as ELEKTRONN2's loss.py does.
+TEST(LossesGradient, GaussianAndBetaNllTargetBroadcastOverSamples) {
+  for (int kind : {0, 1, 2}) {  // Gaussian, Gaussian with sig_is_log, Beta
+    SCOPED_TRACE(kind);
+    Spec s;
+    std::string mu_in = s.m.Input({2, 2, 3}, "b,f,x", "mu_in");
+    std::string ls_in = s.m.Input({2, 2, 3}, "b,f,x", "ls_in");
+    std::string rv = s.Add("rv", {mu_in, ls_in},
+                           [](v1::NodeSpec& n) { n.mutable_gaussian_rv()->set_n_samples(3); });
+    std::string t = s.m.Input({2, 2, 3}, "b,f,x", "target");
+    GradientCheckOptions o;
+    if (kind < 2) {
+      std::string sig = kind == 1 ? rv : "sig";
+      if (kind == 0) {
+        s.Add("sig", {rv},
+              [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::SOFTPLUS); });
+      }
+      s.Add("loss", {rv, sig, t},
+            [&](v1::NodeSpec& n) { n.mutable_gaussian_nll()->set_sig_is_log(kind == 1); });
+    } else {
+      s.Add("mode", {rv},
+            [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::SIGMOID); });
+      s.Add("conc", {rv},
+            [](v1::NodeSpec& n) { n.mutable_activation()->set_activation(v1::CONCENTRATION); });
+      s.Add("loss", {"mode", "conc", t}, [](v1::NodeSpec& n) { n.mutable_beta_nll(); });
+      o.input_values["target"] = {0.1f, 0.3f, 0.5f, 0.7f,  0.9f,  0.2f,
+                                  0.6f, 0.8f, 0.4f, 0.15f, 0.85f, 0.55f};
+    }
+    ExpectGradientsMatch(s.Get(), "loss", {mu_in, ls_in}, o);
+  }
+}
+
 TEST(LossesGradient, EuclideanDistanceAndRampLossBothInputs) {
   {
     Spec s;
@@ -250,6 +283,50 @@ TEST(LossesGradient, MultinoulliNllOptions) {
   }
 }
 
+// class_weights as a node: the gradient flows into it (and into the prediction), with the
+// example weights and both masks after it in the input list.
+TEST(LossesGradient, MultinoulliNllClassWeightsNode) {
+  for (bool sparse : {true, false}) {
+    for (bool extras : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "sparse " << sparse << " extras " << extras);
+      Spec s;
+      std::string x = s.m.Input({2, 3, 4}, "b,f,x", "x");
+      std::string p = s.m.Softmax(x);
+      std::string t = s.m.InputLike(p, sparse ? 1 : 0, "target");
+      std::string cw = s.m.Input({1, 3}, "b,f", "cw");
+      std::vector<std::string> inputs = {p, t, cw};
+      GradientCheckOptions o;
+      o.input_values["cw"] = {0.6f, 1.4f, 0.9f};
+      if (sparse) {
+        o.fixed_inputs_integer = {"target"};
+        o.n_classes = 3;
+        o.ignored_label_share = 0.25;
+      } else {
+        std::vector<float> logical(24, 0.f);  // (b, f, x): one-hot, x = 0 unlabelled
+        for (int b = 0; b < 2; ++b)
+          for (int xx = 1; xx < 4; ++xx) logical[(b * 3 + (b + xx) % 3) * 4 + xx] = 1.f;
+        o.input_values["target"] = logical;
+      }
+      if (extras) {
+        inputs.push_back(s.m.Input({2, 1, 4}, "b,f,x", "ew"));
+        inputs.push_back(s.m.Input({2, 3}, "b,f", "mn"));
+        o.input_values["ew"] = {0.5f, 1.f, 2.f, 1.5f, 0.f, 1.f, 3.f, 0.7f};
+        o.input_values["mn"] = {0.f, 0.f, 1.f, 1.f, 0.f, 0.f};
+      }
+      s.Add("nll", inputs, [&](v1::NodeSpec& n) {
+        v1::MultinoulliNLLOp* op = n.mutable_multinoulli_nll();
+        op->set_target_is_sparse(sparse);
+        op->set_has_class_weights(true);
+        op->set_has_example_weights(extras);
+        op->set_has_mask_class_not_present(extras);
+        op->set_weakness(extras ? 0.2f : 0.f);
+      });
+      s.Add("loss", {"nll"}, [](v1::NodeSpec& n) { n.mutable_aggregate_loss(); });
+      ExpectGradientsMatch(s.Get(), "loss", {x, cw}, o);
+    }
+  }
+}
+
 // --- normalisations against hand-computed values ---
 
 constexpr double kEps = 1e-5;
@@ -329,6 +406,34 @@ TEST(LossesValue, GaussianBetaEuclideanRamp) {
   EXPECT_NEAR(r["ramp"][0], 1.75, 1e-6);
 }
 
+// GaussianNLL with samples: every sample (b, s, f, x) is compared with target (b, f, x).
+TEST(LossesValue, GaussianNllTargetBroadcastOverSamples) {
+  Spec s;
+  std::string mu_in = s.m.Input({2, 2, 3}, "b,f,x", "mu_in");
+  std::string ls_in = s.m.Input({2, 2, 3}, "b,f,x", "ls_in");
+  s.Add("rv", {mu_in, ls_in}, [](v1::NodeSpec& n) { n.mutable_gaussian_rv()->set_n_samples(3); });
+  std::string t = s.m.Input({2, 2, 3}, "b,f,x", "t");
+  s.Add("g", {"rv", "rv", t},
+        [](v1::NodeSpec& n) { n.mutable_gaussian_nll()->set_sig_is_log(true); });
+  std::vector<float> tv(12), mv(12), lv(12, -0.5f);
+  for (int i = 0; i < 12; ++i) {
+    tv[i] = 0.3f * i - 1.f;
+    mv[i] = 0.1f * i;
+  }
+  auto r = Eval(s.Get(), {{"mu_in", mv}, {"ls_in", lv}, {"t", tv}}, {"rv", "g"});
+  ASSERT_EQ(r["g"].size(), 36u);
+  for (int b = 0; b < 2; ++b)
+    for (int smp = 0; smp < 3; ++smp)
+      for (int f = 0; f < 2; ++f)
+        for (int x = 0; x < 3; ++x) {
+          const int i = ((b * 3 + smp) * 2 + f) * 3 + x;  // logical (b, s, f, x)
+          const double v = r["rv"][i], target = tv[(b * 2 + f) * 3 + x];
+          const double want =
+              0.5 * std::log(2 * M_PI) + v + 0.5 * std::pow((target - v) / std::exp(v), 2);
+          EXPECT_NEAR(r["g"][i], want, 1e-5 * std::max(1.0, std::fabs(want))) << i;
+        }
+}
+
 // After AggregateLoss, MultinoulliNLL is (sum of -cw ew log p_true + not-present terms) /
 // (n_tot + 1e-5) (reference §2.13); every option moves it as ELEKTRONN2's code says.
 TEST(LossesValue, MultinoulliNllOptionsNormalisation) {
@@ -379,6 +484,19 @@ TEST(LossesValue, MultinoulliNllOptionsNormalisation) {
   // weakness 0.5: labelled targets become 0.5 one-hot + 0.5 (0.25, 0.75).
   EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) { op->set_weakness(0.5f); }),
               ((0.625 * l0 + 0.375 * l1) + 2 * (0.125 * l0 + 0.875 * l1)) / (3 + kEps), 2e-6);
+  // class_weights (3, 0.5), as a list and as a node: each term times its class's weight.
+  const double weighted = (3 * l0 + 2 * 0.5 * l1) / (3 + kEps);
+  EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) {
+                op->add_class_weights(3.f);
+                op->add_class_weights(0.5f);
+              }),
+              weighted, 2e-6);
+  EXPECT_NEAR(value([](Spec& s, auto& inputs, auto* op, In& in) {
+                inputs.push_back(s.m.Input({1, 2}, "b,f", "cw"));
+                op->set_has_class_weights(true);
+                in["cw"] = {3.f, 0.5f};
+              }),
+              weighted, 2e-6);
   // BlockedMultinoulliNLL: QUIRK 15 kept, the blocking has no effect.
   EXPECT_NEAR(value([](Spec&, auto&, auto* op, In&) {
                 op->set_blocked(true);
