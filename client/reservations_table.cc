@@ -18,7 +18,9 @@ std::string FormatReservationsTable(const std::vector<HostResources>& hosts, abs
       } else {
         const absl::Time end = absl::FromUnixSeconds(r.expire_time().seconds()) +
                                absl::Nanoseconds(r.expire_time().nanos());
-        lease = end > now ? absl::StrCat("expires in ", absl::ToInt64Seconds(end - now) + 1, "s")
+        lease = end > now ? absl::StrCat(
+                                "expires in ",
+                                absl::ToInt64Seconds(absl::Ceil(end - now, absl::Seconds(1))), "s")
                           : "expired";
       }
       rows.push_back({h.host, r.name(), r.owner().empty() ? "-" : r.owner(),

@@ -31,6 +31,12 @@ class ReservationBookTest : public ::testing::Test {
   ReservationBook::Clock Clock() {
     return [this] { return now_; };
   }
+  // The state of `name`, failing the test (not crashing it) when the book lacks it.
+  static v1::ReservationState State(ReservationBook& book, const std::string& name) {
+    auto r = book.Get(name);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->state() : v1::RESERVATION_STATE_UNSPECIFIED;
+  }
   static v1::ReserveRequest Request(const std::string& id, int gpus, int ttl_seconds) {
     v1::ReserveRequest r;
     r.set_request_id(id);
@@ -53,10 +59,10 @@ TEST_F(ReservationBookTest, LeasesExpireUnlessRenewed) {
   now_ += absl::Seconds(9);
   ASSERT_TRUE(book.Renew(a->name(), absl::Seconds(10)).ok());
   now_ += absl::Seconds(9);  // 18 s after Reserve, 9 s after Renew
-  EXPECT_EQ(book.Get(a->name())->state(), v1::ACTIVE);
+  EXPECT_EQ(State(book, a->name()), v1::ACTIVE);
   EXPECT_EQ(book.HeldSlots(), 1);
   now_ += absl::Seconds(1);
-  EXPECT_EQ(book.Get(a->name())->state(), v1::EXPIRED);
+  EXPECT_EQ(State(book, a->name()), v1::EXPIRED);
   EXPECT_EQ(book.HeldSlots(), 0);
   EXPECT_EQ(book.Renew(a->name(), absl::Seconds(10)).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -73,13 +79,13 @@ TEST_F(ReservationBookTest, ConsumedReservationsHaveNoLeaseAndEndWithTheirJob) {
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(book.Consume(a->name(), "jobs/000007").ok());
   now_ += absl::Hours(2);
-  EXPECT_EQ(book.Get(a->name())->state(), v1::CONSUMED);
+  EXPECT_EQ(State(book, a->name()), v1::CONSUMED);
   EXPECT_EQ(book.Reserve(Request("b", 1, 10), gpus_, host_).status().code(),
             absl::StatusCode::kResourceExhausted);
   book.JobEnded(a->name(), "jobs/000008");  // another job: no effect
-  EXPECT_EQ(book.Get(a->name())->state(), v1::CONSUMED);
+  EXPECT_EQ(State(book, a->name()), v1::CONSUMED);
   book.JobEnded(a->name(), "jobs/000007");
-  EXPECT_EQ(book.Get(a->name())->state(), v1::RELEASED);
+  EXPECT_EQ(State(book, a->name()), v1::RELEASED);
   EXPECT_TRUE(book.Reserve(Request("b", 2, 10), gpus_, host_).ok());
 }
 
@@ -95,12 +101,12 @@ TEST_F(ReservationBookTest, SurvivesARestartExceptWhatExpiredMeanwhile) {
   now_ += absl::Seconds(60);
   ReservationBook book(dir_.string(), Clock());
   ASSERT_TRUE(book.Load().ok());
-  EXPECT_EQ(book.Get(held)->state(), v1::ACTIVE);
-  EXPECT_EQ(book.Get(brief)->state(), v1::EXPIRED);
-  EXPECT_EQ(book.Get(consumed)->state(), v1::CONSUMED);
+  EXPECT_EQ(State(book, held), v1::ACTIVE);
+  EXPECT_EQ(State(book, brief), v1::EXPIRED);
+  EXPECT_EQ(State(book, consumed), v1::CONSUMED);
   // The job manager found no such job running: the consumed one is released.
   book.Reconcile([](const std::string&) { return false; });
-  EXPECT_EQ(book.Get(consumed)->state(), v1::RELEASED);
+  EXPECT_EQ(State(book, consumed), v1::RELEASED);
   // Retries still answer with the original; new names continue after the old ones.
   EXPECT_EQ(book.Reserve(Request("held", 1, 600), gpus_, host_)->name(), held);
   auto next = book.Reserve(Request("next", 0, 600), gpus_, host_);
