@@ -421,5 +421,32 @@ TEST_F(ReservationTest, AJobConsumesItsReservationUntilItEnds) {
   EXPECT_EQ(Reserve(Request("c", 1)).gpu_uuids(0), "GPU-fake-0");
 }
 
+TEST_F(ReservationTest, AJobKeepsItsReservationOverADaemonRestart) {
+  TwoFreeGpus();
+  StartWithFakeGpus(/*capacity=*/1);
+  const v1::Reservation a = Reserve(Request("a", 1));
+  v1::Job job;
+  ASSERT_TRUE(CreateOn(a.name(), TinySpec(10'000'000), &job).ok());
+  WaitState(job.name(), v1::RUNNING);
+  kill(pid_, SIGTERM);  // the job checkpoints and resumes on the next start
+  WaitDaemon();
+  StartWithFakeGpus(/*capacity=*/1);
+
+  const v1::Reservation r = GetReservation(a.name());
+  EXPECT_EQ(r.state(), v1::CONSUMED);
+  EXPECT_EQ(r.job(), job.name());
+  job = WaitState(job.name(), v1::RUNNING);  // its slot is the reservation's
+  EXPECT_EQ(job.restarts(), 1);
+  EXPECT_EQ(Gpu(Resources(), "GPU-fake-0")->held_by(), a.name());
+  v1::Reservation other;
+  grpc::Status s = TryReserve(Request("b", 0, 600, {"GPU-fake-0"}), &other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+
+  v1::CancelJobRequest cancel;
+  cancel.set_name(job.name());
+  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), cancel, &job).ok());
+  WaitReservation(a.name(), v1::RELEASED);
+}
+
 }  // namespace
 }  // namespace elektronn
