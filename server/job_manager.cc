@@ -159,7 +159,7 @@ void JobManager::WaitForStaleWorker(const std::string& id) {
 }
 
 absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id,
-                                           const std::string& reservation) {
+                                           const std::string& reservation, bool start_paused) {
   std::unique_lock lock(mu_);
   if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
   if (!request_id.empty()) {
@@ -182,7 +182,7 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
       return fits;
     }
   }
-  absl::StatusOr<v1::Job> made = CreateLocked(with_resources, request_id, id, taken);
+  absl::StatusOr<v1::Job> made = CreateLocked(with_resources, request_id, id, taken, start_paused);
   if (!made.ok() && !reservation.empty()) reservations_->Unconsume(reservation);
   return made;
 }
@@ -212,7 +212,8 @@ absl::Status ApplyReservation(const v1::Reservation& r, v1::JobResources* res) {
 absl::StatusOr<v1::Job> JobManager::CreateLocked(const v1::JobSpec& spec,
                                                  const std::string& request_id,
                                                  const std::string& id,
-                                                 const v1::Reservation& reservation) {
+                                                 const v1::Reservation& reservation,
+                                                 bool start_paused) {
   const bool predict = spec.has_prediction();
   if (predict) {
     if (const Entry* other = SameOutputLocked(spec.prediction())) {
@@ -255,7 +256,7 @@ absl::StatusOr<v1::Job> JobManager::CreateLocked(const v1::JobSpec& spec,
   Entry* raw = e.get();
   jobs_[raw->job.name()] = std::move(e);
   if (!request_id.empty()) by_request_id_[request_id] = raw->job.name();
-  SetStateLocked(raw, v1::QUEUED);
+  SetStateLocked(raw, start_paused ? v1::PAUSED : v1::QUEUED);
   spdlog::info("created {} (request_id '{}'{})", raw->job.name(), request_id,
                reservation.name().empty() ? "" : ", on " + reservation.name());
   return raw->job;

@@ -269,7 +269,9 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
     if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
       return ToGrpcStatus(s);
     }
-    return Answer(manager_->Create(request->job(), request->request_id()), response);
+    return Answer(
+        manager_->Create(request->job(), request->request_id(), "", request->start_paused()),
+        response);
   }
   // On a reservation the daemon picks the device: cuda:0 is the first reserved GPU (the worker
   // sees only those); jobs on fake GPUs (--fake-gpus, tests) and on reservations without GPUs
@@ -288,7 +290,9 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
     if (r.ok() && r->gpu_uuids_size() > 0) spec.mutable_resources()->set_device("cuda:0");
   }
   if (auto s = ValidateJobSpec(spec, data_dir_, state_dir_); !s.ok()) return ToGrpcStatus(s);
-  return Answer(manager_->Create(spec, request->request_id(), request->reservation()), response);
+  return Answer(manager_->Create(spec, request->request_id(), request->reservation(),
+                                 request->start_paused()),
+                response);
 }
 
 grpc::Status JobsService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,

@@ -421,6 +421,34 @@ TEST_F(ReservationTest, AJobConsumesItsReservationUntilItEnds) {
   EXPECT_EQ(Reserve(Request("c", 1)).gpu_uuids(0), "GPU-fake-0");
 }
 
+// The daemon's half of a gang start: jobs created paused on their reservations start together
+// on ResumeJob.
+TEST_F(ReservationTest, AJobCreatedPausedHoldsItsReservationUntilResumed) {
+  TwoFreeGpus();
+  StartWithFakeGpus(/*capacity=*/1);
+  const v1::Reservation a = Reserve(Request("a", 1, /*ttl_seconds=*/2));
+  v1::CreateJobRequest req;
+  *req.mutable_job() = TinySpec(10'000'000);
+  req.set_reservation(a.name());
+  req.set_start_paused(true);
+  v1::Job job;
+  grpc::Status s = jobs_->CreateJob(Ctx().get(), req, &job);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(job.state(), v1::PAUSED);
+  // Longer than the reservation's lease: consumed, it does not expire.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(Get(job.name()).state(), v1::PAUSED);
+  EXPECT_EQ(GetReservation(a.name()).state(), v1::CONSUMED);
+  v1::ResumeJobRequest resume;
+  resume.set_name(job.name());
+  ASSERT_TRUE(jobs_->ResumeJob(Ctx().get(), resume, &job).ok());
+  WaitState(job.name(), v1::RUNNING);
+  v1::CancelJobRequest cancel;
+  cancel.set_name(job.name());
+  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), cancel, &job).ok());
+  WaitReservation(a.name(), v1::RELEASED);
+}
+
 TEST_F(ReservationTest, AJobKeepsItsReservationOverADaemonRestart) {
   TwoFreeGpus();
   StartWithFakeGpus(/*capacity=*/1);
