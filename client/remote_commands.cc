@@ -70,7 +70,8 @@ std::string FormatUtc(int64_t unix_s) {
 
 std::string FormatLoss(double loss) { return absl::StrFormat("%.4g", loss); }
 
-// Left-aligned columns separated by two spaces.
+}  // namespace
+
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
   for (const auto& row : rows) {
@@ -90,6 +91,8 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   }
   return out;
 }
+
+namespace {
 
 int64_t NStepsOf(const v1::Job& job) { return job.spec().training().n_steps(); }
 
@@ -503,6 +506,9 @@ int RunHosts(const RemoteCommands& state) {
     return code;
   }
   std::printf("%s", FormatResourcesTable(out).c_str());
+  if (const std::string r = FormatReservationsTable(out, absl::Now()); !r.empty()) {
+    std::printf("\n%s", r.c_str());
+  }
   for (const auto& h : out) {
     if (!h.error.empty()) std::fprintf(stderr, "%s: %s\n", h.host.c_str(), h.error.c_str());
     if (auto w = ProtocolMismatchWarning(h)) std::fprintf(stderr, "warning: %s\n", w->c_str());
@@ -860,6 +866,7 @@ std::string FormatResourcesTable(const std::vector<HostResources>& hosts) {
                                         FormatBytes(g.memory_used_bytes()),
                                         FormatBytes(g.memory_total_bytes()));
         if (g.foreign_pids_size() > 0) e += absl::StrFormat(" (%d foreign)", g.foreign_pids_size());
+        if (!g.held_by().empty()) e += " [" + g.held_by() + "]";
         each.push_back(e);
       }
       gpus = absl::StrFormat("%d: %s", r.gpus_size(), absl::StrJoin(each, "; "));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/time.h"
 #include "client/connection.h"
 #include "client/prediction_cli.h"
 #include "elektronn/v1/control.pb.h"
@@ -93,6 +94,12 @@ struct HostResources {
   std::string error;  // non-empty: the host did not answer
 };
 std::string FormatResourcesTable(const std::vector<HostResources>& hosts);
+// The reservations of the answering hosts (client/reservations_table.cc): HOST, RESERVATION,
+// OWNER, STATE, GPUS, CPUS, MEMORY, LEASE ("expires in 12s" as of `now`, or the consuming job);
+// empty when no host holds any.
+std::string FormatReservationsTable(const std::vector<HostResources>& hosts, absl::Time now);
+// Left-aligned columns separated by two spaces.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 // A warning when a host's daemon speaks another protocol (rpc/version.h) than this client;
 // nullopt when they match or the host did not answer.
 std::optional<std::string> ProtocolMismatchWarning(const HostResources& host);

@@ -103,6 +103,14 @@ int Main(int argc, char** argv) {
   app.add_option("--worker-threads", daemon.worker_omp_threads,
                  "OMP_NUM_THREADS for workers (0: inherit)")
       ->capture_default_str();
+  std::string fake_gpus;
+  app.add_option("--fake-gpus", fake_gpus,
+                 "TEST ONLY: take the GPUs from this JSON file instead of NVML, re-read on every "
+                 "call: {\"gpus\": [{\"uuid\": \"GPU-fake-0\", \"name\": ..., "
+                 "\"memory_total_bytes\": ..., \"memory_used_bytes\": ..., "
+                 "\"utilization_percent\": ..., \"processes\": [{\"pid\": 4711, "
+                 "\"used_memory_bytes\": ...}]}]} (edit it to add or remove foreign processes); "
+                 "jobs on these GPUs run on the CPU");
   CLI11_PARSE(app, argc, argv);
 
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -159,7 +167,16 @@ int Main(int argc, char** argv) {
 
   JobStore store(daemon.state_dir);
   if (auto s = store.Init(); !s.ok()) return Fail(std::string(s.message()));
-  JobManager manager(daemon, &store);
+  if (!fake_gpus.empty()) {
+    fake_gpus = fs::absolute(fake_gpus).string();
+    spdlog::warn("--fake-gpus {}: GPUs come from this file, not from NVML (for tests only)",
+                 fake_gpus);
+  }
+  const GpuSource gpus(fake_gpus);
+  // Reservations survive restarts (their leases are absolute times); see reservation_book.h.
+  ReservationBook reservations(daemon.state_dir);
+  if (auto s = reservations.Load(); !s.ok()) return Fail(std::string(s.message()));
+  JobManager manager(daemon, &store, &reservations);
   if (auto s = manager.Start(); !s.ok()) return Fail(std::string(s.message()));
 
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
@@ -186,8 +203,9 @@ int Main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   // Linking the reflection library registers its plugin in every server; the gate below decides.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  JobsService jobs(&manager, &auth, daemon.data_dir, daemon.state_dir);
-  HostService host(&manager, &auth, daemon.state_dir);
+  JobsService jobs(&manager, &auth, daemon.data_dir, daemon.state_dir, &reservations, gpus.fake());
+  HostService host(&manager, &auth, daemon.state_dir, &gpus, &reservations);
+  ReservationsService reservations_service(&manager, &auth, daemon.state_dir, &gpus, &reservations);
   WorkerChannels channels(&manager, &store);
   TrainerProxy trainer_proxy(&channels, &auth);
   ModelProxy model_proxy(&channels, &auth);
@@ -206,6 +224,7 @@ int Main(int argc, char** argv) {
   }
   builder.RegisterService(&jobs);
   builder.RegisterService(&host);
+  builder.RegisterService(&reservations_service);
   builder.RegisterService(&trainer_proxy);
   builder.RegisterService(&model_proxy);
   builder.RegisterService(&shell_proxy);

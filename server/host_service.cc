@@ -1,11 +1,10 @@
-// Host resources from /proc, statvfs and NVML (dlopen'ed; absent NVML is "no GPU", not an error).
+// Host resources from /proc, statvfs and the GPU inventory (NVML or --fake-gpus), and the
+// Reservations service on top of them.
 #include "server/host_service.h"
 
-#include <dlfcn.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -17,20 +16,6 @@
 namespace elektronn {
 namespace {
 
-// The few NVML declarations used (NVML's ABI; no header is installed here).
-using nvmlDevice_t = void*;
-struct NvmlMemory {
-  unsigned long long total, free, used;
-};
-struct NvmlUtilization {
-  unsigned int gpu, memory;
-};
-struct NvmlProcessInfo {  // nvmlProcessInfo_v3_t
-  unsigned int pid;
-  unsigned long long usedGpuMemory;
-  unsigned int gpuInstanceId, computeInstanceId;
-};
-
 int64_t MeminfoBytes(const std::string& meminfo, const std::string& key) {
   const size_t at = meminfo.find(key + ":");
   if (at == std::string::npos) return 0;
@@ -40,112 +25,100 @@ int64_t MeminfoBytes(const std::string& meminfo, const std::string& key) {
   return kib * 1024;
 }
 
-}  // namespace
-
-void FillGpuInfo(const std::vector<int>& own_pids, v1::Resources* out) {
-  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    out->set_gpu_status("no GPU: libnvidia-ml.so.1 not found");
-    return;
-  }
-  auto sym = [&](const char* name) { return dlsym(lib, name); };
-  using InitFn = int (*)();
-  using CountFn = int (*)(unsigned int*);
-  using HandleFn = int (*)(unsigned int, nvmlDevice_t*);
-  using StrFn = int (*)(nvmlDevice_t, char*, unsigned int);
-  using MemFn = int (*)(nvmlDevice_t, NvmlMemory*);
-  using UtilFn = int (*)(nvmlDevice_t, NvmlUtilization*);
-  using ProcFn = int (*)(nvmlDevice_t, unsigned int*, NvmlProcessInfo*);
-  using ErrFn = const char* (*)(int);
-  auto init = reinterpret_cast<InitFn>(sym("nvmlInit_v2"));
-  auto shutdown = reinterpret_cast<InitFn>(sym("nvmlShutdown"));
-  auto count_fn = reinterpret_cast<CountFn>(sym("nvmlDeviceGetCount_v2"));
-  auto handle_fn = reinterpret_cast<HandleFn>(sym("nvmlDeviceGetHandleByIndex_v2"));
-  auto uuid_fn = reinterpret_cast<StrFn>(sym("nvmlDeviceGetUUID"));
-  auto name_fn = reinterpret_cast<StrFn>(sym("nvmlDeviceGetName"));
-  auto mem_fn = reinterpret_cast<MemFn>(sym("nvmlDeviceGetMemoryInfo"));
-  auto util_fn = reinterpret_cast<UtilFn>(sym("nvmlDeviceGetUtilizationRates"));
-  auto proc_fn = reinterpret_cast<ProcFn>(sym("nvmlDeviceGetComputeRunningProcesses_v3"));
-  auto err_fn = reinterpret_cast<ErrFn>(sym("nvmlErrorString"));
-  if (!init || !shutdown || !count_fn || !handle_fn) {
-    out->set_gpu_status("no GPU: libnvidia-ml.so.1 lacks nvmlInit_v2/nvmlDeviceGetCount_v2");
-    dlclose(lib);
-    return;
-  }
-  if (int rc = init(); rc != 0) {
-    out->set_gpu_status(absl::StrCat("no GPU: nvmlInit_v2 failed: ",
-                                     err_fn ? err_fn(rc) : absl::StrCat("code ", rc)));
-    dlclose(lib);
-    return;
-  }
-  unsigned int count = 0;
-  if (count_fn(&count) != 0 || count == 0) {
-    out->set_gpu_status("no GPU: NVML reports no device");
-  } else {
-    out->set_gpu_status(absl::StrCat(count, " GPU(s)"));
-  }
-  for (unsigned int i = 0; i < count; ++i) {
-    nvmlDevice_t dev = nullptr;
-    if (handle_fn(i, &dev) != 0) continue;
-    v1::GpuInfo* g = out->add_gpus();
-    char buf[256] = {};
-    if (uuid_fn && uuid_fn(dev, buf, sizeof(buf)) == 0) g->set_uuid(buf);
-    if (name_fn && name_fn(dev, buf, sizeof(buf)) == 0) g->set_name(buf);
-    NvmlMemory mem{};
-    if (mem_fn && mem_fn(dev, &mem) == 0) {
-      g->set_memory_used_bytes(static_cast<int64_t>(mem.used));
-      g->set_memory_total_bytes(static_cast<int64_t>(mem.total));
-    }
-    NvmlUtilization util{};
-    if (util_fn && util_fn(dev, &util) == 0) g->set_utilization_percent(static_cast<int>(util.gpu));
-    if (proc_fn) {
-      NvmlProcessInfo procs[64];
-      unsigned int n = 64;
-      if (proc_fn(dev, &n, procs) == 0) {
-        for (unsigned int k = 0; k < n && k < 64; ++k) {
-          const int pid = static_cast<int>(procs[k].pid);
-          if (std::find(own_pids.begin(), own_pids.end(), pid) == own_pids.end()) {
-            g->add_foreign_pids(pid);
-          }
-        }
-      }
-    }
-  }
-  shutdown();
-  dlclose(lib);
+grpc::Status Answer(const absl::StatusOr<v1::Reservation>& r, v1::Reservation* response) {
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *r;
+  return grpc::Status::OK;
 }
 
-grpc::Status HostService::GetResources(grpc::ServerContext* context, const v1::GetResourcesRequest*,
-                                       v1::Resources* response) {
-  if (auto s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+}  // namespace
+
+void FillMachineInfo(const std::string& state_dir, v1::Resources* out) {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  response->set_hostname(host);
-  response->set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
+  out->set_hostname(host);
+  out->set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
   {
     std::ifstream in("/proc/loadavg");
     double load = 0;
-    if (in >> load) response->set_load_average_1m(load);
+    if (in >> load) out->set_load_average_1m(load);
   }
   {
     std::ifstream in("/proc/meminfo");
     std::stringstream ss;
     ss << in.rdbuf();
-    response->set_memory_total_bytes(MeminfoBytes(ss.str(), "MemTotal"));
-    response->set_memory_available_bytes(MeminfoBytes(ss.str(), "MemAvailable"));
+    out->set_memory_total_bytes(MeminfoBytes(ss.str(), "MemTotal"));
+    out->set_memory_available_bytes(MeminfoBytes(ss.str(), "MemAvailable"));
   }
   struct statvfs vfs;
-  if (statvfs(state_dir_.c_str(), &vfs) == 0) {
-    response->set_state_dir_free_bytes(static_cast<int64_t>(vfs.f_bavail) *
-                                       static_cast<int64_t>(vfs.f_frsize));
+  if (statvfs(state_dir.c_str(), &vfs) == 0) {
+    out->set_state_dir_free_bytes(static_cast<int64_t>(vfs.f_bavail) *
+                                  static_cast<int64_t>(vfs.f_frsize));
   }
-  FillGpuInfo(manager_->WorkerPids(), response);
+}
+
+grpc::Status HostService::GetResources(grpc::ServerContext* context, const v1::GetResourcesRequest*,
+                                       v1::Resources* response) {
+  if (auto s = auth_->Check(*context); !s.ok()) return ToGrpcStatus(s);
+  FillMachineInfo(state_dir_, response);
+  const GpuInventory gpus = gpus_->Read();  // NVML may take a while: no lock held
+  reservations_->DescribeGpus(gpus, manager_->Occupancy(), response);
   for (const auto& name : manager_->RunningJobs()) response->add_running_jobs(name);
   response->set_capacity(manager_->capacity());
   v1::BuildInfo* build = response->mutable_daemon();
   build->set_version(std::string(ReleaseVersion()));
   build->set_revision(std::string(SourceRevision()));
   build->set_protocol_version(kProtocolVersion);
+  return grpc::Status::OK;
+}
+
+#define ELK_CHECK_AUTH(context)                                             \
+  do {                                                                      \
+    if (auto s = auth_->Check(*(context)); !s.ok()) return ToGrpcStatus(s); \
+  } while (0)
+
+grpc::Status ReservationsService::Reserve(grpc::ServerContext* context,
+                                          const v1::ReserveRequest* request,
+                                          v1::Reservation* response) {
+  ELK_CHECK_AUTH(context);
+  v1::Resources machine;
+  FillMachineInfo(state_dir_, &machine);
+  const GpuInventory gpus = gpus_->Read();
+  return Answer(
+      manager_->Reserve(*request, gpus, machine.cpu_count(), machine.memory_total_bytes()),
+      response);
+}
+
+grpc::Status ReservationsService::RenewReservation(grpc::ServerContext* context,
+                                                   const v1::RenewReservationRequest* request,
+                                                   v1::Reservation* response) {
+  ELK_CHECK_AUTH(context);
+  const absl::Duration ttl =
+      absl::Seconds(request->ttl().seconds()) + absl::Nanoseconds(request->ttl().nanos());
+  return Answer(reservations_->Renew(request->name(), ttl), response);
+}
+
+grpc::Status ReservationsService::ReleaseReservation(grpc::ServerContext* context,
+                                                     const v1::ReleaseReservationRequest* request,
+                                                     v1::Reservation* response) {
+  ELK_CHECK_AUTH(context);
+  return Answer(reservations_->Release(request->name()), response);
+}
+
+grpc::Status ReservationsService::GetReservation(grpc::ServerContext* context,
+                                                 const v1::GetReservationRequest* request,
+                                                 v1::Reservation* response) {
+  ELK_CHECK_AUTH(context);
+  return Answer(reservations_->Get(request->name()), response);
+}
+
+grpc::Status ReservationsService::ListReservations(grpc::ServerContext* context,
+                                                   const v1::ListReservationsRequest* request,
+                                                   v1::ListReservationsResponse* response) {
+  ELK_CHECK_AUTH(context);
+  for (v1::Reservation& r : reservations_->List(request->include_ended())) {
+    *response->add_reservations() = std::move(r);
+  }
   return grpc::Status::OK;
 }
 

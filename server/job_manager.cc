@@ -16,9 +16,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "engine/config/hyperparams.h"
 #include "engine/io/data_path.h"
@@ -70,8 +72,8 @@ bool IsFinal(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
-JobManager::JobManager(DaemonOptions options, JobStore* store)
-    : options_(std::move(options)), store_(store) {}
+JobManager::JobManager(DaemonOptions options, JobStore* store, ReservationBook* reservations)
+    : options_(std::move(options)), store_(store), reservations_(reservations) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -110,6 +112,12 @@ absl::Status JobManager::Start() {
     }
     spdlog::info("recovered {} ({} -> {})", name, v1::JobState_Name(st),
                  v1::JobState_Name(e->job.state()));
+  }
+  if (reservations_ != nullptr) {
+    reservations_->Reconcile([&](const std::string& job) {
+      auto it = jobs_.find(job);
+      return it != jobs_.end() && !IsFinal(it->second->job.state());
+    });
   }
   return absl::OkStatus();
 }
@@ -150,13 +158,62 @@ void JobManager::WaitForStaleWorker(const std::string& id) {
   }
 }
 
-absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id) {
+absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id,
+                                           const std::string& reservation, bool start_paused) {
   std::unique_lock lock(mu_);
   if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
   if (!request_id.empty()) {
     auto it = by_request_id_.find(request_id);
     if (it != by_request_id_.end()) return jobs_.at(it->second)->job;
   }
+  const std::string id = absl::StrFormat("%06d", next_id_);
+  v1::JobSpec with_resources = spec;
+  v1::Reservation taken;
+  if (!reservation.empty()) {
+    if (reservations_ == nullptr) {
+      return absl::FailedPreconditionError("this daemon keeps no reservations");
+    }
+    auto r = reservations_->Consume(reservation, "jobs/" + id);
+    if (!r.ok()) return r.status();
+    taken = *std::move(r);
+    absl::Status fits = ApplyReservation(taken, with_resources.mutable_resources());
+    if (!fits.ok()) {
+      reservations_->Unconsume(reservation);
+      return fits;
+    }
+  }
+  absl::StatusOr<v1::Job> made = CreateLocked(with_resources, request_id, id, taken, start_paused);
+  if (!made.ok() && !reservation.empty()) reservations_->Unconsume(reservation);
+  return made;
+}
+
+absl::Status ApplyReservation(const v1::Reservation& r, v1::JobResources* res) {
+  auto too_much = [&](const std::string& field, int64_t asked, int64_t reserved) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "job.resources.", field, " is ", asked, " but ", r.name(), " reserved ",
+                          reserved, "; ask for at most that (0: all of it)")),
+                      "INVALID_JOB_SPEC");
+  };
+  if (r.cpu_threads() > 0) {
+    if (res->cpu_threads() > r.cpu_threads()) {
+      return too_much("cpu_threads", res->cpu_threads(), r.cpu_threads());
+    }
+    if (res->cpu_threads() == 0) res->set_cpu_threads(r.cpu_threads());
+  }
+  if (r.memory_bytes() > 0) {
+    if (res->memory_bytes() > r.memory_bytes()) {
+      return too_much("memory_bytes", res->memory_bytes(), r.memory_bytes());
+    }
+    if (res->memory_bytes() == 0) res->set_memory_bytes(r.memory_bytes());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Job> JobManager::CreateLocked(const v1::JobSpec& spec,
+                                                 const std::string& request_id,
+                                                 const std::string& id,
+                                                 const v1::Reservation& reservation,
+                                                 bool start_paused) {
   const bool predict = spec.has_prediction();
   if (predict) {
     if (const Entry* other = SameOutputLocked(spec.prediction())) {
@@ -169,10 +226,12 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
     }
   }
   auto e = std::make_unique<Entry>();
-  e->id = absl::StrFormat("%06d", next_id_++);
+  e->id = id;
   e->events = std::make_unique<JobEventLog>(store_, e->id);
   e->job.set_name("jobs/" + e->id);
   *e->job.mutable_spec() = spec;
+  e->job.set_reservation(reservation.name());
+  *e->job.mutable_gpu_uuids() = reservation.gpu_uuids();
   if (!predict) {
     // The values the job starts with, until its worker reports live ones.
     WriteStartValues(spec.training(), e->job.mutable_hyperparameters());
@@ -193,11 +252,13 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
     fs::remove_all(store_->JobDir(e->id), ec);  // no half-made job for the next start to find
     return s;
   }
+  ++next_id_;
   Entry* raw = e.get();
   jobs_[raw->job.name()] = std::move(e);
   if (!request_id.empty()) by_request_id_[request_id] = raw->job.name();
-  SetStateLocked(raw, v1::QUEUED);
-  spdlog::info("created {} (request_id '{}')", raw->job.name(), request_id);
+  SetStateLocked(raw, start_paused ? v1::PAUSED : v1::QUEUED);
+  spdlog::info("created {} (request_id '{}'{})", raw->job.name(), request_id,
+               reservation.name().empty() ? "" : ", on " + reservation.name());
   return raw->job;
 }
 
@@ -381,6 +442,45 @@ std::vector<int> JobManager::WorkerPids() const {
   return out;
 }
 
+HostOccupancy JobManager::Occupancy() const {
+  std::lock_guard lock(mu_);
+  return OccupancyLocked();
+}
+
+HostOccupancy JobManager::OccupancyLocked() const {
+  HostOccupancy h;
+  h.capacity = options_.capacity;
+  for (const auto& [name, e] : jobs_) {
+    if (e->active && e->pid > 0) h.worker_pids[e->pid] = name;
+    if (!e->job.reservation().empty()) continue;
+    if (e->active) ++h.plain_active_jobs;
+    const v1::JobState st = e->job.state();
+    const std::string& device = e->job.spec().resources().device();
+    if ((e->active || st == v1::QUEUED) && absl::StartsWith(device, "cuda")) {
+      int index = 0;
+      if (absl::StartsWith(device, "cuda:") && !absl::SimpleAtoi(device.substr(5), &index)) {
+        continue;
+      }
+      h.gpu_index_jobs[index] = name;
+    }
+  }
+  return h;
+}
+
+absl::StatusOr<v1::Reservation> JobManager::Reserve(const v1::ReserveRequest& request,
+                                                    const GpuInventory& gpus, int cpu_count,
+                                                    int64_t memory_total_bytes) {
+  if (reservations_ == nullptr) {
+    return absl::FailedPreconditionError("this daemon keeps no reservations");
+  }
+  std::lock_guard lock(mu_);
+  if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
+  HostOccupancy host = OccupancyLocked();
+  host.cpu_count = cpu_count;
+  host.memory_total_bytes = memory_total_bytes;
+  return reservations_->Reserve(request, gpus, host);
+}
+
 void JobManager::AddEventLocked(Entry* e, v1::JobEvent event, bool sync) {
   SetNow(event.mutable_time());
   e->events->Append(std::move(event), sync);
@@ -401,6 +501,9 @@ void JobManager::PersistLocked(Entry* e) {
 void JobManager::SetStateLocked(Entry* e, v1::JobState state) {
   e->job.set_state(state);
   PersistLocked(e);
+  if (IsFinal(state) && reservations_ != nullptr && !e->job.reservation().empty()) {
+    reservations_->JobEnded(e->job.reservation(), e->job.name());
+  }
   v1::JobEvent ev;
   ev.set_state(state);
   AddEventLocked(e, ev, /*sync=*/true);
@@ -419,16 +522,22 @@ void JobManager::SignalLocked(Entry* e, int sig) {
 void JobManager::SchedulerLoop() {
   std::unique_lock lock(mu_);
   while (true) {
-    int active = 0;
-    for (auto& [name, e] : jobs_) active += e->active ? 1 : 0;
+    int active = 0, plain_active = 0;
+    for (auto& [name, e] : jobs_) {
+      active += e->active ? 1 : 0;
+      plain_active += e->active && e->job.reservation().empty() ? 1 : 0;
+    }
     if (stopping_ && active == 0) break;
     if (!stopping_) {
+      // A job slot each: running jobs without a reservation, and reservations (whose jobs start
+      // at once: the slot is theirs already).
+      int used = plain_active + (reservations_ != nullptr ? reservations_->HeldSlots() : 0);
       for (auto& [name, e] : jobs_) {
-        if (active >= options_.capacity) break;
-        if (e->job.state() == v1::QUEUED && !e->active) {
-          SpawnLocked(e.get());
-          ++active;
-        }
+        if (e->job.state() != v1::QUEUED || e->active) continue;
+        const bool reserved = !e->job.reservation().empty();
+        if (!reserved && used >= options_.capacity) continue;
+        SpawnLocked(e.get());
+        if (!reserved) ++used;
       }
     }
     const double now = MonotonicSeconds();
@@ -516,11 +625,20 @@ void JobManager::SpawnLocked(Entry* e) {
   const int threads = res.cpu_threads() > 0 ? res.cpu_threads() : options_.worker_omp_threads;
   const rlim_t memory = res.memory_bytes() > 0 ? static_cast<rlim_t>(res.memory_bytes()) : 0;
   std::vector<std::string> env;
+  const bool own_gpus = e->job.gpu_uuids_size() > 0;
   for (char** p = environ; *p; ++p) {
     if (threads > 0 && std::strncmp(*p, "OMP_NUM_THREADS=", 16) == 0) continue;
+    if (own_gpus && std::strncmp(*p, "CUDA_VISIBLE_DEVICES=", 21) == 0) continue;
+    if (std::strncmp(*p, "CUDA_DEVICE_ORDER=", 18) == 0) continue;
     env.emplace_back(*p);
   }
   if (threads > 0) env.push_back(absl::StrCat("OMP_NUM_THREADS=", threads));
+  // A reserved job sees its GPUs only (by UUID, so cuda:0 is the first of them); otherwise
+  // cuda:N is NVML's index N, which is what reservations and GetResources count by.
+  if (own_gpus) {
+    env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(e->job.gpu_uuids(), ",")));
+  }
+  env.push_back("CUDA_DEVICE_ORDER=PCI_BUS_ID");
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -19,20 +19,28 @@
 #include "absl/status/statusor.h"
 #include "elektronn/v1/jobs.pb.h"
 #include "elektronn/v1/worker.pb.h"
+#include "server/gpu_inventory.h"
 #include "server/job_store.h"
 #include "server/options.h"
+#include "server/reservation_book.h"
 
 namespace elektronn {
 
 bool IsFinal(v1::JobState state);
 
+// A job's resources on reservation `r`: the reserved CPU threads and memory where `res` leaves
+// them 0; INVALID_ARGUMENT when it asks for more than was reserved.
+absl::Status ApplyReservation(const v1::Reservation& r, v1::JobResources* res);
+
 class JobManager {
  public:
-  JobManager(DaemonOptions options, JobStore* store);
+  // `reservations` (may be null: no reservations) must outlive the manager.
+  JobManager(DaemonOptions options, JobStore* store, ReservationBook* reservations = nullptr);
   ~JobManager();  // Shutdown() if not done
 
   // Loads the stored jobs, waits for workers of a killed daemon to checkpoint, requeues the jobs
-  // that were running. StartScheduling() then starts workers (once the server listens).
+  // that were running, and releases reservations whose job ended or is gone. StartScheduling()
+  // then starts workers (once the server listens).
   absl::Status Start();
   void StartScheduling();
 
@@ -41,7 +49,13 @@ class JobManager {
   // job's model (final, else latest checkpoint) in its own directory, fixed for its lifetime;
   // INVALID_ARGUMENT when there is no such training job or it has no model yet, or when a
   // prediction that has not ended writes the same output.
-  absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id);
+  // With a `reservation`, the job consumes it (see CreateJobRequest.reservation): it gets the
+  // reserved GPUs, and the reserved CPU threads and memory where the spec leaves them 0 (more
+  // than reserved is INVALID_ARGUMENT); it starts without waiting for a job slot (the
+  // reservation holds one) and frees the reservation when it ends.
+  // With `start_paused` the job is created PAUSED (it starts on Resume).
+  absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id,
+                                 const std::string& reservation = "", bool start_paused = false);
   absl::StatusOr<v1::Job> Get(const std::string& name) const;
   // Jobs ordered by name after `page_token` (a name; empty = from the start).
   std::pair<std::vector<v1::Job>, std::string> List(int page_size,
@@ -59,6 +73,13 @@ class JobManager {
   std::vector<std::string> RunningJobs() const;
   std::vector<int> WorkerPids() const;
   int capacity() const { return options_.capacity; }
+  // Workers, GPUs of jobs without a reservation and job slots in use (CPU and memory are left
+  // for the caller to fill in).
+  HostOccupancy Occupancy() const;
+  // ReservationBook::Reserve with the occupancy as of this instant: no worker starts meanwhile.
+  absl::StatusOr<v1::Reservation> Reserve(const v1::ReserveRequest& request,
+                                          const GpuInventory& gpus, int cpu_count,
+                                          int64_t memory_total_bytes);
 
   // SIGTERMs every worker (they checkpoint and exit; their jobs resume on the next start) and
   // wakes every watcher. Shutdown() then waits for the workers.
@@ -81,6 +102,10 @@ class JobManager {
   };
 
   absl::StatusOr<Entry*> FindLocked(const std::string& name) const;
+  // Create() once the reservation (if any) is consumed; the job is jobs/<id>.
+  absl::StatusOr<v1::Job> CreateLocked(const v1::JobSpec& spec, const std::string& request_id,
+                                       const std::string& id, const v1::Reservation& reservation,
+                                       bool start_paused);
   void AddEventLocked(Entry* e, v1::JobEvent event, bool sync);
   void SetStateLocked(Entry* e, v1::JobState state);
   void PersistLocked(Entry* e);
@@ -102,9 +127,11 @@ class JobManager {
   void CheckpointedLocked(Entry* e, int64_t step);
   void OnExitLocked(Entry* e, int wait_status);
   void WaitForStaleWorker(const std::string& id);
+  HostOccupancy OccupancyLocked() const;
 
   const DaemonOptions options_;
   JobStore* const store_;
+  ReservationBook* const reservations_;  // called with mu_ held, never the other way round
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Entry>> jobs_;  // by name

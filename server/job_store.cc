@@ -24,6 +24,8 @@ absl::Status Errno(const std::string& what, const std::string& path) {
   return absl::UnavailableError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
 }
 
+}  // namespace
+
 absl::Status WriteAtomically(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -35,6 +37,8 @@ absl::Status WriteAtomically(const std::string& path, const std::string& bytes) 
   if (rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename to", path);
   return absl::OkStatus();
 }
+
+namespace {
 
 // One events.log record: the payload's length (4 bytes, little endian), then the payload.
 void AppendRecord(const v1::JobEvent& event, std::string* out) {

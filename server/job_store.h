@@ -16,6 +16,10 @@
 
 namespace elektronn {
 
+// Replaces `path` by `bytes` so that a crash leaves the old or the new content (tmp + fsync +
+// rename); also used for the reservations file.
+absl::Status WriteAtomically(const std::string& path, const std::string& bytes);
+
 struct StoredJob {
   v1::Job job;
   std::vector<v1::JobEvent> events;

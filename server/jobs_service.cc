@@ -265,10 +265,34 @@ grpc::Status Answer(const absl::StatusOr<v1::Job>& job, v1::Job* response) {
 grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
                                     const v1::CreateJobRequest* request, v1::Job* response) {
   ELK_CHECK_AUTH(context);
-  if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
-    return ToGrpcStatus(s);
+  if (request->reservation().empty()) {
+    if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    return Answer(
+        manager_->Create(request->job(), request->request_id(), "", request->start_paused()),
+        response);
   }
-  return Answer(manager_->Create(request->job(), request->request_id()), response);
+  // On a reservation the daemon picks the device: cuda:0 is the first reserved GPU (the worker
+  // sees only those); jobs on fake GPUs (--fake-gpus, tests) and on reservations without GPUs
+  // run on the CPU.
+  v1::JobSpec spec = request->job();
+  const std::string& device = spec.resources().device();
+  if (!device.empty() && device != "cpu") {
+    return ToGrpcStatus(WithReason(
+        absl::InvalidArgumentError(absl::StrCat(
+            "job.resources.device is '", device, "' but the job runs on ", request->reservation(),
+            ": leave the device empty (the daemon gives it the reserved GPUs) or set 'cpu'")),
+        "INVALID_JOB_SPEC"));
+  }
+  if (device.empty() && !fake_gpus_ && reservations_ != nullptr) {
+    auto r = reservations_->Get(request->reservation());
+    if (r.ok() && r->gpu_uuids_size() > 0) spec.mutable_resources()->set_device("cuda:0");
+  }
+  if (auto s = ValidateJobSpec(spec, data_dir_, state_dir_); !s.ok()) return ToGrpcStatus(s);
+  return Answer(manager_->Create(spec, request->request_id(), request->reservation(),
+                                 request->start_paused()),
+                response);
 }
 
 grpc::Status JobsService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,

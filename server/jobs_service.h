@@ -20,12 +20,17 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_di
 
 class JobsService final : public v1::Jobs::Service {
  public:
+  // `reservations` (may be null) answers which GPUs a CreateJob's reservation holds; with
+  // `fake_gpus` (--fake-gpus) a reserved job's device stays "cpu", as there is no real GPU.
   JobsService(JobManager* manager, const TokenChecker* auth, std::string data_dir,
-              std::string state_dir = "")
+              std::string state_dir = "", ReservationBook* reservations = nullptr,
+              bool fake_gpus = false)
       : manager_(manager),
         auth_(auth),
         data_dir_(std::move(data_dir)),
-        state_dir_(std::move(state_dir)) {}
+        state_dir_(std::move(state_dir)),
+        reservations_(reservations),
+        fake_gpus_(fake_gpus) {}
 
   grpc::Status CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                          v1::Job* response) override;
@@ -47,6 +52,8 @@ class JobsService final : public v1::Jobs::Service {
   const TokenChecker* auth_;
   const std::string data_dir_;   // job data paths must stay inside it
   const std::string state_dir_;  // predictions may not write into the daemon's own files
+  ReservationBook* const reservations_;
+  const bool fake_gpus_;
 };
 
 }  // namespace elektronn

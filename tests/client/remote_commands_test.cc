@@ -461,6 +461,41 @@ TEST(Formatting, ResourcesTable) {
   EXPECT_NE(t.find("unreachable"), std::string::npos) << t;
 }
 
+TEST(Formatting, HostsShowReservationsAndTheGpusTheyHold) {
+  EXPECT_EQ(FormatReservationsTable({MakeHost()}, absl::FromUnixSeconds(1000)), "");
+  HostResources h = MakeHost();
+  h.resources.mutable_gpus(0)->set_held_by("reservations/000002");
+  v1::Reservation* active = h.resources.add_reservations();
+  active->set_name("reservations/000002");
+  active->set_owner("sched sweep-3");
+  active->set_state(v1::ACTIVE);
+  active->add_gpu_uuids("GPU-1");
+  active->set_cpu_threads(4);
+  active->mutable_expire_time()->set_seconds(1030);
+  v1::Reservation* consumed = h.resources.add_reservations();
+  consumed->set_name("reservations/000003");
+  consumed->set_state(v1::CONSUMED);
+  consumed->set_memory_bytes(int64_t{8} << 30);
+  consumed->set_job("jobs/000009");
+  EXPECT_NE(FormatResourcesTable({h}).find("40 GiB/80 GiB [reservations/000002]"),
+            std::string::npos)
+      << FormatResourcesTable({h});
+  HostResources down;
+  down.host = "gpu9:7077";
+  down.error = "cannot reach";
+  const std::string t = FormatReservationsTable({h, down}, absl::FromUnixSeconds(1000));
+  EXPECT_NE(t.find("RESERVATION"), std::string::npos) << t;
+  EXPECT_NE(t.find("reservations/000002  sched sweep-3  ACTIVE    GPU-1  4     -        "
+                   "expires in 30s"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("reservations/000003  -              CONSUMED  -      -     8.0 GiB  "
+                   "jobs/000009"),
+            std::string::npos)
+      << t;
+  EXPECT_EQ(t.find("gpu9"), std::string::npos) << t;
+}
+
 TEST(Formatting, ResourcesTableShowsDaemonVersionAndWarnsOnAnotherProtocol) {
   HostResources same = MakeHost();
   same.resources.mutable_daemon()->set_version("0.1.0");
