@@ -80,18 +80,31 @@ HostSnapshot SnapshotOf(const std::string& address, const v1::Resources& r) {
   h.address = address;
   h.hostname = r.hostname();
   for (const v1::GpuInfo& g : r.gpus()) {
-    GpuSlot slot{g.uuid(), g.foreign_pids().empty(), ""};
-    if (!slot.free) {
+    // `busy` is the daemon's own verdict (any foreign process, a reservation or a job holds
+    // it); a daemon from before reservations sends only foreign_pids.
+    GpuSlot slot{g.uuid(), !g.busy() && g.foreign_pids().empty(), g.busy_reason()};
+    if (!slot.free && slot.busy_why.empty()) {
       slot.busy_why = absl::StrCat("process ", absl::StrJoin(g.foreign_pids(), ", "),
                                    " (not elektronnd's) runs on it");
     }
     h.gpus.push_back(std::move(slot));
   }
-  // The load average is not subtracted: it lags minutes behind jobs that start and end.
-  h.cpu_threads_total = h.cpu_threads_free = std::max(1, r.cpu_count());
+  // What reservations hold is not free; the load average is not subtracted: it lags minutes
+  // behind jobs that start and end.
+  int reserved_threads = 0, active = 0;
+  int64_t reserved_memory = 0;
+  for (const v1::Reservation& res : r.reservations()) {
+    if (res.state() != v1::ACTIVE && res.state() != v1::CONSUMED) continue;
+    reserved_threads += res.cpu_threads();
+    reserved_memory += res.memory_bytes();
+    active += res.state() == v1::ACTIVE;  // a consumed one's job is among running_jobs
+  }
+  h.cpu_threads_total = std::max(1, r.cpu_count());
+  h.cpu_threads_free = std::max(0, h.cpu_threads_total - reserved_threads);
   h.memory_total = r.memory_total_bytes();
-  h.memory_free = r.memory_available_bytes();
-  h.job_slots_free = r.capacity() > 0 ? std::max(0, r.capacity() - r.running_jobs_size()) : 1 << 20;
+  h.memory_free = std::max<int64_t>(0, r.memory_available_bytes() - reserved_memory);
+  h.job_slots_free =
+      r.capacity() > 0 ? std::max(0, r.capacity() - r.running_jobs_size() - active) : 1 << 20;
   return h;
 }
 

@@ -48,6 +48,30 @@ TEST(PlacementTest, SnapshotMarksGpusWithForeignProcessesBusy) {
   EXPECT_EQ(s.cpu_threads_free, 8);
 }
 
+TEST(PlacementTest, SnapshotCountsReservationsAndTheDaemonsBusyVerdict) {
+  v1::Resources r = Host("h", 3, 8, 4);
+  r.mutable_gpus(0)->set_busy(true);
+  r.mutable_gpus(0)->set_busy_reason("held by reservations/000002");
+  v1::Reservation* held = r.add_reservations();
+  held->set_state(v1::ACTIVE);
+  held->set_cpu_threads(3);
+  held->set_memory_bytes(int64_t{16} << 30);
+  v1::Reservation* used = r.add_reservations();
+  used->set_state(v1::CONSUMED);
+  used->set_cpu_threads(2);
+  r.add_running_jobs("jobs/000004");  // the consumed reservation's job
+  v1::Reservation* ended = r.add_reservations();
+  ended->set_state(v1::EXPIRED);
+  ended->set_cpu_threads(100);
+  const HostSnapshot s = SnapshotOf("h:7077", r);
+  EXPECT_FALSE(s.gpus[0].free);
+  EXPECT_EQ(s.gpus[0].busy_why, "held by reservations/000002");
+  EXPECT_TRUE(s.gpus[1].free);
+  EXPECT_EQ(s.cpu_threads_free, 8 - 3 - 2);
+  EXPECT_EQ(s.memory_free, int64_t{48} << 30);
+  EXPECT_EQ(s.job_slots_free, 4 - 1 - 1);
+}
+
 TEST(PlacementTest, NeverTwoMembersOnOneGpu) {
   v1::Experiment e;
   for (int i = 0; i < 5; ++i) Add(&e, absl::StrCat("m", i), 1);

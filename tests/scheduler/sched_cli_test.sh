@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# elektronn-sched against two real daemons on loopback (no GPUs here): `check` lists an
-# experiment's members and groups, `plan` places the CPU members on the daemons by their
-# capacity (one job each), keeps a group that does not fit waiting as a whole, and refuses a
-# member that needs a GPU no host has (exit 4, naming it). Bad input: a missing hosts list, an
-# unreachable daemon, a broken experiment file.
+# elektronn-sched against two real daemons on loopback with test-only GPU inventories
+# (--fake-gpus: two GPUs each, one of them busy with a foreign process): `check` lists an
+# experiment's members and groups, `plan` places the members on the daemons by their capacity
+# (one job each), keeps a group that does not fit waiting as a whole, never places on the busy
+# GPU, and refuses a member that needs more GPUs than any host has (exit 4, naming it). Bad
+# input: a missing hosts list, an unreachable daemon, a broken experiment file.
 # Usage: sched_cli_test.sh ELEKTRONN_SCHED ELEKTRONND
 set -euo pipefail
 sched=$1
@@ -22,8 +23,11 @@ ports=()
 for i in 1 2; do
   port=$(free_port)
   mkdir -p "$work/d$i"
+  # GPU 1 of each daemon runs a foreign process (pid 1): busy, whatever its memory.
+  printf '{"gpus": [{"uuid": "GPU-d%s-0"}, {"uuid": "GPU-d%s-1", "processes": [{"pid": 1}]}]}\n' \
+    $i $i >"$work/gpus$i.json"
   "$elektronnd" --listen 127.0.0.1:$port --state-dir "$work/d$i" --token-file "$work/token" \
-    --capacity 1 >"$work/d$i.log" 2>&1 &
+    --capacity 1 --fake-gpus "$work/gpus$i.json" >"$work/d$i.log" 2>&1 &
   pids+=($!)
   ports+=($port)
 done
@@ -73,15 +77,26 @@ assert [x["member"] for x in p["placed"]] == ["solo"], p
 assert sorted(x["member"] for x in p["waiting"]) == ["pair1", "pair2"], p
 ' "$json" || fail "plan --json: $json"
 
-# A member needing a GPU that no host has: exit 4, named.
+# GPU members: only GPU 0 of each daemon is free, the foreign process's GPU 1 never placed.
 cat > "$work/gpu.lua" <<'LUA'
-members = {{name = 'needs-gpu', job = 'job.lua', gpus = 1}}
+members = {{name = 'g1', job = 'job.lua', gpus = 1}, {name = 'g2', job = 'job.lua', gpus = 1}}
+LUA
+out=$("$sched" plan "$work/gpu.lua" --hosts "$hosts") || fail "plan GPUs: $out"
+grep -qE '^g1 .*GPU-d[12]-0 +would start' <<<"$out" || fail "plan g1: $out"
+grep -qE '^g2 .*GPU-d[12]-0 +would start' <<<"$out" || fail "plan g2: $out"
+grep -q 'GPU-d1-1 is busy: foreign process 1' <<<"$out" || fail "busy GPU not named: $out"
+! grep -qE '^g[12] .*GPU-d[12]-1' <<<"$out" || fail "placed on the busy GPU: $out"
+
+# A member needing more GPUs than any host has: exit 4, named.
+cat > "$work/big.lua" <<'LUA'
+members = {{name = 'needs-3', job = 'job.lua', gpus = 3}}
 LUA
 set +e
-err=$("$sched" plan "$work/gpu.lua" --hosts "$hosts" 2>&1 >/dev/null); code=$?
+err=$("$sched" plan "$work/big.lua" --hosts "$hosts" 2>&1 >/dev/null); code=$?
 set -e
-[ $code -eq 4 ] || fail "GPU member: exit $code, want 4: $err"
-grep -q "member 'needs-gpu' needs 1 GPUs" <<<"$err" || fail "GPU member message: $err"
+[ $code -eq 4 ] || fail "3-GPU member: exit $code, want 4: $err"
+grep -q "member 'needs-3' needs 3 GPUs" <<<"$err" || fail "3-GPU member message: $err"
+grep -q "has 2 GPUs" <<<"$err" || fail "3-GPU member message: $err"
 
 # Bad input.
 set +e
