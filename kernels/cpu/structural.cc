@@ -6,20 +6,10 @@
 #include <array>
 #include <cmath>
 
+#include "kernels/cpu/parallel.h"
+
 namespace elektronn::kernels::cpu {
 namespace {
-
-constexpr int64_t kMinParallel = 16384;  // as cpu_backend.cc: smaller loops stay on one thread
-
-template <typename Body>
-void For(int64_t n, const Body& body) {
-  if (n > kMinParallel) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i);
-  } else {
-    for (int64_t i = 0; i < n; ++i) body(i);
-  }
-}
 
 inline float Store(float old, float v, bool acc) { return acc ? old + v : v; }
 
@@ -82,7 +72,7 @@ double WindowSum(const Grid& g, const float* in, int64_t n, int64_t z, int64_t y
 // Runs body(n, z, y, x, c, linear index) over every element.
 template <typename Body>
 void ForEachElement(const Grid& g, const Body& body) {
-  For(g.n * g.z * g.y * g.x, [&](int64_t p) {
+  ParallelFor(g.n * g.z * g.y * g.x, [&](int64_t p) {
     int64_t r = p;
     const int64_t x = r % g.x;
     r /= g.x;
@@ -108,7 +98,7 @@ void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm, c
     dst_dims[i] = dims[perm[i]];
     n *= dst_dims[i];
   }
-  For(n, [&](int64_t j) {
+  ParallelFor(n, [&](int64_t j) {
     int64_t r = j, off = 0;
     for (int i = rank - 1; i >= 0; --i) {
       off += (r % dst_dims[i]) * src_stride[perm[i]];
@@ -120,7 +110,7 @@ void Transpose(const std::vector<int64_t>& dims, const std::vector<int>& perm, c
 
 void ScalarFunctionForward(ScalarFunction f, float a, float b, const float* src, float* dst,
                            int64_t n) {
-  For(n, [&](int64_t i) {
+  ParallelFor(n, [&](int64_t i) {
     const float x = src[i];
     switch (f) {
       case ScalarFunction::kAffine:
@@ -144,7 +134,7 @@ void ScalarFunctionForward(ScalarFunction f, float a, float b, const float* src,
 
 void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src, const float* dd,
                             float* ds, int64_t n, bool acc) {
-  For(n, [&](int64_t i) {
+  ParallelFor(n, [&](int64_t i) {
     const float x = src[i];
     float d = 1.f;
     switch (f) {
@@ -170,7 +160,7 @@ void ScalarFunctionBackward(ScalarFunction f, float a, float b, const float* src
 
 void MaxoutForward(const float* src, float* dst, int64_t rows, int64_t ch, int64_t k) {
   const int64_t out = ch / k;
-  For(rows, [&](int64_t r) {
+  ParallelFor(rows, [&](int64_t r) {
     for (int64_t c = 0; c < out; ++c) {
       const float* g = src + r * ch + c * k;
       float m = g[0];
@@ -183,7 +173,7 @@ void MaxoutForward(const float* src, float* dst, int64_t rows, int64_t ch, int64
 void MaxoutBackward(const float* src, const float* dd, float* ds, int64_t rows, int64_t ch,
                     int64_t k, bool acc) {
   const int64_t out = ch / k;
-  For(rows, [&](int64_t r) {
+  ParallelFor(rows, [&](int64_t r) {
     for (int64_t c = 0; c < out; ++c) {
       const float* g = src + r * ch + c * k;
       int64_t arg = 0;
@@ -200,7 +190,7 @@ void LrnForward(const LrnDesc& d, const float* src, float* dst, float* ws) {
   const auto sq = [](float v) { return static_cast<double>(v) * v; };
   if (d.channel_mode) {
     const int64_t h = d.window[0] / 2, c_max = g.c - 1;
-    For(g.numel() / g.c, [&](int64_t r) {
+    ParallelFor(g.numel() / g.c, [&](int64_t r) {
       const float* x = src + r * g.c;
       for (int64_t c = 0; c < g.c; ++c) {
         double m = 0;
@@ -228,11 +218,11 @@ void LrnBackward(const LrnDesc& d, const float* src, const float* dd, float* ds,
   const int64_t numel = g.numel();
   const float* s = ws;
   float* t = ws + numel;
-  For(numel, [&](int64_t i) { t[i] = dd[i] * src[i] * std::pow(s[i], -d.beta - 1.f); });
+  ParallelFor(numel, [&](int64_t i) { t[i] = dd[i] * src[i] * std::pow(s[i], -d.beta - 1.f); });
   if (d.channel_mode) {
     const int64_t h = d.window[0] / 2, C = g.c;
     const double coef = -2.0 * d.beta * d.alpha / static_cast<double>(d.window[0]);
-    For(numel / C, [&](int64_t r) {
+    ParallelFor(numel / C, [&](int64_t r) {
       const float* tr = t + r * C;
       for (int64_t i = 0; i < C; ++i) {
         // Replicated edges: channel 0 stands in for every c + o < 0, channel C-1 for c + o >= C.
@@ -266,7 +256,7 @@ void LrnBackward(const LrnDesc& d, const float* src, const float* dd, float* ds,
 
 void GaussianSample(const float* mu, const float* ls, float* dst, int64_t outer, int64_t samples,
                     int64_t inner, uint64_t seed, uint64_t step) {
-  For(outer * samples * inner, [&](int64_t j) {
+  ParallelFor(outer * samples * inner, [&](int64_t j) {
     const int64_t o = j / (samples * inner), i = j % inner;
     dst[j] = mu[o * inner + i] + std::exp(ls[o * inner + i]) * StandardNormal(seed, step, j);
   });
@@ -275,7 +265,7 @@ void GaussianSample(const float* mu, const float* ls, float* dst, int64_t outer,
 void GaussianSampleBackward(const float* mu, const float* dst, const float* dd, float* dmu,
                             bool acc_mu, float* dls, bool acc_ls, int64_t outer, int64_t samples,
                             int64_t inner) {
-  For(outer * inner, [&](int64_t p) {
+  ParallelFor(outer * inner, [&](int64_t p) {
     const int64_t o = p / inner, i = p % inner;
     double gm = 0, gl = 0;
     for (int64_t s = 0; s < samples; ++s) {
