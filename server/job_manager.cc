@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "engine/config/hyperparams.h"
 #include "engine/io/data_path.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -159,7 +160,8 @@ void JobManager::WaitForStaleWorker(const std::string& id) {
 }
 
 absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id,
-                                           const std::string& reservation, bool start_paused) {
+                                           const std::string& reservation, bool start_paused,
+                                           const google::protobuf::Timestamp& resume_by) {
   std::unique_lock lock(mu_);
   if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
   if (!request_id.empty()) {
@@ -182,7 +184,8 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
       return fits;
     }
   }
-  absl::StatusOr<v1::Job> made = CreateLocked(with_resources, request_id, id, taken, start_paused);
+  absl::StatusOr<v1::Job> made =
+      CreateLocked(with_resources, request_id, id, taken, start_paused, resume_by);
   if (!made.ok() && !reservation.empty()) reservations_->Unconsume(reservation);
   return made;
 }
@@ -213,7 +216,8 @@ absl::StatusOr<v1::Job> JobManager::CreateLocked(const v1::JobSpec& spec,
                                                  const std::string& request_id,
                                                  const std::string& id,
                                                  const v1::Reservation& reservation,
-                                                 bool start_paused) {
+                                                 bool start_paused,
+                                                 const google::protobuf::Timestamp& resume_by) {
   const bool predict = spec.has_prediction();
   if (predict) {
     if (const Entry* other = SameOutputLocked(spec.prediction())) {
@@ -241,6 +245,9 @@ absl::StatusOr<v1::Job> JobManager::CreateLocked(const v1::JobSpec& spec,
     e->job.set_training_dir(store_->TrainingDir(e->id));
   }
   e->job.set_request_id(request_id);
+  if (start_paused && (resume_by.seconds() != 0 || resume_by.nanos() != 0)) {
+    *e->job.mutable_resume_by() = resume_by;
+  }
   SetNow(e->job.mutable_create_time());
   absl::Status s = store_->CreateJobDir(e->id);
   if (s.ok() && predict && IsJobModelReference(spec.prediction().model())) {
@@ -374,6 +381,7 @@ absl::StatusOr<v1::Job> JobManager::Resume(const std::string& name) {
   Entry* e = *found;
   switch (e->job.state()) {
     case v1::PAUSED:
+      e->job.clear_resume_by();
       SetStateLocked(e, v1::QUEUED);
       break;
     case v1::QUEUED:
@@ -510,6 +518,24 @@ void JobManager::SetStateLocked(Entry* e, v1::JobState state) {
   spdlog::info("{} -> {}", e->job.name(), v1::JobState_Name(state));
 }
 
+// Jobs created paused with a resume_by that passed: their scheduler gave up or died before
+// starting them, so they end and their reservations are released (nothing leaks).
+void JobManager::CancelUnresumedLocked() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now).count();
+  for (auto& [name, e] : jobs_) {
+    if (e->job.state() != v1::PAUSED || !e->job.has_resume_by()) continue;
+    const google::protobuf::Timestamp& by = e->job.resume_by();
+    if (by.seconds() * 1'000'000'000 + by.nanos() > now_ns) continue;
+    e->job.set_error(absl::StrCat(
+        "not resumed by ",
+        absl::FormatTime(absl::FromUnixSeconds(by.seconds()), absl::UTCTimeZone()),
+        " UTC (CreateJobRequest.resume_by): whoever created it paused gave up on starting it"));
+    spdlog::warn("{}: {}", name, e->job.error());
+    SetStateLocked(e.get(), v1::CANCELLED);
+  }
+}
+
 void JobManager::SignalLocked(Entry* e, int sig) {
   if (!e->active || e->pid <= 0) return;
   if (sig == SIGTERM) {
@@ -540,6 +566,7 @@ void JobManager::SchedulerLoop() {
         if (!reserved) ++used;
       }
     }
+    CancelUnresumedLocked();
     const double now = MonotonicSeconds();
     for (auto& [name, e] : jobs_) {
       if (e->active && e->kill_at > 0 && now >= e->kill_at) {

@@ -53,9 +53,11 @@ class JobManager {
   // reserved GPUs, and the reserved CPU threads and memory where the spec leaves them 0 (more
   // than reserved is INVALID_ARGUMENT); it starts without waiting for a job slot (the
   // reservation holds one) and frees the reservation when it ends.
-  // With `start_paused` the job is created PAUSED (it starts on Resume).
+  // With `start_paused` the job is created PAUSED (it starts on Resume); with a `resume_by` too
+  // (nonzero), the job is CANCELLED if no Resume comes by then.
   absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id,
-                                 const std::string& reservation = "", bool start_paused = false);
+                                 const std::string& reservation = "", bool start_paused = false,
+                                 const google::protobuf::Timestamp& resume_by = {});
   absl::StatusOr<v1::Job> Get(const std::string& name) const;
   // Jobs ordered by name after `page_token` (a name; empty = from the start).
   std::pair<std::vector<v1::Job>, std::string> List(int page_size,
@@ -105,7 +107,9 @@ class JobManager {
   // Create() once the reservation (if any) is consumed; the job is jobs/<id>.
   absl::StatusOr<v1::Job> CreateLocked(const v1::JobSpec& spec, const std::string& request_id,
                                        const std::string& id, const v1::Reservation& reservation,
-                                       bool start_paused);
+                                       bool start_paused,
+                                       const google::protobuf::Timestamp& resume_by);
+  void CancelUnresumedLocked();
   void AddEventLocked(Entry* e, v1::JobEvent event, bool sync);
   void SetStateLocked(Entry* e, v1::JobState state);
   void PersistLocked(Entry* e);

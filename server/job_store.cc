@@ -26,18 +26,6 @@ absl::Status Errno(const std::string& what, const std::string& path) {
 
 }  // namespace
 
-absl::Status WriteAtomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create", tmp);
-  const bool ok =
-      write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && fsync(fd) == 0;
-  close(fd);
-  if (!ok) return Errno("cannot write", tmp);
-  if (rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename to", path);
-  return absl::OkStatus();
-}
-
 namespace {
 
 // One events.log record: the payload's length (4 bytes, little endian), then the payload.

@@ -13,12 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "elektronn/v1/jobs.pb.h"
+#include "rpc/atomic_file.h"
 
 namespace elektronn {
-
-// Replaces `path` by `bytes` so that a crash leaves the old or the new content (tmp + fsync +
-// rename); also used for the reservations file.
-absl::Status WriteAtomically(const std::string& path, const std::string& bytes);
 
 struct StoredJob {
   v1::Job job;

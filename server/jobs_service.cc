@@ -265,13 +265,17 @@ grpc::Status Answer(const absl::StatusOr<v1::Job>& job, v1::Job* response) {
 grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
                                     const v1::CreateJobRequest* request, v1::Job* response) {
   ELK_CHECK_AUTH(context);
+  if (request->has_resume_by() && !request->start_paused()) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "resume_by is set but start_paused is not: only a job created paused waits for ResumeJob"));
+  }
   if (request->reservation().empty()) {
     if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
       return ToGrpcStatus(s);
     }
-    return Answer(
-        manager_->Create(request->job(), request->request_id(), "", request->start_paused()),
-        response);
+    return Answer(manager_->Create(request->job(), request->request_id(), "",
+                                   request->start_paused(), request->resume_by()),
+                  response);
   }
   // On a reservation the daemon picks the device: cuda:0 is the first reserved GPU (the worker
   // sees only those); jobs on fake GPUs (--fake-gpus, tests) and on reservations without GPUs
@@ -291,7 +295,7 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
   }
   if (auto s = ValidateJobSpec(spec, data_dir_, state_dir_); !s.ok()) return ToGrpcStatus(s);
   return Answer(manager_->Create(spec, request->request_id(), request->reservation(),
-                                 request->start_paused()),
+                                 request->start_paused(), request->resume_by()),
                 response);
 }
 

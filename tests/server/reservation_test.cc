@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "rpc/status.h"
 #include "tests/server/daemon_fixture.h"
 
@@ -447,6 +449,60 @@ TEST_F(ReservationTest, AJobCreatedPausedHoldsItsReservationUntilResumed) {
   cancel.set_name(job.name());
   ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), cancel, &job).ok());
   WaitReservation(a.name(), v1::RELEASED);
+}
+
+// A scheduler that dies between creating a group's paused jobs and resuming them leaks
+// nothing: past resume_by the daemon cancels the job and releases its reservation, also when
+// the deadline passed while the daemon was down. A ResumeJob in time clears the deadline.
+TEST_F(ReservationTest, APausedJobNotResumedByItsDeadlineIsCancelled) {
+  TwoFreeGpus();
+  StartWithFakeGpus(/*capacity=*/2);
+  const v1::Reservation a = Reserve(Request("a", 1));
+  const v1::Reservation b = Reserve(Request("b", 1));
+  auto create = [&](const v1::Reservation& r, double resume_in_s, v1::Job* job) {
+    v1::CreateJobRequest req;
+    *req.mutable_job() = TinySpec(10'000'000);
+    req.set_reservation(r.name());
+    req.set_start_paused(true);
+    const absl::Time by = absl::Now() + absl::Seconds(resume_in_s);
+    req.mutable_resume_by()->set_seconds(absl::ToUnixSeconds(by));
+    return jobs_->CreateJob(Ctx().get(), req, job);
+  };
+  v1::Job late, on_time;
+  ASSERT_TRUE(create(a, 1.5, &late).ok());
+  ASSERT_TRUE(create(b, 30, &on_time).ok());
+  EXPECT_EQ(late.state(), v1::PAUSED);
+  EXPECT_TRUE(late.has_resume_by());
+  v1::ResumeJobRequest resume;
+  resume.set_name(on_time.name());
+  ASSERT_TRUE(jobs_->ResumeJob(Ctx().get(), resume, &on_time).ok());
+  EXPECT_FALSE(on_time.has_resume_by());
+
+  late = WaitState(late.name(), v1::CANCELLED);
+  EXPECT_NE(late.error().find("not resumed by"), std::string::npos) << late.error();
+  EXPECT_EQ(WaitReservation(a.name(), v1::RELEASED).job(), late.name());
+  EXPECT_EQ(Get(on_time.name()).state(), v1::RUNNING);
+
+  // The deadline passes while the daemon is down.
+  const v1::Reservation c = Reserve(Request("c", 1));
+  v1::Job orphan;
+  ASSERT_TRUE(create(c, 1.5, &orphan).ok());
+  kill(pid_, SIGTERM);
+  WaitDaemon();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  StartWithFakeGpus(/*capacity=*/2);
+  orphan = WaitState(orphan.name(), v1::CANCELLED);
+  WaitReservation(c.name(), v1::RELEASED);
+
+  v1::CreateJobRequest bad;
+  *bad.mutable_job() = TinySpec(10);
+  bad.mutable_resume_by()->set_seconds(absl::ToUnixSeconds(absl::Now()) + 60);
+  v1::Job none;
+  grpc::Status s = jobs_->CreateJob(Ctx().get(), bad, &none);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  v1::CancelJobRequest cancel;
+  cancel.set_name(on_time.name());
+  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), cancel, &on_time).ok());
 }
 
 TEST_F(ReservationTest, AJobKeepsItsReservationOverADaemonRestart) {
