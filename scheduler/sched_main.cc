@@ -1,8 +1,13 @@
 // elektronn-sched: experiments (groups of training jobs) across elektronnd hosts, placed by
 // each daemon's reported occupancy (scheduler/placement.h). Talks to daemons over gRPC only.
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <map>
+#include <numeric>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -17,7 +22,10 @@
 #include "nlohmann/json.hpp"
 #include "rpc/version.h"
 #include "scheduler/experiment.h"
+#include "scheduler/member_spec.h"
 #include "scheduler/placement.h"
+#include "scheduler/run_state.h"
+#include "scheduler/runner.h"
 
 namespace elektronn::sched {
 namespace {
@@ -28,6 +36,9 @@ struct Options {
   std::string hosts_file;
   bool json = false;
   ConnectionOptions connection;
+  std::string state_dir;
+  std::string id;  // ls/status/cancel/forget: the experiment
+  RunnerOptions runner;
 };
 
 std::string Needs(const v1::ExperimentMember& m) {
@@ -108,30 +119,37 @@ absl::StatusOr<std::vector<std::string>> HostList(const Options& o) {
   return hosts;
 }
 
-// `plan`: what would start now, and where; what waits, and why.
-int RunPlan(const Options& o) {
-  auto e = LoadExperimentFile(o.experiment);
-  if (!e.ok()) return Fail(e.status());
-  auto addresses = HostList(o);
-  if (!addresses.ok()) return Fail(addresses.status());
+// The occupancy of every daemon that answers; the others in `unreachable` ("host: why").
+std::vector<HostSnapshot> Snapshots(const Options& o, const std::vector<std::string>& addresses,
+                                    std::vector<std::string>* unreachable) {
   const EnvLookup env = ProcessEnvironment();
   std::vector<HostSnapshot> hosts;
-  std::vector<std::string> unreachable;
-  for (const std::string& address : *addresses) {
+  for (const std::string& address : addresses) {
     auto c = Connect(o.connection, env, address);
     if (!c.ok()) {
-      unreachable.push_back(absl::StrCat(address, ": ", c.status().message()));
+      unreachable->push_back(absl::StrCat(address, ": ", c.status().message()));
       continue;
     }
     v1::Resources r;
     auto ctx = MakeContext(*c);
     grpc::Status s = v1::Host::NewStub(c->channel)->GetResources(ctx.get(), {}, &r);
     if (!s.ok()) {
-      unreachable.push_back(absl::StrCat(address, ": ", DescribeError(s, *c)));
+      unreachable->push_back(absl::StrCat(address, ": ", DescribeError(s, *c)));
       continue;
     }
     hosts.push_back(SnapshotOf(address, r));
   }
+  return hosts;
+}
+
+// `plan`: what would start now, and where; what waits, and why.
+int RunPlan(const Options& o) {
+  auto e = LoadExperimentFile(o.experiment);
+  if (!e.ok()) return Fail(e.status());
+  auto addresses = HostList(o);
+  if (!addresses.ok()) return Fail(addresses.status());
+  std::vector<std::string> unreachable;
+  std::vector<HostSnapshot> hosts = Snapshots(o, *addresses, &unreachable);
   for (const std::string& u : unreachable) std::fprintf(stderr, "warning: %s\n", u.c_str());
   if (hosts.empty()) return Fail(absl::UnavailableError("no host answered"));
 
@@ -183,6 +201,232 @@ int RunPlan(const Options& o) {
   return kExitOk;
 }
 
+const char* MemberStateName(v1::MemberState s) {
+  switch (s) {
+    case v1::MEMBER_WAITING:
+      return "waiting";
+    case v1::MEMBER_RESERVING:
+      return "reserving";
+    case v1::MEMBER_STARTING:
+      return "starting";
+    case v1::MEMBER_RUNNING:
+      return "running";
+    case v1::MEMBER_SUCCEEDED:
+      return "succeeded";
+    case v1::MEMBER_FAILED:
+      return "failed";
+    case v1::MEMBER_CANCELLED:
+      return "cancelled";
+    default:
+      return "?";
+  }
+}
+
+bool MemberEnded(v1::MemberState s) {
+  return s == v1::MEMBER_SUCCEEDED || s == v1::MEMBER_FAILED || s == v1::MEMBER_CANCELLED;
+}
+
+StateDir OpenStateDir(const Options& o) {
+  return StateDir(o.state_dir.empty() ? DefaultStateDir() : o.state_dir);
+}
+
+std::string RandomKey() {
+  std::random_device rd;
+  return absl::StrFormat("%08x", rd());
+}
+
+// `run`: a new experiment (its members' specs built now, once), or the rest of one a stopped
+// scheduler left (its stored specs and hosts); until every member has ended.
+int RunRun(Options o) {
+  auto e = LoadExperimentFile(o.experiment);
+  if (!e.ok()) return Fail(e.status());
+  const std::string id = o.id.empty() ? e->name() : o.id;
+  StateDir dir = OpenStateDir(o);
+  if (absl::Status s = dir.Init(); !s.ok()) return Fail(s);
+  auto lock = dir.Lock(id);
+  if (!lock.ok()) return Fail(lock.status());
+  v1::ExperimentRun run;
+  if (dir.Exists(id)) {
+    auto stored = dir.Load(id);
+    if (!stored.ok()) return Fail(stored.status());
+    run = *std::move(stored);
+    if (std::all_of(run.members().begin(), run.members().end(),
+                    [](const v1::MemberRun& m) { return MemberEnded(m.state()); })) {
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat("experiment '", id, "' has ended (see `elektronn-sched status ", id,
+                       "`); to run it again: `elektronn-sched forget ", id, "`, or give --name")));
+    }
+    if (!o.hosts.empty() || !o.hosts_file.empty()) {
+      auto addresses = HostList(o);
+      if (!addresses.ok()) return Fail(addresses.status());
+      run.mutable_hosts()->Assign(addresses->begin(), addresses->end());
+    }
+    std::printf(
+        "resuming experiment '%s' (state in %s/%s.pb); its members as they were "
+        "stored, not as %s says now\n",
+        id.c_str(), dir.dir().c_str(), id.c_str(), o.experiment.c_str());
+  } else {
+    auto addresses = HostList(o);
+    if (!addresses.ok()) return Fail(addresses.status());
+    std::vector<std::string> unreachable;
+    std::vector<HostSnapshot> hosts = Snapshots(o, *addresses, &unreachable);
+    for (const std::string& u : unreachable) std::fprintf(stderr, "warning: %s\n", u.c_str());
+    if (hosts.empty()) return Fail(absl::UnavailableError("no host answered"));
+    if (unreachable.empty()) {
+      if (absl::Status f = CheckFeasible(*e, hosts); !f.ok()) {
+        std::fprintf(stderr, "error: these members can never start on these hosts:\n%s\n",
+                     std::string(f.message()).c_str());
+        return kExitPrecondition;
+      }
+    }
+    run.set_id(id);
+    run.set_run_key(RandomKey());
+    *run.mutable_experiment() = *e;
+    run.mutable_hosts()->Assign(addresses->begin(), addresses->end());
+    const std::string client = FindClientBinary();
+    for (const v1::ExperimentMember& m : e->members()) {
+      auto spec = BuildMemberSpec(m, client);
+      if (!spec.ok()) return Fail(spec.status());
+      v1::MemberRun* r = run.add_members();
+      r->set_member(m.name());
+      r->set_state(v1::MEMBER_WAITING);
+      r->set_job_spec(*std::move(spec));
+    }
+    run.mutable_create_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+    if (absl::Status s = dir.Save(&run); !s.ok()) return Fail(s);
+    std::printf("experiment '%s': %d members on %d hosts (state in %s/%s.pb)\n", id.c_str(),
+                run.members_size(), run.hosts_size(), dir.dir().c_str(), id.c_str());
+  }
+  std::fflush(stdout);
+  if (const char* hook = std::getenv("ELEKTRONN_SCHED_TEST_HOOK")) o.runner.test_hook = hook;
+  o.runner.connection = o.connection;
+  Runner runner(std::move(run), dir, o.runner);
+  return runner.Run();
+}
+
+// The experiment as JSON, without the members' binary job specs.
+std::string RunJson(v1::ExperimentRun run) {
+  for (v1::MemberRun& m : *run.mutable_members()) m.clear_job_spec();
+  std::string json;
+  google::protobuf::util::JsonPrintOptions p;
+  p.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(run, &json, p);
+  return json;
+}
+
+std::string RunnerText(const StateDir& dir, const std::string& id) {
+  auto pid = dir.Runner(id);
+  return pid ? absl::StrCat("run by process ", *pid) : "not running";
+}
+
+// `status ID`: each member's host, GPUs, state, job, step and loss, as the run last saw them.
+int RunStatus(const Options& o) {
+  StateDir dir = OpenStateDir(o);
+  auto run = dir.Load(o.id);
+  if (!run.ok()) return Fail(run.status());
+  if (o.json) {
+    nlohmann::json out = nlohmann::json::parse(RunJson(*run));
+    auto pid = dir.Runner(o.id);
+    out["runner_pid"] = pid ? *pid : 0;
+    std::printf("%s\n", out.dump().c_str());
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"MEMBER", "GROUP", "STATE", "HOST", "GPUS", "JOB", "STEP", "LOSS", "NOTE"}};
+  for (int i = 0; i < run->members_size(); ++i) {
+    const v1::MemberRun& m = run->members(i);
+    const v1::ExperimentMember& spec = run->experiment().members(i);
+    const bool placed = !m.host().empty() && m.state() != v1::MEMBER_WAITING;
+    std::string state = MemberStateName(m.state());
+    if (m.state() == v1::MEMBER_RUNNING && !m.job_state().empty()) {
+      state = absl::AsciiStrToLower(m.job_state());
+    }
+    rows.push_back({m.member(), spec.group().empty() ? "-" : spec.group(), state,
+                    placed ? m.host() : "-",
+                    placed && m.gpu_uuids_size() > 0 ? absl::StrJoin(m.gpu_uuids(), ",") : "-",
+                    m.job().empty() ? "-" : m.job(), m.job().empty() ? "-" : absl::StrCat(m.step()),
+                    m.job().empty() ? "-" : absl::StrFormat("%.4g", m.loss()), m.error()});
+  }
+  std::printf(
+      "experiment '%s' (%s; %d attempts of gang starts so far)\n%s", o.id.c_str(),
+      RunnerText(dir, o.id).c_str(),
+      std::accumulate(run->members().begin(), run->members().end(), 0,
+                      [](int n, const v1::MemberRun& m) { return std::max(n, m.attempt()); }),
+      Table(rows).c_str());
+  return kExitOk;
+}
+
+// `ls`: every experiment in the state directory.
+int RunLs(const Options& o) {
+  StateDir dir = OpenStateDir(o);
+  nlohmann::json out = nlohmann::json::array();
+  std::vector<std::vector<std::string>> rows = {{"EXPERIMENT", "MEMBERS", "STATES", "RUNNER"}};
+  for (const std::string& id : dir.Ids()) {
+    auto run = dir.Load(id);
+    if (!run.ok()) {
+      rows.push_back({id, "?", std::string(run.status().message()), "-"});
+      continue;
+    }
+    std::map<std::string, int> count;
+    for (const v1::MemberRun& m : run->members()) ++count[MemberStateName(m.state())];
+    std::vector<std::string> states;
+    for (const auto& [state, n] : count) states.push_back(absl::StrCat(n, " ", state));
+    auto pid = dir.Runner(id);
+    rows.push_back({id, absl::StrCat(run->members_size()), absl::StrJoin(states, ", "),
+                    pid ? absl::StrCat("pid ", *pid) : "-"});
+    out.push_back({{"id", id},
+                   {"members", run->members_size()},
+                   {"states", count},
+                   {"runner_pid", pid ? *pid : 0}});
+  }
+  if (o.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else if (rows.size() == 1) {
+    std::printf("no experiments in %s\n", dir.dir().c_str());
+  } else {
+    std::printf("%s", Table(rows).c_str());
+  }
+  return kExitOk;
+}
+
+// `cancel ID`: the running scheduler cancels (asked through a file), or, when none runs, this
+// process does: jobs cancelled, reservations released, members CANCELLED.
+int RunCancel(const Options& o) {
+  StateDir dir = OpenStateDir(o);
+  if (!dir.Exists(o.id)) return Fail(dir.Load(o.id).status());
+  if (auto pid = dir.Runner(o.id)) {
+    if (absl::Status s = dir.RequestCancel(o.id); !s.ok()) return Fail(s);
+    std::printf("asked process %d, which runs '%s', to cancel it\n", *pid, o.id.c_str());
+    for (int i = 0; i < 600 && dir.Runner(o.id); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (dir.Runner(o.id)) {
+      return Fail(absl::DeadlineExceededError("it has not finished cancelling after 60 s"));
+    }
+  } else {
+    auto lock = dir.Lock(o.id);
+    if (!lock.ok()) return Fail(lock.status());
+    auto run = dir.Load(o.id);
+    if (!run.ok()) return Fail(run.status());
+    RunnerOptions ro = o.runner;
+    ro.connection = o.connection;
+    Runner(*std::move(run), dir, ro).CancelAll("cancelled by `elektronn-sched cancel`");
+  }
+  auto run = dir.Load(o.id);
+  if (!run.ok()) return Fail(run.status());
+  int cancelled = 0;
+  for (const v1::MemberRun& m : run->members()) cancelled += m.state() == v1::MEMBER_CANCELLED;
+  std::printf("experiment '%s' cancelled: %d members cancelled\n", o.id.c_str(), cancelled);
+  return kExitOk;
+}
+
+int RunForget(const Options& o) {
+  StateDir dir = OpenStateDir(o);
+  if (absl::Status s = dir.Forget(o.id); !s.ok()) return Fail(s);
+  std::printf("forgot experiment '%s'\n", o.id.c_str());
+  return kExitOk;
+}
+
 void AddConnection(CLI::App* sub, Options* o) {
   sub->add_option("--hosts", o->hosts, "daemons, e.g. gpu1:7077,gpu2:7077 (repeatable)");
   sub->add_option("--hosts-file", o->hosts_file, "a file with one daemon per line (# comments)");
@@ -195,6 +439,12 @@ void AddConnection(CLI::App* sub, Options* o) {
   sub->add_flag("--insecure", o->connection.insecure,
                 "allow plaintext to non-loopback daemons (the token travels in clear)");
   sub->add_option("--timeout", o->connection.timeout_s, "seconds per call")->capture_default_str();
+}
+
+void AddStateDir(CLI::App* sub, Options* o) {
+  sub->add_option("--state-dir", o->state_dir,
+                  "where experiments are kept (default: $ELEKTRONN_SCHED_STATE, else "
+                  "~/.local/state/elektronn-sched)");
 }
 
 }  // namespace
@@ -223,6 +473,50 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   plan->add_flag("--json", o.json, "print {\"placed\", \"waiting\", \"unreachable\", \"never\"}");
   AddConnection(plan, &o);
+  auto* run = app.add_subcommand(
+      "run",
+      "run an experiment until every member has ended: place members on free GPUs, start each "
+      "group together (reserve, create, common start), retry what could not start; a stopped "
+      "run resumes with the same command");
+  run->add_option("experiment", o.experiment, "the Lua experiment file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  run->add_option("--name", o.id, "the experiment's id (default: its `experiment` name)");
+  run->add_option("--poll", o.runner.poll_s, "seconds between occupancy polls")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  run->add_option("--lease", o.runner.lease_s,
+                  "seconds a reservation lives unless renewed while its group gathers")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0));
+  run->add_option("--start-margin", o.runner.start_margin_s,
+                  "seconds from creating a group's jobs to their common first step")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
+  run->add_option("--backoff", o.runner.backoff_min_s,
+                  "seconds before retrying a group that failed to start (doubles, randomised)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  run->add_flag("--quiet", o.runner.quiet, "no progress lines");
+  AddConnection(run, &o);
+  AddStateDir(run, &o);
+  auto* ls = app.add_subcommand("ls", "list the experiments in the state directory");
+  ls->add_flag("--json", o.json, "print JSON");
+  AddStateDir(ls, &o);
+  auto* status = app.add_subcommand(
+      "status", "each member's state, host, GPUs, job, step and loss, as its run last saw them");
+  status->add_option("id", o.id, "the experiment (see ls)")->required();
+  status->add_flag("--json", o.json, "print the stored experiment as JSON");
+  AddStateDir(status, &o);
+  auto* cancel = app.add_subcommand(
+      "cancel", "cancel an experiment: its jobs are cancelled and its reservations released");
+  cancel->add_option("id", o.id, "the experiment (see ls)")->required();
+  AddConnection(cancel, &o);
+  AddStateDir(cancel, &o);
+  auto* forget = app.add_subcommand(
+      "forget", "drop an experiment that is not running from the state directory");
+  forget->add_option("id", o.id, "the experiment (see ls)")->required();
+  AddStateDir(forget, &o);
   app.footer(
       "Experiment file (sandboxed Lua):\n"
       "  experiment = 'lr-sweep'\n"
@@ -232,8 +526,14 @@ int main(int argc, char** argv) {
       "    members[#members + 1] = {name = ('lr%g'):format(lr), set = {lr = lr}, group = 'a'}\n"
       "  end\n"
       "Member keys: name, job, set, gpus, cpu_threads, memory, hosts, priority, group.\n"
-      "Exit codes: 0 ok, 1 other, 2 usage, 3 not found, 4 cannot start, 5 auth, 6 unreachable.");
+      "Exit codes: 0 ok, 1 other (run: a member failed), 2 usage, 3 not found, 4 cannot start\n"
+      "(run: cancelled), 5 auth, 6 unreachable.");
   CLI11_PARSE(app, argc, argv);
   if (check->parsed()) return RunCheck(o);
-  return RunPlan(o);
+  if (plan->parsed()) return RunPlan(o);
+  if (run->parsed()) return RunRun(o);
+  if (ls->parsed()) return RunLs(o);
+  if (status->parsed()) return RunStatus(o);
+  if (cancel->parsed()) return RunCancel(o);
+  return RunForget(o);
 }
