@@ -203,7 +203,7 @@ int Main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   // Linking the reflection library registers its plugin in every server; the gate below decides.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  JobsService jobs(&manager, &auth, daemon.data_dir, daemon.state_dir, &reservations, gpus.fake());
+  JobsService jobs(&manager, &auth, daemon.data_dir, daemon.state_dir, &reservations, &gpus);
   HostService host(&manager, &auth, daemon.state_dir, &gpus, &reservations);
   ReservationsService reservations_service(&manager, &auth, daemon.state_dir, &gpus, &reservations);
   WorkerChannels channels(&manager, &store);

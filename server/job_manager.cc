@@ -161,7 +161,8 @@ void JobManager::WaitForStaleWorker(const std::string& id) {
 
 absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::string& request_id,
                                            const std::string& reservation, bool start_paused,
-                                           const google::protobuf::Timestamp& resume_by) {
+                                           const google::protobuf::Timestamp& resume_by,
+                                           const GpuInventory* gpus) {
   std::unique_lock lock(mu_);
   if (stopping_) return absl::UnavailableError("elektronnd is shutting down");
   if (!request_id.empty()) {
@@ -171,6 +172,18 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
   const std::string id = absl::StrFormat("%06d", next_id_);
   v1::JobSpec with_resources = spec;
   v1::Reservation taken;
+  const std::string& device = spec.resources().device();
+  if (reservation.empty() && gpus != nullptr && reservations_ != nullptr &&
+      absl::StartsWith(device, "cuda")) {
+    int index = 0;
+    if (absl::StartsWith(device, "cuda:")) (void)absl::SimpleAtoi(device.substr(5), &index);
+    for (const GpuSample& g : gpus->gpus) {
+      if (g.index != index) continue;
+      if (absl::Status free = reservations_->CheckGpuFree(g.uuid, device); !free.ok()) {
+        return free;
+      }
+    }
+  }
   if (!reservation.empty()) {
     if (reservations_ == nullptr) {
       return absl::FailedPreconditionError("this daemon keeps no reservations");

@@ -55,9 +55,12 @@ class JobManager {
   // reservation holds one) and frees the reservation when it ends.
   // With `start_paused` the job is created PAUSED (it starts on Resume); with a `resume_by` too
   // (nonzero), the job is CANCELLED if no Resume comes by then.
+  // Without a reservation, a job on device cuda:N whose GPU (by `gpus`, if given) a
+  // reservation holds is RESOURCE_EXHAUSTED: it would share the GPU with the reserved job.
   absl::StatusOr<v1::Job> Create(const v1::JobSpec& spec, const std::string& request_id,
                                  const std::string& reservation = "", bool start_paused = false,
-                                 const google::protobuf::Timestamp& resume_by = {});
+                                 const google::protobuf::Timestamp& resume_by = {},
+                                 const GpuInventory* gpus = nullptr);
   absl::StatusOr<v1::Job> Get(const std::string& name) const;
   // Jobs ordered by name after `page_token` (a name; empty = from the start).
   std::pair<std::vector<v1::Job>, std::string> List(int page_size,

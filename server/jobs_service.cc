@@ -289,7 +289,7 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
             ": leave the device empty (the daemon gives it the reserved GPUs) or set 'cpu'")),
         "INVALID_JOB_SPEC"));
   }
-  if (device.empty() && !fake_gpus_ && reservations_ != nullptr) {
+  if (device.empty() && !(gpus_ != nullptr && gpus_->fake()) && reservations_ != nullptr) {
     auto r = reservations_->Get(request->reservation());
     if (r.ok() && r->gpu_uuids_size() > 0) spec.mutable_resources()->set_device("cuda:0");
   }

@@ -6,6 +6,7 @@
 
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "server/auth.h"
+#include "server/gpu_inventory.h"
 #include "server/job_manager.h"
 
 namespace elektronn {
@@ -24,13 +25,13 @@ class JobsService final : public v1::Jobs::Service {
   // `fake_gpus` (--fake-gpus) a reserved job's device stays "cpu", as there is no real GPU.
   JobsService(JobManager* manager, const TokenChecker* auth, std::string data_dir,
               std::string state_dir = "", ReservationBook* reservations = nullptr,
-              bool fake_gpus = false)
+              const GpuSource* gpus = nullptr)
       : manager_(manager),
         auth_(auth),
         data_dir_(std::move(data_dir)),
         state_dir_(std::move(state_dir)),
         reservations_(reservations),
-        fake_gpus_(fake_gpus) {}
+        gpus_(gpus) {}
 
   grpc::Status CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                          v1::Job* response) override;
@@ -53,7 +54,7 @@ class JobsService final : public v1::Jobs::Service {
   const std::string data_dir_;   // job data paths must stay inside it
   const std::string state_dir_;  // predictions may not write into the daemon's own files
   ReservationBook* const reservations_;
-  const bool fake_gpus_;
+  const GpuSource* gpus_;  // null: no GPU checks (tests without an inventory)
 };
 
 }  // namespace elektronn

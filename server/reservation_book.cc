@@ -194,6 +194,25 @@ ReservationBook::GpuState ReservationBook::GpuStateLocked(const GpuSample& gpu,
   return st;
 }
 
+absl::Status ReservationBook::CheckGpuFree(const std::string& uuid, const std::string& device) {
+  std::lock_guard lock(mu_);
+  ExpireLocked();
+  for (const auto& [name, r] : reservations_) {
+    if (!Holds(r) ||
+        std::find(r.gpu_uuids().begin(), r.gpu_uuids().end(), uuid) == r.gpu_uuids().end()) {
+      continue;
+    }
+    return Exhausted(
+        absl::StrCat("job.resources.device is '", device, "' but that GPU (", uuid, ") is held by ",
+                     name,
+                     r.state() == v1::CONSUMED ? absl::StrCat(" (its job ", r.job(), ")")
+                                               : absl::StrCat(" (owner '", r.owner(), "')"),
+                     "; choose another GPU (`elektronn hosts` shows which are free) or wait"),
+        "GPU_BUSY");
+  }
+  return absl::OkStatus();
+}
+
 void ReservationBook::DescribeGpus(const GpuInventory& gpus, const HostOccupancy& host,
                                    v1::Resources* out) {
   std::lock_guard lock(mu_);

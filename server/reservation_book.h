@@ -61,6 +61,9 @@ class ReservationBook {
 
   // Reservations that hold a job slot now (ACTIVE and CONSUMED).
   int HeldSlots();
+  // OK when no reservation holds the GPU `uuid`; else RESOURCE_EXHAUSTED (GPU_BUSY) naming the
+  // reservation, for a job that asks for that GPU (`device`) without one.
+  absl::Status CheckGpuFree(const std::string& uuid, const std::string& device);
   // GpuInfo of every GPU in `gpus`: processes (ours with their job, foreign), holder, busy.
   void DescribeGpus(const GpuInventory& gpus, const HostOccupancy& host, v1::Resources* out);
 

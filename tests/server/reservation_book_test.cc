@@ -52,6 +52,33 @@ class ReservationBookTest : public ::testing::Test {
   HostOccupancy host_;
 };
 
+// A job asking for a GPU by device (cuda:N, no reservation) must not get one a reservation
+// holds, ACTIVE or CONSUMED; once the reservation ends the GPU is free again. (CPU builds refuse
+// cuda devices before this check, so the daemon tests cannot reach it.)
+TEST_F(ReservationBookTest, AGpuHeldByAReservationIsNotFreeForAPlainJob) {
+  ReservationBook book(dir_.string(), Clock());
+  EXPECT_TRUE(book.CheckGpuFree("GPU-0", "cuda:0").ok());
+  auto a = book.Reserve(Request("a", 1, 10), gpus_, host_);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->gpu_uuids(0), "GPU-0");
+  absl::Status s = book.CheckGpuFree("GPU-0", "cuda:0");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_NE(
+      s.message().find("'cuda:0' but that GPU (GPU-0) is held by " + a->name() + " (owner 'test')"),
+      std::string::npos)
+      << s;
+  EXPECT_TRUE(book.CheckGpuFree("GPU-1", "cuda:1").ok());
+  ASSERT_TRUE(book.Consume(a->name(), "jobs/000001").ok());
+  s = book.CheckGpuFree("GPU-0", "cuda:0");
+  EXPECT_NE(s.message().find("(its job jobs/000001)"), std::string::npos) << s;
+  book.JobEnded(a->name(), "jobs/000001");
+  EXPECT_TRUE(book.CheckGpuFree("GPU-0", "cuda:0").ok());
+  auto b = book.Reserve(Request("b", 1, 10), gpus_, host_);
+  ASSERT_TRUE(b.ok()) << b.status();
+  now_ += absl::Seconds(11);  // its lease runs out
+  EXPECT_TRUE(book.CheckGpuFree("GPU-0", "cuda:0").ok());
+}
+
 TEST_F(ReservationBookTest, LeasesExpireUnlessRenewed) {
   ReservationBook book(dir_.string(), Clock());
   auto a = book.Reserve(Request("a", 1, 10), gpus_, host_);
