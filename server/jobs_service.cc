@@ -273,8 +273,13 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
     if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
       return ToGrpcStatus(s);
     }
+    // A job on cuda:N: the job manager checks that no reservation holds that GPU.
+    GpuInventory inventory;
+    if (gpus_ != nullptr && absl::StartsWith(request->job().resources().device(), "cuda")) {
+      inventory = gpus_->Read();
+    }
     return Answer(manager_->Create(request->job(), request->request_id(), "",
-                                   request->start_paused(), request->resume_by()),
+                                   request->start_paused(), request->resume_by(), &inventory),
                   response);
   }
   // On a reservation the daemon picks the device: cuda:0 is the first reserved GPU (the worker
