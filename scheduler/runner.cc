@@ -104,8 +104,9 @@ void Runner::Save() {
 
 void Runner::Say(const std::string& line) const {
   if (options_.quiet) return;
-  std::printf("[%s] %s\n", Clock().c_str(), line.c_str());
-  std::fflush(stdout);
+  FILE* out = options_.progress_to_stderr ? stderr : stdout;
+  std::fprintf(out, "[%s] %s\n", Clock().c_str(), line.c_str());
+  std::fflush(out);
 }
 
 void Runner::Hook(const std::string& event, const v1::MemberRun& m) const {

@@ -39,13 +39,14 @@ namespace elektronn::sched {
 
 struct RunnerOptions {
   ConnectionOptions connection;
-  double poll_s = 2;           // between occupancy polls and job refreshes
-  double lease_s = 20;         // a reservation's lease while its group gathers
-  double start_margin_s = 5;   // from creating a group's jobs to their common start
-  double backoff_min_s = 2;    // after a failed gang start; doubles per failure,
-  double backoff_max_s = 120;  // randomised by a factor in [0.5, 1.5)
-  bool quiet = false;          // no progress lines
-  std::string test_hook;       // TEST ONLY: a program run after each reservation / job made
+  double poll_s = 2;                // between occupancy polls and job refreshes
+  double lease_s = 20;              // a reservation's lease while its group gathers
+  double start_margin_s = 5;        // from creating a group's jobs to their common start
+  double backoff_min_s = 2;         // after a failed gang start; doubles per failure,
+  double backoff_max_s = 120;       // randomised by a factor in [0.5, 1.5)
+  bool quiet = false;               // no progress lines
+  bool progress_to_stderr = false;  // progress lines on stderr (stdout carries JSON)
+  std::string test_hook;            // TEST ONLY: a program run after each reservation / job made
 };
 
 class Runner {

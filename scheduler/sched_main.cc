@@ -235,6 +235,16 @@ std::string RandomKey() {
   return absl::StrFormat("%08x", rd());
 }
 
+// The experiment as JSON, without the members' binary job specs.
+std::string RunJson(v1::ExperimentRun run) {
+  for (v1::MemberRun& m : *run.mutable_members()) m.clear_job_spec();
+  std::string json;
+  google::protobuf::util::JsonPrintOptions p;
+  p.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(run, &json, p);
+  return json;
+}
+
 // `run`: a new experiment (its members' specs built now, once), or the rest of one a stopped
 // scheduler left (its stored specs and hosts); until every member has ended.
 int RunRun(Options o) {
@@ -294,24 +304,18 @@ int RunRun(Options o) {
     }
     run.mutable_create_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
     if (absl::Status s = dir.Save(&run); !s.ok()) return Fail(s);
-    std::printf("experiment '%s': %d members on %d hosts (state in %s/%s.pb)\n", id.c_str(),
-                run.members_size(), run.hosts_size(), dir.dir().c_str(), id.c_str());
+    std::fprintf(o.json ? stderr : stdout,
+                 "experiment '%s': %d members on %d hosts (state in %s/%s.pb)\n", id.c_str(),
+                 run.members_size(), run.hosts_size(), dir.dir().c_str(), id.c_str());
   }
   std::fflush(stdout);
   if (const char* hook = std::getenv("ELEKTRONN_SCHED_TEST_HOOK")) o.runner.test_hook = hook;
   o.runner.connection = o.connection;
+  o.runner.progress_to_stderr = o.json;
   Runner runner(std::move(run), dir, o.runner);
-  return runner.Run();
-}
-
-// The experiment as JSON, without the members' binary job specs.
-std::string RunJson(v1::ExperimentRun run) {
-  for (v1::MemberRun& m : *run.mutable_members()) m.clear_job_spec();
-  std::string json;
-  google::protobuf::util::JsonPrintOptions p;
-  p.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(run, &json, p);
-  return json;
+  const int code = runner.Run();
+  if (o.json) std::printf("%s\n", RunJson(runner.run()).c_str());
+  return code;
 }
 
 std::string RunnerText(const StateDir& dir, const std::string& id) {
@@ -498,6 +502,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
   run->add_flag("--quiet", o.runner.quiet, "no progress lines");
+  run->add_flag("--json", o.json,
+                "progress on stderr; at the end, the experiment as JSON (as `status --json`)");
   AddConnection(run, &o);
   AddStateDir(run, &o);
   auto* ls = app.add_subcommand("ls", "list the experiments in the state directory");

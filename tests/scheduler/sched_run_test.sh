@@ -32,10 +32,15 @@ members[2].group = 'pair'
 LUA
 start=$(date +%s)
 "$sched" run "$work/sweep.lua" --hosts "$hosts" --poll 0.3 --start-margin 1 --backoff 0.3 \
-  >"$work/sched.log" 2>&1 || fail "run exited $?: $(cat "$work/sched.log")"
+  --json >"$work/sweep.json" 2>"$work/sched.log" || fail "run exited $?: $(cat "$work/sched.log")"
 echo "sweep of 8 on 3 daemons x 2 GPUs: $(( $(date +%s) - start )) s"
 grep -q "experiment 'sweep' ended: 8 succeeded, 0 failed, 0 cancelled" "$work/sched.log" ||
   fail "run: $(cat "$work/sched.log")"
+"$py" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["id"] == "sweep" and [m["state"] for m in r["members"]] == ["MEMBER_SUCCEEDED"] * 8, r
+' "$work/sweep.json" || fail "run --json: $(cat "$work/sweep.json")"
 "$py" "$here/sched_report.py" overlap ${hosts//,/ } >"$work/overlap.txt" ||
   fail "GPU overlap: $(cat "$work/overlap.txt")"
 "$py" - "$here" ${hosts//,/ } <<'PY' || fail "jobs on the daemons"
