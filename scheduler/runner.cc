@@ -444,20 +444,8 @@ bool Runner::Commit(const std::vector<int>& group) {
 void Runner::Abort(const std::vector<int>& group, const std::string& why) {
   for (int i : GlobalOrder(group)) {
     v1::MemberRun& m = *run_.mutable_members(i);
-    Host* h = HostOf(m.host());
-    if (h->jobs != nullptr && !m.job().empty()) {
-      // Cancelling the job releases its reservation.
-      v1::CancelJobRequest req;
-      req.set_name(m.job());
-      v1::Job job;
-      (void)h->jobs->CancelJob(Context(h, 5).get(), req, &job);
-    } else if (h->reservations != nullptr && !m.reservation().empty()) {
-      v1::ReleaseReservationRequest req;
-      req.set_name(m.reservation());
-      v1::Reservation r;
-      (void)h->reservations->ReleaseReservation(Context(h, 5).get(), req, &r);
-    }
     // Unreachable hosts: the lease (reservations) and resume_by (paused jobs) end them.
+    (void)Undo(m, 5);
     m.set_state(v1::MEMBER_WAITING);
     m.clear_reservation();
     m.clear_job();
@@ -476,27 +464,32 @@ void Runner::Abort(const std::vector<int>& group, const std::string& why) {
                       name, why, delay));
 }
 
+std::string Runner::Undo(const v1::MemberRun& m, double timeout_s) {
+  if (m.host().empty()) return "";  // never placed: nothing on any daemon
+  Host* h = HostOf(m.host());
+  grpc::Status s;
+  if (!m.job().empty() && h->jobs != nullptr) {
+    v1::CancelJobRequest req;  // cancelling the job releases its reservation
+    req.set_name(m.job());
+    v1::Job job;
+    s = h->jobs->CancelJob(Context(h, timeout_s).get(), req, &job);
+    // FAILED_PRECONDITION: it has ended already.
+    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) s = grpc::Status::OK;
+  } else if (!m.reservation().empty() && h->reservations != nullptr) {
+    v1::ReleaseReservationRequest req;
+    req.set_name(m.reservation());
+    v1::Reservation r;
+    s = h->reservations->ReleaseReservation(Context(h, timeout_s).get(), req, &r);
+  }
+  if (s.ok()) return "";
+  return absl::StrCat("cannot cancel ", m.job().empty() ? m.reservation() : m.job(), " on ",
+                      m.host(), ": ", DescribeError(s, h->connection));
+}
+
 void Runner::CancelAll(const std::string& why) {
   for (v1::MemberRun& m : *run_.mutable_members()) {
     if (Ended(m.state())) continue;
-    Host* h = m.host().empty() ? nullptr : HostOf(m.host());
-    if (h == nullptr) {
-      // never placed: nothing on any daemon
-    } else if (!m.job().empty() && h->jobs != nullptr) {
-      v1::CancelJobRequest req;
-      req.set_name(m.job());
-      v1::Job job;
-      grpc::Status s = h->jobs->CancelJob(Context(h).get(), req, &job);
-      if (!s.ok() && s.error_code() != grpc::StatusCode::FAILED_PRECONDITION) {
-        Say(absl::StrCat(m.member(), ": cannot cancel ", m.job(), " on ", m.host(), ": ",
-                         DescribeError(s, h->connection)));
-      }
-    } else if (!m.reservation().empty() && h->reservations != nullptr) {
-      v1::ReleaseReservationRequest req;
-      req.set_name(m.reservation());
-      v1::Reservation r;
-      (void)h->reservations->ReleaseReservation(Context(h).get(), req, &r);
-    }
+    if (std::string why = Undo(m, 0); !why.empty()) Say(m.member() + ": " + why);
     m.clear_reservation();
     m.set_state(v1::MEMBER_CANCELLED);
     m.set_error(why);

@@ -81,6 +81,9 @@ class Runner {
                  const std::vector<HostSnapshot>& hosts);
   bool Commit(const std::vector<int>& group);
   void Abort(const std::vector<int>& group, const std::string& why);
+  // Cancels m's job (which releases its reservation) or releases its reservation; "" when done
+  // or nothing to do, else why not. timeout_s 0: the connection's.
+  std::string Undo(const v1::MemberRun& m, double timeout_s);
   std::vector<int> GlobalOrder(const std::vector<int>& group) const;
   void RenewHeld(const std::vector<int>& group);
 

@@ -119,7 +119,8 @@ absl::StatusOr<std::vector<std::string>> HostList(const Options& o) {
   return hosts;
 }
 
-// The occupancy of every daemon that answers; the others in `unreachable` ("host: why").
+// The occupancy of every daemon that answers; the others in `unreachable` ("host: why", also
+// printed as warnings).
 std::vector<HostSnapshot> Snapshots(const Options& o, const std::vector<std::string>& addresses,
                                     std::vector<std::string>* unreachable) {
   const EnvLookup env = ProcessEnvironment();
@@ -139,7 +140,15 @@ std::vector<HostSnapshot> Snapshots(const Options& o, const std::vector<std::str
     }
     hosts.push_back(SnapshotOf(address, r));
   }
+  for (const std::string& u : *unreachable) std::fprintf(stderr, "warning: %s\n", u.c_str());
   return hosts;
+}
+
+// Members that can never start on the hosts (CheckFeasible's error): exit 4.
+int FailNever(const absl::Status& feasible) {
+  std::fprintf(stderr, "error: these members can never start on these hosts:\n%s\n",
+               std::string(feasible.message()).c_str());
+  return kExitPrecondition;
 }
 
 // `plan`: what would start now, and where; what waits, and why.
@@ -150,7 +159,6 @@ int RunPlan(const Options& o) {
   if (!addresses.ok()) return Fail(addresses.status());
   std::vector<std::string> unreachable;
   std::vector<HostSnapshot> hosts = Snapshots(o, *addresses, &unreachable);
-  for (const std::string& u : unreachable) std::fprintf(stderr, "warning: %s\n", u.c_str());
   if (hosts.empty()) return Fail(absl::UnavailableError("no host answered"));
 
   const absl::Status feasible = CheckFeasible(*e, hosts);
@@ -193,11 +201,7 @@ int RunPlan(const Options& o) {
       }
     }
   }
-  if (!feasible.ok()) {
-    std::fprintf(stderr, "error: these members can never start on these hosts:\n%s\n",
-                 std::string(feasible.message()).c_str());
-    return kExitPrecondition;
-  }
+  if (!feasible.ok()) return FailNever(feasible);
   return kExitOk;
 }
 
@@ -280,14 +284,10 @@ int RunRun(Options o) {
     if (!addresses.ok()) return Fail(addresses.status());
     std::vector<std::string> unreachable;
     std::vector<HostSnapshot> hosts = Snapshots(o, *addresses, &unreachable);
-    for (const std::string& u : unreachable) std::fprintf(stderr, "warning: %s\n", u.c_str());
     if (hosts.empty()) return Fail(absl::UnavailableError("no host answered"));
+    // With a host missing, a member that fits nowhere now may fit there later.
     if (unreachable.empty()) {
-      if (absl::Status f = CheckFeasible(*e, hosts); !f.ok()) {
-        std::fprintf(stderr, "error: these members can never start on these hosts:\n%s\n",
-                     std::string(f.message()).c_str());
-        return kExitPrecondition;
-      }
+      if (absl::Status f = CheckFeasible(*e, hosts); !f.ok()) return FailNever(f);
     }
     run.set_id(id);
     run.set_run_key(RandomKey());
