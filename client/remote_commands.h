@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "client/connection.h"
 #include "client/prediction_cli.h"
+#include "client/table.h"
 #include "elektronn/v1/control.pb.h"
 #include "elektronn/v1/jobs.pb.h"
 
@@ -98,8 +99,6 @@ std::string FormatResourcesTable(const std::vector<HostResources>& hosts);
 // OWNER, STATE, GPUS, CPUS, MEMORY, LEASE ("expires in 12s" as of `now`, or the consuming job);
 // empty when no host holds any.
 std::string FormatReservationsTable(const std::vector<HostResources>& hosts, absl::Time now);
-// Left-aligned columns separated by two spaces.
-std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 // A warning when a host's daemon speaks another protocol (rpc/version.h) than this client;
 // nullopt when they match or the host did not answer.
 std::optional<std::string> ProtocolMismatchWarning(const HostResources& host);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/connection.h"
+#include "client/table.h"
 #include "elektronn/v1/jobs.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -50,24 +51,6 @@ std::string Needs(const v1::ExperimentMember& m) {
   return s;
 }
 
-// Left-aligned columns, each as wide as its widest cell.
-std::string Table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows) {
-    width.resize(std::max(width.size(), r.size()), 0);
-    for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
-  }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t c = 0; c < r.size(); ++c) {
-      line += c + 1 == r.size() ? r[c] : absl::StrFormat("%-*s  ", width[c], r[c]);
-    }
-    out += line + "\n";
-  }
-  return out;
-}
-
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
   return ExitCodeFor(static_cast<grpc::StatusCode>(s.code()));
@@ -92,7 +75,7 @@ int RunCheck(const Options& o) {
                     m.job_file(), absl::StrJoin(m.overrides(), " ")});
   }
   std::printf("experiment '%s': %d members, %zu start groups\n%s", e->name().c_str(),
-              e->members_size(), GroupsInOrder(*e).size(), Table(rows).c_str());
+              e->members_size(), GroupsInOrder(*e).size(), FormatTable(rows).c_str());
   return kExitOk;
 }
 
@@ -191,7 +174,7 @@ int RunPlan(const Options& o) {
     if (!feasible.ok()) out["never"] = std::string(feasible.message());
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("%s", Table(rows).c_str());
+    std::printf("%s", FormatTable(rows).c_str());
     for (const HostSnapshot& h : hosts) {
       for (const GpuSlot& g : h.gpus) {
         if (!g.busy_why.empty() && g.busy_why != "placed") {
@@ -356,7 +339,7 @@ int RunStatus(const Options& o) {
       RunnerText(dir, o.id).c_str(),
       std::accumulate(run->members().begin(), run->members().end(), 0,
                       [](int n, const v1::MemberRun& m) { return std::max(n, m.attempt()); }),
-      Table(rows).c_str());
+      FormatTable(rows).c_str());
   return kExitOk;
 }
 
@@ -388,7 +371,7 @@ int RunLs(const Options& o) {
   } else if (rows.size() == 1) {
     std::printf("no experiments in %s\n", dir.dir().c_str());
   } else {
-    std::printf("%s", Table(rows).c_str());
+    std::printf("%s", FormatTable(rows).c_str());
   }
   return kExitOk;
 }
