@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <random>
 #include <set>
@@ -142,9 +144,26 @@ std::vector<int> Runner::GlobalOrder(const std::vector<int>& group) const {
   return order;
 }
 
+namespace {
+std::atomic<int> g_stop_signal{0};
+void OnStopSignal(int sig) { g_stop_signal = sig; }
+}  // namespace
+
 int Runner::Run() {
+  // Ctrl-C or SIGTERM stops the scheduler between steps (never inside a gang start), not the
+  // experiment: its jobs keep running, and the same `run` resumes watching them.
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   Recover();
   while (true) {
+    if (g_stop_signal != 0) {
+      Say(absl::StrCat("stopped by signal ", g_stop_signal.load(), "; the experiment's jobs keep ",
+                       "running: run the same command to resume, or `elektronn-sched cancel ",
+                       run_.id(), "`"));
+      return 128 + g_stop_signal;
+    }
     if (dir_.CancelRequested(run_.id())) {
       CancelAll("cancelled by `elektronn-sched cancel`");
       return kExitPrecondition;
@@ -156,7 +175,7 @@ int Runner::Run() {
     StartWaitingGroups();
     // Sleep in slices, so that a cancel is seen quickly.
     const absl::Time until = absl::Now() + absl::Seconds(options_.poll_s);
-    while (absl::Now() < until && !dir_.CancelRequested(run_.id())) {
+    while (absl::Now() < until && !dir_.CancelRequested(run_.id()) && g_stop_signal == 0) {
       absl::SleepFor(absl::Milliseconds(100));
     }
   }

@@ -87,12 +87,25 @@ run_pid=$!
 other_pids+=($run_pid)
 running() { "$sched" status long 2>/dev/null | grep -qE '^long .* running '; }
 until_ok 300 "the long member to run" running
+# SIGTERM stops the scheduler, not the experiment: the job runs on; the same `run` resumes.
+kill -TERM $run_pid
+set +e
+wait $run_pid; code=$?
+set -e
+[ $code = 143 ] || fail "a stopped run exits $code, want 143: $(cat "$work/long.log")"
+grep -q "the experiment's jobs keep running" "$work/long.log" || fail "stop: $(cat "$work/long.log")"
+"$sched" status long | grep -q "not running" || fail "status after stop: $("$sched" status long)"
+job=$("$sched" status long --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["members"][0]["job"])')
+"$elektronn" status "$job" --host "$(host_of 1)" | grep -q "state: *RUNNING" || fail "$job stopped"
+"$sched" run "$work/long.lua" --hosts "$(host_of 1)" --poll 0.3 >>"$work/long.log" 2>&1 &
+run_pid=$!
+other_pids+=($run_pid)
+until_ok 100 "the resumed run" grep -q "resuming experiment 'long'" "$work/long.log"
 "$sched" cancel long >"$work/cancel.out" 2>&1 || fail "cancel: $(cat "$work/cancel.out")"
 set +e
 wait $run_pid; code=$?
 set -e
 [ $code = 4 ] || fail "a cancelled run exits $code, want 4: $(cat "$work/long.log")"
-job=$("$sched" status long --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"][0]["job"])')
 cancelled() { "$elektronn" status "$job" --host "$(host_of 1)" | grep -q "state: *CANCELLED"; }
 until_ok 100 "$job to be cancelled" cancelled
 until_ok 50 "no ACTIVE reservation" test "$(active_reservations "$(host_of 1)")" = 0
