@@ -18,6 +18,9 @@ PACKAGES=(
   dpkg-dev help2man systemd adduser
   # model graph picture (issue 11): Graphviz's libgvc and its plugins; expat for the SVG test
   graphviz libgraphviz-dev libexpat1-dev
+  # elektronn-sched's Slurm back end (issue 12): slurm_test.sh starts slurmctld and slurmd
+  # (auth/none, so munge, which slurm-wlm pulls in, is never started)
+  slurm-wlm
 )
 
 missing=()

@@ -2,6 +2,7 @@
 // each daemon's reported occupancy (scheduler/placement.h). Talks to daemons over gRPC only.
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -27,6 +28,7 @@
 #include "scheduler/placement.h"
 #include "scheduler/run_state.h"
 #include "scheduler/runner.h"
+#include "scheduler/slurm.h"
 
 namespace elektronn::sched {
 namespace {
@@ -489,6 +491,53 @@ int main(int argc, char** argv) {
                 "progress on stderr; at the end, the experiment as JSON (as `status --json`)");
   AddConnection(run, &o);
   AddStateDir(run, &o);
+  // run --slurm (scheduler/slurm.h): each start group as one Slurm heterogeneous job, no daemons.
+  bool on_slurm = false;
+  SlurmOptions slurm;
+  auto* slurm_flag = run->add_flag(
+      "--slurm", on_slurm,
+      "submit each start group as one Slurm heterogeneous job (its members start together or "
+      "not at all) instead of using daemons");
+  slurm_flag->excludes(run->get_option("--hosts"))->excludes(run->get_option("--hosts-file"));
+  run->add_option("--slurm-dir", slurm.dir,
+                  "with --slurm: specs, scripts, outputs and training directories, on a "
+                  "filesystem the nodes share (default: <experiment>-slurm next to the file)")
+      ->needs(slurm_flag);
+  run->add_option("--slurm-partition", slurm.partition, "with --slurm: the Slurm partition(s)")
+      ->needs(slurm_flag)
+      ->check(CLI::Validator(
+          [](std::string& p) -> std::string {
+            return p.find_first_not_of(
+                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       "0123456789._,-") == std::string::npos
+                       ? ""
+                       : "a partition name has only letters, digits and ._,-";
+          },
+          "PARTITION"));
+  run->add_option("--slurm-data-dir", slurm.data_dir,
+                  "with --slurm: the members' data directory (default: each member's job "
+                  "file's directory)")
+      ->needs(slurm_flag);
+  run->add_flag("--wait", slurm.wait,
+                "with --slurm: poll Slurm until every group's job ended; exit 1 if any failed")
+      ->needs(slurm_flag);
+  auto run_on_slurm = [&]() {
+    auto e = LoadExperimentFile(o.experiment);
+    if (!e.ok()) return Fail(e.status());
+    namespace fs = std::filesystem;
+    if (slurm.dir.empty()) {
+      slurm.dir = (fs::path(e->file()).parent_path() / (e->name() + "-slurm")).string();
+    }
+    slurm.dir = fs::absolute(slurm.dir).lexically_normal().string();
+    if (!slurm.data_dir.empty()) {
+      slurm.data_dir = fs::absolute(slurm.data_dir).lexically_normal().string();
+    }
+    slurm.worker_binary = FindWorkerBinary();
+    const std::string client = FindClientBinary();
+    absl::Status s = RunSlurm(
+        *e, slurm, [&](const v1::ExperimentMember& m) { return BuildMemberSpec(m, client); });
+    return s.ok() ? kExitOk : Fail(s);
+  };
   auto* ls = app.add_subcommand("ls", "list the experiments in the state directory");
   ls->add_flag("--json", o.json, "print JSON");
   AddStateDir(ls, &o);
@@ -520,7 +569,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (check->parsed()) return RunCheck(o);
   if (plan->parsed()) return RunPlan(o);
-  if (run->parsed()) return RunRun(o);
+  if (run->parsed()) return on_slurm ? run_on_slurm() : RunRun(o);
   if (ls->parsed()) return RunLs(o);
   if (status->parsed()) return RunStatus(o);
   if (cancel->parsed()) return RunCancel(o);
