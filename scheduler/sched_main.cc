@@ -566,7 +566,12 @@ int main(int argc, char** argv) {
       "Member keys: name, job, set, gpus, cpu_threads, memory, hosts, priority, group.\n"
       "Exit codes: 0 ok, 1 other (run: a member failed), 2 usage, 3 not found, 4 cannot start\n"
       "(run: cancelled), 5 auth, 6 unreachable.");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; usage errors exit 2, as the client's.
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
   if (check->parsed()) return RunCheck(o);
   if (plan->parsed()) return RunPlan(o);
   if (run->parsed()) return on_slurm ? run_on_slurm() : RunRun(o);

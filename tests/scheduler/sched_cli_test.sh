@@ -113,4 +113,8 @@ set +e
 err=$("$sched" check "$work/bad.lua" 2>&1); code=$?
 set -e
 [ $code -eq 2 ] && grep -q "unknown key 'gpu' (did you mean 'gpus'?)" <<<"$err" || fail "bad file: $code $err"
+set +e
+err=$("$sched" run "$work/exp.lua" --hosts "$hosts" --poll 0 2>&1); code=$?
+set -e
+[ $code -eq 2 ] && grep -q -- "--poll" <<<"$err" || fail "usage error: exit $code, want 2: $err"
 echo "sched_cli_test: ok"
