@@ -54,6 +54,13 @@ const std::vector<Shortcut>& Shortcuts() {
     // batch_norm family: freezing (reference §3.4's lock_trainable_params, live).
     v->push_back({"freeze", "<node>", "stop training the node's parameters (kept as they are)"});
     v->push_back({"unfreeze", "<node>", "train the node's parameters again"});
+    // Pictures and parameters (reference §6); files stay in the training directory.
+    v->insert(
+        v->end(),
+        {{"sf", "[node]", "save the node's filters as filters_<node>.png (none: filters.png)"},
+         {"load", "<file>", "load parameters from a model file in the training directory"},
+         {"preview", "", "write the preview predictions now"},
+         {"debugbatch", "", "write a fresh training batch as Batch_test_image.png"}});
     return v;
   }();
   return *shortcuts;
@@ -643,6 +650,26 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
     out.text = absl::StrCat("saved ", path);
     return out;
   }
+  if (cmd == "sf" || cmd == "load") {
+    if (nargs > 1 || (cmd == "load" && nargs != 1)) {
+      return hint(cmd == "sf" ? "usage: sf [node] (e.g. sf conv1)"
+                              : "usage: load <model file in the training directory> (e.g. load "
+                                "Backup/" +
+                                    trainer_->name() + "-1k.h5)");
+    }
+    const std::string arg = nargs == 1 ? words[1] : "";
+    if (cmd == "load") {
+      absl::Status s = trainer_->LoadParameters(arg);
+      if (!s.ok()) return hint(absl::StrCat("load failed: ", s.message()));
+      out.text = absl::StrCat("parameters loaded from ", arg);
+    } else {
+      absl::StatusOr<std::string> written = trainer_->SaveFilters(arg);
+      if (!written.ok()) return hint(absl::StrCat("sf: ", written.status().message()));
+      out.text = absl::StrCat("filters written to ", *written);
+    }
+    trainer_->Log(absl::StrCat("shell (", user_, "): ", cmd, " ", arg));
+    return out;
+  }
   if (cmd == "freeze" || cmd == "unfreeze") {  // batch_norm family
     const std::string usage = absl::StrCat("usage: ", cmd, " <node> (e.g. ", cmd, " conv1)");
     if (nargs != 1) return hint(usage);
@@ -680,7 +707,15 @@ ShellOutput ShellSession::Execute(const std::string& raw_line) {
     return out;
   }
   if (nargs != 0) return hint(absl::StrCat(cmd, " takes no arguments"));
-  if (cmd == "help") {
+  if (cmd == "preview") {
+    absl::Status s = trainer_->PreviewNow();
+    if (!s.ok()) return hint(absl::StrCat("preview: ", s.message()));
+    out.text = absl::StrCat("previews written to ", trainer_->dir());
+  } else if (cmd == "debugbatch") {
+    absl::StatusOr<std::string> written = trainer_->WriteDebugBatch();
+    if (!written.ok()) return hint(absl::StrCat("debugbatch: ", written.status().message()));
+    out.text = absl::StrCat("batch written to ", *written);
+  } else if (cmd == "help") {
     out.text = Banner();
   } else if (cmd == "q") {
     out.leave = true;

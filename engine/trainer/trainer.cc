@@ -774,6 +774,13 @@ absl::StatusOr<StopReason> Trainer::Run() {
     DrainCommandsLocked();
   };
   if (!WaitForStart()) return StopReason::kRequested;
+  if (step_ == 0) {
+    // Batch_test_image.png (reference §5.3): what the network will see, before it trains.
+    auto written = WriteDebugBatch();
+    if (!written.ok()) {
+      log_->warn("no Batch_test_image.png: {}", std::string(written.status().message()));
+    }
+  }
   log_->info("Training {} from step {} to {} (max_runtime {})", name_, step_, spec_.n_steps(),
              FormatTime(spec_.max_runtime() > 0 ? spec_.max_runtime() : 1e30));
   while (true) {
@@ -856,6 +863,11 @@ absl::StatusOr<StopReason> Trainer::Run() {
   RETURN_IF_ERROR(events_->Flush());
   queue_.reset();
   RETURN_IF_ERROR(EvaluateTestSet());
+  if (reason != StopReason::kRequested) {
+    // The evaluation marker (reference §5.3): training finished, its model awaits evaluation.
+    // Not for a stop on request (pause, kill), after which the job may go on.
+    std::ofstream(dir_ + "/0-EVAL-needed").flush();
+  }
   log_->info("End of training at step {} ({}); checkpoints in {}", step_, StopReasonName(reason),
              dir_);
   Emit({.kind = TrainerEvent::Kind::kEnded, .step = step_, .reason = StopReasonName(reason)});

@@ -112,6 +112,19 @@ class Trainer : public HyperparameterTarget {
   // Writes a line to the job's log (INFO).
   void Log(const std::string& line);
 
+  // The shell's tools (reference §6, trainer_tools.cc); call at a step boundary.
+  // <dir>/Batch_test_image.png from a fresh training batch (also written at the first start).
+  absl::StatusOr<std::string> WriteDebugBatch();
+  // The preview predictions now (FAILED_PRECONDITION when the job has no preview_data_path).
+  absl::Status PreviewNow();
+  // The parameter values of a model file (relative to the training directory, and inside it:
+  // a checkpoint of this job, e.g. "Backup/train-1k.h5") into the live model; the optimiser's
+  // state stays. Errors name the mismatching parameter; nothing changes on error.
+  absl::Status LoadParameters(const std::string& file);
+  // <dir>/filters_<node>.png of the node's weights `w`; no node: the first node with a
+  // convolution's `w`, to <dir>/filters.png. Returns the file written.
+  absl::StatusOr<std::string> SaveFilters(const std::string& node);
+
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
   Network& network() { return *net_; }

@@ -128,6 +128,13 @@ TEST_F(DaemonTest, TrainerAndModelServicesReachTheWorker) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_EQ(run("trainer.step"), step);
     EXPECT_NE(run("setlr 3e-5").find("lr = 3e-05"), std::string::npos);
+    // The picture and parameter tools work remotely, inside the job's training directory.
+    EXPECT_NE(run("debugbatch").find("Batch_test_image.png"), std::string::npos);
+    EXPECT_NE(run("sf").find("filters.png"), std::string::npos);
+    EXPECT_NE(run("save remote.h5").find("saved"), std::string::npos);
+    EXPECT_NE(run("load remote.h5").find("parameters loaded from remote.h5"), std::string::npos);
+    EXPECT_NE(run("load /etc/passwd").find("outside the training directory"), std::string::npos);
+    EXPECT_NE(run("preview").find("preview_data_path"), std::string::npos);
     run("q");
     EXPECT_TRUE(r.prompt().closed());
     stream->WritesDone();

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -92,6 +93,56 @@ TEST_F(ShellSessionTest, ShortcutsChangeTheLiveJob) {
   ShellOutput saved = shell_->Execute("save mine.h5");
   EXPECT_FALSE(saved.error) << saved.text;
   EXPECT_TRUE(fs::exists(fs::path(trainer_->dir()) / "mine.h5"));
+}
+
+// PNG width and height from the IHDR chunk; {0, 0} if `path` is no PNG.
+std::pair<int, int> PngSize(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[24] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  if (!in || std::string(reinterpret_cast<char*>(h) + 1, 3) != "PNG") return {0, 0};
+  auto be = [&](int o) { return (h[o] << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3]; };
+  return {be(16), be(20)};
+}
+
+// sf, debugbatch, load and preview (reference §6): pictures and parameters, files kept inside
+// the training directory.
+TEST_F(ShellSessionTest, ToolsWritePicturesAndLoadParameters) {
+  const fs::path dir = trainer_->dir();
+  // conv: 4 filters of 3x3 (middle z of 1) -> 2x2 tiles of 18 pixels, 2 apart.
+  ShellOutput sf = shell_->Execute("sf conv");
+  ASSERT_FALSE(sf.error) << sf.text;
+  EXPECT_EQ(PngSize(dir / "filters_conv.png"), std::make_pair(38, 38));
+  EXPECT_FALSE(shell_->Execute("sf").error);
+  EXPECT_GT(PngSize(dir / "filters.png").first, 0);
+  ShellOutput unknown = shell_->Execute("sf nosuch");
+  EXPECT_TRUE(unknown.error);
+  EXPECT_NE(unknown.text.find("no node 'nosuch' (nodes with filters: "), std::string::npos)
+      << unknown.text;
+
+  // Input 17x17 (x, y): three 17-pixel panels (input, target, overlay), 4 apart.
+  ShellOutput batch = shell_->Execute("debugbatch");
+  ASSERT_FALSE(batch.error) << batch.text;
+  EXPECT_EQ(PngSize(dir / "Batch_test_image.png"), std::make_pair(3 * 17 + 8, 17));
+
+  ShellOutput preview = shell_->Execute("preview");
+  EXPECT_TRUE(preview.error);
+  EXPECT_NE(preview.text.find("preview_data_path"), std::string::npos) << preview.text;
+
+  ASSERT_FALSE(shell_->Execute("save before.h5").error);
+  ASSERT_FALSE(shell_->Execute("model.conv.w[1] = 5").error);
+  EXPECT_EQ(shell_->Execute("model.conv.w[1]").text, "= 5");
+  ShellOutput load = shell_->Execute("load before.h5");
+  ASSERT_FALSE(load.error) << load.text;
+  EXPECT_NE(shell_->Execute("model.conv.w[1]").text, "= 5");
+  ShellOutput outside = shell_->Execute("load ../../../etc/passwd");
+  EXPECT_TRUE(outside.error);
+  EXPECT_NE(outside.text.find("outside the training directory"), std::string::npos)
+      << outside.text;
+  EXPECT_TRUE(shell_->Execute("load").error);
+  ShellOutput missing = shell_->Execute("load nothing.h5");
+  EXPECT_TRUE(missing.error);
+  EXPECT_NE(missing.text.find("nothing.h5"), std::string::npos) << missing.text;
 }
 
 TEST_F(ShellSessionTest, LuaReadsAndWritesTheLiveJob) {

@@ -205,6 +205,43 @@ TEST(Trainer, WritesTheModelGraphPicturesAtStart) {
   fs::remove_all(dir);
 }
 
+// The training directory's debug batch (written before the first step) and evaluation marker
+// (written when training finished, not when it was stopped on request) (reference §5.3).
+TEST(Trainer, WritesTheDebugBatchAtStartAndTheEvaluationMarkerAtTheEnd) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("elk_marker_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  testing::TinyJobOptions o;
+  o.save_name = "marked";
+  o.n_steps = 3;
+  auto job = testing::MakeTinyJob(dir, o);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  TrainerOptions opt;
+  opt.console = false;
+  auto trainer = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  const fs::path run = dir / "runs/marked";
+  EXPECT_FALSE(fs::exists(run / "Batch_test_image.png"));
+  EXPECT_FALSE(fs::exists(run / "0-EVAL-needed"));
+  (*trainer)->RequestStop();
+  auto stopped = (*trainer)->Run();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(*stopped, StopReason::kRequested);
+  EXPECT_TRUE(fs::exists(run / "Batch_test_image.png"));
+  EXPECT_FALSE(fs::exists(run / "0-EVAL-needed"));
+  trainer->reset();
+
+  opt.resume = true;
+  auto again = Trainer::Create(*job, backend.get(), opt);
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto done = (*again)->Run();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(*done, StopReason::kSteps);
+  EXPECT_TRUE(fs::exists(run / "0-EVAL-needed"));
+  again->reset();
+  fs::remove_all(dir);
+}
+
 // A picture Graphviz cannot draw (no plugins: GVBINDIR names an empty place) is a warning in the
 // log; the job starts all the same. In a fresh process (threadsafe death-test style re-runs the
 // binary), as Graphviz caches its plugin directory.
