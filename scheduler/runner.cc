@@ -86,6 +86,10 @@ Runner::Host* Runner::HostOf(const std::string& address) {
   return h.get();
 }
 
+// Polls (occupancy, job states) give up sooner than the connection's deadline, so that one
+// host that does not answer slows a poll by seconds, not minutes.
+double Runner::PollTimeout() const { return std::min(options_.connection.timeout_s, 5.0); }
+
 std::unique_ptr<grpc::ClientContext> Runner::Context(Host* h, double timeout_s) {
   auto ctx = MakeContext(h->connection);
   if (timeout_s > 0) {
@@ -217,7 +221,7 @@ void Runner::ReleaseStrayReservations() {
     Host* h = HostOf(address);
     if (h->reservations == nullptr) continue;
     v1::ListReservationsResponse list;
-    if (!h->reservations->ListReservations(Context(h).get(), {}, &list).ok()) continue;
+    if (!h->reservations->ListReservations(Context(h, PollTimeout()).get(), {}, &list).ok()) continue;
     for (const v1::Reservation& r : list.reservations()) {
       if (r.state() != v1::ACTIVE || !absl::StartsWith(r.request_id(), prefix) ||
           recorded.count(address + " " + r.name()) > 0) {
@@ -242,7 +246,7 @@ bool Runner::Refresh() {
     v1::GetJobRequest req;
     req.set_name(m.job());
     v1::Job job;
-    grpc::Status s = h->jobs->GetJob(Context(h).get(), req, &job);
+    grpc::Status s = h->jobs->GetJob(Context(h, PollTimeout()).get(), req, &job);
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
       m.set_state(v1::MEMBER_FAILED);
       m.set_error(absl::StrCat(m.job(), " is gone from ", m.host(), " (its daemon lost it)"));
@@ -285,7 +289,7 @@ void Runner::StartWaitingGroups() {
     Host* h = HostOf(address);
     if (h->host == nullptr) continue;
     v1::Resources r;
-    grpc::Status s = h->host->GetResources(Context(h).get(), {}, &r);
+    grpc::Status s = h->host->GetResources(Context(h, PollTimeout()).get(), {}, &r);
     if (!s.ok()) {
       const std::string why = DescribeError(s, h->connection);
       if (h->unreachable != why) Say(absl::StrCat(address, ": ", why));

@@ -67,6 +67,7 @@ class Runner {
   struct Host;
   Host* HostOf(const std::string& address);
   std::unique_ptr<grpc::ClientContext> Context(Host* h, double timeout_s = 0);
+  double PollTimeout() const;
   void Save();
   void Say(const std::string& line) const;
   void Hook(const std::string& event, const v1::MemberRun& m) const;
