@@ -23,6 +23,8 @@ CHUNK_BYTES = 1 << 20  # the daemon's chunk size; requests may be at most 4 MiB
 
 # A job: its number (7), its name as a string ("7", "jobs/000007") or the Job message.
 JobRef = Union[int, str, jobs_pb2.Job]
+# A reservation: its name ("reservations/000001") or the Reservation message.
+ReservationRef = Union[str, jobs_pb2.Reservation]
 
 _DTYPES = {
     tensor_pb2.FLOAT32: np.dtype("<f4"),
@@ -48,6 +50,13 @@ def job_name(job: JobRef) -> str:
     if not (ident.isascii() and ident.isdigit()):
         raise ValueError(f"{job!r} is not a job name: expected jobs/ID or ID, e.g. jobs/7 or 7")
     return f"jobs/{int(ident):06d}"
+
+
+def reservation_name(reservation: ReservationRef) -> str:
+    """ "reservations/000001" for that name or a Reservation."""
+    if isinstance(reservation, jobs_pb2.Reservation):
+        return reservation.name
+    return str(reservation)
 
 
 def default_token_file() -> str:
@@ -142,6 +151,7 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._jobs = jobs_pb2_grpc.JobsStub(channel)
         self._hosts = jobs_pb2_grpc.HostStub(channel)
+        self._reservations = jobs_pb2_grpc.ReservationsStub(channel)
         self._trainer = control_pb2_grpc.TrainerStub(channel)
         self._model = control_pb2_grpc.ModelStub(channel)
 
@@ -179,11 +189,20 @@ class Client:
 
     # ---- Jobs ----
 
-    def submit(self, spec: training_pb2.JobSpec,
-               request_id: str | None = None) -> jobs_pb2.Job:
+    def submit(self, spec: training_pb2.JobSpec, request_id: str | None = None, *,
+               reservation: ReservationRef | None = None, start_paused: bool = False,
+               resume_by: float | None = None) -> jobs_pb2.Job:
         """Creates a job from a JobSpec. A retry with the same `request_id` returns the same
-        job (default: a fresh random id)."""
-        request = jobs_pb2.CreateJobRequest(job=spec, request_id=request_id or uuid.uuid4().hex)
+        job (default: a fresh random id). `reservation`: run it on that reservation of this
+        daemon (it takes the reserved GPUs, threads and memory). `start_paused`: created
+        PAUSED, it starts on resume(); with `resume_by` (Unix seconds) it is cancelled if not
+        resumed by then."""
+        request = jobs_pb2.CreateJobRequest(job=spec, request_id=request_id or uuid.uuid4().hex,
+                                            start_paused=start_paused)
+        if reservation is not None:
+            request.reservation = reservation_name(reservation)
+        if resume_by is not None:
+            request.resume_by.FromNanoseconds(int(resume_by * 1e9))
         return self._unary(self._jobs.CreateJob, request)
 
     def submit_file(self, path: str | os.PathLike[str], overrides: Iterable[str] = (),
@@ -341,6 +360,46 @@ class Client:
     def resources(self) -> jobs_pb2.Resources:
         """The daemon's host: CPUs, load, memory, disk, GPUs, running jobs, capacity."""
         return self._unary(self._hosts.GetResources, jobs_pb2.GetResourcesRequest())
+
+    # ---- Reservations (what elektronn-sched uses for a gang start) ----
+
+    def reserve(self, request_id: str, *, gpus: int = 0, gpu_uuids: Iterable[str] = (),
+                cpu_threads: int = 0, memory_bytes: int = 0, ttl: float = 30.0,
+                owner: str = "") -> jobs_pb2.Reservation:
+        """Leases resources for a coming job: `gpus` free GPUs, or the GPUs `gpu_uuids`, plus
+        CPU threads and memory, for `ttl` seconds unless renewed. A retry with the same
+        `request_id` returns the same reservation. RESOURCE_EXHAUSTED (reason GPU_BUSY,
+        CAPACITY, CPU_THREADS or MEMORY) names what is taken."""
+        request = jobs_pb2.ReserveRequest(
+            request_id=request_id, owner=owner,
+            resources=jobs_pb2.ReservationResources(gpu_count=gpus, gpu_uuids=list(gpu_uuids),
+                                                    cpu_threads=cpu_threads,
+                                                    memory_bytes=memory_bytes))
+        request.ttl.FromNanoseconds(int(ttl * 1e9))
+        return self._unary(self._reservations.Reserve, request)
+
+    def renew_reservation(self, reservation: ReservationRef,
+                          ttl: float = 30.0) -> jobs_pb2.Reservation:
+        """Moves the lease's end to `ttl` seconds from now."""
+        request = jobs_pb2.RenewReservationRequest(name=reservation_name(reservation))
+        request.ttl.FromNanoseconds(int(ttl * 1e9))
+        return self._unary(self._reservations.RenewReservation, request)
+
+    def release_reservation(self, reservation: ReservationRef) -> jobs_pb2.Reservation:
+        """Ends a reservation that no job consumed (idempotent)."""
+        return self._unary(self._reservations.ReleaseReservation,
+                           jobs_pb2.ReleaseReservationRequest(name=reservation_name(reservation)))
+
+    def reservation(self, reservation: ReservationRef) -> jobs_pb2.Reservation:
+        """One reservation, in whatever state it is."""
+        return self._unary(self._reservations.GetReservation,
+                           jobs_pb2.GetReservationRequest(name=reservation_name(reservation)))
+
+    def reservations(self, include_ended: bool = False) -> list[jobs_pb2.Reservation]:
+        """The reservations that hold resources now (and the ended ones, if asked)."""
+        response = self._unary(self._reservations.ListReservations,
+                               jobs_pb2.ListReservationsRequest(include_ended=include_ended))
+        return list(response.reservations)
 
 
 def _to_array(chunks: Iterable[control_pb2.TensorChunk]) -> np.ndarray:

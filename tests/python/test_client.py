@@ -88,13 +88,17 @@ class DaemonClientTest(unittest.TestCase):
         with open(os.path.join(cls.dir, "job.lua"), "w", encoding="utf-8") as f:
             f.write(JOB)
         state = os.path.join(cls.dir, "state")
+        # One test-only GPU (elektronnd --fake-gpus) for the reservation helpers.
+        gpus = os.path.join(cls.dir, "gpus.json")
+        with open(gpus, "w", encoding="utf-8") as f:
+            f.write('{"gpus": [{"uuid": "GPU-py-0"}]}')
         for _ in range(3):  # another process may take the port first
             port = free_port()
             with open(os.path.join(cls.dir, "daemon.log"), "ab") as log:
                 cls.daemon = subprocess.Popen(
                     [elektronnd, "--listen", f"127.0.0.1:{port}", "--state-dir", state,
                      "--data-dir", cls.dir, "--worker-binary", worker, "--worker-threads", "1",
-                     "--worker-status-interval", "0.1"],
+                     "--worker-status-interval", "0.1", "--fake-gpus", gpus, "--capacity", "2"],
                     stdout=log, stderr=log, env=env)
             if cls._wait_until_serving(port, os.path.join(state, "token")):
                 return
@@ -255,6 +259,39 @@ class DaemonClientTest(unittest.TestCase):
             self.client.get("seven")
         with self.assertRaises(ValueError):
             self.client.set_hyperparameters(1)  # nothing to set
+
+    def test_reservations(self) -> None:
+        c = self.client
+        r = c.reserve("py-a", gpus=1, ttl=60, owner="test_client")
+        self.assertEqual(list(r.gpu_uuids), ["GPU-py-0"])
+        self.assertEqual(r.state, ek.jobs_pb2.ACTIVE)
+        self.assertEqual(c.reserve("py-a", gpus=1, ttl=60, owner="test_client").name, r.name)
+        with self.assertRaises(ek.ElektronnError) as e:
+            c.reserve("py-b", gpu_uuids=["GPU-py-0"], ttl=60)
+        self.assertEqual(e.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(e.exception.reason, "GPU_BUSY")
+        self.assertIn(r.name, [x.name for x in c.reservations()])
+        renewed = c.renew_reservation(r, ttl=120)
+        self.assertGreater(renewed.expire_time.ToNanoseconds(), r.expire_time.ToNanoseconds())
+
+        # A job on the reservation, created paused with a deadline, started by resume().
+        spec = ek.load_job_file(self.job_file(), ["n_steps=1000000"], elektronn=self.elektronn)
+        job = c.submit(spec, reservation=r, start_paused=True, resume_by=time.time() + 60)
+        self.assertEqual(job.state, ek.jobs_pb2.PAUSED)
+        self.assertEqual(job.reservation, r.name)
+        self.assertTrue(job.HasField("resume_by"))
+        self.assertEqual(c.reservation(r).state, ek.jobs_pb2.CONSUMED)
+        c.resume(job)
+        c.cancel(job)
+        self.assertEqual(c.wait(job, timeout=DEADLINE_S).state, ek.jobs_pb2.CANCELLED)
+        deadline = time.monotonic() + DEADLINE_S
+        while c.reservation(r).state != ek.jobs_pb2.RELEASED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(c.reservation(r).state, ek.jobs_pb2.RELEASED)
+
+        other = c.reserve("py-c", gpus=1, ttl=60)
+        self.assertEqual(c.release_reservation(other.name).state, ek.jobs_pb2.RELEASED)
+        self.assertEqual(c.release_reservation(other).state, ek.jobs_pb2.RELEASED)  # idempotent
 
     def test_spec_of_job_files(self) -> None:
         spec = ek.load_job_file(self.job_file(), ["n_steps=777"], elektronn=self.elektronn)
