@@ -231,7 +231,7 @@ absl::Status ReadExperiment(lua_State* L, const std::string& path, v1::Experimen
   PushGlobal(L, "experiment");
   if (!lua_isnil(L, -1)) {
     absl::StatusOr<std::string> name = lua::ReadString(L, -1);
-    if (!name.ok() || !ValidMemberName(*name)) {
+    if (!name.ok() || !ValidExperimentName(*name)) {
       lua_pop(L, 1);
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: experiment must be a name of 1 to 64 letters, digits or . _ = + -", path));
@@ -314,6 +314,12 @@ absl::StatusOr<v1::Experiment> LoadExperimentSource(const std::string& source,
   e.set_file(fs::absolute(fs::path(path)).lexically_normal().string());
   e.set_name(fs::path(path).stem().string());
   RETURN_IF_ERROR(lua->Protected([&] { return ReadExperiment(lua->state(), path, &e); }));
+  if (!ValidExperimentName(e.name())) {  // the file's name, when it sets no `experiment`
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: the experiment's name '%s' (the file's name) is not 1 to 64 letters, digits or "
+        ". _ = + -; set experiment = '...' in the file",
+        path, absl::CEscape(e.name())));
+  }
   return e;
 }
 
@@ -329,6 +335,10 @@ absl::StatusOr<v1::Experiment> LoadExperimentFile(const std::string& path,
     return absl::InvalidArgumentError(absl::StrFormat("%s: larger than 1 MiB", path));
   }
   return LoadExperimentSource(text.str(), path, options);
+}
+
+bool ValidExperimentName(const std::string& name) {
+  return ValidMemberName(name) && name != "." && name != "..";
 }
 
 }  // namespace elektronn::sched

@@ -36,4 +36,8 @@ absl::StatusOr<v1::Experiment> LoadExperimentSource(const std::string& source,
                                                     const std::string& path,
                                                     const ExperimentFileOptions& options = {});
 
+// An experiment's name, which names its state files: 1 to 64 letters, digits or . _ = + -, not
+// "." or "..".
+bool ValidExperimentName(const std::string& name);
+
 }  // namespace elektronn::sched

@@ -221,7 +221,8 @@ void Runner::ReleaseStrayReservations() {
     Host* h = HostOf(address);
     if (h->reservations == nullptr) continue;
     v1::ListReservationsResponse list;
-    if (!h->reservations->ListReservations(Context(h, PollTimeout()).get(), {}, &list).ok()) continue;
+    if (!h->reservations->ListReservations(Context(h, PollTimeout()).get(), {}, &list).ok())
+      continue;
     for (const v1::Reservation& r : list.reservations()) {
       if (r.state() != v1::ACTIVE || !absl::StartsWith(r.request_id(), prefix) ||
           recorded.count(address + " " + r.name()) > 0) {

@@ -430,6 +430,15 @@ void AddConnection(CLI::App* sub, Options* o) {
   sub->add_option("--timeout", o->connection.timeout_s, "seconds per call")->capture_default_str();
 }
 
+// Experiment ids name files in the state directory: no path may come out of one.
+const CLI::Validator kExperimentId(
+    [](std::string& id) -> std::string {
+      return ValidExperimentName(id)
+                 ? ""
+                 : "an experiment id is 1 to 64 letters, digits or . _ = + - (see `ls`)";
+    },
+    "ID");
+
 void AddStateDir(CLI::App* sub, Options* o) {
   sub->add_option("--state-dir", o->state_dir,
                   "where experiments are kept (default: $ELEKTRONN_SCHED_STATE, else "
@@ -470,7 +479,8 @@ int main(int argc, char** argv) {
   run->add_option("experiment", o.experiment, "the Lua experiment file")
       ->required()
       ->check(CLI::ExistingFile);
-  run->add_option("--name", o.id, "the experiment's id (default: its `experiment` name)");
+  run->add_option("--name", o.id, "the experiment's id (default: its `experiment` name)")
+      ->check(kExperimentId);
   run->add_option("--poll", o.runner.poll_s, "seconds between occupancy polls")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
@@ -543,17 +553,17 @@ int main(int argc, char** argv) {
   AddStateDir(ls, &o);
   auto* status = app.add_subcommand(
       "status", "each member's state, host, GPUs, job, step and loss, as its run last saw them");
-  status->add_option("id", o.id, "the experiment (see ls)")->required();
+  status->add_option("id", o.id, "the experiment (see ls)")->required()->check(kExperimentId);
   status->add_flag("--json", o.json, "print the stored experiment as JSON");
   AddStateDir(status, &o);
   auto* cancel = app.add_subcommand(
       "cancel", "cancel an experiment: its jobs are cancelled and its reservations released");
-  cancel->add_option("id", o.id, "the experiment (see ls)")->required();
+  cancel->add_option("id", o.id, "the experiment (see ls)")->required()->check(kExperimentId);
   AddConnection(cancel, &o);
   AddStateDir(cancel, &o);
   auto* forget = app.add_subcommand(
       "forget", "drop an experiment that is not running from the state directory");
-  forget->add_option("id", o.id, "the experiment (see ls)")->required();
+  forget->add_option("id", o.id, "the experiment (see ls)")->required()->check(kExperimentId);
   AddStateDir(forget, &o);
   app.footer(
       "Experiment file (sandboxed Lua):\n"

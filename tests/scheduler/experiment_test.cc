@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -79,6 +80,21 @@ TEST_F(ExperimentTest, NameDefaultsToTheFileName) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->name(), "exp");
   EXPECT_EQ(e->members(0).needs().gpus(), 0);
+}
+
+// The name names the scheduler's state files: no path may come out of it.
+TEST_F(ExperimentTest, NamesThatWouldLeaveTheStateDirectoryAreRefused) {
+  for (const char* bad : {"..", ".", "../x", "a/b", ""}) {
+    EXPECT_THAT(ErrorOf(absl::StrCat("experiment = '", bad, "'\nmembers = {{name = 'x'}}")),
+                HasSubstr("experiment must be a name"))
+        << bad;
+  }
+  auto odd = LoadExperimentSource("members = {{name = 'x', job = 'jobs/a.lua'}}",
+                                  (dir_ / "my run.lua").string());
+  ASSERT_FALSE(odd.ok());
+  EXPECT_THAT(std::string(odd.status().message()), HasSubstr("set experiment = '...'"));
+  EXPECT_FALSE(ValidExperimentName(".."));
+  EXPECT_TRUE(ValidExperimentName("lr-sweep.2"));
 }
 
 TEST_F(ExperimentTest, ErrorsNameTheMemberAndTheKey) {

@@ -117,4 +117,8 @@ set +e
 err=$("$sched" run "$work/exp.lua" --hosts "$hosts" --poll 0 2>&1); code=$?
 set -e
 [ $code -eq 2 ] && grep -q -- "--poll" <<<"$err" || fail "usage error: exit $code, want 2: $err"
+set +e
+err=$("$sched" status ../../etc/x 2>&1); code=$?
+set -e
+[ $code -eq 2 ] && grep -q "an experiment id is" <<<"$err" || fail "status ../: exit $code: $err"
 echo "sched_cli_test: ok"
