@@ -58,10 +58,8 @@ absl::StatusOr<std::string> BuildMemberSpec(const v1::ExperimentMember& m,
   const fs::path dir = dir_template;
   const std::string out = (dir / "spec.pb").string(), err = (dir / "stderr").string();
   std::vector<std::string> args = {client_binary, "spec", m.job_file(), "-o", out};
-  for (const std::string& kv : m.overrides()) {
-    args.push_back("--set");
-    args.push_back(kv);
-  }
+  // --set=k=v: one argument, so that a key starting with '-' cannot read as an option.
+  for (const std::string& kv : m.overrides()) args.push_back("--set=" + kv);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -88,7 +86,8 @@ absl::StatusOr<std::string> BuildMemberSpec(const v1::ExperimentMember& m,
   // The job file runs sandboxed with an instruction limit; the deadline is a last resort.
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (waitpid(pid, &status, WNOHANG) == 0) {
+  pid_t waited = 0;
+  while ((waited = waitpid(pid, &status, WNOHANG)) == 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
@@ -97,6 +96,11 @@ absl::StatusOr<std::string> BuildMemberSpec(const v1::ExperimentMember& m,
                                                       m.job_file(), " took over 120 s"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (waited < 0) {
+    cleanup();
+    return absl::InternalError(
+        absl::StrCat("waiting for the client (member '", m.name(), "'): ", strerror(errno)));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string said(absl::StripAsciiWhitespace(ReadAll(err)));
@@ -107,6 +111,10 @@ absl::StatusOr<std::string> BuildMemberSpec(const v1::ExperimentMember& m,
   }
   std::string bytes = ReadAll(out);
   cleanup();
+  if (bytes.empty()) {
+    return absl::InternalError(absl::StrCat("the client wrote no JobSpec for member '", m.name(),
+                                            "' (", client_binary, ")"));
+  }
   return bytes;
 }
 

@@ -36,12 +36,13 @@ std::string StateDir::Path(const std::string& id, const char* ext) const {
 
 absl::Status StateDir::Init() {
   std::error_code ec;
-  fs::create_directories(dir_, ec);
+  const bool made = fs::create_directories(dir_, ec);
   if (ec) {
     return absl::UnavailableError(
         absl::StrCat("cannot create the state directory '", dir_, "': ", ec.message()));
   }
-  fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace, ec);
+  // Private when we made it; a directory that existed keeps its mode (it may be shared).
+  if (made) fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace, ec);
   return absl::OkStatus();
 }
 
@@ -56,7 +57,8 @@ absl::StatusOr<v1::ExperimentRun> StateDir::Load(const std::string& id) const {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   v1::ExperimentRun run;
-  if (!run.ParseFromString(bytes.str()) || run.id() != id) {
+  if (!run.ParseFromString(bytes.str()) || run.id() != id ||
+      run.members_size() != run.experiment().members_size()) {
     return absl::DataLossError(
         absl::StrCat("the state of experiment '", id, "' (", Path(id, ".pb"), ") is damaged"));
   }
@@ -73,16 +75,15 @@ absl::Status StateDir::Save(v1::ExperimentRun* run) const {
 }
 
 absl::Status StateDir::Forget(const std::string& id) const {
-  if (auto pid = Runner(id)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("experiment '", id, "' is being run by process ", *pid, "; cancel it first"));
-  }
+  if (!Exists(id)) return absl::NotFoundError(absl::StrCat("no experiment '", id, "' in ", dir_));
+  // Holding the lock, so that no `run` starts meanwhile; the lock file stays (removing a file
+  // another process may be about to lock would let two runs lock two different files).
+  auto fd = Lock(id);
+  if (!fd.ok()) return fd.status();
   std::error_code ec;
-  if (!fs::remove(Path(id, ".pb"), ec)) {
-    return absl::NotFoundError(absl::StrCat("no experiment '", id, "' in ", dir_));
-  }
-  fs::remove(Path(id, ".lock"), ec);
+  fs::remove(Path(id, ".pb"), ec);
   fs::remove(Path(id, ".cancel"), ec);
+  close(*fd);
   return absl::OkStatus();
 }
 
@@ -103,7 +104,12 @@ absl::StatusOr<int> StateDir::Lock(const std::string& id) const {
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot open '", path, "': ", strerror(errno)));
   }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // A moment's retry: `status`, `ls` and `cancel` probe the lock (Runner) with a shared lock.
+  int locked = -1;
+  for (int i = 0; i < 20 && (locked = flock(fd, LOCK_EX | LOCK_NB)) != 0; ++i) {
+    usleep(25'000);
+  }
+  if (locked != 0) {
     close(fd);
     const auto pid = Runner(id);
     return absl::FailedPreconditionError(

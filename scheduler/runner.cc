@@ -73,11 +73,16 @@ Runner::Host* Runner::HostOf(const std::string& address) {
   if (h == nullptr) {
     h = std::make_unique<Host>();
     h->address = address;
+  }
+  if (h->jobs == nullptr) {  // (again: a failed Connect is retried, and said once)
     auto c = Connect(options_.connection, ProcessEnvironment(), address);
     if (!c.ok()) {
-      h->unreachable = std::string(c.status().message());
+      const std::string why(c.status().message());
+      if (h->unreachable != why) Say(absl::StrCat(address, ": ", why));
+      h->unreachable = why;
       return h.get();
     }
+    h->unreachable.clear();
     h->connection = *std::move(c);
     h->jobs = v1::Jobs::NewStub(h->connection.channel);
     h->host = v1::Host::NewStub(h->connection.channel);
@@ -160,6 +165,11 @@ int Runner::Run() {
   action.sa_handler = OnStopSignal;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  if (std::none_of(run_.hosts().begin(), run_.hosts().end(),
+                   [&](const std::string& a) { return HostOf(a)->jobs != nullptr; })) {
+    Say("no daemon can be dialled (see above); give the connection options `run` had");
+    return kExitUnavailable;
+  }
   Recover();
   while (true) {
     if (g_stop_signal != 0) {
@@ -172,6 +182,7 @@ int Runner::Run() {
       CancelAll("cancelled by `elektronn-sched cancel`");
       return kExitPrecondition;
     }
+    RetryUndo();
     Refresh();
     const bool all_ended = std::all_of(run_.members().begin(), run_.members().end(),
                                        [](const v1::MemberRun& m) { return Ended(m.state()); });
@@ -205,7 +216,7 @@ void Runner::Recover() {
   for (const std::vector<int>& group : groups_) {
     if (run_.members(group[0]).state() != v1::MEMBER_STARTING) continue;
     Say(absl::StrCat(GroupName(group), ": finishing the start a stopped scheduler began"));
-    Commit(group);
+    Commit(group, /*recovering=*/true);
   }
 }
 
@@ -368,7 +379,7 @@ bool Runner::GangStart(const std::vector<int>& group, const std::vector<Assignme
     Hook("reserved", m);
     if (absl::Now() - began > absl::Seconds(options_.lease_s / 2)) RenewHeld(group);
   }
-  return Commit(group);
+  return Commit(group, /*recovering=*/false);
 }
 
 // Long gathers (a slow host) renew what is held, so that the first reservations outlive the
@@ -386,7 +397,7 @@ void Runner::RenewHeld(const std::vector<int>& group) {
   }
 }
 
-bool Runner::Commit(const std::vector<int>& group) {
+bool Runner::Commit(const std::vector<int>& group, bool recovering) {
   // A restarted scheduler keeps the start time it had chosen (the jobs may exist already).
   absl::Time start = absl::Now() + absl::Seconds(options_.start_margin_s);
   if (run_.members(group[0]).has_start_at()) start = FromProto(run_.members(group[0]).start_at());
@@ -397,6 +408,7 @@ bool Runner::Commit(const std::vector<int>& group) {
   }
   Save();
   const std::vector<int> order = GlobalOrder(group);
+  std::set<int> resumed;  // recovering: members whose job had been resumed already
   for (int i : order) {
     v1::MemberRun& m = *run_.mutable_members(i);
     const v1::ExperimentMember& member = run_.experiment().members(i);
@@ -429,14 +441,23 @@ bool Runner::Commit(const std::vector<int>& group) {
     }
     m.set_job(job.name());
     Save();
-    if (job.state() != v1::PAUSED && job.state() != v1::QUEUED && job.state() != v1::RUNNING) {
-      Abort(group, absl::StrCat(m.member(), "'s job ", job.name(), " on ", m.host(), " is ",
-                                v1::JobState_Name(job.state()), ": ", job.error()));
+    // The daemon clears resume_by when it resumes a job: a job a stopped scheduler had resumed
+    // already (whatever its state now) counts as started; only unresumed ones are resumed.
+    const bool unresumed = job.state() == v1::PAUSED && job.has_resume_by();
+    if (recovering && !job.has_resume_by()) {
+      resumed.insert(i);
+    } else if (!unresumed) {
+      Abort(group, !recovering && job.state() == v1::PAUSED
+                       ? absl::StrCat(m.host(), " did not keep ", job.name(),
+                                      "'s resume_by: its elektronnd is too old for elektronn-sched")
+                       : absl::StrCat(m.member(), "'s job ", job.name(), " on ", m.host(), " is ",
+                                      v1::JobState_Name(job.state()), ": ", job.error()));
       return false;
     }
     Hook("created", m);
   }
   for (int i : order) {
+    if (resumed.count(i) > 0) continue;
     v1::MemberRun& m = *run_.mutable_members(i);
     Host* h = HostOf(m.host());
     v1::ResumeJobRequest req;
@@ -448,6 +469,7 @@ bool Runner::Commit(const std::vector<int>& group) {
                                 ": ", DescribeError(s, h->connection)));
       return false;
     }
+    Hook("resumed", m);
   }
   std::vector<std::string> where;
   for (int i : order) {
@@ -468,8 +490,15 @@ bool Runner::Commit(const std::vector<int>& group) {
 void Runner::Abort(const std::vector<int>& group, const std::string& why) {
   for (int i : GlobalOrder(group)) {
     v1::MemberRun& m = *run_.mutable_members(i);
-    // Unreachable hosts: the lease (reservations) and resume_by (paused jobs) end them.
-    (void)Undo(m, 5);
+    // Unreachable hosts: the lease ends reservations, resume_by paused jobs; a job whose resume
+    // went through unanswered is cancelled once its daemon answers again (RetryUndo).
+    if (std::string failed = Undo(m, 5); !failed.empty() && !m.job().empty()) {
+      v1::UndoLater* later = run_.add_undo();
+      later->set_host(m.host());
+      later->set_job(m.job());
+      later->set_member(m.member());
+      later->set_why(failed);
+    }
     m.set_state(v1::MEMBER_WAITING);
     m.clear_reservation();
     m.clear_job();
@@ -491,36 +520,75 @@ void Runner::Abort(const std::vector<int>& group, const std::string& why) {
 std::string Runner::Undo(const v1::MemberRun& m, double timeout_s) {
   if (m.host().empty()) return "";  // never placed: nothing on any daemon
   Host* h = HostOf(m.host());
+  if (h->jobs == nullptr && (!m.job().empty() || !m.reservation().empty())) {
+    return absl::StrCat("cannot reach ", m.host(), ": ", h->unreachable);
+  }
   grpc::Status s;
-  if (!m.job().empty() && h->jobs != nullptr) {
+  if (!m.job().empty()) {
     v1::CancelJobRequest req;  // cancelling the job releases its reservation
     req.set_name(m.job());
     v1::Job job;
     s = h->jobs->CancelJob(Context(h, timeout_s).get(), req, &job);
     // FAILED_PRECONDITION: it has ended already.
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) s = grpc::Status::OK;
-  } else if (!m.reservation().empty() && h->reservations != nullptr) {
+  } else if (!m.reservation().empty()) {
     v1::ReleaseReservationRequest req;
     req.set_name(m.reservation());
     v1::Reservation r;
     s = h->reservations->ReleaseReservation(Context(h, timeout_s).get(), req, &r);
   }
-  if (s.ok()) return "";
+  // NOT_FOUND: the daemon lost it (its state directory was wiped): nothing left to undo.
+  if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) return "";
   return absl::StrCat("cannot cancel ", m.job().empty() ? m.reservation() : m.job(), " on ",
                       m.host(), ": ", DescribeError(s, h->connection));
 }
 
-void Runner::CancelAll(const std::string& why) {
+int Runner::CancelAll(const std::string& why) {
+  run_.set_cancel_requested(true);
+  RetryUndo();
+  int left = run_.undo_size();
   for (v1::MemberRun& m : *run_.mutable_members()) {
     if (Ended(m.state())) continue;
-    if (std::string why = Undo(m, 0); !why.empty()) Say(m.member() + ": " + why);
+    // A member whose job or reservation cannot be undone now stays as it is, so that `cancel`
+    // (or `run`, which cancels again) can try once more.
+    if (std::string failed = Undo(m, 0); !failed.empty()) {
+      Say(absl::StrCat(m.member(), ": ", failed));
+      ++left;
+      continue;
+    }
     m.clear_reservation();
     m.set_state(v1::MEMBER_CANCELLED);
     m.set_error(why);
   }
-  run_.set_cancel_requested(true);
   Save();
-  Say(absl::StrCat("experiment '", run_.id(), "' cancelled"));
+  Say(left == 0 ? absl::StrCat("experiment '", run_.id(), "' cancelled")
+                : absl::StrCat("experiment '", run_.id(), "': ", left,
+                               " job(s) could not be cancelled now; run `elektronn-sched cancel ",
+                               run_.id(), "` again when their daemons answer"));
+  return left;
+}
+
+// Jobs an aborted start left behind on a daemon that did not answer: cancelled once it does.
+void Runner::RetryUndo() {
+  bool changed = false;
+  for (int k = run_.undo_size() - 1; k >= 0; --k) {
+    const v1::UndoLater& later = run_.undo(k);
+    v1::MemberRun probe;
+    probe.set_host(later.host());
+    probe.set_job(later.job());
+    if (std::string failed = Undo(probe, PollTimeout()); !failed.empty()) {
+      if (failed != later.why()) {
+        run_.mutable_undo(k)->set_why(failed);
+        changed = true;
+      }
+      continue;
+    }
+    Say(absl::StrCat("cancelled ", later.host(), " ", later.job(), " (", later.member(),
+                     "), left by a start that failed"));
+    run_.mutable_undo()->DeleteSubrange(k, 1);
+    changed = true;
+  }
+  if (changed) Save();
 }
 
 }  // namespace elektronn::sched

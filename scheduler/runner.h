@@ -46,7 +46,7 @@ struct RunnerOptions {
   double backoff_max_s = 120;       // randomised by a factor in [0.5, 1.5)
   bool quiet = false;               // no progress lines
   bool progress_to_stderr = false;  // progress lines on stderr (stdout carries JSON)
-  std::string test_hook;            // TEST ONLY: a program run after each reservation / job made
+  std::string test_hook;            // TEST ONLY: run after each reservation, job made, job resumed
 };
 
 class Runner {
@@ -55,11 +55,12 @@ class Runner {
   ~Runner();
 
   // Runs until every member has ended or the experiment is cancelled; the exit code (0: every
-  // member succeeded, 1: some failed, 4: cancelled).
+  // member succeeded, 1: some failed, 4: cancelled, 6: no daemon can be dialled).
   int Run();
   // Cancels every member that has not ended (jobs, reservations) and saves; used by `cancel`
-  // when no process runs the experiment.
-  void CancelAll(const std::string& why);
+  // when no process runs the experiment. Returns how many jobs could not be cancelled now
+  // (their daemons did not answer); those members stay as they were, for another try.
+  int CancelAll(const std::string& why);
 
   const v1::ExperimentRun& run() const { return run_; }
 
@@ -80,7 +81,10 @@ class Runner {
   void StartWaitingGroups();
   bool GangStart(const std::vector<int>& group, const std::vector<Assignment>& fit,
                  const std::vector<HostSnapshot>& hosts);
-  bool Commit(const std::vector<int>& group);
+  // Creates the group's jobs (paused) and resumes them. `recovering`: a stopped scheduler began
+  // this; jobs it had resumed already count as started.
+  bool Commit(const std::vector<int>& group, bool recovering);
+  void RetryUndo();
   void Abort(const std::vector<int>& group, const std::string& why);
   // Cancels m's job (which releases its reservation) or releases its reservation; "" when done
   // or nothing to do, else why not. timeout_s 0: the connection's.

@@ -260,10 +260,10 @@ int RunRun(Options o) {
       if (!addresses.ok()) return Fail(addresses.status());
       run.mutable_hosts()->Assign(addresses->begin(), addresses->end());
     }
-    std::printf(
-        "resuming experiment '%s' (state in %s/%s.pb); its members as they were "
-        "stored, not as %s says now\n",
-        id.c_str(), dir.dir().c_str(), id.c_str(), o.experiment.c_str());
+    std::fprintf(o.json ? stderr : stdout,
+                 "resuming experiment '%s' (state in %s/%s.pb); its members as they were "
+                 "stored, not as %s says now\n",
+                 id.c_str(), dir.dir().c_str(), id.c_str(), o.experiment.c_str());
   } else {
     auto addresses = HostList(o);
     if (!addresses.ok()) return Fail(addresses.status());
@@ -399,7 +399,12 @@ int RunCancel(const Options& o) {
     if (!run.ok()) return Fail(run.status());
     RunnerOptions ro = o.runner;
     ro.connection = o.connection;
-    Runner(*std::move(run), dir, ro).CancelAll("cancelled by `elektronn-sched cancel`");
+    const int left =
+        Runner(*std::move(run), dir, ro).CancelAll("cancelled by `elektronn-sched cancel`");
+    if (left > 0) {
+      return Fail(absl::UnavailableError(absl::StrCat(
+          left, " job(s) could not be cancelled (their daemons do not answer); run cancel again")));
+    }
   }
   auto run = dir.Load(o.id);
   if (!run.ok()) return Fail(run.status());

@@ -80,7 +80,7 @@ std::string SlurmGroupScript(const std::string& experiment, const std::string& l
       label, "', as one Slurm heterogeneous job\n",
       "# (its members start together or not at all). Resubmit with: sbatch --chdir DIR THIS\n",
       "#SBATCH --job-name=", SlurmSafeName(experiment), ".", label, "\n",
-      "#SBATCH --output=", label, ".out\n");
+      "#SBATCH --output=groups/", label, ".out\n");
   for (size_t i = 0; i < components.size(); ++i) {
     if (i > 0) s += "#SBATCH hetjob\n";
     s += ComponentOptions(components[i].member.needs(), options.partition);
@@ -402,10 +402,19 @@ absl::Status RunSlurm(const v1::Experiment& e, const SlurmOptions& options,
     }
   }
   std::vector<SubmittedGroup> submitted;
+  // A group's script and output live in groups/, apart from the members' files (a member may
+  // be called like a group); group names that map to one safe label get a numbered suffix.
+  std::set<std::string> labels;
+  fs::create_directories(fs::path(options.dir) / "groups", ec);
   for (const std::vector<int>& group : GroupsInOrder(e)) {
     const v1::ExperimentMember& first = e.members(group[0]);
     SubmittedGroup g;
     g.label = SlurmSafeName(first.group().empty() ? first.name() : first.group());
+    for (int n = 2; labels.count(g.label) > 0; ++n) {
+      g.label =
+          absl::StrCat(SlurmSafeName(first.group().empty() ? first.name() : first.group()), "-", n);
+    }
+    labels.insert(g.label);
     std::vector<SlurmComponent> components;
     for (int i : group) {
       const v1::ExperimentMember& m = e.members(i);
@@ -424,7 +433,7 @@ absl::Status RunSlurm(const v1::Experiment& e, const SlurmOptions& options,
       components.push_back(std::move(c));
       g.members.push_back(name);
     }
-    const std::string script = (fs::path(options.dir) / (g.label + ".sbatch")).string();
+    const std::string script = (fs::path(options.dir) / "groups" / (g.label + ".sbatch")).string();
     if (absl::Status s =
             WriteFile(script, SlurmGroupScript(e.name(), g.label, components, options), 0755);
         !s.ok()) {

@@ -172,17 +172,8 @@ absl::StatusOr<v1::Job> JobManager::Create(const v1::JobSpec& spec, const std::s
   const std::string id = absl::StrFormat("%06d", next_id_);
   v1::JobSpec with_resources = spec;
   v1::Reservation taken;
-  const std::string& device = spec.resources().device();
-  if (reservation.empty() && gpus != nullptr && reservations_ != nullptr &&
-      absl::StartsWith(device, "cuda")) {
-    int index = 0;
-    if (absl::StartsWith(device, "cuda:")) (void)absl::SimpleAtoi(device.substr(5), &index);
-    for (const GpuSample& g : gpus->gpus) {
-      if (g.index != index) continue;
-      if (absl::Status free = reservations_->CheckGpuFree(g.uuid, device); !free.ok()) {
-        return free;
-      }
-    }
+  if (reservation.empty()) {
+    if (absl::Status free = PlainGpuFreeLocked(spec, gpus); !free.ok()) return free;
   }
   if (!reservation.empty()) {
     if (reservations_ == nullptr) {
@@ -387,11 +378,29 @@ absl::StatusOr<v1::Job> JobManager::Pause(const std::string& name) {
   return e->job;
 }
 
-absl::StatusOr<v1::Job> JobManager::Resume(const std::string& name) {
+// A job without a reservation on device cuda:N may not take a GPU a reservation holds.
+absl::Status JobManager::PlainGpuFreeLocked(const v1::JobSpec& spec, const GpuInventory* gpus) {
+  const std::string& device = spec.resources().device();
+  if (gpus == nullptr || reservations_ == nullptr || !absl::StartsWith(device, "cuda")) {
+    return absl::OkStatus();
+  }
+  int index = 0;
+  if (absl::StartsWith(device, "cuda:")) (void)absl::SimpleAtoi(device.substr(5), &index);
+  for (const GpuSample& g : gpus->gpus) {
+    if (g.index == index) return reservations_->CheckGpuFree(g.uuid, device);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Job> JobManager::Resume(const std::string& name, const GpuInventory* gpus) {
   std::lock_guard lock(mu_);
   auto found = FindLocked(name);
   if (!found.ok()) return found.status();
   Entry* e = *found;
+  // Paused, a plain cuda:N job held no GPU: a reservation may have taken it meanwhile.
+  if (e->job.state() == v1::PAUSED && e->job.reservation().empty()) {
+    if (absl::Status free = PlainGpuFreeLocked(e->job.spec(), gpus); !free.ok()) return free;
+  }
   switch (e->job.state()) {
     case v1::PAUSED:
       e->job.clear_resume_by();
@@ -536,10 +545,12 @@ void JobManager::SetStateLocked(Entry* e, v1::JobState state) {
 void JobManager::CancelUnresumedLocked() {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now).count();
+  const int64_t now_s = now_ns / 1'000'000'000, now_frac = now_ns % 1'000'000'000;
   for (auto& [name, e] : jobs_) {
     if (e->job.state() != v1::PAUSED || !e->job.has_resume_by()) continue;
     const google::protobuf::Timestamp& by = e->job.resume_by();
-    if (by.seconds() * 1'000'000'000 + by.nanos() > now_ns) continue;
+    // In seconds, then nanoseconds: a far-future deadline must not overflow.
+    if (by.seconds() > now_s || (by.seconds() == now_s && by.nanos() > now_frac)) continue;
     e->job.set_error(absl::StrCat(
         "not resumed by ",
         absl::FormatTime(absl::FromUnixSeconds(by.seconds()), absl::UTCTimeZone()),

@@ -66,7 +66,9 @@ class JobManager {
   std::pair<std::vector<v1::Job>, std::string> List(int page_size,
                                                     const std::string& after_name) const;
   absl::StatusOr<v1::Job> Pause(const std::string& name);
-  absl::StatusOr<v1::Job> Resume(const std::string& name);
+  // A PAUSED job on cuda:N without a reservation is refused (RESOURCE_EXHAUSTED) while a
+  // reservation holds that GPU (by `gpus`, if given).
+  absl::StatusOr<v1::Job> Resume(const std::string& name, const GpuInventory* gpus = nullptr);
   absl::StatusOr<v1::Job> Cancel(const std::string& name);
 
   // Appends the job's events with sequence >= from_sequence to `out`, waiting up to `timeout_ms`
@@ -113,6 +115,7 @@ class JobManager {
                                        bool start_paused,
                                        const google::protobuf::Timestamp& resume_by);
   void CancelUnresumedLocked();
+  absl::Status PlainGpuFreeLocked(const v1::JobSpec& spec, const GpuInventory* gpus);
   void AddEventLocked(Entry* e, v1::JobEvent event, bool sync);
   void SetStateLocked(Entry* e, v1::JobState state);
   void PersistLocked(Entry* e);

@@ -269,6 +269,14 @@ grpc::Status JobsService::CreateJob(grpc::ServerContext* context,
     return ToGrpcStatus(absl::InvalidArgumentError(
         "resume_by is set but start_paused is not: only a job created paused waits for ResumeJob"));
   }
+  // Years 1970 to 9999, as protobuf's Timestamp (and no overflow in nanoseconds).
+  if (request->has_resume_by() &&
+      (request->resume_by().seconds() < 0 || request->resume_by().seconds() > 253402300799 ||
+       request->resume_by().nanos() < 0 || request->resume_by().nanos() > 999999999)) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("resume_by is not a valid time (seconds ", request->resume_by().seconds(),
+                     ", nanos ", request->resume_by().nanos(), ")")));
+  }
   if (request->reservation().empty()) {
     if (auto s = ValidateJobSpec(request->job(), data_dir_, state_dir_); !s.ok()) {
       return ToGrpcStatus(s);
@@ -344,7 +352,9 @@ grpc::Status JobsService::PauseJob(grpc::ServerContext* context, const v1::Pause
 grpc::Status JobsService::ResumeJob(grpc::ServerContext* context,
                                     const v1::ResumeJobRequest* request, v1::Job* response) {
   ELK_CHECK_AUTH(context);
-  return Answer(manager_->Resume(request->name()), response);
+  GpuInventory inventory;
+  if (gpus_ != nullptr) inventory = gpus_->Read();
+  return Answer(manager_->Resume(request->name(), &inventory), response);
 }
 
 grpc::Status JobsService::CancelJob(grpc::ServerContext* context,

@@ -11,6 +11,8 @@
 #     the creation (the daemons return the jobs already made) and starts each member once;
 #  4. the same, not restarted in time: the daemons cancel the paused jobs at resume_by and free
 #     their GPUs; restarted later, the group starts on a new attempt, and no member ever ran twice;
+#  4b. the scheduler killed after resuming every job but before saving that, restarted after the
+#     jobs ended: it takes them as started (and ended), and runs nothing again;
 #  5. a GPU busy with a foreign process: the member waits and starts when it frees;
 #  6. two schedulers on the same hosts: both experiments finish and no GPU ever ran two jobs.
 # Every check on jobs and GPUs reads the daemons' records and event logs (sched_report.py).
@@ -39,7 +41,8 @@ printf '%s\n' '#!/usr/bin/env bash' \
   'n=$(grep -c "^$1 " "$events")' \
   'case "${HOOK_MODE:-}:$1:$n" in' \
   '  stop-last-host:reserved:1) kill -STOP "$(cat "$stop_pid_file")"; touch "$stopped" ;;' \
-  '  kill-sched:reserved:4|kill-after-create:created:2) kill -9 "$PPID" ;;' \
+  '  kill-sched:reserved:4|kill-after-create:created:2|kill-after-resume:resumed:4)' \
+  '    kill -9 "$PPID" ;;' \
   'esac' > "$work/hook.sh"
 chmod +x "$work/hook.sh"
 export ELEKTRONN_SCHED_TEST_HOOK=$work/hook.sh
@@ -167,6 +170,21 @@ until_ok 150 "the daemons to cancel the unresumed jobs" all_cancelled
 until_ok 50 "their reservations released" no_active_reservations
 run_sched late late.log || fail "restarted run: $(cat "$work/late.log")"
 each_member_ran_once late
+
+echo "-- 4b. the scheduler killed after resuming the jobs, restarted after they ended"
+experiment resumed
+: > "$work/hook.events"
+set +e
+run_sched resumed resumed.log HOOK_MODE=kill-after-resume
+code=$?
+set -e
+[ $code = 137 ] || fail "not killed (exit $code): $(cat "$work/resumed.log")"
+all_ended() { [ "$(jobs_of resumed | grep -c ' SUCCEEDED 1$')" = 4 ]; }
+until_ok 300 "the resumed jobs to finish" all_ended
+run_sched resumed resumed.log || fail "restarted run: $(cat "$work/resumed.log")"
+grep -q "ended: 4 succeeded" "$work/resumed.log" || fail "resumed: $(cat "$work/resumed.log")"
+[ "$(jobs_of resumed | wc -l)" = 4 ] || fail "ran again: $(jobs_of resumed)"
+each_member_ran_once resumed
 
 echo "-- 5. a GPU busy with a foreign process"
 fake_gpus 1 1 0

@@ -73,7 +73,7 @@ TEST(SlurmGroupScript, OneComponentPerMemberJoinedByHetjob) {
   // The components' options, in member order, each after the `hetjob` separator but the first.
   EXPECT_THAT(
       sbatch,
-      ElementsAre("#SBATCH --job-name=lr_sweep.pair", "#SBATCH --output=pair.out",
+      ElementsAre("#SBATCH --job-name=lr_sweep.pair", "#SBATCH --output=groups/pair.out",
                   "#SBATCH --ntasks=1 --cpus-per-task=4 --mem=8192M --gpus-per-task=1 "
                   "--partition=gpu",
                   "#SBATCH hetjob", "#SBATCH --ntasks=1 --cpus-per-task=1 --partition=gpu"));

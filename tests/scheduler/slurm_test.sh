@@ -147,7 +147,7 @@ grep -q "JobId=$id " <<<"$components" && grep -q "JobId=$((id + 1)) " <<<"$compo
   fail "component ids: $components"
 [ "$(grep -oE ' NodeList=n[12]' <<<"$components" | sort -u | wc -l)" = 2 ] ||
   fail "components not on n1 and n2: $components"
-grep -q '^#SBATCH hetjob$' "$dir/pair.sbatch" || fail "no hetjob separator in the script"
+grep -q '^#SBATCH hetjob$' "$dir/groups/pair.sbatch" || fail "no hetjob separator in the script"
 
 # Each member trained fully into its own directory, with its own lr, while the other trained.
 for m in lr1e-3 lr3e-4; do
