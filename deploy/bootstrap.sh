@@ -18,6 +18,8 @@ PACKAGES=(
   dpkg-dev help2man systemd adduser
   # model graph picture (issue 11): Graphviz's libgvc and its plugins; expat for the SVG test
   graphviz libgraphviz-dev libexpat1-dev
+  # the KD-tree with append (issue 15, engine/util/dynamic_kd_tree.h): nanoflann, header only
+  libnanoflann-dev
 )
 
 missing=()
