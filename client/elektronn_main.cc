@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   using namespace elektronn;
   if (argc > 1 &&
       (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data" ||
-       std::string_view(argv[1]) == "render-slice")) {
+       std::string_view(argv[1]) == "render-slice" || std::string_view(argv[1]) == "profile")) {
     return ForwardToWorker(argc, argv);
   }
   CLI::App app{
@@ -157,6 +157,13 @@ int main(int argc, char** argv) {
   app.add_subcommand("make-demo-data",
                      "write an EM-like training set (HDF5 raw/label cubes + preview) (runs "
                      "elektronn-worker)")
+      ->allow_extras()
+      ->prefix_command();
+
+  app.add_subcommand("profile",
+                     "time every node's forward and backward pass of a job file's model on "
+                     "random input, CPU backend (runs elektronn-worker; see 'elektronn profile "
+                     "--help')")
       ->allow_extras()
       ->prefix_command();
 
