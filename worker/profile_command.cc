@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/core/status.h"
 #include "engine/graph/network.h"
+#include "engine/io/model_loader.h"
 #include "engine/lua/job_file.h"
 #include "kernels/backend.h"
 
@@ -60,7 +62,29 @@ absl::StatusOr<ProfileReport> Profile(const ProfileCommand& c) {
           {.device = "cpu", .threads = c.threads > 0 ? c.threads : job.resources().cpu_threads()}));
   NetworkOptions options;
   options.batch_size = r.batch_size;
-  ASSIGN_OR_RETURN(auto net, Network::Create(job.model(), backend.get(), options));
+  std::unique_ptr<Network> net;
+  if (const v1::TrainingSpec& t = job.training(); !t.model_load_path().empty()) {
+    // A fine-tuning job profiles the saved model with the patch and batch sizes it would train.
+    std::filesystem::path p = t.model_load_path();
+    if (p.is_relative()) p = std::filesystem::absolute(c.job_path).parent_path() / p;
+    LoadOptions o;
+    o.imposed_batch_size =
+        c.batch_size > 0 ? c.batch_size : t.model_load_args().imposed_batch_size();
+    o.imposed_patch_size.assign(t.model_load_args().imposed_patch_size().begin(),
+                                t.model_load_args().imposed_patch_size().end());
+    ASSIGN_OR_RETURN(o.replace_bn, ParseReplaceBn("model_load_args.replace_bn",
+                                                  t.model_load_args().replace_bn()));
+    o.network = options;
+    absl::StatusOr<LoadedModel> m = LoadModel(p.string(), o, backend.get());
+    if (!m.ok()) {
+      return absl::Status(m.status().code(),
+                          absl::StrCat("model_load_path: ", m.status().message()));
+    }
+    *job.mutable_model() = m->spec;
+    net = std::move(m->net);
+  } else {
+    ASSIGN_OR_RETURN(net, Network::Create(job.model(), backend.get(), options));
+  }
   net->set_training(true);
   RETURN_IF_ERROR(FillSources(*net, 1));
   const v1::Designations& d = job.model().designations();

@@ -13,6 +13,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/graph/network.h"
+#include "engine/io/model_file.h"
+#include "kernels/backend.h"
 #include "tests/support/tiny_job.h"
 
 namespace elektronn {
@@ -103,6 +106,30 @@ TEST_F(ProfileCli, TableListsEveryNodeAndTheTotal) {
   }
   EXPECT_THAT(out_, HasSubstr("\ntotal "));
   EXPECT_THAT(out_, HasSubstr("100.0%\n"));
+}
+
+// A fine-tuning job (model_load_path, no create_model) profiles the saved model.
+TEST_F(ProfileCli, ProfilesTheModelOfAFineTuningJob) {
+  auto job = testing::TinyJob(options_);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto backend = kernels::CreateCpuBackend();
+  auto net = Network::Create(job->model(), backend.get(), {.batch_size = 1});
+  ASSERT_TRUE(net.ok()) << net.status();
+  ASSERT_TRUE(SaveModel((dir_ / "saved.h5").string(), **net, nullptr).ok());
+  std::string source = testing::TinyJobSource(options_);
+  source =
+      source.substr(0, source.find("function create_model()")) + "model_load_path = 'saved.h5'\n";
+  std::ofstream(dir_ / "finetune.lua") << source;
+  ASSERT_EQ(Profile((dir_ / "finetune.lua").string() + " --steps 1 --json"), 0) << err_;
+  auto j = nlohmann::json::parse(out_);
+  ASSERT_EQ(j["nodes"].size(), static_cast<size_t>(job->model().nodes_size()));
+  EXPECT_EQ(j["nodes"][1]["name"], job->model().nodes(1).name());
+  EXPECT_GT(j["backward_ms"].get<double>(), 0);
+  // A missing model file names the key.
+  std::ofstream(dir_ / "finetune.lua")
+      << source.substr(0, source.find("model_load_path")) + "model_load_path = 'nowhere.h5'\n";
+  EXPECT_NE(Profile((dir_ / "finetune.lua").string()), 0);
+  EXPECT_THAT(err_, HasSubstr("model_load_path"));
 }
 
 TEST_F(ProfileCli, BadArgumentsExitTwo) {
