@@ -177,6 +177,12 @@ absl::StatusOr<CnnCalculatorOptions> ParseCnnCalculatorArgs(const CnnCalculatorA
   }
   if (!a.desired.empty()) {
     ASSIGN_OR_RETURN(o.desired, ParseInts(a.desired, ",", "desired"));
+    for (int64_t d : o.desired) {
+      if (d < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--desired: %d is not a patch size (1 or more)", d));
+      }
+    }
     if (o.desired.size() == 1) o.desired.assign(ndim, o.desired[0]);
     if (o.desired.size() != ndim) {
       return absl::InvalidArgumentError(

@@ -191,6 +191,7 @@ TEST(CnnCalculator, BadInputsAreClearErrors) {
   EXPECT_THAT(err("0", "1"), HasSubstr("filter 0"));
   EXPECT_THAT(err("3", "0"), HasSubstr("pooling 0"));
   EXPECT_THAT(err("3", "1", "5,5"), HasSubstr("--desired has 2 sizes for 1 spatial axes"));
+  EXPECT_THAT(err("3", "1", "0"), HasSubstr("--desired: 0 is not a patch size"));
   EXPECT_THAT(err("3,3", "1,1", "", "1"), HasSubstr("1 entries for 2 layers"));
   EXPECT_THAT(err("6000", "1"), HasSubstr("no input size from 2 to 4999"));
 }
