@@ -138,8 +138,9 @@ int main(int argc, char** argv) {
   int64_t calc_max = 4999;
   calc->add_option("job", calc_job, "a Lua job file: ask its model (instead of --filters)")
       ->check(CLI::ExistingFile);
-  calc->add_option("--filters", calc_args.filters,
-                   "filter size per layer: 3,3,3 (every axis) or 1x6x6,4x4x4 (per axis z x x x y)");
+  calc->add_option(
+      "--filters", calc_args.filters,
+      "filter size per layer: 3,3,3 (every axis alike) or 1x6x6,4x4x4 (one per axis, z first)");
   calc->add_option("--poolings", calc_args.poolings, "pooling factor per layer, same form");
   calc->add_option("--desired", calc_args.desired,
                    "desired patch size: 100 or per axis 8,211,211 (default: the largest valid "
