@@ -11,9 +11,13 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "client/remote_commands.h"
 #include "engine/lua/job_file.h"
 #include "engine/report/model_graph.h"
+#include "engine/util/cnn_calculator.h"
 #include "rpc/version.h"
 #include "worker/locate.h"
 
@@ -41,13 +45,64 @@ int ForwardToWorker(int argc, char** argv) {
   return 127;
 }
 
+// `elektronn calc`: the calculator on --filters/--poolings, or on a job file's model.
+int RunCalc(const std::string& job_path, const elektronn::CnnCalculatorArgs& args, int64_t max_size,
+            bool json) {
+  using namespace elektronn;
+  const bool chain = !args.filters.empty() || !args.poolings.empty();
+  if (job_path.empty() == !chain) {
+    return Fail(absl::InvalidArgumentError(
+        "calc takes either a job file or --filters and --poolings (e.g. elektronn calc "
+        "--filters 3,3,3 --poolings 2,2,1)"));
+  }
+  if (!job_path.empty()) {
+    if (args.mfp || !args.mfp_layers.empty() || args.force_center || args.ndim != 0) {
+      return Fail(absl::InvalidArgumentError(
+          "--mfp, --mfp-layers, --force-center and --ndim describe a --filters chain; a job "
+          "file's model has its own (set mfp in its Conv nodes)"));
+    }
+    std::vector<int64_t> desired;
+    if (!args.desired.empty()) {
+      for (absl::string_view part : absl::StrSplit(args.desired, ',')) {
+        int64_t v = 0;
+        if (!absl::SimpleAtoi(part, &v) || v < 1) {
+          return Fail(absl::InvalidArgumentError(
+              absl::StrFormat("--desired: '%s' is not a positive size", part)));
+        }
+        desired.push_back(v);
+      }
+    }
+    auto job = LoadJobFile(job_path);
+    if (!job.ok()) return Fail(job.status());
+    auto c = CalculateModel(job->model(), desired, 2, max_size);
+    if (!c.ok()) return Fail(c.status());
+    if (json) {
+      std::printf("%s\n", ModelCalculationJson(*c).c_str());
+    } else {
+      std::printf("%s", ModelCalculationText(*c).c_str());
+    }
+    return 0;
+  }
+  auto options = ParseCnnCalculatorArgs(args);
+  if (!options.ok()) return Fail(options.status());
+  options->max_size = max_size;
+  auto c = CalculateCnn(*options);
+  if (!c.ok()) return Fail(c.status());
+  if (json) {
+    std::printf("%s\n", CnnCalculationJson(*c).c_str());
+  } else {
+    std::printf("%s", CnnCalculationText(*c).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace elektronn;
   if (argc > 1 &&
       (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data" ||
-       std::string_view(argv[1]) == "render-slice")) {
+       std::string_view(argv[1]) == "render-slice" || std::string_view(argv[1]) == "profile")) {
     return ForwardToWorker(argc, argv);
   }
   CLI::App app{
@@ -72,9 +127,44 @@ int main(int argc, char** argv) {
   check->add_option("--graph", graph_path,
                     "also draw the model as a picture (Graphviz) to this file: .svg or .png");
 
+  // calc (engine/util/cnn_calculator.h)
+  auto* calc = app.add_subcommand(
+      "calc",
+      "the CNN calculator: valid patch sizes, receptive fields, strides and overlaps of a "
+      "conv+pool chain (--filters/--poolings) or of a job file's model");
+  std::string calc_job;
+  CnnCalculatorArgs calc_args;
+  bool calc_json = false;
+  int64_t calc_max = 4999;
+  calc->add_option("job", calc_job, "a Lua job file: ask its model (instead of --filters)")
+      ->check(CLI::ExistingFile);
+  calc->add_option(
+      "--filters", calc_args.filters,
+      "filter size per layer: 3,3,3 (every axis alike) or 1x6x6,4x4x4 (one per axis, z first)");
+  calc->add_option("--poolings", calc_args.poolings, "pooling factor per layer, same form");
+  calc->add_option("--desired", calc_args.desired,
+                   "desired patch size: 100 or per axis 8,211,211 (default: the largest valid "
+                   "one; with a job file: the model's own)");
+  calc->add_flag("--mfp", calc_args.mfp, "every pooling is max-fragment-pooling");
+  calc->add_option("--mfp-layers", calc_args.mfp_layers, "MFP per layer: 1,1,0,0");
+  calc->add_flag("--force-center", calc_args.force_center,
+                 "an even field of view (output not centred on an input voxel) is an error");
+  calc->add_option("--ndim", calc_args.ndim,
+                   "spatial axes when every layer gives one value (default 1)")
+      ->check(CLI::Range(1, 3));
+  calc->add_option("--max-size", calc_max, "largest input size tried")->capture_default_str();
+  calc->add_flag("--json", calc_json, "print one JSON object instead of the report");
+
   app.add_subcommand("make-demo-data",
                      "write an EM-like training set (HDF5 raw/label cubes + preview) (runs "
                      "elektronn-worker)")
+      ->allow_extras()
+      ->prefix_command();
+
+  app.add_subcommand("profile",
+                     "time every node's forward and backward pass of a job file's model on "
+                     "random input, CPU backend (runs elektronn-worker; see 'elektronn profile "
+                     "--help')")
       ->allow_extras()
       ->prefix_command();
 
@@ -102,6 +192,7 @@ int main(int argc, char** argv) {
   if (*local_predict) return ForwardToWorker(argc, argv);
   if (auto code = RunRemoteCommands(remote)) return *code;
 
+  if (*calc) return RunCalc(calc_job, calc_args, calc_max, calc_json);
   if (*check) {
     // A wrong picture type is a usage error, found before the job file runs.
     if (!graph_path.empty()) {

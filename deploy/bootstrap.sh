@@ -21,6 +21,8 @@ PACKAGES=(
   # elektronn-sched's Slurm back end (issue 12): slurm_test.sh starts slurmctld and slurmd
   # (auth/none, so munge, which slurm-wlm pulls in, is never started)
   slurm-wlm
+  # the KD-tree with append (issue 15, engine/util/dynamic_kd_tree.h): nanoflann, header only
+  libnanoflann-dev
 )
 
 missing=()

@@ -28,6 +28,7 @@
 #include "worker/event_channel.h"
 #include "worker/local_shell.h"
 #include "worker/predict_command.h"
+#include "worker/profile_command.h"
 #include "worker/worker_control.h"
 
 namespace {
@@ -147,6 +148,10 @@ int main(int argc, char** argv) {
   PredictCommand predict;
   AddPredictCommand(app, &predict);
 
+  // profile (worker/profile_command.cc)
+  ProfileCommand profile;
+  AddProfileCommand(app, &profile);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -162,6 +167,7 @@ int main(int argc, char** argv) {
     }
     return RunPredictCommand(predict, args);
   }
+  if (*profile.app) return RunProfileCommand(profile);
   if (*render) {
     absl::StatusOr<SlicePngInfo> info =
         RenderSlicePng(render_raw, render_pred, render_png, render_options);
