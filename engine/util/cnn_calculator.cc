@@ -322,7 +322,7 @@ std::string CnnCalculationText(const CnnCalculation& c) {
   for (double o : offset) off.push_back(Offset(o));
   absl::StrAppend(
       &s, "offset: ", off.size() == 1 ? off[0] : absl::StrCat("(", absl::StrJoin(off, ", "), ")"),
-      "  (non-integer: output neurons lie centred on input neurons, they have an odd "
+      "  (fov/2; a non-integer offset means output neurons lie centred on input voxels: odd "
       "fov)\n");
   for (size_t i = 0; i < c.axes.size(); ++i) {
     absl::StrAppend(&s, "valid patch sizes",
