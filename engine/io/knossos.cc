@@ -44,7 +44,8 @@ int64_t Distance2(const CubeKey& a, const CubeKey& b) {
   return dz * dz + dx * dx + dy * dy;
 }
 
-using CubeData = std::shared_ptr<const std::vector<uint8_t>>;  // null: missing file (zeros)
+// Null: a missing file (zeros). Allocated without zero-filling: fread overwrites every byte.
+using CubeData = std::shared_ptr<const uint8_t[]>;
 
 // One dataset: its cube files and their cache. Thread-safe.
 class KnossosDataset {
@@ -121,8 +122,28 @@ class KnossosDataset {
                            k.z, conf_.experiment, k.y, k.x, k.z);
   }
 
+  // Cube buffers are recycled: a fresh 2 MiB allocation is mapped anew by malloc and
+  // page-faulted on every read, which costs as much as the read itself (bench/knossos_bench).
+  std::shared_ptr<uint8_t[]> TakeBuffer() {
+    {
+      std::lock_guard<std::mutex> l(pool_mu_);
+      if (!pool_.empty()) {
+        std::shared_ptr<uint8_t[]> b = std::move(pool_.back());
+        pool_.pop_back();
+        return b;
+      }
+    }
+    return std::make_shared_for_overwrite<uint8_t[]>(kCubeBytes);
+  }
+  // An evicted cube's buffer, unless a request still holds it.
+  void GiveBackBuffer(CubeData data) {
+    if (data == nullptr || data.use_count() != 1) return;
+    std::lock_guard<std::mutex> l(pool_mu_);
+    if (pool_.size() < 8) pool_.push_back(std::const_pointer_cast<uint8_t[]>(std::move(data)));
+  }
+
   // Reads one cube file; a missing file is a cube of zeros (null).
-  absl::StatusOr<CubeData> LoadCube(const CubeKey& k) const {
+  absl::StatusOr<CubeData> LoadCube(const CubeKey& k) {
     const std::string path = CubePath(k);
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (f == nullptr) {
@@ -130,8 +151,8 @@ class KnossosDataset {
       return absl::UnavailableError(
           absl::StrFormat("KNOSSOS cube '%s' cannot be opened: %s", path, std::strerror(errno)));
     }
-    auto data = std::make_shared<std::vector<uint8_t>>(kCubeBytes);
-    const size_t n = std::fread(data->data(), 1, kCubeBytes, f);
+    std::shared_ptr<uint8_t[]> data = TakeBuffer();
+    const size_t n = std::fread(data.get(), 1, kCubeBytes, f);
     std::fclose(f);
     if (static_cast<int64_t>(n) != kCubeBytes) {
       return absl::DataLossError(absl::StrFormat(
@@ -157,6 +178,7 @@ class KnossosDataset {
         }
       }
       if (victim == cache_.end() || worst <= not_nearer_than) return false;
+      GiveBackBuffer(std::move(victim->second));
       cache_.erase(victim);
       ++stats_.evictions;
     }
@@ -291,7 +313,7 @@ class KnossosDataset {
             std::fill(dst, dst + (y1 - y0), 0.f);
             continue;
           }
-          const uint8_t* src = data->data() +
+          const uint8_t* src = data.get() +
                                ((z - k.z * kEdge) * kEdge + (x - k.x * kEdge)) * kEdge +
                                (y0 - k.y * kEdge);
           for (int64_t i = 0; i < y1 - y0; ++i) dst[i] = lut_[src[i]];
@@ -310,6 +332,8 @@ class KnossosDataset {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<CubeKey, CubeData> cache_;
+  std::mutex pool_mu_;
+  std::vector<std::shared_ptr<uint8_t[]>> pool_;  // evicted cube buffers for the next loads
   std::set<CubeKey> loading_;
   std::deque<CubeKey> queue_;
   CubeKey centre_;
