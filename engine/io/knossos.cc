@@ -486,6 +486,12 @@ absl::StatusOr<std::unique_ptr<VolumeReader>> OpenKnossosReader(const VolumeLoca
     return absl::InvalidArgumentError(absl::StrFormat(
         "KNOSSOS '%s': max_ram %d MB must be positive", location.ToString(), options.max_ram_mb));
   }
+  // The prefetch box has (2n+1)^2 (n+1) cubes; beyond 16 it exceeds any sensible cache.
+  if (options.n_preload < 0 || options.n_preload > kMaxPreload) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("KNOSSOS '%s': n_preload %d; valid: 0 (no prefetch) to %d cubes",
+                        location.ToString(), options.n_preload, kMaxPreload));
+  }
   const int64_t per_dataset =
       (options.max_ram_mb << 20) / static_cast<int64_t>(dirs.size()) / kCubeBytes;
   if (per_dataset < 1) {

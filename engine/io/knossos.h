@@ -42,6 +42,7 @@ absl::StatusOr<KnossosConf> ParseKnossosConf(const std::string& text, const std:
 absl::StatusOr<std::string> FindKnossosConf(const std::string& dir);
 
 inline constexpr int64_t kKnossosCubeEdge = 128;
+inline constexpr int kMaxPreload = 16;  // n_preload's upper bound
 
 // Counters of one dataset's cube cache (tests and benchmarks).
 struct KnossosCacheStats {

@@ -411,10 +411,11 @@ absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImagePara
                    ASSIGN_OR_RETURN(bool v, f.Bool());
                    p->set_h5stream(v);
                  } else if (key == "max_ram") {
-                   ASSIGN_OR_RETURN(double v, f.Number(1));
+                   ASSIGN_OR_RETURN(double v, f.Number(1, 1e9));  // MB
                    p->set_max_ram(static_cast<int64_t>(v));
                  } else if (key == "n_preload") {
                    ASSIGN_OR_RETURN(auto v, f.Int(0));
+                   if (v > 16) return f.Error(absl::StrFormat("is %d; valid: 0 to 16 cubes", v));
                    p->set_n_preload(static_cast<int32_t>(v));
                  } else {
                    ASSIGN_OR_RETURN(bool zxy, f.Bool());

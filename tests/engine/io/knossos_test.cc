@@ -268,6 +268,20 @@ TEST(KnossosSpecTest, ParsedConfinedAndNeverWritten) {
   EXPECT_EQ(loc->ToString(), "knossos:a/b,c");
   EXPECT_FALSE(ParseVolumeSpec("knossos:a,,b").ok());
   EXPECT_FALSE(VolumeWriter::Open("knossos:a", VolumeWriterOptions{.shape = {1, 2, 2, 2}}).ok());
+  const fs::path dir = testing::FreshTestDir("knossos_opts");
+  ASSERT_TRUE(WriteKnossosDataset(dir.string(), "e", {10, 10, 10}, Value).ok());
+  VolumeReaderOptions o;
+  o.knossos_n_preload = 17;
+  auto r = VolumeReader::Open(absl::StrCat("knossos:", dir.string()), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("n_preload 17; valid: 0 (no prefetch) to 16"),
+            std::string::npos)
+      << r.status();
+  o.knossos_n_preload = 0;
+  o.knossos_max_ram_mb = 1;
+  r = VolumeReader::Open(absl::StrCat("knossos:", dir.string()), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("holds no cube"), std::string::npos) << r.status();
 
   const fs::path data = testing::FreshTestDir("knossos");
   fs::create_directories(data / "em");
