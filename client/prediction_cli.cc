@@ -76,7 +76,8 @@ void AddPredictionFlags(CLI::App* app, PredictionFlags* f, bool positionals_requ
                                 "runs/neuro3d/neuro3d-FINAL.h5; with --host also jobs/N or N: "
                                 "that training job's final model, else its latest checkpoint");
   auto* input = app->add_option("input", f->input,
-                                "input volume: FILE.h5:/DATASET (HDF5) or DIR.zarr (Zarr v2); "
+                                "input volume: FILE.h5:/DATASET (HDF5), DIR.zarr (Zarr v2) or "
+                                "knossos:DIR[,DIR...] (KNOSSOS, one channel per dataset); "
                                 "(z,x,y) or (c,z,x,y); integers are divided by 255");
   auto* output = app->add_option("output", f->output,
                                  "output volume, (c,z,x,y): FILE.h5:/DATASET or DIR.zarr; "

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "engine/core/status.h"
 #include "engine/graph/graph.h"
 #include "engine/io/data_path.h"
@@ -184,11 +185,17 @@ absl::Status ValidatePrediction(const v1::JobSpec& spec, const std::string& data
   const v1::PredictionSpec& c = confined.prediction();
   namespace fs = std::filesystem;
   std::error_code ec;
-  const std::string input_file = VolumeSpecPath(c.input(), data_dir);
   const std::string output_file = VolumeSpecPath(c.output(), data_dir);
-  if (!fs::exists(input_file, ec)) {
-    return Invalid(absl::StrCat("job.prediction.input is '", p.input(), "': '", input_file,
-                                "' does not exist"));
+  // A KNOSSOS input ("knossos:a,b") names one directory per channel; each must exist.
+  std::vector<std::string> input_files = {VolumeSpecPath(c.input(), data_dir)};
+  if (absl::StartsWith(c.input(), "knossos:")) {
+    input_files = absl::StrSplit(absl::string_view(c.input()).substr(8), ',');
+  }
+  for (const std::string& input_file : input_files) {
+    if (!fs::exists(input_file, ec)) {
+      return Invalid(absl::StrCat("job.prediction.input is '", p.input(), "': '", input_file,
+                                  "' does not exist"));
+    }
   }
   if (!IsJobModelReference(c.model())) {
     if (!fs::is_regular_file(c.model(), ec)) {
@@ -199,10 +206,12 @@ absl::Status ValidatePrediction(const v1::JobSpec& spec, const std::string& data
       return Invalid(absl::StrCat("job.prediction.output is the model file '", c.model(), "'"));
     }
   }
-  if (fs::equivalent(input_file, output_file, ec) || input_file == output_file) {
-    return Invalid(absl::StrCat("job.prediction.output '", p.output(),
-                                "' writes into the input's file '", input_file,
-                                "'; choose another file"));
+  for (const std::string& input_file : input_files) {
+    if (fs::equivalent(input_file, output_file, ec) || input_file == output_file) {
+      return Invalid(absl::StrCat("job.prediction.output '", p.output(),
+                                  "' writes into the input's file '", input_file,
+                                  "'; choose another file"));
+    }
   }
   return CheckNotDaemonState(output_file, data_dir, state_dir);
 }

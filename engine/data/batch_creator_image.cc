@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "engine/core/status.h"
 #include "engine/data/h5_volume.h"
 #include "engine/data/labels.h"
@@ -45,6 +46,19 @@ std::string JoinPath(const std::string& dir, const std::string& file) {
   if (!f.empty() && f[0] == '~') return ResolvePath(f, "");
   if (fs::path(f).is_absolute() || dir.empty()) return fs::path(f).lexically_normal().string();
   return (fs::path(dir) / f).lexically_normal().string();
+}
+
+// The d_files/l_files key that marks a KNOSSOS dataset entry.
+constexpr const char* kKnossosKey = "knossos";
+
+// A d_files/l_files entry's file below its folder; KNOSSOS entries list dataset directories
+// separated by ',' (one channel each), every one below the folder.
+std::string JoinFiles(const std::string& dir, const std::string& files, bool knossos) {
+  if (!knossos) return JoinPath(dir, files);
+  std::vector<std::string> dirs;
+  for (absl::string_view f : absl::StrSplit(files, ','))
+    dirs.push_back(JoinPath(dir, std::string(f)));
+  return absl::StrJoin(dirs, ",");
 }
 
 absl::Status Invalid(const std::string& what) {
@@ -384,32 +398,27 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   d->cubes_.resize(n);
   for (int i = 0; i < n; ++i) {
     Cube& c = d->cubes_[i];
-    c.raw_file = JoinPath(d_dir, params.d_files(i).file());
     c.raw_key = params.d_files(i).key();
-    c.label_file = JoinPath(l_dir, params.l_files(i).file());
+    c.raw_file = JoinFiles(d_dir, params.d_files(i).file(), c.raw_key == kKnossosKey);
     c.label_key = params.l_files(i).key();
-    for (const std::string& f : {c.raw_file, c.label_file}) {
-      if (!fs::exists(f)) {
-        return absl::NotFoundError(absl::StrFormat(
-            "BatchCreatorImage: cube %d: file '%s' does not exist (d_path '%s', l_path '%s', "
-            "relative paths resolve against '%s')",
-            i, f, params.d_path(), params.l_path(), base_dir));
-      }
-    }
-    ASSIGN_OR_RETURN(c.raw,
-                     ReadH5Volume(c.raw_file, c.raw_key, params.xyz_order(), H5Values::kRaw));
-    ASSIGN_OR_RETURN(
-        c.label, ReadH5Volume(c.label_file, c.label_key, params.xyz_order(), H5Values::kLabels));
+    c.label_file = JoinFiles(l_dir, params.l_files(i).file(), c.label_key == kKnossosKey);
+    RETURN_IF_ERROR(d->LoadCube(params, i, &c));
     const std::string rname = absl::StrFormat("'%s' '%s'", c.raw_file, c.raw_key);
     const std::string lname = absl::StrFormat("'%s' '%s'", c.label_file, c.label_key);
-    if (c.raw.ch != d->in_ch_) {
+    if (c.raw_ch != d->in_ch_) {
       return Invalid(absl::StrFormat("raw cube %s has %d channel(s) but the input node has f=%d",
-                                     rname, c.raw.ch, d->in_ch_));
+                                     rname, c.raw_ch, d->in_ch_));
     }
-    if (d->label_mode_ != LabelMode::kPlain && c.label.ch != 1) {
+    if (d->label_mode_ != LabelMode::kPlain && c.label_ch != 1) {
       return Invalid(absl::StrFormat(
           "label cube %s has %d channels; %s need a single-channel segmentation (ID) cube", lname,
-          c.label.ch, d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
+          c.label_ch, d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
+    }
+    if (params.has_ids2barriers() && c.streamed()) {
+      return Invalid(absl::StrFormat(
+          "label cube %s is streamed (h5stream or KNOSSOS) but ids2barriers turns whole ID cubes "
+          "into boundaries at load; prepare boundary label files, or load the cubes into memory",
+          lname));
     }
     if (params.has_ids2barriers()) {
       if (c.label.ch != 1) {
@@ -435,18 +444,21 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
       }
       io.smoothen = ia.smoothen();
       c.label = Ids2Barriers(c.label, io);
+      c.label_ch = c.label.ch;
     }
-    if (c.label.ch != d->label_ch_) {
+    if (c.label_ch != d->label_ch_) {
       return Invalid(
           absl::StrFormat("label cube %s has %d channel(s) but the target node has "
                           "f=%d (sparse class-id targets: 1 channel)",
-                          lname, c.label.ch, d->t_ch_));
+                          lname, c.label_ch, d->t_ch_));
     }
     if (d->n_class_mask_ > 0) {
       const int64_t nc = d->n_class_mask_;
       c.mask_labeled.assign(nc, 1.f);  // default: every class labelled, none absent
       c.mask_not_present.assign(nc, 0.f);
-      absl::StatusOr<H5Array> m = ReadH5Array(c.label_file, "ll_mask");
+      absl::StatusOr<H5Array> m = c.label_key == kKnossosKey
+                                      ? absl::NotFoundError("KNOSSOS labels carry no ll_mask")
+                                      : ReadH5Array(c.label_file, "ll_mask");
       if (m.ok()) {
         if (m->shape != std::vector<int64_t>{2, nc}) {
           return Invalid(absl::StrFormat(
@@ -462,7 +474,7 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
         return m.status();
       }
     }
-    const std::array<int64_t, 3> rs = c.raw.spatial(), ls = c.label.spatial();
+    const std::array<int64_t, 3> rs = c.raw_shape, ls = c.label_shape;
     for (int a = 0; a < 3; ++a) {
       const int64_t diff = rs[a] - ls[a];
       if (diff < 0 || diff % 2 != 0) {
@@ -485,6 +497,7 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
             Zxy(ls), d -> cut_[a] + 1));
       }
     }
+    // Streamed labels are never whole in memory: their values are not checked here.
     for (size_t k = 0; k < c.label.data.size(); ++k) {
       const float v = c.label.data[k];
       if (!(std::isfinite(v) && v == std::nearbyint(v))) {
@@ -530,8 +543,10 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   }
   for (size_t k = 0; k < d->train_cubes_.size(); ++k) {
     const int i = d->train_cubes_[k];
-    d->train_label_voxels_ += d->cubes_[i].label.voxels();
-    double w = static_cast<double>(d->cubes_[i].label.voxels());
+    const std::array<int64_t, 3>& ls = d->cubes_[i].label_shape;
+    const int64_t label_voxels = ls[0] * ls[1] * ls[2];
+    d->train_label_voxels_ += label_voxels;
+    double w = static_cast<double>(label_voxels);
     if (np != 0) w = params.cube_prios(np == n ? i : static_cast<int>(k));
     if (!(w >= 0.0) || !std::isfinite(w)) {
       return Invalid(absl::StrFormat("cube_prios value %g for cube %d must be >= 0", w, i));
@@ -545,6 +560,88 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
   for (double w : weights) d->train_cdf_.push_back((acc += w) / total);
   d->train_cdf_.back() = 1.0;
   return d;
+}
+
+absl::Status BatchCreatorImage::LoadCube(const v1::BatchCreatorImageParams& params, int i,
+                                         Cube* c) const {
+  const bool raw_knossos = c->raw_key == kKnossosKey, label_knossos = c->label_key == kKnossosKey;
+  for (const auto& [file, knossos] :
+       {std::pair(c->raw_file, raw_knossos), std::pair(c->label_file, label_knossos)}) {
+    if (!knossos && !fs::exists(file)) {
+      return absl::NotFoundError(absl::StrFormat(
+          "BatchCreatorImage: cube %d: file '%s' does not exist (d_path '%s', l_path '%s', "
+          "relative paths resolve against the job file's folder)",
+          i, file, params.d_path(), params.l_path()));
+    }
+  }
+  const bool streamed = params.h5stream() || raw_knossos || label_knossos;
+  if (!streamed) {
+    ASSIGN_OR_RETURN(c->raw,
+                     ReadH5Volume(c->raw_file, c->raw_key, params.xyz_order(), H5Values::kRaw));
+    ASSIGN_OR_RETURN(
+        c->label, ReadH5Volume(c->label_file, c->label_key, params.xyz_order(), H5Values::kLabels));
+    c->raw_shape = c->raw.spatial();
+    c->label_shape = c->label.spatial();
+    c->raw_ch = c->raw.ch;
+    c->label_ch = c->label.ch;
+    return absl::OkStatus();
+  }
+  if (params.xyz_order()) {
+    return Invalid(absl::StrFormat(
+        "cube %d is streamed (h5stream or KNOSSOS) and zxy=false: streamed cubes must be stored "
+        "(z,x,y) or (ch,z,x,y); transpose the files or load them into memory",
+        i));
+  }
+  VolumeReaderOptions o;
+  o.knossos_max_ram_mb = params.has_max_ram() ? params.max_ram() : 1000;
+  o.knossos_n_preload = params.has_n_preload() ? params.n_preload() : 2;
+  const std::string raw_spec = raw_knossos ? absl::StrCat("knossos:", c->raw_file)
+                                           : absl::StrCat(c->raw_file, ":", c->raw_key);
+  const std::string label_spec = label_knossos ? absl::StrCat("knossos:", c->label_file)
+                                               : absl::StrCat(c->label_file, ":", c->label_key);
+  o.integers = IntegerValues::kDivideBy255;
+  ASSIGN_OR_RETURN(std::unique_ptr<VolumeReader> raw, VolumeReader::Open(raw_spec, o));
+  o.integers = IntegerValues::kAsIs;
+  ASSIGN_OR_RETURN(std::unique_ptr<VolumeReader> label, VolumeReader::Open(label_spec, o));
+  c->raw_shape = {raw->shape().z, raw->shape().x, raw->shape().y};
+  c->label_shape = {label->shape().z, label->shape().x, label->shape().y};
+  c->raw_ch = raw->shape().c;
+  c->label_ch = label->shape().c;
+  c->raw_src = std::move(raw);
+  c->label_src = std::move(label);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> BatchCreatorImage::CutStreamed(const Cube& c, const WarpOptions& opt,
+                                                    std::mt19937_64& rng, float* raw,
+                                                    float* dense) const {
+  // Exactly GetWarpedSlice's draws, so a streamed cube gives the batches of a loaded one.
+  ASSIGN_OR_RETURN(WarpTransform t,
+                   DrawWarpTransform(c.raw_shape, &c.label_shape, ps_, cut_, opt, rng));
+  std::array<int64_t, 3> origin{}, size{};
+  ASSIGN_OR_RETURN(bool inside, WarpSourceBox(c.raw_shape, &c.label_shape, ps_, cut_, t.forward,
+                                              &origin, &size));
+  if (!inside) return false;
+  // The label box is the raw box in label coordinates (the label cube is centred); where it
+  // reaches past the label cube it is zero, and never sampled (the target stays inside).
+  thread_local Volume sub_raw, sub_label;
+  auto shape = [&](Volume* v, int64_t ch) {
+    v->ch = ch;
+    v->z = size[0];
+    v->x = size[1];
+    v->y = size[2];
+    v->data.resize(static_cast<size_t>(ch * size[0] * size[1] * size[2]));
+  };
+  shape(&sub_raw, c.raw_ch);
+  shape(&sub_label, c.label_ch);
+  const Box raw_box{origin[0], origin[1], origin[2], size[0], size[1], size[2]};
+  Box label_box = raw_box;
+  label_box.z0 -= (c.raw_shape[0] - c.label_shape[0]) / 2;
+  label_box.x0 -= (c.raw_shape[1] - c.label_shape[1]) / 2;
+  label_box.y0 -= (c.raw_shape[2] - c.label_shape[2]) / 2;
+  RETURN_IF_ERROR(c.raw_src->Read(raw_box, PadMode::kError, sub_raw.data.data()));
+  RETURN_IF_ERROR(c.label_src->Read(label_box, PadMode::kZero, sub_label.data.data()));
+  return WarpSlice(sub_raw, &sub_label, ps_, cut_, ShiftSource(t.forward, origin), raw, dense);
 }
 
 int BatchCreatorImage::PickCube(Split split, std::mt19937_64& rng) const {
@@ -569,7 +666,12 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
                         (warp_fraction_ > 0.0 &&
                          std::uniform_real_distribution<double>(0.0, 1.0)(rng) < warp_fraction_);
     if (!warped) opt.warp_amount = 0.0;  // flips and axis swaps still apply (ELEKTRONN2)
-    ASSIGN_OR_RETURN(bool ok, GetWarpedSlice(c.raw, &c.label, ps_, cut_, opt, rng, raw, dense));
+    bool ok = false;
+    if (c.streamed()) {
+      ASSIGN_OR_RETURN(ok, CutStreamed(c, opt, rng, raw, dense));
+    } else {
+      ASSIGN_OR_RETURN(ok, GetWarpedSlice(c.raw, &c.label, ps_, cut_, opt, rng, raw, dense));
+    }
     if (!ok) {
       if (oob.empty()) oob.assign(cubes_.size(), 0);
       ++oob[ci];
@@ -614,7 +716,7 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
       "'%s' %s: %d consecutive %s draws left the cubes (%d of them in this cube; warp=%g, "
       "warp_amount=%g, aniso_factor=%g, lock_z=%d, perspective=%d); use larger cubes, a smaller "
       "patch or less warping",
-      Zxy(ps_), Zxy(tps_), c.raw_file, Zxy(c.raw.spatial()), c.label_file, Zxy(c.label.spatial()),
+      Zxy(ps_), Zxy(tps_), c.raw_file, Zxy(c.raw_shape), c.label_file, Zxy(c.label_shape),
       kMaxConsecutiveRedraws, split == Split::kTrain ? "training" : "validation", oob[worst],
       warp_fraction_, warp_.warp_amount, warp_.aniso_factor, warp_.lock_z, warp_.perspective));
 }

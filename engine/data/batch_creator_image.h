@@ -16,6 +16,7 @@
 #include "engine/data/batch_source.h"
 #include "engine/data/volume.h"
 #include "engine/data/warp.h"
+#include "engine/io/volume_store.h"
 
 namespace elektronn {
 
@@ -25,7 +26,9 @@ namespace elektronn {
 // target patch is that minus twice the target node's offsets; unless `force_dense`, the target
 // is the dense target subsampled with the target's strides, starting at index 0 (which sits on
 // input voxel `offset`, the first output neuron's centre). Every cube is loaded and checked at
-// Create, so configuration errors surface before training starts.
+// Create, so configuration errors surface before training starts; with h5stream (and always for
+// KNOSSOS entries, key "knossos") cubes are only opened at Create and each example reads just
+// the box its warped patch covers (engine/io/volume_store.h), so cubes need not fit in RAM.
 //
 // Thread-safe: GetBatch only reads shared state; each caller brings its own rng.
 class BatchCreatorImage : public BatchSource {
@@ -47,11 +50,16 @@ class BatchCreatorImage : public BatchSource {
   // labelled pixels."
   std::string Describe() const override;
 
-  // A loaded cube pair, raw data /255 and labels as float class ids.
+  // A cube pair, raw data /255 and labels as float class ids: in memory (raw, label), or, when
+  // streamed, readers of the files (raw_src, label_src) with empty volumes.
   struct Cube {
     std::string raw_file, raw_key, label_file, label_key;
     Volume raw;
     Volume label;
+    std::shared_ptr<const VolumeReader> raw_src, label_src;
+    std::array<int64_t, 3> raw_shape{}, label_shape{};  // (z, x, y), either way
+    int64_t raw_ch = 0, label_ch = 0;
+    bool streamed() const { return raw_src != nullptr; }
     // Lazy-label flags per class (dataset "ll_mask" of the label file, (2, n_class): row 0
     // labelled, row 1 not present); empty without ret_ll_mask.
     std::vector<float> mask_labeled, mask_not_present;
@@ -86,6 +94,11 @@ class BatchCreatorImage : public BatchSource {
   // *cube = the cube index.
   absl::Status CutExample(Split split, std::mt19937_64& rng, float* raw, float* dense,
                           int* cube) const;
+  // GetWarpedSlice for a streamed cube: the same draws, then only the source box is read.
+  absl::StatusOr<bool> CutStreamed(const Cube& c, const WarpOptions& opt, std::mt19937_64& rng,
+                                   float* raw, float* dense) const;
+  // Opens cube i's files (streamed) or reads them whole; fills raw_shape, label_shape, ...
+  absl::Status LoadCube(const v1::BatchCreatorImageParams& params, int i, Cube* c) const;
   // Non-geometric augmentations of §7.5 on one example's raw (ch, ps) block (train only).
   void Augment(float* raw, std::mt19937_64& rng) const;
 

@@ -383,6 +383,45 @@ absl::StatusOr<WarpTransform> DrawWarpTransform(const Shape3& raw_shape, const S
   return t;
 }
 
+absl::StatusOr<bool> WarpSourceBox(const Shape3& raw_shape, const Shape3* label_shape,
+                                   const Shape3& ps, const Shape3& tps, const WarpMatrix& forward,
+                                   Shape3* origin, Shape3* size) {
+  ASSIGN_OR_RETURN(Geometry g, CheckGeometry(raw_shape, label_shape, ps, tps));
+  ASSIGN_OR_RETURN(WarpMatrix inv, Invert(forward));
+  const bool projective = forward[3][0] != 0.0 || forward[3][1] != 0.0 || forward[3][2] != 0.0;
+  if (!InBounds(inv, projective, {0, 0, 0}, ps, {0, 0, 0}, raw_shape)) return false;
+  if (label_shape != nullptr &&
+      !InBounds(inv, projective, g.target_off, tps, g.label_off, *label_shape)) {
+    return false;
+  }
+  double lo[3] = {INFINITY, INFINITY, INFINITY};
+  double hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+  for (int corner = 0; corner < 8; ++corner) {
+    double s[3];
+    (void)MapToSource(inv, projective, ((corner >> 0) & 1) * (ps[0] - 1.0),
+                      ((corner >> 1) & 1) * (ps[1] - 1.0), ((corner >> 2) & 1) * (ps[2] - 1.0), s);
+    for (int a = 0; a < 3; ++a) {
+      lo[a] = std::min(lo[a], s[a]);
+      hi[a] = std::max(hi[a], s[a]);
+    }
+  }
+  for (int a = 0; a < 3; ++a) {
+    // InBounds keeps floor(lo) >= 0 and ceil(hi + 1) < shape; the spare voxel on each side
+    // absorbs the rounding of the row-wise sampling.
+    const auto first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo[a])) - 1);
+    const auto last =
+        std::min<int64_t>(raw_shape[a] - 1, static_cast<int64_t>(std::ceil(hi[a] + 1.0)) + 1);
+    (*origin)[a] = first;
+    (*size)[a] = last - first + 1;
+  }
+  return true;
+}
+
+WarpMatrix ShiftSource(const WarpMatrix& forward, const Shape3& origin) {
+  return Mul(forward, Translate(static_cast<double>(origin[0]), static_cast<double>(origin[1]),
+                                static_cast<double>(origin[2])));
+}
+
 absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label, const Shape3& ps,
                                const Shape3& tps, const WarpMatrix& forward, float* out_raw,
                                float* out_target) {

@@ -45,6 +45,19 @@ absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label,
                                const std::array<int64_t, 3>& ps, const std::array<int64_t, 3>& tps,
                                const WarpMatrix& forward, float* out_raw, float* out_target);
 
+// The part of the raw cube that WarpSlice through `forward` reads: origin and size per axis
+// (z, x, y), with one voxel to spare on each side where the cube allows. Returns false when the
+// patch or the target leaves its volume (exactly when WarpSlice would). Lazy readers fetch only
+// this box and sample it through forward * Translate(origin).
+absl::StatusOr<bool> WarpSourceBox(const std::array<int64_t, 3>& raw_shape,
+                                   const std::array<int64_t, 3>* label_shape,
+                                   const std::array<int64_t, 3>& ps,
+                                   const std::array<int64_t, 3>& tps, const WarpMatrix& forward,
+                                   std::array<int64_t, 3>* origin, std::array<int64_t, 3>* size);
+
+// forward * Translate(origin): the transform of a sub-box whose voxel 0 is `origin` of the cube.
+WarpMatrix ShiftSource(const WarpMatrix& forward, const std::array<int64_t, 3>& origin);
+
 // diag(±1, ±1, ±1, 1), each spatial axis flipped with p = 0.5; axis 2 never with no_x_flip.
 WarpMatrix RandomFlipMatrix(bool no_x_flip, std::mt19937_64& rng);
 

@@ -4,15 +4,21 @@
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace elektronn {
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr absl::string_view kKnossosPrefix = "knossos:";  // volume specs
+constexpr absl::string_view kKnossosKey = "knossos";      // d_files/l_files keys
 
 absl::Status Refuse(absl::string_view field, const std::string& path, absl::string_view why) {
   return absl::InvalidArgumentError(
@@ -78,6 +84,17 @@ absl::StatusOr<std::string> ConfineDataPath(absl::string_view field, const std::
 absl::StatusOr<std::string> ConfineVolumeSpec(absl::string_view field, const std::string& spec,
                                               const std::string& data_dir) {
   if (spec.empty()) return Refuse(field, spec, "it is empty");
+  if (absl::StartsWith(spec, kKnossosPrefix)) {  // each dataset directory on its own
+    std::vector<std::string> dirs;
+    for (absl::string_view dir :
+         absl::StrSplit(absl::string_view(spec).substr(kKnossosPrefix.size()), ',')) {
+      if (dir.empty()) return Refuse(field, spec, "it names an empty KNOSSOS directory");
+      auto p = ConfineDataPath(field, std::string(dir), data_dir);
+      if (!p.ok()) return p.status();
+      dirs.push_back(*p);
+    }
+    return absl::StrCat(kKnossosPrefix, absl::StrJoin(dirs, ","));
+  }
   std::string rest;
   const std::string file = VolumeSpecPath(spec, data_dir, &rest);
   auto p = ConfineDataPath(field, file, data_dir);
@@ -88,6 +105,7 @@ absl::StatusOr<std::string> ConfineVolumeSpec(absl::string_view field, const std
 std::string VolumeSpecPath(const std::string& spec, const std::string& base_dir,
                            std::string* rest) {
   if (rest != nullptr) rest->clear();
+  if (absl::StartsWith(spec, kKnossosPrefix)) return spec;
   const size_t colon = spec.rfind(':');
   if (colon == std::string::npos) return spec;
   const std::string file = spec.substr(0, colon);
@@ -135,13 +153,22 @@ absl::Status ConfineJobDataPaths(v1::JobSpec* spec, const std::string& data_dir)
         v1::H5Dataset* f = files->Mutable(i);
         const std::string field = absl::StrCat(kB, ".", name, "[", i, "].file");
         if (f->file().empty()) return Refuse(field, f->file(), "it is empty");
-        // Relative to its folder; an absolute file name is checked as it stands.
-        const std::string joined = fs::path(f->file()).is_absolute() || f->file()[0] == '~'
-                                       ? f->file()
-                                       : (fs::path(dir) / f->file()).string();
-        auto p = ConfineDataPath(field, joined, data_dir);
-        if (!p.ok()) return p.status();
-        f->set_file(*p);
+        // KNOSSOS entries may list several dataset directories (one channel each).
+        const bool knossos = f->key() == kKnossosKey;
+        const std::vector<std::string> names =
+            knossos ? absl::StrSplit(f->file(), ',') : std::vector<std::string>{f->file()};
+        std::vector<std::string> parts;
+        for (const std::string& part : names) {
+          if (part.empty()) return Refuse(field, f->file(), "it names an empty directory");
+          // Relative to its folder; an absolute file name is checked as it stands.
+          const std::string joined = fs::path(part).is_absolute() || part[0] == '~'
+                                         ? part
+                                         : (fs::path(dir) / part).string();
+          auto p = ConfineDataPath(field, joined, data_dir);
+          if (!p.ok()) return p.status();
+          parts.push_back(*p);
+        }
+        f->set_file(absl::StrJoin(parts, ","));
       }
       return absl::OkStatus();
     };

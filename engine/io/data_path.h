@@ -19,8 +19,9 @@ absl::StatusOr<std::string> ConfineDataPath(absl::string_view field, const std::
 
 // A volume spec (engine/io/volume_store.h) with its file confined: "f.h5:/raw" confines "f.h5"
 // (the part before the last ':' when it ends in .h5/.hdf5/.hdf/.he5 or is an existing regular
-// file, as ParseVolumeSpec decides) and keeps the dataset; any other spec is a Zarr array's
-// directory and is confined whole. Returns the spec with the resolved path.
+// file, as ParseVolumeSpec decides) and keeps the dataset; "knossos:a,b" confines each dataset
+// directory; any other spec is a Zarr array's directory and is confined whole. Returns the spec
+// with the resolved path.
 absl::StatusOr<std::string> ConfineVolumeSpec(absl::string_view field, const std::string& spec,
                                               const std::string& data_dir);
 
@@ -36,7 +37,8 @@ bool IsJobModelReference(absl::string_view model);
 
 // Rewrites every path field of `spec` that names data to read or write (d_path, l_path, each
 // d_files/l_files entry joined with its folder, mnist.path, preview_data_path; a prediction's
-// model unless IsJobModelReference, its input and output volume specs) into the absolute,
+// model unless IsJobModelReference, its input and output volume specs; a d_files/l_files entry
+// with key "knossos" lists dataset directories separated by ',', each confined) into the absolute,
 // symlink-resolved path inside `data_dir` that ConfineDataPath accepts, so the worker opens
 // exactly what was checked. Fails on the first field that leaves `data_dir`, naming it (e.g.
 // "job.training.batch_creator_image.d_files[1].file", "job.prediction.output"). An empty

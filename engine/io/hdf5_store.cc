@@ -128,6 +128,13 @@ absl::StatusOr<Dataset> OpenDataset(hid_t f, const VolumeLocation& loc, hid_t da
     ds.dtype = VolumeDtype::kUint8;
   } else if (cls == H5T_INTEGER && is_unsigned && size == 2) {
     ds.dtype = VolumeDtype::kUint16;
+  } else if (cls == H5T_INTEGER && (size == 1 || size == 2 || size == 4 || size == 8)) {
+    // Read through HDF5's conversion to float (ids above 2^24 lose precision, as in numpy).
+    static constexpr VolumeDtype kSigned[] = {VolumeDtype::kInt8, VolumeDtype::kInt16,
+                                              VolumeDtype::kInt32, VolumeDtype::kInt64};
+    static constexpr VolumeDtype kUnsigned4or8[] = {VolumeDtype::kUint32, VolumeDtype::kUint64};
+    const int log2 = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
+    ds.dtype = is_unsigned ? kUnsigned4or8[log2 - 2] : kSigned[log2];
   } else if (cls == H5T_FLOAT && size == 4) {
     ds.dtype = VolumeDtype::kFloat32;
   } else if (cls == H5T_FLOAT && size == 8) {
@@ -138,8 +145,8 @@ absl::StatusOr<Dataset> OpenDataset(hid_t f, const VolumeLocation& loc, hid_t da
                              : cls == H5T_FLOAT ? absl::StrFormat("float%d", size * 8)
                                                 : "a non-numeric type";
     return Err(absl::StatusCode::kInvalidArgument, file,
-               absl::StrFormat("dataset '/%s' has element type %s; supported are uint8, uint16, "
-                               "float32 and float64",
+               absl::StrFormat("dataset '/%s' has element type %s; supported are integers "
+                               "of 8 to 64 bits, float32 and float64",
                                key, what));
   }
   H5Id space(H5Dget_space(ds.d.get()), H5Sclose);
@@ -176,8 +183,7 @@ class Hdf5Reader : public VolumeReader {
         file_(std::move(file)),
         d_(std::move(ds.d)),
         rank_(static_cast<int>(ds.dims.size())) {
-    scale_ = (ds.dtype == VolumeDtype::kUint8 || ds.dtype == VolumeDtype::kUint16) &&
-             o.integers == IntegerValues::kDivideBy255;
+    scale_ = IsIntegerDtype(ds.dtype) && o.integers == IntegerValues::kDivideBy255;
   }
 
  protected:

@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "engine/io/hdf5_store.h"
+#include "engine/io/knossos.h"
 #include "engine/io/zarr.h"
 
 namespace elektronn {
@@ -70,8 +72,24 @@ std::string_view DtypeName(VolumeDtype dtype) {
       return "float32";
     case VolumeDtype::kFloat64:
       return "float64";
+    case VolumeDtype::kInt8:
+      return "int8";
+    case VolumeDtype::kInt16:
+      return "int16";
+    case VolumeDtype::kInt32:
+      return "int32";
+    case VolumeDtype::kUint32:
+      return "uint32";
+    case VolumeDtype::kInt64:
+      return "int64";
+    case VolumeDtype::kUint64:
+      return "uint64";
   }
   return "?";
+}
+
+bool IsIntegerDtype(VolumeDtype dtype) {
+  return dtype != VolumeDtype::kFloat32 && dtype != VolumeDtype::kFloat64;
 }
 
 int64_t MirrorIndex(int64_t i, int64_t n) {
@@ -84,6 +102,7 @@ int64_t MirrorIndex(int64_t i, int64_t n) {
 }
 
 std::string VolumeLocation::ToString() const {
+  if (format == Format::kKnossos) return absl::StrCat(std::string(kKnossosSpecPrefix), path);
   return format == Format::kHdf5 ? absl::StrCat(path, ":/", dataset) : path;
 }
 
@@ -93,6 +112,19 @@ absl::StatusOr<VolumeLocation> ParseVolumeSpec(std::string_view spec) {
         "empty volume spec; expected 'file.h5:/dataset' (HDF5) or 'dir.zarr' (Zarr v2 array)");
   }
   VolumeLocation loc;
+  if (spec.starts_with(kKnossosSpecPrefix)) {
+    loc.format = VolumeLocation::Format::kKnossos;
+    loc.path = std::string(spec.substr(kKnossosSpecPrefix.size()));
+    for (absl::string_view dir : absl::StrSplit(loc.path, ',')) {
+      if (dir.empty()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "volume spec '%s' names an empty KNOSSOS directory; expected 'knossos:dir' or "
+            "'knossos:dir1,dir2' (one channel per dataset)",
+            spec));
+      }
+    }
+    return loc;
+  }
   const size_t colon = spec.rfind(':');
   if (colon != std::string_view::npos) {
     const std::string file(spec.substr(0, colon));
@@ -124,6 +156,11 @@ absl::StatusOr<std::unique_ptr<VolumeReader>> VolumeReader::Open(
   absl::StatusOr<VolumeLocation> loc = ParseVolumeSpec(spec);
   if (!loc.ok()) return loc.status();
   if (loc->format == VolumeLocation::Format::kHdf5) return OpenHdf5Reader(*loc, options);
+  if (loc->format == VolumeLocation::Format::kKnossos) {
+    return OpenKnossosReader(*loc, KnossosOptions{.max_ram_mb = options.knossos_max_ram_mb,
+                                                  .n_preload = options.knossos_n_preload,
+                                                  .integers = options.integers});
+  }
   return OpenZarrReader(*loc, options);
 }
 
@@ -202,6 +239,12 @@ absl::StatusOr<std::unique_ptr<VolumeWriter>> VolumeWriter::Open(
     std::string_view spec, const VolumeWriterOptions& options) {
   absl::StatusOr<VolumeLocation> loc = ParseVolumeSpec(spec);
   if (!loc.ok()) return loc.status();
+  if (loc->format == VolumeLocation::Format::kKnossos) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "output '%s': KNOSSOS datasets are read only; write a Zarr array (e.g. 'out.zarr') or an "
+        "HDF5 dataset ('out.h5:/pred')",
+        loc->ToString()));
+  }
   const VolumeShape& s = options.shape;
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrFormat("output '%s': %s", loc->ToString(), what));

@@ -7,6 +7,9 @@
 //       ':' is the file; it is HDF5 when it ends in .h5/.hdf5/.hdf/.he5 or is an existing file.
 //   "out.zarr", "group.zarr/path/to/array"              Zarr v2 array: the directory holding
 //       `.zarray` (any other spec is taken as one).
+//   "knossos:dir", "knossos:em,membranes"                KNOSSOS dataset(s) (engine/io/knossos.h),
+//       read only: the directory holding knossos.conf or mag1/knossos.conf; several, separated
+//       by ',', are one volume with a channel per dataset.
 //
 // Layout: every volume is seen as (c, z, x, y) in C order. On disk a 4-D array is (c,z,x,y), a
 // 3-D one (z,x,y) with c = 1 and a 2-D one (x,y) with c = 1, z = 1 (one image is a volume of one
@@ -65,7 +68,11 @@ struct Box {
 };
 
 // Element types on disk.
-enum class VolumeDtype { kUint8, kUint16, kFloat32, kFloat64 };
+// The signed and 32/64-bit integer types are read from HDF5 only (label cubes are often int16 or
+// uint32/uint64 ids; streamed training cubes read them).
+enum class VolumeDtype { kUint8, kUint16, kFloat32, kFloat64, kInt8, kInt16, kInt32, kUint32,
+                         kInt64, kUint64 };
+bool IsIntegerDtype(VolumeDtype dtype);
 std::string_view DtypeName(VolumeDtype dtype);  // "uint8", ...
 
 // What Read fills in where a box reaches outside the volume.
@@ -88,17 +95,23 @@ struct VolumeReaderOptions {
   IntegerValues integers = IntegerValues::kDivideBy255;
   // Zarr: decoded chunks kept in memory (tiles read overlapping halos). HDF5: its chunk cache.
   int64_t cache_bytes = int64_t{256} << 20;
+  // KNOSSOS: the cube cache (MB, all datasets together) and the prefetch reach in cubes
+  // (±n in x and y, ±ceil(n/2) in z; 0: none), ELEKTRONN2's max_ram and n_preload.
+  int64_t knossos_max_ram_mb = 1000;
+  int knossos_n_preload = 2;
 };
 
 // A parsed volume spec.
 struct VolumeLocation {
-  enum class Format { kHdf5, kZarr };
+  enum class Format { kHdf5, kZarr, kKnossos };
   Format format = Format::kZarr;
-  std::string path;     // HDF5 file or Zarr array directory
+  std::string path;     // HDF5 file, Zarr array directory, KNOSSOS directories (',' between)
   std::string dataset;  // HDF5 only, without a leading '/'
   std::string ToString() const;
 };
 absl::StatusOr<VolumeLocation> ParseVolumeSpec(std::string_view spec);
+// The prefix of a KNOSSOS volume spec.
+inline constexpr std::string_view kKnossosSpecPrefix = "knossos:";
 
 // Reads boxes of one volume. Read may be called from several threads at once.
 class VolumeReader {

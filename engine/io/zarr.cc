@@ -41,8 +41,9 @@ size_t ItemSize(VolumeDtype d) {
       return 4;
     case VolumeDtype::kFloat64:
       return 8;
+    default:  // HDF5-only types: a .zarray never declares them (zarr_meta.cc)
+      return 0;
   }
-  return 0;
 }
 
 bool IsDir(const std::string& p) {
@@ -216,6 +217,8 @@ class ZarrReader : public VolumeReader {
               break;
             case VolumeDtype::kFloat64:
               CopyToFloat(reinterpret_cast<const double*>(src), row, 1.f, dst);
+              break;
+            default:  // HDF5-only types: a .zarray never declares them (zarr_meta.cc)
               break;
           }
         }

@@ -368,10 +368,10 @@ absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImagePara
   const std::string no_targets = "extra target channels are not implemented in this engine";
   RETURN_IF_ERROR(
       r.Fields({"d_path", "l_path", "d_files", "l_files", "cube_prios", "valid_cubes",
-                "border_mode", "aniso_factor", "zxy", "ids2barriers"},
+                "border_mode", "aniso_factor", "zxy", "ids2barriers", "h5stream", "max_ram",
+                "n_preload"},
                {{"target_vec_ix", no_targets},
                 {"target_discrete_ix", no_targets},
-                {"h5stream", "cubes are always read into memory"},
                 // Reference §7.8: center_cubes(c1, c2, crop) is a helper of ELEKTRONN2's
                 // data/image.py for preparing files, never a BatchCreatorImage argument (its
                 // constructor would raise a TypeError). Accepted as false, refused otherwise.
@@ -407,6 +407,16 @@ absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImagePara
                    p->set_aniso_factor(v);
                  } else if (key == "ids2barriers") {
                    return ReadIds2Barriers(f, p);
+                 } else if (key == "h5stream") {
+                   ASSIGN_OR_RETURN(bool v, f.Bool());
+                   p->set_h5stream(v);
+                 } else if (key == "max_ram") {
+                   ASSIGN_OR_RETURN(double v, f.Number(1, 1e9));  // MB
+                   p->set_max_ram(static_cast<int64_t>(v));
+                 } else if (key == "n_preload") {
+                   ASSIGN_OR_RETURN(auto v, f.Int(0));
+                   if (v > 16) return f.Error(absl::StrFormat("is %d; valid: 0 to 16 cubes", v));
+                   p->set_n_preload(static_cast<int32_t>(v));
                  } else {
                    ASSIGN_OR_RETURN(bool zxy, f.Bool());
                    p->set_xyz_order(!zxy);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "elektronn/v1/control.grpc.pb.h"
+#include "engine/io/knossos.h"
 #include "engine/predict/predictor.h"
 #include "rpc/status.h"
 #include "tests/e2e/predict_fixture.h"
@@ -301,6 +302,12 @@ TEST_F(PredictJobTest, BadSpecsAreRefusedWithTheField) {
                  "job.prediction.input");
   expect_invalid(with([](auto* p) { p->set_input("vol/none.h5:/raw"); }),
                  "job.prediction.input is 'vol/none.h5:/raw'");
+  // KNOSSOS inputs: every dataset directory confined and present.
+  expect_invalid(with([](auto* p) { p->set_input("knossos:/etc"); }), "job.prediction.input");
+  expect_invalid(with([](auto* p) { p->set_input("knossos:vol,../../x"); }),
+                 "job.prediction.input");
+  expect_invalid(with([](auto* p) { p->set_input("knossos:vol/none"); }),
+                 "job.prediction.input is 'knossos:vol/none'");
   expect_invalid(with([](auto* p) { p->set_output("../pred.zarr"); }), "job.prediction.output");
   expect_invalid(with([](auto* p) { p->set_output("/tmp/pred.h5:/prob"); }),
                  "job.prediction.output");
@@ -313,6 +320,18 @@ TEST_F(PredictJobTest, BadSpecsAreRefusedWithTheField) {
   expect_invalid(with([](auto* p) { p->set_compression("lzma"); }),
                  "job.prediction.compression is 'lzma'");
   expect_invalid(with([](auto* p) { p->set_output(""); }), "job.prediction.output is empty");
+
+  // A KNOSSOS dataset inside the data directory is predicted like any volume.
+  ASSERT_TRUE(WriteKnossosDataset(
+                  (dir_ / "vol/em").string(), "em", {40, 40, 6},
+                  [](int64_t x, int64_t y, int64_t z) { return static_cast<uint8_t>(x + y + z); })
+                  .ok());
+  v1::Job kn = Create(with([](auto* p) {
+    p->set_input("knossos:vol/em");
+    p->set_output("from_knossos.zarr");
+  }));
+  kn = WaitState(kn.name(), v1::SUCCEEDED, 60);
+  EXPECT_TRUE(fs::exists(dir_ / "from_knossos.zarr/.zarray"));
 
   // A dataset the daemon cannot see (it opens no HDF5): the worker fails, naming it.
   v1::Job job = Create(with([](auto* p) { p->set_input("vol/raw_0.h5:/nope"); }));

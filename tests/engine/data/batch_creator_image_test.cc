@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/data/h5_volume.h"
 #include "engine/data/labels.h"
+#include "engine/io/knossos.h"
 #include "tests/support/test_dir.h"
 
 namespace elektronn {
@@ -184,6 +185,123 @@ TEST_F(BatchCreatorImageTest, ShapesAndDescribe) {
   EXPECT_EQ((*d)->Describe(),
             "1-target Data Set with 1 input channel(s): #train cubes: 2 and #valid cubes: 1, "
             "6400 labelled pixels.");
+}
+
+// h5stream (issue 15): cubes read patch by patch give exactly the batches of cubes in memory
+// (the same draws, the same sampling), and hold no cube in memory.
+TEST_F(BatchCreatorImageTest, StreamedCubesGiveTheBatchesOfLoadedOnes) {
+  WriteCubes();
+  v1::BatchCreatorImageParams streamed = Params();
+  streamed.set_h5stream(true);
+  for (double warp : {0.0, 1.0}) {
+    v1::DataBatchArgs args;
+    args.set_warp(warp);
+    auto eager = BatchCreatorImage::Create(Params(), args, Geometry3D(), "");
+    auto lazy = BatchCreatorImage::Create(streamed, args, Geometry3D(), "");
+    ASSERT_TRUE(eager.ok()) << eager.status();
+    ASSERT_TRUE(lazy.ok()) << lazy.status();
+    EXPECT_FALSE((*eager)->cube(0).streamed());
+    EXPECT_TRUE((*lazy)->cube(0).streamed());
+    EXPECT_TRUE((*lazy)->cube(0).raw.data.empty());
+    EXPECT_TRUE((*lazy)->cube(0).label.data.empty());
+    EXPECT_EQ((*lazy)->Describe(), (*eager)->Describe());
+    const BatchGeometry& g = (*eager)->geometry();
+    std::vector<float> in_a(g.input.stripnone_prod()), tg_a(g.target.stripnone_prod());
+    std::vector<float> in_b(in_a.size()), tg_b(tg_a.size());
+    std::mt19937_64 rng_a(11), rng_b(11);
+    for (int i = 0; i < 20; ++i) {
+      const Split split = i % 4 == 3 ? Split::kValid : Split::kTrain;
+      ASSERT_TRUE((*eager)->GetBatch(split, rng_a, in_a.data(), tg_a.data()).ok());
+      ASSERT_TRUE((*lazy)->GetBatch(split, rng_b, in_b.data(), tg_b.data()).ok());
+      float max_diff = 0;
+      for (size_t k = 0; k < in_a.size(); ++k) {
+        max_diff = std::max(max_diff, std::abs(in_a[k] - in_b[k]));
+      }
+      // Without warping every coordinate is exact; warped ones are computed through a shifted
+      // matrix and may differ in the last bits.
+      if (warp == 0.0) {
+        EXPECT_EQ(max_diff, 0.f) << "batch " << i;
+      } else {
+        EXPECT_LT(max_diff, 1e-5f) << "batch " << i;
+      }
+      EXPECT_EQ(tg_a, tg_b) << "batch " << i << " warp " << warp;
+    }
+  }
+}
+
+TEST_F(BatchCreatorImageTest, StreamedCubesRefuseWhatNeedsWholeCubes) {
+  WriteCubes();
+  v1::BatchCreatorImageParams p = Params();
+  p.set_h5stream(true);
+  p.set_xyz_order(true);
+  auto d = BatchCreatorImage::Create(p, NoWarp(), Geometry3D(), "");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("zxy=false"), std::string::npos) << d.status();
+  p.set_xyz_order(false);
+  p.mutable_ids2barriers();
+  d = BatchCreatorImage::Create(p, NoWarp(), Geometry3D(), "");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("ids2barriers"), std::string::npos) << d.status();
+}
+
+// A KNOSSOS raw dataset (key "knossos") pairs with an HDF5 label cube and gives the batches of
+// the same voxels stored as HDF5.
+TEST_F(BatchCreatorImageTest, KnossosRawCubesGiveTheBatchesOfTheSameHdf5Voxels) {
+  // KNOSSOS (x, y, z) = (150, 140, 12): volume (z, x, y) = (12, 140, 150), 2 x 2 cubes.
+  auto value = [](int64_t x, int64_t y, int64_t z) {
+    return static_cast<uint8_t>((x * 7 + y * 13 + z * 29) % 251);
+  };
+  ASSERT_TRUE(WriteKnossosDataset(dir_ + "/em", "em", {150, 140, 12}, value).ok());
+  Volume raw(1, 12, 140, 150), lab(1, 10, 136, 146);
+  for (int64_t z = 0; z < 12; ++z)
+    for (int64_t x = 0; x < 140; ++x)
+      for (int64_t y = 0; y < 150; ++y) raw.at(0, z, x, y) = value(y, x, z) / 255.f;
+  for (int64_t z = 0; z < 10; ++z)
+    for (int64_t x = 0; x < 136; ++x)
+      for (int64_t y = 0; y < 146; ++y) lab.at(0, z, x, y) = LabelValue(0, z, x, y);
+  ASSERT_TRUE(WriteH5Volume(dir_ + "/em.h5", "raw", raw, H5Dtype::kUint8, false).ok());
+  ASSERT_TRUE(WriteH5Volume(dir_ + "/lab.h5", "lab", lab, H5Dtype::kInt16, true).ok());
+  v1::BatchCreatorImageParams h5, kn;
+  for (auto* p : {&h5, &kn}) {
+    p->set_d_path(dir_);
+    p->set_l_path(dir_);
+    auto* l = p->add_l_files();
+    l->set_file("lab.h5");
+    l->set_key("lab");
+  }
+  h5.add_d_files()->set_file("em.h5");
+  h5.mutable_d_files(0)->set_key("raw");
+  kn.add_d_files()->set_file("em");
+  kn.mutable_d_files(0)->set_key("knossos");
+  kn.set_max_ram(8);  // 4 cubes: the whole dataset, so nothing is read twice
+  v1::DataBatchArgs args;
+  args.set_warp(0.5);
+  auto a = BatchCreatorImage::Create(h5, args, Geometry3D(), "");
+  auto b = BatchCreatorImage::Create(kn, args, Geometry3D(), "");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->cube(0).streamed());
+  EXPECT_EQ((*b)->cube(0).raw_shape, (std::array<int64_t, 3>{12, 140, 150}));
+  const BatchGeometry& g = (*a)->geometry();
+  std::vector<float> in_a(g.input.stripnone_prod()), tg_a(g.target.stripnone_prod());
+  std::vector<float> in_b(in_a.size()), tg_b(tg_a.size());
+  std::mt19937_64 rng_a(5), rng_b(5);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE((*a)->GetBatch(Split::kTrain, rng_a, in_a.data(), tg_a.data()).ok());
+    ASSERT_TRUE((*b)->GetBatch(Split::kTrain, rng_b, in_b.data(), tg_b.data()).ok());
+    float max_diff = 0;
+    for (size_t k = 0; k < in_a.size(); ++k) {
+      max_diff = std::max(max_diff, std::abs(in_a[k] - in_b[k]));
+    }
+    EXPECT_LT(max_diff, 1e-5f) << "batch " << i;
+    EXPECT_EQ(tg_a, tg_b) << "batch " << i;
+  }
+  // A KNOSSOS entry that is not a dataset names where it looked.
+  kn.mutable_d_files(0)->set_file("nowhere");
+  auto c = BatchCreatorImage::Create(kn, args, Geometry3D(), "");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("nowhere/mag1/knossos.conf"), std::string::npos)
+      << c.status();
 }
 
 TEST_F(BatchCreatorImageTest, StridedTargetIsDenseLabelAtOffsetPlusKStride) {

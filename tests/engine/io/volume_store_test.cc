@@ -495,14 +495,33 @@ TEST(VolumeErrorsTest, NameTheProblemAndWhatWouldBeValid) {
   WriteH5(dir / "in.h5", "ids", {2, 2, 2}, H5T_NATIVE_INT32, i32);
   ExpectError(VolumeReader::Open(dir / "in.h5:/nope"), absl::StatusCode::kNotFound,
               "has no dataset '/nope'; datasets in the file: /five, /grp/lab, /ids, /one, /raw");
+  EXPECT_TRUE(VolumeReader::Open(dir / "in.h5:/ids").ok());
   ExpectError(VolumeReader::Open(dir / "in.h5:/grp"), absl::StatusCode::kInvalidArgument,
               "'/grp' is a group, not a dataset");
   ExpectError(VolumeReader::Open(dir / "in.h5:/five"), absl::StatusCode::kInvalidArgument,
               "has shape (2,2,2,2,2); expected a non-empty (x,y), (z,x,y) or (c,z,x,y)");
   ExpectError(VolumeReader::Open(dir / "in.h5:/one"), absl::StatusCode::kInvalidArgument,
               "has shape (8)");
-  ExpectError(VolumeReader::Open(dir / "in.h5:/ids"), absl::StatusCode::kInvalidArgument,
-              "element type int32; supported are uint8, uint16, float32 and float64");
+  // Integer ids of any width are read (streamed label cubes); other types are refused.
+  {
+    VolumeReaderOptions as_is;
+    as_is.integers = IntegerValues::kAsIs;
+    const int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 70000};
+    WriteH5(dir / "in.h5", "ids2", {2, 2, 2}, H5T_NATIVE_INT32, ids);
+    auto r = VolumeReader::Open(dir / "in.h5:/ids2", as_is);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)->dtype(), VolumeDtype::kInt32);
+    std::vector<float> v(8);
+    ASSERT_TRUE((*r)->Read({0, 0, 0, 2, 2, 2}, PadMode::kError, v.data()).ok());
+    EXPECT_EQ(v, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 70000}));
+    hid_t str = H5Tcopy(H5T_C_S1);
+    const char chars[8] = {};
+    WriteH5(dir / "text.h5", "text", {2, 2, 2}, str, chars);
+    H5Tclose(str);
+  }
+  ExpectError(VolumeReader::Open(dir / "text.h5:/text"), absl::StatusCode::kInvalidArgument,
+              "element type a non-numeric type; supported are integers of 8 to 64 bits, float32 "
+              "and float64");
   EXPECT_TRUE(VolumeReader::Open(dir / "in.h5:grp/lab").ok());
 
   // Zarr metadata we cannot read.

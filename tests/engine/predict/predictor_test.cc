@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/graph/model_builder.h"
 #include "engine/graph/network.h"
+#include "engine/io/knossos.h"
 #include "engine/io/model_file.h"
 
 namespace elektronn {
@@ -241,6 +242,40 @@ TEST_F(PredictorTest, TiledValidNetEqualsOneLargeForward) {
   EXPECT_GT(progress.back().voxels_per_s, 0);
   EXPECT_EQ(progress.back().eta_s, 0);
   EXPECT_GT(progress[10].eta_s, 0);
+}
+
+// A KNOSSOS input (issue 15): the prediction equals the one of the same voxels stored as a Zarr
+// array, across cube borders (the volume spans 2 x 2 cubes in x and y).
+TEST_F(PredictorTest, KnossosInputPredictsLikeTheSameVoxelsInZarr) {
+  const std::string model = SaveNet(ValidNet({5, 9, 9}));
+  const std::string knossos = Path("em");
+  // KNOSSOS (x, y, z) = (140, 133, 9): the volume (z, x, y) = (9, 133, 140).
+  auto value = [](int64_t x, int64_t y, int64_t z) {
+    return static_cast<uint8_t>((x * 7 + y * 13 + z * 29) % 251);
+  };
+  ASSERT_TRUE(WriteKnossosDataset(knossos, "em", {140, 133, 9}, value).ok());
+  Vol raw{{1, 9, 133, 140}, {}};
+  for (int64_t z = 0; z < 9; ++z)
+    for (int64_t x = 0; x < 133; ++x)
+      for (int64_t y = 0; y < 140; ++y) raw.v.push_back(value(y, x, z));
+  const std::string zarr = WriteVolume("raw.zarr", raw, VolumeDtype::kUint8);
+  PredictOptions a = Options(model, absl::StrCat("knossos:", knossos), "from_knossos.zarr");
+  PredictOptions b = Options(model, zarr, "from_zarr.zarr");
+  for (PredictOptions* o : {&a, &b}) {
+    o->patch = {5, 41, 41};
+    auto s = Predict(*o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(s->output_shape, (VolumeShape{2, 9, 133, 140}));  // mirror padding: whole input
+  }
+  const Vol pa = ReadOutput(a.output), pb = ReadOutput(b.output);
+  ASSERT_EQ(pa.v.size(), pb.v.size());
+  EXPECT_EQ(MaxAbsDiff(pa.v, pb.v), 0.0);
+  // And it is a prediction of these voxels, not of zeros.
+  const Vol zeros{{1, 9, 133, 140}, std::vector<float>(9 * 133 * 140, 0.f)};
+  PredictOptions c = Options(model, WriteVolume("zeros.zarr", zeros), "from_zeros.zarr");
+  c.patch = {5, 41, 41};
+  ASSERT_TRUE(Predict(c).ok());
+  EXPECT_GT(MaxAbsDiff(pa.v, ReadOutput(c.output).v), 1e-3);
 }
 
 // batch_norm family: a model saved with BN in 'train' mode (a LAST checkpoint) predicts with its
