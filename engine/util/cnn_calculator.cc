@@ -17,6 +17,26 @@
 namespace elektronn {
 namespace {
 
+// Left-aligned columns two spaces apart, no trailing blanks.
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(rows.empty() ? 0 : rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+      absl::StrAppend(&line, r[i], std::string(width[i] - r[i].size() + 2, ' '));
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
 constexpr int kValidMode = 0;  // ConvAxisOut's conv_mode 'valid'
 constexpr int64_t kMaxTriedSize = 1'000'000;
 
@@ -308,16 +328,7 @@ std::string CnnCalculationText(const CnnCalculation& c) {
                     column(&CnnAxis::unpooled_sizes, l), column(&CnnAxis::receptive_fields, l),
                     column(&CnnAxis::strides, l), column(&CnnAxis::overlaps, l)});
   }
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i)
-      absl::StrAppend(&line, r[i], std::string(width[i] - r[i].size() + 2, ' '));
-    line.erase(line.find_last_not_of(' ') + 1);
-    absl::StrAppend(&s, line, "\n");
-  }
+  absl::StrAppend(&s, Table(rows));
   std::vector<std::string> off;
   for (double o : offset) off.push_back(Offset(o));
   absl::StrAppend(
@@ -440,16 +451,7 @@ std::string ModelCalculationText(const ModelCalculation& c) {
     rows.push_back(
         {n.name, n.op, Tuple(n.spatial_shape), Tuple(n.fov), Tuple(n.strides), Tuple(n.offsets)});
   }
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i)
-      absl::StrAppend(&line, r[i], std::string(width[i] - r[i].size() + 2, ' '));
-    line.erase(line.find_last_not_of(' ') + 1);
-    absl::StrAppend(&s, line, "\n");
-  }
+  absl::StrAppend(&s, Table(rows));
   for (const auto& a : c.axes) {
     absl::StrAppend(&s, "valid sizes along ", std::string(1, a.tag), ": ",
                     DescribeSizes(a.valid_patch_sizes), "\n");
