@@ -70,8 +70,18 @@ struct Box {
 // Element types on disk.
 // The signed and 32/64-bit integer types are read from HDF5 only (label cubes are often int16 or
 // uint32/uint64 ids; streamed training cubes read them).
-enum class VolumeDtype { kUint8, kUint16, kFloat32, kFloat64, kInt8, kInt16, kInt32, kUint32,
-                         kInt64, kUint64 };
+enum class VolumeDtype {
+  kUint8,
+  kUint16,
+  kFloat32,
+  kFloat64,
+  kInt8,
+  kInt16,
+  kInt32,
+  kUint32,
+  kInt64,
+  kUint64
+};
 bool IsIntegerDtype(VolumeDtype dtype);
 std::string_view DtypeName(VolumeDtype dtype);  // "uint8", ...
 

@@ -137,8 +137,7 @@ TEST_F(ShellSessionTest, ToolsWritePicturesAndLoadParameters) {
   EXPECT_NE(shell_->Execute("model.conv.w[1]").text, "= 5");
   ShellOutput outside = shell_->Execute("load ../../../etc/passwd");
   EXPECT_TRUE(outside.error);
-  EXPECT_NE(outside.text.find("outside the training directory"), std::string::npos)
-      << outside.text;
+  EXPECT_NE(outside.text.find("outside the training directory"), std::string::npos) << outside.text;
   EXPECT_TRUE(shell_->Execute("load").error);
   ShellOutput missing = shell_->Execute("load nothing.h5");
   EXPECT_TRUE(missing.error);

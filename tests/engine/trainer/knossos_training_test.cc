@@ -137,8 +137,9 @@ TEST_F(KnossosTraining, JobFileKeysAreChecked) {
   EXPECT_NE(job.status().message().find("n_preload"), std::string::npos) << job.status();
   const std::string big = absl::StrReplaceAll(
       kJob, {{"SAVE", (dir_ / "runs").string()},
-             {"DATA", "d_files = {{'em_0', 'knossos'}}, l_files = {{'barrier_0.h5', 'lab'}}, "
-                      "n_preload = 17"}});
+             {"DATA",
+              "d_files = {{'em_0', 'knossos'}}, l_files = {{'barrier_0.h5', 'lab'}}, "
+              "n_preload = 17"}});
   job = LoadJobSource(big, "kn.lua");
   ASSERT_FALSE(job.ok());
   EXPECT_NE(job.status().message().find("is 17; valid: 0 to 16 cubes"), std::string::npos)
