@@ -9,13 +9,13 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "bench/step_rate.h"
 #include "engine/data/batch_creator_image.h"
 #include "engine/data/batch_queue.h"
 #include "engine/data/demo_data.h"
 #include "engine/graph/model_builder.h"
 #include "engine/graph/network.h"
 #include "engine/io/knossos.h"
-#include "engine/optim/optimiser.h"
 
 using namespace elektronn;
 using Clock = std::chrono::steady_clock;
@@ -125,24 +125,9 @@ int main(int argc, char** argv) {
     after = KnossosStats(*creator.cube(0).raw_src)[0];
   }
 
-  Optimiser adam(OptimiserKind::kAdam, backend.get(), (*net)->params());
-  adam.hyper().lr = 5e-4f;
-  std::vector<float> x(g.input.stripnone_prod()), t(g.target.stripnone_prod());
-  std::mt19937_64 rng(3);
-  if (auto s = shared->GetBatch(Split::kTrain, rng, x.data(), t.data()); !s.ok()) return Fail(s);
-  auto step = [&]() -> absl::Status {
-    RETURN_IF_ERROR((*net)->SetInput("raw", x));
-    RETURN_IF_ERROR((*net)->SetInput("target", t));
-    RETURN_IF_ERROR((*net)->Forward());
-    RETURN_IF_ERROR((*net)->Backward());
-    adam.Step();
-    return absl::OkStatus();
-  };
-  if (auto s = step(); !s.ok()) return Fail(s);
-  auto t0 = Clock::now();
-  for (int i = 0; i < steps; ++i)
-    if (auto s = step(); !s.ok()) return Fail(s);
-  const double steps_per_s = steps / std::chrono::duration<double>(Clock::now() - t0).count();
+  auto rate = bench::TrainingStepsPerSecond(**net, backend.get(), *shared, steps);
+  if (!rate.ok()) return Fail(rate.status());
+  const double steps_per_s = *rate;
   const int64_t cubes = cubes_xy * cubes_xy * cubes_z;
   std::printf(
       "%s knossos patches_per_s=%.1f (threads=%d, dataset %lld cubes = %lld MB, cache %lld MB = "
