@@ -222,6 +222,50 @@ absl::Status Network::BackwardFrom(const std::string& name, std::span<const floa
   return RunBackward(n);
 }
 
+absl::Status Network::BackwardFromBuffers(
+    const std::vector<std::pair<Node*, const float*>>& seeds) {
+  if (options_.inference_only) {
+    return absl::FailedPreconditionError(
+        "the network was compiled for inference only (NetworkOptions::inference_only)");
+  }
+  for (const auto& n : graph_->nodes()) n->ResetGradState();
+  for (const auto& [n, seed] : seeds) {
+    if (!n->needs_grad()) return NodeError(*n, "carries no gradient");
+    if (n->grad_written()) {
+      if (seed != nullptr) ctx_.backend->Add(n->grad(), seed, n->grad(), n->numel());
+    } else if (seed != nullptr) {
+      ctx_.backend->Copy(seed, n->grad(), n->numel());
+    } else {
+      ctx_.backend->Fill(n->grad(), 0.f, n->numel());
+    }
+    n->mark_grad_written();
+  }
+  for (Node* n : backward_order_) {
+    if (!n->needs_grad() || !n->grad_written()) continue;
+    RETURN_IF_ERROR(n->Backward(ctx_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Network::BackwardFromMany(
+    const std::vector<std::pair<std::string, std::span<const float>>>& seeds) {
+  std::vector<Buffer> phys;
+  std::vector<std::pair<Node*, const float*>> device;
+  for (const auto& [name, seed] : seeds) {
+    ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
+    if (static_cast<int64_t>(seed.size()) != n->numel()) {
+      return NodeError(
+          *n, absl::StrFormat("gradient seed needs %d values, got %d", n->numel(), seed.size()));
+    }
+    std::vector<float> p(seed.size());
+    LogicalToPhysical(n->shape(), seed.data(), p.data());
+    phys.emplace_back(ctx_.backend, n->numel());
+    ctx_.backend->Upload(p.data(), phys.back().data(), n->numel());
+    device.emplace_back(n, phys.back().data());
+  }
+  return BackwardFromBuffers(device);
+}
+
 absl::StatusOr<std::vector<float>> Network::InputGradient(const std::string& name) const {
   ASSIGN_OR_RETURN(Node * n, graph_->Get(name));
   if (n->grad() == nullptr) return NodeError(*n, "has no gradient buffer");

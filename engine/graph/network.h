@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,6 +47,14 @@ class Network {
   absl::Status Backward();
   // Back-propagates `seed` (logical layout) from `node` (for gradient checks).
   absl::Status BackwardFrom(const std::string& node, std::span<const float> seed);
+  // Back-propagates several seeds (logical layout) in one pass, e.g. a Scan step graph's result
+  // and its memory outputs; a node seeded twice gets the sum of its seeds.
+  absl::Status BackwardFromMany(
+      const std::vector<std::pair<std::string, std::span<const float>>>& seeds);
+  // The same with seeds already on the backend in physical layout (nullptr: zeros), for nodes
+  // that run a Network inside themselves (Scan). Every node reached has its gradient rewritten;
+  // a source that was not reached keeps grad_written() false.
+  absl::Status BackwardFromBuffers(const std::vector<std::pair<Node*, const float*>>& seeds);
   // Gradient w.r.t. a source node (logical layout), valid after BackwardFrom.
   absl::StatusOr<std::vector<float>> InputGradient(const std::string& node) const;
 

@@ -46,6 +46,8 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kClassification, MakeClassification);
   // UpConv family.
   r.Add(v1::NodeSpec::kUpconv, MakeUpConv);
+  // Recurrence (issue 15): Scan.
+  r.Add(v1::NodeSpec::kScan, MakeScan);
   return r;
 }
 

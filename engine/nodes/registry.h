@@ -59,6 +59,9 @@ std::unique_ptr<Node> MakeGaussianAevbPrior(const v1::NodeSpec& s);
 // UpConv family.
 std::unique_ptr<Node> MakeUpConv(const v1::NodeSpec& s);
 
+// Recurrence (issue 15): engine/nodes/scan.cc.
+std::unique_ptr<Node> MakeScan(const v1::NodeSpec& s);
+
 // Classes per group of a Softmax node (0 if `n` is not a Softmax).
 int64_t SoftmaxClasses(const Node& n);
 
