@@ -28,7 +28,7 @@ inline constexpr const char* kModelMeta = "elektronn.Model";
 inline constexpr const char* kShapeMeta = "elektronn.Shape";
 
 struct NodeHandle {
-  int index;  // position in ModelSpec.nodes
+  int slot;  // in ModelRecorder::handles_
 };
 
 inline ModelRecorder* Self(lua_State* L) {
@@ -266,6 +266,9 @@ class Args {
 
 // Functions with access to the recorder's internals.
 struct NmAccess {
+  // nm.Scan (nm_scan.cc): moves the step sub-graph out of the recorded model.
+  static void MoveIntoScan(lua_State* L, const Args& a, v1::NodeSpec scan);
+
   static void MarkDesignated(ModelRecorder* r) { r->designated_ = true; }
   static bool Failed(const ModelRecorder* r) { return !r->failed_where_.empty(); }
 
@@ -286,10 +289,19 @@ struct NmAccess {
     return r->graph_ ? r->graph_->Find(r->spec_.nodes(index).name()) : nullptr;
   }
 
-  // The node handle at `idx`, or -1.
+  // The position in the ModelSpec of the node handle at `idx`, or -1 when it is no handle. A
+  // handle of a node that nm.Scan moved into its step graph raises an error.
   static int HandleIndex(lua_State* L, int idx) {
     auto* h = static_cast<NodeHandle*>(luaL_testudata(L, idx, kNodeMeta));
-    return h == nullptr ? -1 : h->index;
+    if (h == nullptr) return -1;
+    const ModelRecorder::HandleSlot& slot = Self(L)->handles_.at(h->slot);
+    if (slot.index < 0) {
+      RaiseError(L, absl::StrFormat("node '%s' is part of the step graph of Scan '%s' and exists "
+                                    "only inside it; outside, use the Scan node (the step "
+                                    "result of every step)",
+                                    slot.name, slot.moved_into));
+    }
+    return slot.index;
   }
 
   // Whether argument `p` is a node (for arguments that take a node or values).
@@ -405,8 +417,10 @@ struct NmAccess {
   }
 
   static void PushHandle(lua_State* L, int index) {
+    ModelRecorder* r = Self(L);
     auto* h = static_cast<NodeHandle*>(lua_newuserdatauv(L, sizeof(NodeHandle), 0));
-    h->index = index;
+    h->slot = static_cast<int>(r->handles_.size());
+    r->handles_.push_back({index, "", ""});
     luaL_setmetatable(L, kNodeMeta);
   }
 
@@ -472,5 +486,6 @@ NmFunctionList StructuralNodeFunctions();
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
+NmFunctionList ScanNodeFunctions();    // nm_scan.cc (recurrence, issue 15)
 
 }  // namespace elektronn::lua

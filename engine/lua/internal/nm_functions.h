@@ -40,6 +40,14 @@ class ModelRecorder {
   std::unique_ptr<Graph> graph_;                       // the nodes so far, with inferred shapes
   absl::flat_hash_set<std::string> names_;             // of spec_'s nodes
   absl::flat_hash_map<std::string, int> next_suffix_;  // "conv" -> 3 once conv1..conv3 exist
+  // What each node handle (a Lua userdata holding a slot number) points at: a position in
+  // spec_.nodes, or -1 with the Scan that took the node into its step graph (nm.Scan removes
+  // nodes, so positions move).
+  struct HandleSlot {
+    int index;
+    std::string moved_into, name;  // set once moved
+  };
+  std::vector<HandleSlot> handles_;
   bool designated_ = false;
   std::string failed_where_;  // "job.lua:12:" of the first node whose shape failed
   std::string failed_fn_;     // "nm.Conv"
