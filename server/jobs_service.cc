@@ -80,9 +80,9 @@ absl::Status ValidateTraining(const v1::JobSpec& spec) {
                                   " entries and l_files ", b.l_files_size(),
                                   "; both need the same number, at least 1"));
     }
-  } else if (t.data_class() != "MNISTData") {
+  } else if (t.data_class() != "MNISTData" && t.data_class() != "PianoRollData") {
     return Invalid(absl::StrCat("job.training.data_class is '", t.data_class(),
-                                "'; valid: BatchCreatorImage, MNISTData"));
+                                "'; valid: BatchCreatorImage, MNISTData, PianoRollData"));
   }
   return absl::OkStatus();
 }

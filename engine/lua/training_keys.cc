@@ -447,6 +447,20 @@ absl::Status ReadDataInitKwargs(const KeyReader& r, Spec* spec) {
   if (spec->data_class() == "BatchCreatorImage") {
     return ReadBatchCreatorImage(r, spec->mutable_batch_creator_image());
   }
+  if (spec->data_class() == "PianoRollData") {
+    v1::PianoRollParams* p = spec->mutable_piano_roll();
+    return r.Fields({"noise", "max_step"}, {},
+                    [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                      if (key == "noise") {
+                        ASSIGN_OR_RETURN(double v, f.Number(0));
+                        p->set_noise(v);
+                      } else {
+                        ASSIGN_OR_RETURN(int64_t v, f.Int(1));
+                        p->set_max_step(v);
+                      }
+                      return absl::OkStatus();
+                    });
+  }
   v1::MnistParams* m = spec->mutable_mnist();
   return r.Fields({"path"}, {}, [&](const std::string&, const KeyReader& f) -> absl::Status {
     ASSIGN_OR_RETURN(std::string v, f.String());
@@ -811,9 +825,10 @@ std::map<std::string, Handler> OtherHandlers() {
          if (lua_type(r.L(), -1) == LUA_TTABLE) {
            return r.Error(
                "is not supported as {file, class}: data classes from Python files "
-               "cannot run here; use 'BatchCreatorImage' or 'MNISTData'");
+               "cannot run here; use 'BatchCreatorImage', 'MNISTData' or 'PianoRollData'");
          }
-         ASSIGN_OR_RETURN(std::string v, r.Choice({"BatchCreatorImage", "MNISTData"}));
+         ASSIGN_OR_RETURN(std::string v,
+                          r.Choice({"BatchCreatorImage", "MNISTData", "PianoRollData"}));
          s->set_data_class(v);
          return absl::OkStatus();
        }},

@@ -24,6 +24,7 @@
 #include "engine/data/batch_creator_image.h"
 #include "engine/data/batch_queue.h"
 #include "engine/data/mnist.h"
+#include "engine/data/piano_roll.h"
 #include "engine/io/model_file.h"
 #include "engine/io/model_loader.h"  // batch_norm: the conversion after training
 #include "engine/io/tensorboard.h"
@@ -97,8 +98,14 @@ absl::StatusOr<std::shared_ptr<const BatchSource>> MakeSource(const v1::Training
     ASSIGN_OR_RETURN(auto s, MnistData::Create(spec.mnist(), g));
     return std::shared_ptr<const BatchSource>(std::move(s));
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "data_class '%s' is unknown; choose BatchCreatorImage or MNISTData", spec.data_class()));
+  if (spec.data_class() == "PianoRollData") {
+    ASSIGN_OR_RETURN(auto s, PianoRollData::Create(spec.piano_roll(), g));
+    return std::shared_ptr<const BatchSource>(std::move(s));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("data_class '%s' is unknown; choose BatchCreatorImage, MNISTData or "
+                      "PianoRollData",
+                      spec.data_class()));
 }
 
 }  // namespace
