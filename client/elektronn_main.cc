@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   using namespace elektronn;
   if (argc > 1 &&
       (std::string_view(argv[1]) == "train" || std::string_view(argv[1]) == "make-demo-data" ||
-       std::string_view(argv[1]) == "render-slice" || std::string_view(argv[1]) == "profile")) {
+       std::string_view(argv[1]) == "render-slice" || std::string_view(argv[1]) == "profile" ||
+       std::string_view(argv[1]) == "one-step")) {
     return ForwardToWorker(argc, argv);
   }
   CLI::App app{
@@ -165,6 +166,13 @@ int main(int argc, char** argv) {
                      "time every node's forward and backward pass of a job file's model on "
                      "random input, CPU backend (runs elektronn-worker; see 'elektronn profile "
                      "--help')")
+      ->allow_extras()
+      ->prefix_command();
+
+  app.add_subcommand("one-step",
+                     "write the one-step model of a saved recurrent model: its Scan's step "
+                     "graph with the memories and the step input as inputs (ELEKTRONN2's "
+                     "rebuild_rnn; runs elektronn-worker)")
       ->allow_extras()
       ->prefix_command();
 

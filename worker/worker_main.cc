@@ -18,8 +18,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "engine/data/demo_data.h"
 #include "engine/io/data_path.h"
+#include "engine/io/one_step_file.h"
 #include "engine/lua/job_file.h"
 #include "engine/predict/slice_png.h"
 #include "engine/trainer/trainer.h"
@@ -144,6 +146,17 @@ int main(int argc, char** argv) {
   render->add_option("--channel", render_options.channel,
                      "output channel (default: the last, the boundary class of a 2-class net)");
 
+  // one-step (engine/io/one_step_file.h): ELEKTRONN2's rebuild_rnn on a model file
+  auto* one_step = app.add_subcommand(
+      "one-step",
+      "write the one-step model of a saved recurrent model (the Scan's step graph, its memories "
+      "and the step input as inputs; ELEKTRONN2's rebuild_rnn)");
+  std::string one_step_in, one_step_out;
+  one_step->add_option("model", one_step_in, "a model file with one Scan node")
+      ->required()
+      ->check(CLI::ExistingFile);
+  one_step->add_option("out", one_step_out, "the model file to write")->required();
+
   // predict (worker/predict_command.cc)
   PredictCommand predict;
   AddPredictCommand(app, &predict);
@@ -168,6 +181,18 @@ int main(int argc, char** argv) {
     return RunPredictCommand(predict, args);
   }
   if (*profile.app) return RunProfileCommand(profile);
+  if (*one_step) {
+    auto backend = kernels::CreateCpuBackend();
+    auto report = WriteOneStepModelFile(one_step_in, one_step_out, backend.get());
+    if (!report.ok()) return Fail(report.status());
+    std::printf("%s: one-step model, inputs %s\n", one_step_out.c_str(),
+                absl::StrJoin(report->inputs, ", ").c_str());
+    if (!report->dropped_params.empty()) {
+      std::printf("not in it (an initial memory is fed as that memory's input instead): %s\n",
+                  absl::StrJoin(report->dropped_params, ", ").c_str());
+    }
+    return 0;
+  }
   if (*render) {
     absl::StatusOr<SlicePngInfo> info =
         RenderSlicePng(render_raw, render_pred, render_png, render_options);

@@ -14,6 +14,8 @@
 #include "engine/graph/model_builder.h"
 #include "engine/graph/network.h"
 #include "engine/graph/one_step.h"
+#include "engine/io/model_file.h"
+#include "engine/io/one_step_file.h"
 #include "tests/engine/gradient_checker.h"
 
 namespace elektronn {
@@ -230,6 +232,45 @@ TEST(ScanTest, OneStepModelFedItsMemoryReproducesTheScan) {
       EXPECT_NEAR(out[i], want[t * out.size() + i], 1e-6) << "step " << t;
     memory = *(*step)->Output("cell");
   }
+}
+
+// Model files: the Scan's parameters are saved under the step nodes' keys and load back; the
+// one-step model file carries the same values.
+TEST(ScanTest, ModelFilesKeepTheStepParameters) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/scan_model.h5", one_path = dir + "/scan_one_step.h5";
+  ScanCase c{.n = 3};
+  auto net = Network::Create(ElmanScan(c), Cpu().get(), {.seed = 11});
+  ASSERT_TRUE(net.ok()) << net.status();
+  for (const char* in : {"x", "mem0", "c"}) {
+    const int64_t n = (*net)->graph().Find(in)->numel();
+    ASSERT_TRUE((*net)->SetInput(in, Random(n, n + 1)).ok());
+  }
+  ASSERT_TRUE((*net)->Forward().ok());
+  const std::vector<float> want = *(*net)->Output("scan");
+  ASSERT_TRUE(SaveModel(path, **net, nullptr).ok());
+  auto f = ReadModelFile(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(f->params.contains("cell/w"));
+  EXPECT_TRUE(f->params.contains("out/b"));
+  auto back = Network::Create(f->spec, Cpu().get());  // other seed: other initial values
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(LoadInto(*f, **back, nullptr).ok());
+  for (const char* in : {"x", "mem0", "c"}) {
+    const int64_t n = (*back)->graph().Find(in)->numel();
+    ASSERT_TRUE((*back)->SetInput(in, Random(n, n + 1)).ok());
+  }
+  ASSERT_TRUE((*back)->Forward().ok());
+  EXPECT_EQ(*(*back)->Output("scan"), want);
+
+  auto report = WriteOneStepModelFile(path, one_path, Cpu().get());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_THAT(report->inputs, ::testing::ElementsAre("mem0", "c", "x0"));
+  EXPECT_TRUE(report->dropped_params.empty());
+  auto one = ReadModelFile(one_path);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->params.at("cell/w"), f->params.at("cell/w"));
+  EXPECT_EQ(one->spec.nodes_size(), 6);
 }
 
 TEST(ScanTest, OneStepModelNeedsExactlyOneScan) {
