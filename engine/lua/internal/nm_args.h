@@ -472,5 +472,6 @@ NmFunctionList StructuralNodeFunctions();
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
+NmFunctionList RecurrentNodeFunctions();  // nm_recurrent.cc (recurrent family, issue 15)
 
 }  // namespace elektronn::lua
