@@ -318,12 +318,18 @@ TEST(RecurrentValues, InitialStateRepeatsItsVectorAndValueNodeOutputsItsValue) {
   std::string x = s.Input({2, 3, 2}, "b,f,x", "x");
   std::string init = s.InitialState(x, 2);
   std::string v = s.Value({1, 2, 3}, "b,f,x", false, {1, 2, 3, 4, 5, 6});
+  std::string tv = s.Value({1, 3, 2}, "b,f,x", true);
   auto net = Build(s.s, 2);
   ASSERT_NE(net, nullptr);
   ASSERT_TRUE(net->SetParamValue(**net->FindParam(init, "value"), std::vector<float>{7, -8}).ok());
+  const std::vector<float> logical = {9, 8, 7, 6, 5, 4};  // tag order, as model files store it
+  ASSERT_TRUE(net->SetParamValue(**net->FindParam(tv, "value"), logical).ok());
   ASSERT_TRUE(net->Forward().ok());
   EXPECT_EQ(*net->Output(init), (std::vector<float>{7, 7, -8, -8, 7, 7, -8, -8}));
   EXPECT_EQ(*net->Output(v), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(*net->Output(tv), logical);
+  EXPECT_EQ(net->ParamValue(**net->FindParam(tv, "value")), logical);
+  EXPECT_TRUE((*net->FindParam(tv, "value"))->trainable);
   Parameter* p = *net->FindParam(v, "value");
   EXPECT_FALSE(p->trainable);
   EXPECT_TRUE(p->fixed);
