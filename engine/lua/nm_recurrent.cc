@@ -28,8 +28,10 @@ v1::ValueInit InitKwargs(const Args& a, const std::string& p) {
     if (mode) {
       auto s = ReadString(L, -1);
       if (!s.ok() || (*s != "const" && *s != "fix-uni")) {
-        a.Fail(p, "entry 'mode' must be 'const' or 'fix-uni' (the modes a vector can take), "
-                  "got " + Describe(L, -1));
+        a.Fail(p,
+               "entry 'mode' must be 'const' or 'fix-uni' (the modes a vector can take), "
+               "got " +
+                   Describe(L, -1));
       }
       init.set_mode(*s == "const" ? v1::VALUE_INIT_CONST : v1::VALUE_INIT_FIX_UNI);
     } else if (scale) {
@@ -68,9 +70,21 @@ v1::NodeSpec Cell(const Args& a, const char* default_name, const char* memory, i
   return n;
 }
 
-const std::vector<std::string> kCellParams = {
-    "parent", "MEMORY", "n_f",  "activation_func", "flatten", "batch_normalisation",
-    "dropout_rate", "name", "print_repr", "w", "b", "gamma", "mean", "std", "gradnet_mode"};
+const std::vector<std::string> kCellParams = {"parent",
+                                              "MEMORY",
+                                              "n_f",
+                                              "activation_func",
+                                              "flatten",
+                                              "batch_normalisation",
+                                              "dropout_rate",
+                                              "name",
+                                              "print_repr",
+                                              "w",
+                                              "b",
+                                              "gamma",
+                                              "mean",
+                                              "std",
+                                              "gradnet_mode"};
 
 std::vector<std::string> CellParams(const char* memory) {
   std::vector<std::string> p = kCellParams;
@@ -134,8 +148,9 @@ int ValueNode(lua_State* L) {
   }
   if (a.Present("init_kwargs")) {
     if (!v->apply_train()) {
-      a.Fail("init_kwargs", "needs apply_train = true (ELEKTRONN2 raises NotImplementedError "
-                            "for a fixed value with init_kwargs)");
+      a.Fail("init_kwargs",
+             "needs apply_train = true (ELEKTRONN2 raises NotImplementedError "
+             "for a fixed value with init_kwargs)");
     }
     if (v->value_size() > 0) a.Fail("init_kwargs", "cannot be given together with 'value'");
     *v->mutable_init() = InitKwargs(a, "init_kwargs");
@@ -151,7 +166,7 @@ int InitialStateLike(lua_State* L) {
   v1::InitialStateOp* op = n.mutable_initial_state();
   op->set_override_f(a.RequiredInt("override_f", 1));
   a.DType("dtype");
-  *op->mutable_init() = InitKwargs(a, "init_kwargs");
+  if (a.Present("init_kwargs")) *op->mutable_init() = InitKwargs(a, "init_kwargs");
   return A::Record(L, a, std::move(n));
 }
 

@@ -80,8 +80,7 @@ absl::Status CheckInit(const Node& n, const v1::ValueInit& init) {
     return NodeError(n, absl::StrFormat("init mode %d is not 'const' or 'fix-uni'",
                                         static_cast<int>(init.mode())));
   }
-  if (!std::isfinite(init.scale()) ||
-      (init.mode() == v1::VALUE_INIT_FIX_UNI && init.scale() < 0)) {
+  if (!std::isfinite(init.scale()) || (init.mode() == v1::VALUE_INIT_FIX_UNI && init.scale() < 0)) {
     return NodeError(n, absl::StrFormat("init scale %g is not valid for mode '%s'", init.scale(),
                                         init.mode() == v1::VALUE_INIT_CONST ? "const" : "fix-uni"));
   }
@@ -120,13 +119,14 @@ class ValueNode : public Node {
     if (!s.ok()) return NodeError(*this, std::string(s.status().message()));
     shape_ = *std::move(s);
     if (v.value_size() > 0 && v.value_size() != shape_.stripnone_prod()) {
-      return NodeError(*this, absl::StrFormat("value has %d entries, shape %s needs %d",
-                                              v.value_size(), shape_.ToString(),
-                                              shape_.stripnone_prod()));
+      return NodeError(*this,
+                       absl::StrFormat("value has %d entries, shape %s needs %d", v.value_size(),
+                                       shape_.ToString(), shape_.stripnone_prod()));
     }
     if (!v.apply_train() && v.has_init()) {
-      return NodeError(*this, "init_kwargs need apply_train=true (ELEKTRONN2 raises "
-                              "NotImplementedError for a fixed value with init_kwargs)");
+      return NodeError(*this,
+                       "init_kwargs need apply_train=true (ELEKTRONN2 raises "
+                       "NotImplementedError for a fixed value with init_kwargs)");
     }
     return CheckInit(*this, v.init());
   }
@@ -211,7 +211,9 @@ class InitialStateNode : public Node {
 
 }  // namespace
 
-std::unique_ptr<Node> MakeValueNode(const v1::NodeSpec& s) { return std::make_unique<ValueNode>(s); }
+std::unique_ptr<Node> MakeValueNode(const v1::NodeSpec& s) {
+  return std::make_unique<ValueNode>(s);
+}
 std::unique_ptr<Node> MakeInitialState(const v1::NodeSpec& s) {
   return std::make_unique<InitialStateNode>(s);
 }

@@ -11,9 +11,10 @@
 // cell's activation_func like every neural layer (relu 1, sigmoid 0.5, others uniform +-1e-6).
 // The gates use the true logistic sigmoid (ELEKTRONN2's 'sig' is Theano's T.nnet.sigmoid, not
 // hard_sigmoid).
+#include "engine/nodes/recurrent.h"
+
 #include "absl/strings/str_format.h"
 #include "engine/nodes/neural.h"
-#include "engine/nodes/recurrent.h"
 #include "engine/nodes/registry.h"
 
 namespace elektronn {
@@ -47,20 +48,21 @@ class RecurrentCell : public Node {
     }
     if (n_f_ < 1) return NodeError(*this, absl::StrFormat("n_f=%d must be positive", n_f_));
     if (act_ == v1::PRELU) {
-      return NodeError(*this, "activation_func='prelu' is not supported (its learned slope "
-                              "has no place in the gate layout)");
+      return NodeError(*this,
+                       "activation_func='prelu' is not supported (its learned slope "
+                       "has no place in the gate layout)");
     }
     const TaggedShape& in = parents_[0]->shape();
     const TaggedShape& mem = parents_[1]->shape();
     if (in.HasTag('r')) {
-      return NodeError(
-          *this, absl::StrFormat("input %s has a recurrence axis 'r' (tags \"%s\"); the cell "
-                                 "takes one step, so feed it the sequence through Scan",
-                                 NodeRef(*parents_[0]), in.tags_string()));
+      return NodeError(*this,
+                       absl::StrFormat("input %s has a recurrence axis 'r' (tags \"%s\"); the cell "
+                                       "takes one step, so feed it the sequence through Scan",
+                                       NodeRef(*parents_[0]), in.tags_string()));
     }
     if (!in.HasTag('f')) {
-      return NodeError(*this, absl::StrFormat("input %s has no feature axis 'f'",
-                                              NodeRef(*parents_[0])));
+      return NodeError(*this,
+                       absl::StrFormat("input %s has no feature axis 'f'", NodeRef(*parents_[0])));
     }
     const int64_t mem_f = memory_blocks_ * n_f_;
     if (mem.SizeOf('f') != mem_f) {
@@ -71,19 +73,17 @@ class RecurrentCell : public Node {
     TaggedShape expect = in;
     expect.set_size(in.TagIndex('f'), mem_f);
     if (mem.tags() != in.tags() || mem.sizes() != expect.sizes()) {
-      return NodeError(*this, absl::StrFormat("memory %s has shape %s; it must match the input's "
-                                              "%s apart from f",
-                                              NodeRef(*parents_[1]), mem.ToString(),
-                                              in.ToString()));
+      return NodeError(*this,
+                       absl::StrFormat("memory %s has shape %s; it must match the input's "
+                                       "%s apart from f",
+                                       NodeRef(*parents_[1]), mem.ToString(), in.ToString()));
     }
     n_in_ = in.SizeOf('f');
     shape_ = in;
     shape_.set_size(in.TagIndex('f'), mem_f);
     return absl::OkStatus();
   }
-  int64_t param_count() const override {
-    return (n_f_ + n_in_) * gates_ * n_f_ + gates_ * n_f_;
-  }
+  int64_t param_count() const override { return (n_f_ + n_in_) * gates_ * n_f_ + gates_ * n_f_; }
   double cost() const override {
     return static_cast<double>(gates_) * parents_[0]->shape().stripnone_prod() * n_f_;
   }
@@ -269,9 +269,9 @@ class LstmNode : public RecurrentCell {
   absl::Status Backward(ExecContext& ctx) override {
     kernels::Backend* be = ctx.backend;
     be->CopyBox(h_from_out_, grad(), dhn_, false);
-    be->CopyBox(c_from_mem_, grad(), dcn_, false);  // same columns of a (rows, 2 n_f) matrix
+    be->CopyBox(c_from_mem_, grad(), dcn_, false);       // same columns of a (rows, 2 n_f) matrix
     be->Multiply(dhn_, a_, dgate_ + 2 * n_, n_, false);  // d o
-    be->Multiply(dhn_, Gate(2), tmp_, n_, false);         // d act(c')
+    be->Multiply(dhn_, Gate(2), tmp_, n_, false);        // d act(c')
     be->EltwiseBackward(ToEltwise(act_), cn_, a_, tmp_, dcn_, n_, true);
     be->Multiply(dcn_, c_, dgate_, n_, false);                // d f
     be->Multiply(dcn_, Gate(3), dgate_ + n_, n_, false);      // d i

@@ -472,6 +472,7 @@ NmFunctionList StructuralNodeFunctions();
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
-NmFunctionList RecurrentNodeFunctions();  // nm_recurrent.cc (recurrent family, issue 15)
+// nm_recurrent.cc (recurrent family, issue 15)
+NmFunctionList RecurrentNodeFunctions();
 
 }  // namespace elektronn::lua

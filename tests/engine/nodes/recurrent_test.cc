@@ -2,6 +2,8 @@
 // of reference §2.10, finite-difference gradients of the cells and memories (InitialState_like,
 // ValueNode) and of Softmax(n_indep) with MultinoulliNLL, the orthogonal initialisation, shape
 // errors, and a model-file round trip of every new parameter.
+#include "engine/nodes/recurrent.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "engine/graph/model_builder.h"  // AppendNode
 #include "engine/graph/network.h"
 #include "engine/io/model_file.h"
-#include "engine/nodes/recurrent.h"
 #include "kernels/backend.h"
 #include "tests/engine/gradient_checker.h"
 #include "tests/support/test_dir.h"
@@ -270,7 +271,8 @@ std::vector<double> NaiveLstm(const Step& s, v1::Activation act) {
   return out;
 }
 
-void ExpectStepMatchesEquations(bool lstm, const std::string& tags, int64_t xs, v1::Activation act) {
+void ExpectStepMatchesEquations(bool lstm, const std::string& tags, int64_t xs,
+                                v1::Activation act) {
   Step st{2, 3, 4, xs};
   Spec s;
   std::vector<int64_t> xshape = {st.batch, st.n_in}, mshape = {st.batch, (lstm ? 2 : 1) * st.n_f};
@@ -377,10 +379,10 @@ TEST(RecurrentInit, OrthogonalGlorotWeightsAndBiasByActivation) {
     v1::Activation act;
     float bias_lo, bias_hi;
   };
-  for (const Case& c : {Case{false, 7, 2, v1::TANH, -1e-6f, 1e-6f},
-                        Case{false, 2, 3, v1::SIGMOID, 0.5f, 0.5f},
-                        Case{true, 3, 2, v1::RELU, 1.f, 1.f},
-                        Case{true, 9, 2, v1::ACTIVATION_UNSPECIFIED, -1e-6f, 1e-6f}}) {
+  for (const Case& c :
+       {Case{false, 7, 2, v1::TANH, -1e-6f, 1e-6f}, Case{false, 2, 3, v1::SIGMOID, 0.5f, 0.5f},
+        Case{true, 3, 2, v1::RELU, 1.f, 1.f},
+        Case{true, 9, 2, v1::ACTIVATION_UNSPECIFIED, -1e-6f, 1e-6f}}) {
     Spec s;
     std::string x = s.Input({1, c.n_in}, "b,f", "x");
     std::string m = s.Input({1, (c.lstm ? 2 : 1) * c.n_f}, "b,f", "mem");
@@ -464,8 +466,9 @@ TEST(RecurrentErrors, NameTheNodeAndTheValue) {
     std::string x = s.Input({-1, 5}, "b,f", "x");
     std::string m = s.Input({-1, 4}, "b,f", "mem");
     s.Gru(x, m, 4, v1::PRELU);
-    EXPECT_EQ(BuildError(s.s), "GRU 'gru': activation_func='prelu' is not supported (its learned "
-                               "slope has no place in the gate layout)");
+    EXPECT_EQ(BuildError(s.s),
+              "GRU 'gru': activation_func='prelu' is not supported (its learned "
+              "slope has no place in the gate layout)");
   }
   {
     Spec s;
@@ -496,7 +499,8 @@ TEST(RecurrentModelFile, RoundTripKeepsParametersAndOutputs) {
   auto a = Build(s.s, 2);
   ASSERT_NE(a, nullptr);
   std::mt19937_64 rng(17);
-  for (Parameter* p : a->params()) ASSERT_TRUE(a->SetParamValue(*p, Random(p->canonical_size(), rng)).ok());
+  for (Parameter* p : a->params())
+    ASSERT_TRUE(a->SetParamValue(*p, Random(p->canonical_size(), rng)).ok());
   const std::string path = (testing::FreshTestDir("recurrent_mdl") / "m.mdl").string();
   ASSERT_TRUE(SaveModel(path, *a, nullptr).ok());
   v1::ModelSpec other = s.s;
