@@ -156,7 +156,7 @@ int Softmax(lua_State* L) {
   v1::NodeSpec n = NewNode(a, "softmax");
   n.add_inputs(A::NodeName(a, "parent"));
   n.mutable_softmax()->set_n_class(a.IntOrAuto("n_class"));
-  n.mutable_softmax()->set_n_indep(a.Int("n_indep", 0, 1));  // 0: the default, 1
+  n.mutable_softmax()->set_n_indep(a.Int("n_indep", 0, 1));  // any n_indep >= 1; absent: 1
   return A::Record(L, a, std::move(n));
 }
 

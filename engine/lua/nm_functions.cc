@@ -101,7 +101,9 @@ const NmFunctionList& NmFunctions() {
     families.push_back(StructuralNodeFunctions());  // structural family (issue 11)
     families.push_back(LossesNodeFunctions());
     families.push_back(UpConvNodeFunctions());  // UpConv family
-    families.push_back(ScanNodeFunctions());    // recurrence (issue 15)
+    // recurrent family (issue 15)
+    families.push_back(RecurrentNodeFunctions());
+    families.push_back(ScanNodeFunctions());  // recurrence (issue 15)
     auto* all = new NmFunctionList;
     for (const NmFunctionList& family : families) {
       all->insert(all->end(), family.begin(), family.end());

@@ -46,6 +46,11 @@ NodeRegistry MakeBuiltin() {
   r.Add(v1::NodeSpec::kClassification, MakeClassification);
   // UpConv family.
   r.Add(v1::NodeSpec::kUpconv, MakeUpConv);
+  // Recurrent family (issue 15).
+  r.Add(v1::NodeSpec::kGru, MakeGru);
+  r.Add(v1::NodeSpec::kLstm, MakeLstm);
+  r.Add(v1::NodeSpec::kInitialState, MakeInitialState);
+  r.Add(v1::NodeSpec::kValueNode, MakeValueNode);
   // Recurrence (issue 15): Scan.
   r.Add(v1::NodeSpec::kScan, MakeScan);
   return r;

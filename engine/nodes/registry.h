@@ -58,6 +58,11 @@ std::unique_ptr<Node> MakeGaussianRv(const v1::NodeSpec& s);
 std::unique_ptr<Node> MakeGaussianAevbPrior(const v1::NodeSpec& s);
 // UpConv family.
 std::unique_ptr<Node> MakeUpConv(const v1::NodeSpec& s);
+// Recurrent family (issue 15): engine/nodes/recurrent.cc (cells), memory.cc (memories).
+std::unique_ptr<Node> MakeGru(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeLstm(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeInitialState(const v1::NodeSpec& s);
+std::unique_ptr<Node> MakeValueNode(const v1::NodeSpec& s);
 
 // Recurrence (issue 15): engine/nodes/scan.cc.
 std::unique_ptr<Node> MakeScan(const v1::NodeSpec& s);

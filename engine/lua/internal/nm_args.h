@@ -486,6 +486,8 @@ NmFunctionList StructuralNodeFunctions();
 int RecordWithMaxout(lua_State* L, const Args& a, v1::NodeSpec linear, int64_t k);
 NmFunctionList LossesNodeFunctions();  // nm_losses.cc (losses family, issue 11)
 NmFunctionList UpConvNodeFunctions();  // nm_upconv.cc (UpConv family)
-NmFunctionList ScanNodeFunctions();    // nm_scan.cc (recurrence, issue 15)
+// nm_recurrent.cc (recurrent family, issue 15)
+NmFunctionList RecurrentNodeFunctions();
+NmFunctionList ScanNodeFunctions();  // nm_scan.cc (recurrence, issue 15)
 
 }  // namespace elektronn::lua

@@ -385,8 +385,8 @@ TEST(JobFileTest, BadConvArgumentNamesLine) {
   src = Job("", "out = nm.Cnv{out, 8, {3, 3}}");
   EXPECT_THAT(ErrorOf(src), HasSubstr(At(src, "nm.Cnv") + " nm has no function 'Cnv' (did you "
                                                           "mean 'Conv'?)"));
-  src = Job("", "out = nm.GRU{out, 8}");  // nm.UpConv exists now
-  EXPECT_THAT(ErrorOf(src), HasSubstr("nm.GRU exists in ELEKTRONN2 but not (yet) in this"));
+  src = Job("", "out = nm.MalisNLL{out, 8}");  // nm.UpConv and nm.GRU exist now
+  EXPECT_THAT(ErrorOf(src), HasSubstr("nm.MalisNLL exists in ELEKTRONN2 but not (yet) in this"));
   // batch_normalisation is supported now; BN initial values are not.
   src = Job("", "out = nm.Conv{out, 8, {3, 3}, batch_normalisation = 'train', gamma = 2}");
   EXPECT_THAT(ErrorOf(src), HasSubstr("nm.Conv argument 'gamma' is not supported"));

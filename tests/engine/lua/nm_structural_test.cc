@@ -182,8 +182,8 @@ TEST(StructuralJobFile, ErrorsNameFunctionArgumentAndValue) {
               HasSubstr("nm.GaussianAEVBPrior argument 'rv' must be a GaussianRV node"));
   EXPECT_THAT(ErrorOf("out = nm.LRN{out, {2, 3}}"), HasSubstr("must have odd positive entries"));
   EXPECT_THAT(ErrorOf("out = nm.GaussianRV{out}"), HasSubstr("missing argument 'log_sig'"));
-  EXPECT_THAT(ErrorOf("out = nm.ValueNode{out}"),
-              HasSubstr("nm.ValueNode exists in ELEKTRONN2 but not (yet) in this engine"));
+  EXPECT_THAT(ErrorOf("out = nm.GenericInput{out}"),
+              HasSubstr("nm.GenericInput exists in ELEKTRONN2 but not (yet) in this engine"));
 }
 
 }  // namespace
