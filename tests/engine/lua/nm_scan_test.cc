@@ -10,11 +10,15 @@
 #include "engine/graph/network.h"
 #include "engine/graph/one_step.h"
 #include "engine/lua/job_file.h"
+#include "tests/engine/gradient_checker.h"
 
 namespace elektronn {
 namespace {
 
+using testing::CheckGradients;
 using ::testing::ElementsAre;
+using testing::GradientCheckOptions;
+using testing::GradientCheckReport;
 using ::testing::HasSubstr;
 
 // MODEL builds the recurrence and leaves the Scan in `out`. The memory is an Input_like of the
@@ -132,6 +136,56 @@ TEST(ScanJobFile, StepResultBesideTheMemoryAndAStepInputNobodyElseReads) {
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ((*g)->Find("scan")->shape().tags_string(), "r,b,f");
   EXPECT_EQ((*g)->Find("scan")->shape().size(0), 5);
+}
+
+// ELEKTRONN2's gru.py and lstm.py, at a small size: the cell reads the InitialState_like, which
+// is also the in_memory; outside, the Scan starts from it and its `value` trains through the
+// memory gradient of the first step.
+TEST(ScanJobFile, Elektronn2RecurrentExamplesRecordAndDifferentiate) {
+  for (const std::string cell : {"nm.GRU{inp0, mem_0, 6}", "nm.LSTM{inp0, mem_0, 3}"}) {
+    const std::string job = absl::StrReplaceAll(R"(save_path = '/tmp/elk'
+n_steps = 10
+max_runtime = 60
+history_freq = 5
+monitor_batch_size = 2
+optimiser = 'SGD'
+optimiser_params = {lr = 0.01, mom = 0.9}
+batch_size = 2
+data_class = 'PianoRollData'
+function create_model()
+  local inp = nm.Input{{4, 2, 5}, 'r,b,f', name = 'inp'}
+  local inp0 = nm.Input{{2, 5}, 'b,f', name = 'inp0'}
+  local mem_0 = nm.InitialState_like{inp0, override_f = 6, name = 'mem_0',
+                                     init_kwargs = {mode = 'fix-uni', scale = 0.5}}
+  local cell = CELL
+  local scan = nm.Scan{cell, in_memory = mem_0, in_iterate = inp, in_iterate_0 = inp0,
+                       n_steps = 4, last_only = true}
+  local out = nm.Perceptron{scan, 10, activation_func = 'lin', name = 'out'}
+  local probs = nm.Softmax{out, n_indep = 5}
+  local target = nm.Input_like{probs, override_f = 5, name = 'target'}
+  local loss = nm.AggregateLoss{nm.MultinoulliNLL{probs, target, target_is_sparse = true},
+                                name = 'loss'}
+  return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
+                            prediction_node = probs}
+end
+)",
+                                                {{"CELL", cell}});
+    auto spec = LoadJobSource(job, "job.lua");
+    ASSERT_TRUE(spec.ok()) << cell << ": " << spec.status();
+    const v1::ModelSpec& m = spec->model();
+    EXPECT_THAT(Names(m.nodes()), ElementsAre("inp", "inp0", "mem_0", "scan", "out", "softmax",
+                                              "target", "nll", "loss"))
+        << cell;
+    GradientCheckOptions opt;
+    opt.output = "scan";
+    opt.wrt_inputs = {"inp"};
+    GradientCheckReport report;
+    absl::Status s = CheckGradients(m, opt, &report);
+    std::string lines;
+    for (const auto& l : report.lines) lines += "  " + l + "\n";
+    EXPECT_TRUE(s.ok()) << cell << ": " << s << "\n" << lines;
+    EXPECT_THAT(lines, HasSubstr("param mem_0/value")) << lines;
+  }
 }
 
 TEST(ScanJobFile, MisuseIsAnError) {
