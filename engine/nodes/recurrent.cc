@@ -38,7 +38,6 @@ class RecurrentCell : public Node {
       : Node(s), gates_(gates), memory_blocks_(memory_blocks), n_f_(n_f) {
     act_ = a == v1::ACTIVATION_UNSPECIFIED ? v1::TANH : a;  // ELEKTRONN2's default 'tanh'
   }
-  kernels::Eltwise activation() const override { return ToEltwise(act_); }
 
   absl::Status InferShape() override {
     if (parents_.size() != 2) {

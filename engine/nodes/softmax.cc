@@ -31,7 +31,11 @@ class SoftmaxNode : public Node {
     shape_ = in;
     return absl::OkStatus();
   }
-  std::string details() const override { return absl::StrFormat("n_class=%d", n_class_); }
+  std::string details() const override {
+    const int64_t n_indep = shape_.SizeOf('f') / n_class_;
+    return n_indep > 1 ? absl::StrFormat("n_class=%d, n_indep=%d", n_class_, n_indep)
+                       : absl::StrFormat("n_class=%d", n_class_);
+  }
   absl::Status Compile(ExecContext& ctx) override {
     AllocateOutput(ctx.backend);
     return absl::OkStatus();

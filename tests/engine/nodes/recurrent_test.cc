@@ -195,6 +195,9 @@ TEST(SoftmaxIndependentGroups, PerceptronSoftmaxNllWithValueNodeClassWeights) {
   o.fixed_inputs_integer = {"target"};
   o.ignored_label_share = 0.2;
   ExpectGradientsMatch(s.s, loss, {x}, o);
+  auto g = Graph::Create(s.s);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ((*g)->Find(probs)->details(), "n_class=2, n_indep=3");  // as `elektronn check` shows
 }
 
 // --- values against the equations -----------------------------------------------------------
