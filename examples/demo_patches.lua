@@ -4,8 +4,10 @@
 -- z-slice) and their labels ("lab", one row per slice); border_mode 'crop' cuts each slice to
 -- the network's 21x21 input around its centre, and flips/swaps augment it.
 --
---   elektronn make-demo-data examples/demo-data   # once
+--   elektronn make-demo-data examples/demo-data   # once (again if demo-data has no patches_*.h5)
 --   elektronn train examples/demo_patches.lua
+--
+-- On 2 CPU cores 500 steps take about 10 s and reach roughly 5-10 % errors (0.7 -> 0.2 loss).
 --
 -- Relative paths below are resolved against the directory of this file.
 
