@@ -102,20 +102,20 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
                         "need 2 (b,f,x,y) or 3 (b,f,z,x,y)",
                         in.tags_string(), nd));
   }
-  if (tg.ndim() != nd) {
-    if (tg.ndim() == 0) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "BatchCreatorImage: target node tags \"%s\" have no spatial axes but the input \"%s\" "
-          "has %d: img-scalar mode (one label per patch, border_mode crop/keep/mirror/0-pad) is "
-          "not implemented; use a target with the input's spatial axes (img-img)",
-          tg.tags_string(), in.tags_string(), nd));
-    }
+  d->scalar_ = tg.ndim() == 0;  // img-scalar: one label vector per image patch
+  if (d->scalar_ && tg.tags() != "bf" && tg.tags() != "b") {
+    return Invalid(absl::StrFormat(
+        "target node tags \"%s\": an img-scalar target (no spatial axes) must be \"b,f\" or "
+        "\"b\"",
+        tg.tags_string()));
+  }
+  if (tg.ndim() != nd && !d->scalar_) {
     return Invalid(
         absl::StrFormat("target node tags \"%s\" have %d spatial axes but the input "
                         "\"%s\" has %d; they must have the same spatial axes",
                         tg.tags_string(), tg.ndim(), in.tags_string(), nd));
   }
-  for (char t : std::string("zxy")) {
+  for (char t : std::string(d->scalar_ ? "" : "zxy")) {
     if (in.HasTag(t) != tg.HasTag(t)) {
       return Invalid(
           absl::StrFormat("input tags \"%s\" and target tags \"%s\" differ in axis "
@@ -159,6 +159,13 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     }
     d->label_mode_ = LabelMode::kNhood;
   }
+  if (d->scalar_ && (d->label_mode_ != LabelMode::kPlain || params.has_ids2barriers())) {
+    return Invalid(absl::StrFormat(
+        "the target node \"%s\" has no spatial axes (img-scalar: one label vector per patch); "
+        "affinities, nhood_targets and ids2barriers make image targets and need a target with "
+        "the input's spatial axes",
+        tg.tags_string()));
+  }
   if (d->label_mode_ != LabelMode::kPlain) {
     const bool aff = d->label_mode_ == LabelMode::kAffinity;
     const auto& list = aff ? batch_args.affinity_nhood() : batch_args.nhood_targets_nhood();
@@ -178,6 +185,41 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
         "nhood_targets need the IDs: use one or the other");
   }
   d->label_ch_ = d->label_mode_ == LabelMode::kPlain ? d->t_ch_ : 1;
+  // target_discrete_ix / target_vec_ix: how plain image targets are sampled (§7.4).
+  const bool sampling_set = params.has_target_discrete_ix() || params.target_vec_ix_size() > 0;
+  if (sampling_set && (d->scalar_ || d->label_mode_ != LabelMode::kPlain)) {
+    return Invalid(absl::StrFormat(
+        "target_discrete_ix / target_vec_ix choose how image label channels are warped; %s",
+        d->scalar_ ? "an img-scalar target (no spatial axes) has no image label"
+                   : "affinities and nhood_targets derive their channels from one ID cube"));
+  }
+  if (params.has_target_discrete_ix()) {
+    d->sampling_.discrete.assign(d->t_ch_, false);
+    for (int64_t c : params.target_discrete_ix().ix()) {
+      if (c < 0 || c >= d->t_ch_) {
+        return Invalid(absl::StrFormat(
+            "target_discrete_ix lists channel %d but the target node has f=%d; valid: 0..%d", c,
+            d->t_ch_, d->t_ch_ - 1));
+      }
+      d->sampling_.discrete[c] = true;
+    }
+  }
+  for (const v1::ChannelList& t : params.target_vec_ix()) {
+    if (t.ix_size() != 3) {
+      return Invalid(absl::StrFormat(
+          "target_vec_ix entry (%s) must name 3 channels, the (z, x, y) components of a vector",
+          absl::StrJoin(t.ix(), ",")));
+    }
+    d->sampling_.vectors.push_back({t.ix(0), t.ix(1), t.ix(2)});
+  }
+  if (absl::Status s = CheckTargetSampling(d->sampling_, d->t_ch_); !s.ok()) {
+    return Invalid(absl::StrCat(s.message(), " (the target node's f)"));
+  }
+  if (!d->sampling_.vectors.empty() && batch_args.warp_args().perspective()) {
+    return Invalid(
+        "target_vec_ix turns vectors by the linear part of the warp, which a perspective warp "
+        "does not have; set warp_args.perspective = false");
+  }
 
   auto axis_of = [](char t) { return t == 'z' ? 0 : t == 'x' ? 1 : 2; };
   d->ps_ = {nd == 3 ? in.SizeOf('z') : 1, in.SizeOf('x'), in.SizeOf('y')};
@@ -191,44 +233,50 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     d->offsets_[a] = tg.offsets()[si];
     node_size[a] = tg.size(tg.spatial_axes()[si]);
   }
-  for (int a = 0; a < 3; ++a) {
-    const char t = "zxy"[a];
-    if (d->offsets_[a] < 0) {
+  if (d->scalar_) {
+    // One label vector per patch: no dense target, no label context.
+    d->tps_ = d->target_size_ = d->cut_ = {1, 1, 1};
+  } else {
+    for (int a = 0; a < 3; ++a) {
+      const char t = "zxy"[a];
+      if (d->offsets_[a] < 0) {
+        return Invalid(absl::StrFormat(
+            "target node has an unknown field of view along %c (fov -1, e.g. after UpConv): "
+            "offsets %s cannot place labels; designate the target node so its fov is set",
+            t, tg.ExtRepr()));
+      }
+      if (d->strides_[a] < 1) {
+        return Invalid(absl::StrFormat("target stride along %c is %d; strides must be >= 1", t,
+                                       d->strides_[a]));
+      }
+      d->tps_[a] = d->ps_[a] - 2 * d->offsets_[a];
+      if (d->tps_[a] < 1) {
+        return Invalid(absl::StrFormat(
+            "input patch %s minus twice the target offsets %s leaves no dense target along %c",
+            Zxy(d->ps_), Zxy(d->offsets_), t));
+      }
+      d->target_size_[a] = batch_args.force_dense()
+                               ? d->tps_[a]
+                               : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
+    }
+    // Label context around the dense target, so that edges at its border join real labels: up to
+    // the largest offset per axis, as far as the input patch allows (the label cut must stay
+    // within the input patch's sampling grid). Edges still leaving the cut are undefined.
+    for (int a = 0; a < 3; ++a) {
+      int64_t reach = 0;
+      for (const auto& o : d->nhood_) reach = std::max(reach, std::abs(o[a]));
+      d->margin_[a] = std::min(reach, d->offsets_[a]);
+      d->cut_[a] = d->tps_[a] + 2 * d->margin_[a];
+    }
+    if (d->target_size_ != node_size) {
       return Invalid(absl::StrFormat(
-          "target node has an unknown field of view along %c (fov -1, e.g. after UpConv): "
-          "offsets %s cannot place labels; designate the target node so its fov is set",
-          t, tg.ExtRepr()));
+          "the target node's spatial shape (z,x,y)=%s does not match the labels cut for it: input "
+          "patch %s - 2*offsets %s = dense target %s%s = %s",
+          Zxy(node_size), Zxy(d->ps_), Zxy(d->offsets_), Zxy(d->tps_),
+          batch_args.force_dense() ? " (force_dense)"
+                                   : absl::StrCat(" subsampled with strides ", Zxy(d->strides_)),
+          Zxy(d->target_size_)));
     }
-    if (d->strides_[a] < 1) {
-      return Invalid(
-          absl::StrFormat("target stride along %c is %d; strides must be >= 1", t, d->strides_[a]));
-    }
-    d->tps_[a] = d->ps_[a] - 2 * d->offsets_[a];
-    if (d->tps_[a] < 1) {
-      return Invalid(absl::StrFormat(
-          "input patch %s minus twice the target offsets %s leaves no dense target along %c",
-          Zxy(d->ps_), Zxy(d->offsets_), t));
-    }
-    d->target_size_[a] =
-        batch_args.force_dense() ? d->tps_[a] : (d->tps_[a] + d->strides_[a] - 1) / d->strides_[a];
-  }
-  // Label context around the dense target, so that edges at its border join real labels: up to
-  // the largest offset per axis, as far as the input patch allows (the label cut must stay
-  // within the input patch's sampling grid). Edges still leaving the cut are undefined.
-  for (int a = 0; a < 3; ++a) {
-    int64_t reach = 0;
-    for (const auto& o : d->nhood_) reach = std::max(reach, std::abs(o[a]));
-    d->margin_[a] = std::min(reach, d->offsets_[a]);
-    d->cut_[a] = d->tps_[a] + 2 * d->margin_[a];
-  }
-  if (d->target_size_ != node_size) {
-    return Invalid(absl::StrFormat(
-        "the target node's spatial shape (z,x,y)=%s does not match the labels cut for it: input "
-        "patch %s - 2*offsets %s = dense target %s%s = %s",
-        Zxy(node_size), Zxy(d->ps_), Zxy(d->offsets_), Zxy(d->tps_),
-        batch_args.force_dense() ? " (force_dense)"
-                                 : absl::StrCat(" subsampled with strides ", Zxy(d->strides_)),
-        Zxy(d->target_size_)));
   }
 
   // Element strides of the caller's buffers per logical axis.
@@ -381,6 +429,7 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
                         "0-pad (only used by img-scalar targets)",
                         bm));
   }
+  d->border_mode_ = bm.empty() ? "crop" : bm;
 
   // ---- Cubes: all loaded and checked now.
   if (params.d_files_size() == 0) {
@@ -402,14 +451,14 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
     c.raw_file = JoinFiles(d_dir, params.d_files(i).file(), c.raw_key == kKnossosKey);
     c.label_key = params.l_files(i).key();
     c.label_file = JoinFiles(l_dir, params.l_files(i).file(), c.label_key == kKnossosKey);
-    RETURN_IF_ERROR(d->LoadCube(params, i, &c));
+    RETURN_IF_ERROR(d->scalar_ ? d->LoadScalarCube(params, i, &c) : d->LoadCube(params, i, &c));
     const std::string rname = absl::StrFormat("'%s' '%s'", c.raw_file, c.raw_key);
     const std::string lname = absl::StrFormat("'%s' '%s'", c.label_file, c.label_key);
     if (c.raw_ch != d->in_ch_) {
       return Invalid(absl::StrFormat("raw cube %s has %d channel(s) but the input node has f=%d",
                                      rname, c.raw_ch, d->in_ch_));
     }
-    if (d->label_mode_ != LabelMode::kPlain && c.label_ch != 1) {
+    if (!d->scalar_ && d->label_mode_ != LabelMode::kPlain && c.label_ch != 1) {
       return Invalid(absl::StrFormat(
           "label cube %s has %d channels; %s need a single-channel segmentation (ID) cube", lname,
           c.label_ch, d->label_mode_ == LabelMode::kAffinity ? "affinities" : "nhood_targets"));
@@ -446,7 +495,7 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
       c.label = Ids2Barriers(c.label, io);
       c.label_ch = c.label.ch;
     }
-    if (c.label_ch != d->label_ch_) {
+    if (!d->scalar_ && c.label_ch != d->label_ch_) {
       return Invalid(
           absl::StrFormat("label cube %s has %d channel(s) but the target node has "
                           "f=%d (sparse class-id targets: 1 channel)",
@@ -474,6 +523,7 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
         return m.status();
       }
     }
+    if (d->scalar_) continue;  // labels and fit checked by LoadScalarCube
     const std::array<int64_t, 3> rs = c.raw_shape, ls = c.label_shape;
     for (int a = 0; a < 3; ++a) {
       const int64_t diff = rs[a] - ls[a];
@@ -498,14 +548,18 @@ absl::StatusOr<std::unique_ptr<BatchCreatorImage>> BatchCreatorImage::Create(
       }
     }
     // Streamed labels are never whole in memory: their values are not checked here.
+    // Trilinear (non-discrete) channels may hold any finite value.
     for (size_t k = 0; k < c.label.data.size(); ++k) {
       const float v = c.label.data[k];
-      if (!(std::isfinite(v) && v == std::nearbyint(v))) {
-        const int64_t vox = c.label.voxels();
+      const int64_t vox = c.label.voxels();
+      const auto ch = static_cast<size_t>(static_cast<int64_t>(k) / vox);
+      const bool discrete = d->sampling_.discrete.empty() || d->sampling_.discrete[ch];
+      if (!(std::isfinite(v) && (!discrete || v == std::nearbyint(v)))) {
         const int64_t r = static_cast<int64_t>(k) % vox;
         return Invalid(absl::StrFormat(
-            "label cube %s holds %g at (ch,z,x,y)=(%d,%d,%d,%d); labels must be integral class "
-            "ids (negative = ignore)",
+            "label cube %s holds %g at (ch,z,x,y)=(%d,%d,%d,%d); labels must be finite, and "
+            "integral class ids (negative = ignore) in discrete channels (target_discrete_ix; "
+            "default all)",
             lname, v, static_cast<int64_t>(k) / vox, r / (c.label.x * c.label.y),
             (r / c.label.y) % c.label.x, r % c.label.y));
       }
@@ -641,7 +695,8 @@ absl::StatusOr<bool> BatchCreatorImage::CutStreamed(const Cube& c, const WarpOpt
   label_box.y0 -= (c.raw_shape[2] - c.label_shape[2]) / 2;
   RETURN_IF_ERROR(c.raw_src->Read(raw_box, PadMode::kError, sub_raw.data.data()));
   RETURN_IF_ERROR(c.label_src->Read(label_box, PadMode::kZero, sub_label.data.data()));
-  return WarpSlice(sub_raw, &sub_label, ps_, cut_, ShiftSource(t.forward, origin), raw, dense);
+  return WarpSlice(sub_raw, &sub_label, ps_, cut_, ShiftSource(t.forward, origin), raw, dense,
+                   sampling());
 }
 
 int BatchCreatorImage::PickCube(Split split, std::mt19937_64& rng) const {
@@ -670,7 +725,8 @@ absl::Status BatchCreatorImage::CutExample(Split split, std::mt19937_64& rng, fl
     if (c.streamed()) {
       ASSIGN_OR_RETURN(ok, CutStreamed(c, opt, rng, raw, dense));
     } else {
-      ASSIGN_OR_RETURN(ok, GetWarpedSlice(c.raw, &c.label, ps_, cut_, opt, rng, raw, dense));
+      ASSIGN_OR_RETURN(
+          ok, GetWarpedSlice(c.raw, &c.label, ps_, cut_, opt, rng, raw, dense, sampling()));
     }
     if (!ok) {
       if (oob.empty()) oob.assign(cubes_.size(), 0);
@@ -773,7 +829,11 @@ absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, floa
   for (int64_t b = 0; b < batch_; ++b) {
     float* raw = input_canonical_ ? input + b * raw_n : raw_scratch.data();
     int ci = 0;
-    RETURN_IF_ERROR(CutExample(split, rng, raw, cut_scratch.data(), &ci));
+    if (scalar_) {
+      RETURN_IF_ERROR(CutScalarExample(split, rng, raw, cut_scratch.data(), &ci));
+    } else {
+      RETURN_IF_ERROR(CutExample(split, rng, raw, cut_scratch.data(), &ci));
+    }
     if (split == Split::kTrain && !grey_channels_.empty()) {
       GreyAugment(raw, in_ch_, ps_n, grey_channels_, rng);
     }
@@ -808,6 +868,10 @@ absl::Status BatchCreatorImage::GetBatch(Split split, std::mt19937_64& rng, floa
           }
         }
       }
+    }
+    if (scalar_) {
+      for (int64_t c = 0; c < t_ch_; ++c) target[b * t_layout_.b + c * t_layout_.f] = dense[c];
+      continue;
     }
     // Strided target: index k of the delivered target = dense index k*S (offset + k*S in the
     // input patch); with force_dense or strides 1 it is the dense target itself.

@@ -30,6 +30,18 @@ namespace elektronn {
 // KNOSSOS entries, key "knossos") cubes are only opened at Create and each example reads just
 // the box its warped patch covers (engine/io/volume_store.h), so cubes need not fit in RAM.
 //
+// img-scalar mode (target node without spatial axes, tags "b,f" or "b"): each example is one
+// image patch with one label vector of the target's f entries. The label dataset holds, per
+// cube, either one vector (shape (f,) or a scalar for f = 1: every patch of the cube gets it,
+// ELEKTRONN2's "scalar targets must be 1d") or, for 2-D networks only, one vector per z-slice
+// (shape (z, f): the patch cut from slice k gets row k, so a stack of labelled images is one
+// cube). Raw cubes are loaded into memory and treated once by border_mode (crop: centre-crop to
+// the patch, keep, mirror: symmetric padding up to the patch, 0-pad: zero padding up to it;
+// along x, y and, for 3-D networks, z), then padded by one repeated edge voxel on every side,
+// the warp's interpolation spare, so that a patch may cover the whole treated cube (with it, the
+// one-voxel shift of ELEKTRONN2's flips reads a repeated edge voxel). Warping, flips, grey and
+// non-geometric augmentation, cube priorities and validation cubes work as in img-img.
+//
 // Thread-safe: GetBatch only reads shared state; each caller brings its own rng.
 class BatchCreatorImage : public BatchSource {
  public:
@@ -45,6 +57,7 @@ class BatchCreatorImage : public BatchSource {
   absl::Status GetBatch(Split split, std::mt19937_64& rng, float* input, float* target,
                         float* const* extras) const override;
   bool has_validation() const override { return !valid_cubes_.empty(); }
+  bool img_scalar() const { return scalar_; }
   const BatchGeometry& geometry() const override { return geometry_; }
   // "1-target Data Set with 1 input channel(s): #train cubes: 2 and #valid cubes: 1, 4194304
   // labelled pixels."
@@ -60,6 +73,12 @@ class BatchCreatorImage : public BatchSource {
     std::array<int64_t, 3> raw_shape{}, label_shape{};  // (z, x, y), either way
     int64_t raw_ch = 0, label_ch = 0;
     bool streamed() const { return raw_src != nullptr; }
+    // img-scalar: the labels, (label_rows, target f) row-major; label_rows = 1 (one vector per
+    // cube) or the cube's z-slices (2-D networks). border_shape = the raw cube's (z, x, y) after
+    // border_mode, before the one-voxel spare (raw_shape includes the spare).
+    std::vector<float> scalar_labels;
+    int64_t label_rows = 0;
+    std::array<int64_t, 3> border_shape{};
     // Lazy-label flags per class (dataset "ll_mask" of the label file, (2, n_class): row 0
     // labelled, row 1 not present); empty without ret_ll_mask.
     std::vector<float> mask_labeled, mask_not_present;
@@ -99,6 +118,15 @@ class BatchCreatorImage : public BatchSource {
                                    float* raw, float* dense) const;
   // Opens cube i's files (streamed) or reads them whole; fills raw_shape, label_shape, ...
   absl::Status LoadCube(const v1::BatchCreatorImageParams& params, int i, Cube* c) const;
+  // img-scalar (batch_creator_scalar.cc): loads and border-treats cube i; cuts one example
+  // into raw (ch, ps) and its label vector (t_ch).
+  absl::Status LoadScalarCube(const v1::BatchCreatorImageParams& params, int i, Cube* c) const;
+  absl::Status CutScalarExample(Split split, std::mt19937_64& rng, float* raw, float* label,
+                                int* cube) const;
+  // The target sampling for the warp; nullptr = ELEKTRONN2's default (all discrete).
+  const TargetSampling* sampling() const {
+    return sampling_.discrete.empty() && sampling_.vectors.empty() ? nullptr : &sampling_;
+  }
   // Non-geometric augmentations of §7.5 on one example's raw (ch, ps) block (train only).
   void Augment(float* raw, std::mt19937_64& rng) const;
 
@@ -107,6 +135,10 @@ class BatchCreatorImage : public BatchSource {
   WarpOptions warp_;          // warp_amount = the amount for warped examples
   double warp_fraction_ = 0;  // probability that an example is warped
   std::vector<int64_t> grey_channels_;
+
+  bool scalar_ = false;      // img-scalar mode: the target has no spatial axes
+  std::string border_mode_;  // img-scalar: crop, keep, mirror, 0-pad
+  TargetSampling sampling_;  // target_discrete_ix / target_vec_ix (img-img, plain labels)
 
   std::vector<Cube> cubes_;
   std::vector<int> train_cubes_, valid_cubes_;

@@ -44,7 +44,7 @@ class Hasher {
   uint64_t base_;
 };
 
-enum Stream : uint64_t { kSeeds = 1, kTones, kTexture, kBlobs, kNoise };
+enum Stream : uint64_t { kSeeds = 1, kTones, kTexture, kBlobs, kNoise, kPatches };
 
 struct Seed {
   float z, x, y;  // isotropic coordinates (z already multiplied by aniso_factor)
@@ -257,6 +257,12 @@ absl::Status MakeDemoData(const std::string& dir, const DemoDataOptions& options
         absl::StrFormat("demo data: aniso_factor=%g and cell_size=%g must be positive",
                         options.aniso_factor, options.cell_size));
   }
+  if (options.patches_per_cube < 0 ||
+      (options.patches_per_cube > 0 && (options.patch_side < 1 || options.patch_side % 2 == 0))) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "demo data: patches_per_cube=%d must be >= 0 and patch_side=%d odd and positive",
+        options.patches_per_cube, options.patch_side));
+  }
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) {
@@ -287,6 +293,31 @@ absl::Status MakeDemoData(const std::string& dir, const DemoDataOptions& options
     RETURN_IF_ERROR(WriteH5Volume(raw_path, "raw", raw, H5Dtype::kUint8, options.compress));
     ASSIGN_OR_RETURN(std::string lab_path, fresh(absl::StrCat("barrier_", i, ".h5")));
     RETURN_IF_ERROR(WriteH5Volume(lab_path, "lab", barrier, H5Dtype::kInt16, options.compress));
+    const int64_t side = options.patch_side, n = options.patches_per_cube;
+    if (n > 0 && raw.x >= side && raw.y >= side) {
+      Volume patches(1, n, side, side);
+      H5Array labels{{n, 1}, {}};
+      const Hasher pick(options.seed, i, kPatches);
+      uint64_t draw = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        // Alternating classes; positions drawn until the centre has the wanted label (a few
+        // thousand tries at most, else whatever was drawn last).
+        const float want = static_cast<float>(k % 2);
+        int64_t z = 0, x = 0, y = 0;
+        for (int t = 0; t < 4096; ++t, draw += 3) {
+          z = static_cast<int64_t>(pick.Unit(draw) * raw.z);
+          x = static_cast<int64_t>(pick.Unit(draw + 1) * (raw.x - side + 1));
+          y = static_cast<int64_t>(pick.Unit(draw + 2) * (raw.y - side + 1));
+          if (barrier.at(0, z, x + side / 2, y + side / 2) == want) break;
+        }
+        for (int64_t a = 0; a < side; ++a)
+          for (int64_t b = 0; b < side; ++b) patches.at(0, k, a, b) = raw.at(0, z, x + a, y + b);
+        labels.data.push_back(barrier.at(0, z, x + side / 2, y + side / 2));
+      }
+      ASSIGN_OR_RETURN(std::string patch_path, fresh(absl::StrCat("patches_", i, ".h5")));
+      RETURN_IF_ERROR(WriteH5Volume(patch_path, "raw", patches, H5Dtype::kUint8, options.compress));
+      RETURN_IF_ERROR(WriteH5Int16Array(patch_path, "lab", labels));
+    }
   }
   GenerateDemoCube(options, options.preview_shape, options.num_cubes, &raw, &barrier);
   ASSIGN_OR_RETURN(std::string preview_path, fresh("preview.h5"));

@@ -22,6 +22,10 @@ struct DemoDataOptions {
   double noise_sigma = 0.025;         // Gaussian noise (grey values in [0,1]) before the blur
   uint64_t seed = 1;                  // everything is a deterministic function of this
   bool compress = true;               // gzip the HDF5 datasets
+  // img-scalar demo (examples/demo_patches.lua): per cube, a stack of 2-D patches cut around
+  // random voxels, half of them centred on a barrier, with the centre's barrier label.
+  int64_t patches_per_cube = 512;  // 0: no patch files
+  int64_t patch_side = 23;         // odd, so a voxel sits at the centre
 };
 
 // One cube pair: raw (1, z, x, y) grey values in [0,1] and barrier (1, z, x, y) with 1 on
@@ -43,6 +47,9 @@ void GenerateDemoCube(const DemoDataOptions& options, const std::array<int64_t, 
 //   ids_<i>.h5      dataset "lab", int16 (z,x,y) cell IDs 1.. (float32 beyond 32767), for
 //                   affinity targets or ids2barriers
 //   preview.h5      dataset "raw", uint8 (z,x,y) of preview_shape (an unseen cube)
+//   patches_<i>.h5  datasets "raw", uint8 (n, side, side): 2-D patches of cube i (z-slices of
+//                   the stack), and "lab", int16 (n, 1): 1 where the patch's centre voxel is a
+//                   barrier (about half of them), 0 else; only for cubes at least `side` wide
 absl::Status MakeDemoData(const std::string& dir, const DemoDataOptions& options);
 
 }  // namespace elektronn

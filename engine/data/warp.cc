@@ -1,5 +1,6 @@
 // Draws ELEKTRONN2's composite warp (§7.4) and samples raw data trilinearly and labels by
-// nearest neighbour through it; grey-value augmentation (§7.5).
+// nearest neighbour (or trilinearly, with vector channels turned) through it; grey-value
+// augmentation (§7.5).
 #include "engine/data/warp.h"
 
 #include <algorithm>
@@ -295,12 +296,16 @@ void SampleRaw(const Volume& raw, const WarpMatrix& inv, const Shape3& ps, float
   }
 }
 
-// Nearest-neighbour sampling of every label channel on the central target sub-grid. Rounds half
-// to even like numpy's np.round.
+// Samples every label channel on the central target sub-grid: discrete channels by nearest
+// neighbour (rounding half to even like numpy's np.round), the others trilinearly (ELEKTRONN2's
+// map_coordinates_linear; the corner test keeps one voxel to spare for it). `discrete` empty:
+// all channels discrete.
 void SampleLabel(const Volume& label, const WarpMatrix& inv, bool projective, const Shape3& tps,
-                 const Geometry& g, float* out) {
+                 const Geometry& g, const std::vector<bool>& discrete, float* out) {
   const int64_t n_out = tps[0] * tps[1] * tps[2];
   const int64_t stride_c = label.voxels();
+  const int64_t n[3] = {label.z, label.x, label.y};
+  const bool any_linear = std::find(discrete.begin(), discrete.end(), false) != discrete.end();
   int64_t v = 0;
   for (int64_t tz = 0; tz < tps[0]; ++tz) {
     for (int64_t tx = 0; tx < tps[1]; ++tx) {
@@ -309,21 +314,94 @@ void SampleLabel(const Volume& label, const WarpMatrix& inv, bool projective, co
         // Positive homogeneous coordinates were checked at the corners of this sub-grid.
         (void)MapToSource(inv, projective, tz + g.target_off[0], tx + g.target_off[1],
                           ty + g.target_off[2], s);
-        int64_t i[3];
-        const int64_t n[3] = {label.z, label.x, label.y};
+        int64_t near[3], lo[3];
+        double w[3];
         for (int a = 0; a < 3; ++a) {
           // Clamped like the raw coordinates: rounding at the border cannot leave the cube.
           const double l = std::min(std::max(0.0, s[a] - g.label_off[a]), n[a] - 1.0);
-          i[a] = static_cast<int64_t>(std::nearbyint(l));
+          near[a] = static_cast<int64_t>(std::nearbyint(l));
+          const double ll = std::max(0.0, std::min(l, n[a] - 2.0));
+          lo[a] = static_cast<int64_t>(ll);
+          w[a] = ll - static_cast<double>(lo[a]);
         }
-        const int64_t src = label.index(0, i[0], i[1], i[2]);
-        for (int64_t c = 0; c < label.ch; ++c) out[c * n_out + v] = label.data[src + c * stride_c];
+        const int64_t src = label.index(0, near[0], near[1], near[2]);
+        const int64_t base = any_linear ? label.index(0, lo[0], lo[1], lo[2]) : 0;
+        // Neighbour steps, 0 along an axis of size 1 (its weight is 0 there).
+        const int64_t sz = n[0] > 1 ? label.x * label.y : 0, sx = n[1] > 1 ? label.y : 0,
+                      sy = n[2] > 1 ? 1 : 0;
+        for (int64_t c = 0; c < label.ch; ++c) {
+          if (discrete.empty() || discrete[c]) {
+            out[c * n_out + v] = label.data[src + c * stride_c];
+            continue;
+          }
+          const float* p = label.data.data() + base + c * stride_c;
+          const double c00 = p[0] + w[2] * (p[sy] - p[0]);
+          const double c01 = p[sx] + w[2] * (p[sx + sy] - p[sx]);
+          const double c10 = p[sz] + w[2] * (p[sz + sy] - p[sz]);
+          const double c11 = p[sz + sx] + w[2] * (p[sz + sx + sy] - p[sz + sx]);
+          const double c0 = c00 + w[1] * (c01 - c00);
+          const double c1 = c10 + w[1] * (c11 - c10);
+          out[c * n_out + v] = static_cast<float>(c0 + w[0] * (c1 - c0));
+        }
+      }
+    }
+  }
+}
+
+// ELEKTRONN2's vector fix-up: each triple (z, x, y components) <- M_lin * triple, per voxel.
+void RotateVectors(const WarpMatrix& forward, const std::vector<std::array<int64_t, 3>>& vectors,
+                   int64_t n_out, float* out) {
+  for (const auto& t : vectors) {
+    float* c[3] = {out + t[0] * n_out, out + t[1] * n_out, out + t[2] * n_out};
+    for (int64_t v = 0; v < n_out; ++v) {
+      const double in[3] = {c[0][v], c[1][v], c[2][v]};
+      for (int r = 0; r < 3; ++r) {
+        c[r][v] = static_cast<float>(forward[r][0] * in[0] + forward[r][1] * in[1] +
+                                     forward[r][2] * in[2]);
       }
     }
   }
 }
 
 }  // namespace
+
+absl::Status CheckTargetSampling(const TargetSampling& s, int64_t channels) {
+  if (!s.discrete.empty() && static_cast<int64_t>(s.discrete.size()) != channels) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("target sampling lists %d discrete flags for a target of %d channel(s)",
+                        s.discrete.size(), channels));
+  }
+  std::vector<int> used(static_cast<size_t>(std::max<int64_t>(channels, 0)), -1);
+  for (size_t k = 0; k < s.vectors.size(); ++k) {
+    for (int64_t c : s.vectors[k]) {
+      if (c < 0 || c >= channels) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "target_vec_ix triple %d (%d,%d,%d) names channel %d but the target has %d "
+            "channel(s); valid: 0..%d",
+            k, s.vectors[k][0], s.vectors[k][1], s.vectors[k][2], c, channels, channels - 1));
+      }
+      if (used[c] >= 0) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "target_vec_ix: channel %d appears %s; each channel belongs to at most one vector "
+            "(z, x, y) triple",
+            c, used[c] == static_cast<int>(k) ? "twice in one triple" : "in two triples"));
+      }
+      used[c] = static_cast<int>(k);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::array<double, 3>> WarpSourceOf(const WarpMatrix& forward,
+                                                   const std::array<double, 3>& patch_pos) {
+  ASSIGN_OR_RETURN(WarpMatrix inv, Invert(forward));
+  const bool projective = forward[3][0] != 0.0 || forward[3][1] != 0.0 || forward[3][2] != 0.0;
+  double s[3];
+  if (!MapToSource(inv, projective, patch_pos[0], patch_pos[1], patch_pos[2], s)) {
+    return absl::InvalidArgumentError("warp: the patch position lies beyond the vanishing plane");
+  }
+  return std::array<double, 3>{s[0], s[1], s[2]};
+}
 
 WarpMatrix RandomFlipMatrix(bool no_x_flip, std::mt19937_64& rng) {
   std::bernoulli_distribution flip(0.5);
@@ -424,7 +502,7 @@ WarpMatrix ShiftSource(const WarpMatrix& forward, const Shape3& origin) {
 
 absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label, const Shape3& ps,
                                const Shape3& tps, const WarpMatrix& forward, float* out_raw,
-                               float* out_target) {
+                               float* out_target, const TargetSampling* sampling) {
   const Shape3 raw_shape = raw.spatial();
   Shape3 label_shape{};
   if (label != nullptr) label_shape = label->spatial();
@@ -439,6 +517,14 @@ absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label, const Sha
   }
   ASSIGN_OR_RETURN(WarpMatrix inv, Invert(forward));
   const bool projective = forward[3][0] != 0.0 || forward[3][1] != 0.0 || forward[3][2] != 0.0;
+  if (label != nullptr && sampling != nullptr) {
+    RETURN_IF_ERROR(CheckTargetSampling(*sampling, label->ch));
+    if (projective && !sampling->vectors.empty()) {
+      return absl::InvalidArgumentError(
+          "warp: target_vec_ix rotates vectors by the linear part of the transform, which a "
+          "perspective warp does not have; set warp_args.perspective = false");
+    }
+  }
 
   // Both checks come before any write, so an out-of-bounds draw leaves the outputs untouched.
   if (!InBounds(inv, projective, {0, 0, 0}, ps, {0, 0, 0}, raw_shape)) return false;
@@ -451,18 +537,26 @@ absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label, const Sha
   } else {
     SampleRaw<false>(raw, inv, ps, out_raw);
   }
-  if (label != nullptr) SampleLabel(*label, inv, projective, tps, g, out_target);
+  if (label != nullptr) {
+    static const std::vector<bool> kAllDiscrete;
+    SampleLabel(*label, inv, projective, tps, g, sampling ? sampling->discrete : kAllDiscrete,
+                out_target);
+    if (sampling != nullptr && !sampling->vectors.empty()) {
+      RotateVectors(forward, sampling->vectors, tps[0] * tps[1] * tps[2], out_target);
+    }
+  }
   return true;
 }
 
 absl::StatusOr<bool> GetWarpedSlice(const Volume& raw, const Volume* label, const Shape3& ps,
                                     const Shape3& tps, const WarpOptions& opt, std::mt19937_64& rng,
-                                    float* out_raw, float* out_target) {
+                                    float* out_raw, float* out_target,
+                                    const TargetSampling* sampling) {
   Shape3 label_shape{};
   if (label != nullptr) label_shape = label->spatial();
   ASSIGN_OR_RETURN(WarpTransform t, DrawWarpTransform(raw.spatial(), label ? &label_shape : nullptr,
                                                       ps, tps, opt, rng));
-  return WarpSlice(raw, label, ps, tps, t.forward, out_raw, out_target);
+  return WarpSlice(raw, label, ps, tps, t.forward, out_raw, out_target, sampling);
 }
 
 void GreyAugment(float* data, int64_t channels, int64_t voxels, const std::vector<int64_t>& which,

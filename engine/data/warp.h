@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/data/volume.h"
 
@@ -23,6 +24,26 @@ struct WarpOptions {
 
 // Homogeneous transform over (z, x, y, 1).
 using WarpMatrix = std::array<std::array<double, 4>, 4>;
+
+// How the target channels are sampled (ELEKTRONN2's target_discrete_ix / target_vec_ix, §7.4):
+// discrete channels by nearest neighbour (class ids keep their values), the others trilinearly;
+// each vector triple (channels holding the z, x, y components of a vector field) is afterwards
+// multiplied by the linear part of the forward transform, so vectors turn with the patch.
+struct TargetSampling {
+  // Per target channel; empty = every channel discrete (ELEKTRONN2's default).
+  std::vector<bool> discrete;
+  std::vector<std::array<int64_t, 3>> vectors;
+  bool all_discrete() const {
+    for (bool d : discrete) {
+      if (!d) return false;
+    }
+    return true;
+  }
+};
+
+// Checks `s` against a target of `channels` channels: indices in range, triples of distinct
+// channels, no channel in two triples. Errors name the index and the valid range.
+absl::Status CheckTargetSampling(const TargetSampling& s, int64_t channels);
 
 // One drawn geometric augmentation: `forward` maps raw voxel coordinates to patch coordinates
 // (ELEKTRONN2's M); `centre` is the raw position that lands on the patch centre.
@@ -41,9 +62,16 @@ absl::StatusOr<WarpTransform> DrawWarpTransform(const std::array<int64_t, 3>& ra
 
 // Samples through a given forward transform (ELEKTRONN2's warp_slice). Returns false, leaving
 // the outputs untouched, when the patch or the target leaves its volume.
+// `sampling` = nullptr: every target channel discrete, no vectors. Vector triples need an affine
+// transform (an error with perspective, whose linear part varies over the patch).
 absl::StatusOr<bool> WarpSlice(const Volume& raw, const Volume* label,
                                const std::array<int64_t, 3>& ps, const std::array<int64_t, 3>& tps,
-                               const WarpMatrix& forward, float* out_raw, float* out_target);
+                               const WarpMatrix& forward, float* out_raw, float* out_target,
+                               const TargetSampling* sampling = nullptr);
+
+// The source (raw cube) coordinates (z, x, y) that patch position (z, x, y) is read from.
+absl::StatusOr<std::array<double, 3>> WarpSourceOf(const WarpMatrix& forward,
+                                                   const std::array<double, 3>& patch_pos);
 
 // The part of the raw cube that WarpSlice through `forward` reads: origin and size per axis
 // (z, x, y), with one voxel to spare on each side where the cube allows. Returns false when the
@@ -69,7 +97,8 @@ WarpMatrix RandomFlipMatrix(bool no_x_flip, std::mt19937_64& rng);
 absl::StatusOr<bool> GetWarpedSlice(const Volume& raw, const Volume* label,
                                     const std::array<int64_t, 3>& ps,
                                     const std::array<int64_t, 3>& tps, const WarpOptions& opt,
-                                    std::mt19937_64& rng, float* out_raw, float* out_target);
+                                    std::mt19937_64& rng, float* out_raw, float* out_target,
+                                    const TargetSampling* sampling = nullptr);
 
 // Per listed channel of a (ch, voxels) block: x <- clip(x*alpha + c, 0, 1)^gamma with
 // alpha in [0.85, 1.15], c in [-0.15, 0.15], gamma in [0.5, 2] (ELEKTRONN2's greyAugment,

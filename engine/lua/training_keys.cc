@@ -364,63 +364,111 @@ absl::Status ReadIds2Barriers(const KeyReader& r, v1::BatchCreatorImageParams* p
       });
 }
 
+// target_vec_ix = {{0, 1, 2}, ...}: triples of target channels (z, x, y components); a channel
+// in at most one triple. Checked against the target's channel count when the data is built.
+absl::Status ReadTargetVecIx(const KeyReader& r, v1::BatchCreatorImageParams* p) {
+  if (r.IsNeutral()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(int n, r.Length());
+  std::set<int64_t> seen;
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(r.L(), -1, i);
+    auto v = ReadIntList(r.L(), -1);
+    const std::string found = Describe(r.L(), -1);
+    lua_pop(r.L(), 1);
+    if (!v.ok() || v->size() != 3) {
+      return r.Entry(i).Error(
+          "must be a triple of target channel indices {cz, cx, cy} (the z, x, y components of "
+          "a vector), got " +
+          found);
+    }
+    v1::ChannelList* t = p->add_target_vec_ix();
+    for (int64_t c : *v) {
+      if (c < 0) return r.Entry(i).Error(absl::StrFormat("channel %d is negative", c));
+      if (!seen.insert(c).second) {
+        return r.Entry(i).Error(absl::StrFormat(
+            "names channel %d, which is already part of a vector; each channel belongs to at "
+            "most one triple",
+            c));
+      }
+      t->add_ix(c);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// target_discrete_ix = {3, ...}: nearest-neighbour channels; {} = none; false/None = all.
+absl::Status ReadTargetDiscreteIx(const KeyReader& r, v1::BatchCreatorImageParams* p) {
+  if (lua_type(r.L(), -1) != LUA_TTABLE && r.IsNeutral()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto v, r.Ints(0));
+  std::set<int64_t> seen;
+  v1::ChannelList* d = p->mutable_target_discrete_ix();
+  for (int64_t c : v) {
+    if (!seen.insert(c).second) return r.Error(absl::StrFormat("lists channel %d twice", c));
+    d->add_ix(c);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadBatchCreatorImage(const KeyReader& r, v1::BatchCreatorImageParams* p) {
-  const std::string no_targets = "extra target channels are not implemented in this engine";
-  RETURN_IF_ERROR(r.Fields(
-      {"d_path", "l_path", "d_files", "l_files", "cube_prios", "valid_cubes", "border_mode",
-       "aniso_factor", "zxy", "ids2barriers", "h5stream", "max_ram", "n_preload"},
-      {{"target_vec_ix", no_targets},
-       {"target_discrete_ix", no_targets},
-       // Reference §7.8: center_cubes(c1, c2, crop) is a helper of ELEKTRONN2's
-       // data/image.py for preparing files, never a BatchCreatorImage argument (its
-       // constructor would raise a TypeError). Accepted as false, refused otherwise.
-       {"center_cubes",
-        "ELEKTRONN2's center_cubes is a helper for preparing files "
-        "(elektronn2.data.image.center_cubes: centre-crop or zero-pad two volumes to "
-        "one shape), not a BatchCreatorImage argument; a label cube smaller than its raw "
-        "cube by an even number of voxels per axis is already centred on it, so only "
-        "files whose sizes differ otherwise need it, before training"}},
-      [&](const std::string& key, const KeyReader& f) -> absl::Status {
-        if (key == "d_path" || key == "l_path") {
-          ASSIGN_OR_RETURN(std::string v, f.String(true));
-          key == "d_path" ? p->set_d_path(v) : p->set_l_path(v);
-        } else if (key == "d_files") {
-          return ReadH5Files(f, p->mutable_d_files());
-        } else if (key == "l_files") {
-          return ReadH5Files(f, p->mutable_l_files());
-        } else if (key == "cube_prios") {
-          ASSIGN_OR_RETURN(auto v, f.Numbers());
-          for (double x : v) {
-            if (x < 0) return f.Error(absl::StrFormat("entries must not be negative, got %g", x));
-            p->add_cube_prios(x);
-          }
-        } else if (key == "valid_cubes") {
-          ASSIGN_OR_RETURN(auto v, f.Ints(0));
-          for (int64_t x : v) p->add_valid_cubes(x);
-        } else if (key == "border_mode") {
-          ASSIGN_OR_RETURN(std::string v, f.Choice({"crop", "keep", "mirror", "0-pad"}));
-          p->set_border_mode(v);
-        } else if (key == "aniso_factor") {
-          ASSIGN_OR_RETURN(double v, f.Number(1e-9));
-          p->set_aniso_factor(v);
-        } else if (key == "ids2barriers") {
-          return ReadIds2Barriers(f, p);
-        } else if (key == "h5stream") {
-          ASSIGN_OR_RETURN(bool v, f.Bool());
-          p->set_h5stream(v);
-        } else if (key == "max_ram") {
-          ASSIGN_OR_RETURN(double v, f.Number(1, 1e9));  // MB
-          p->set_max_ram(static_cast<int64_t>(v));
-        } else if (key == "n_preload") {
-          ASSIGN_OR_RETURN(auto v, f.Int(0));
-          if (v > 16) return f.Error(absl::StrFormat("is %d; valid: 0 to 16 cubes", v));
-          p->set_n_preload(static_cast<int32_t>(v));
-        } else {
-          ASSIGN_OR_RETURN(bool zxy, f.Bool());
-          p->set_xyz_order(!zxy);
-        }
-        return absl::OkStatus();
-      }));
+  RETURN_IF_ERROR(
+      r.Fields({"d_path", "l_path", "d_files", "l_files", "cube_prios", "valid_cubes",
+                "border_mode", "aniso_factor", "zxy", "ids2barriers", "h5stream", "max_ram",
+                "n_preload", "target_vec_ix", "target_discrete_ix"},
+               {// Reference §7.8: center_cubes(c1, c2, crop) is a helper of ELEKTRONN2's
+                // data/image.py for preparing files, never a BatchCreatorImage argument (its
+                // constructor would raise a TypeError). Accepted as false, refused otherwise.
+                {"center_cubes",
+                 "ELEKTRONN2's center_cubes is a helper for preparing files "
+                 "(elektronn2.data.image.center_cubes: centre-crop or zero-pad two volumes to "
+                 "one shape), not a BatchCreatorImage argument; a label cube smaller than its raw "
+                 "cube by an even number of voxels per axis is already centred on it, so only "
+                 "files whose sizes differ otherwise need it, before training"}},
+               [&](const std::string& key, const KeyReader& f) -> absl::Status {
+                 if (key == "d_path" || key == "l_path") {
+                   ASSIGN_OR_RETURN(std::string v, f.String(true));
+                   key == "d_path" ? p->set_d_path(v) : p->set_l_path(v);
+                 } else if (key == "d_files") {
+                   return ReadH5Files(f, p->mutable_d_files());
+                 } else if (key == "l_files") {
+                   return ReadH5Files(f, p->mutable_l_files());
+                 } else if (key == "cube_prios") {
+                   ASSIGN_OR_RETURN(auto v, f.Numbers());
+                   for (double x : v) {
+                     if (x < 0)
+                       return f.Error(absl::StrFormat("entries must not be negative, got %g", x));
+                     p->add_cube_prios(x);
+                   }
+                 } else if (key == "valid_cubes") {
+                   ASSIGN_OR_RETURN(auto v, f.Ints(0));
+                   for (int64_t x : v) p->add_valid_cubes(x);
+                 } else if (key == "border_mode") {
+                   ASSIGN_OR_RETURN(std::string v, f.Choice({"crop", "keep", "mirror", "0-pad"}));
+                   p->set_border_mode(v);
+                 } else if (key == "aniso_factor") {
+                   ASSIGN_OR_RETURN(double v, f.Number(1e-9));
+                   p->set_aniso_factor(v);
+                 } else if (key == "ids2barriers") {
+                   return ReadIds2Barriers(f, p);
+                 } else if (key == "target_vec_ix") {
+                   return ReadTargetVecIx(f, p);
+                 } else if (key == "target_discrete_ix") {
+                   return ReadTargetDiscreteIx(f, p);
+                 } else if (key == "h5stream") {
+                   ASSIGN_OR_RETURN(bool v, f.Bool());
+                   p->set_h5stream(v);
+                 } else if (key == "max_ram") {
+                   ASSIGN_OR_RETURN(double v, f.Number(1, 1e9));  // MB
+                   p->set_max_ram(static_cast<int64_t>(v));
+                 } else if (key == "n_preload") {
+                   ASSIGN_OR_RETURN(auto v, f.Int(0));
+                   if (v > 16) return f.Error(absl::StrFormat("is %d; valid: 0 to 16 cubes", v));
+                   p->set_n_preload(static_cast<int32_t>(v));
+                 } else {
+                   ASSIGN_OR_RETURN(bool zxy, f.Bool());
+                   p->set_xyz_order(!zxy);
+                 }
+                 return absl::OkStatus();
+               }));
   if (p->d_files_size() == 0 || p->l_files_size() == 0) {
     return r.Error("needs d_files and l_files: lists of {file_name, dataset_key} pairs");
   }

@@ -567,15 +567,6 @@ TEST_F(BatchCreatorImageTest, NonIntegralLabelsAreRejected) {
   EXPECT_NE(Message(d.status()).find("integral class ids"), std::string::npos) << d.status();
 }
 
-TEST_F(BatchCreatorImageTest, ImgScalarIsUnimplemented) {
-  WriteCubes();
-  BatchGeometry g = Geometry3D();
-  g.target = TaggedShape::Create({3, 1}, "b,f").value();
-  auto d = BatchCreatorImage::Create(Params(), NoWarp(), g, "");
-  ASSERT_EQ(d.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(Message(d.status()).find("img-scalar"), std::string::npos) << d.status();
-}
-
 TEST_F(BatchCreatorImageTest, TargetShapeMustMatchStridedDenseTarget) {
   WriteCubes();
   BatchGeometry g = Geometry3D();

@@ -145,6 +145,11 @@ TEST(DemoDataTest, RejectsBadOptions) {
   opt = DemoDataOptions();
   opt.shape = {0, 10, 10};
   EXPECT_EQ(MakeDemoData(::testing::TempDir(), opt).code(), absl::StatusCode::kInvalidArgument);
+  opt = DemoDataOptions();
+  opt.patch_side = 22;  // no centre voxel
+  const absl::Status s = MakeDemoData(::testing::TempDir(), opt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("patch_side=22 odd and positive"), std::string::npos) << s;
 }
 
 }  // namespace

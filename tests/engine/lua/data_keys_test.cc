@@ -171,6 +171,40 @@ TEST(DataKeysTest, Ids2Barriers) {
               HasSubstr("ids2barriers has an unknown key 'smooth'"));
 }
 
+// target_vec_ix / target_discrete_ix (reference §7.2, §7.4): 0-based target channels; the
+// channel count is checked when the data is built against the model's target node.
+TEST(DataKeysTest, TargetVecAndDiscreteIx) {
+  v1::BatchCreatorImageParams p =
+      Parse("", ", target_vec_ix = {{0, 1, 2}, {4, 5, 6}}, target_discrete_ix = {3}")
+          .batch_creator_image();
+  ASSERT_EQ(p.target_vec_ix_size(), 2);
+  EXPECT_THAT(p.target_vec_ix(0).ix(), ElementsAre(0, 1, 2));
+  EXPECT_THAT(p.target_vec_ix(1).ix(), ElementsAre(4, 5, 6));
+  ASSERT_TRUE(p.has_target_discrete_ix());
+  EXPECT_THAT(p.target_discrete_ix().ix(), ElementsAre(3));
+  // Unset (false / absent): every channel discrete; {}: none.
+  EXPECT_FALSE(
+      Parse("", ", target_discrete_ix = false").batch_creator_image().has_target_discrete_ix());
+  EXPECT_FALSE(Parse("").batch_creator_image().has_target_discrete_ix());
+  p = Parse("", ", target_discrete_ix = {}").batch_creator_image();
+  EXPECT_TRUE(p.has_target_discrete_ix());
+  EXPECT_EQ(p.target_discrete_ix().ix_size(), 0);
+  EXPECT_EQ(Parse("", ", target_vec_ix = false").batch_creator_image().target_vec_ix_size(), 0);
+
+  EXPECT_THAT(ErrorOf("", ", target_vec_ix = {{0, 1}}"),
+              HasSubstr("data_init_kwargs.target_vec_ix[1] must be a triple of target channel "
+                        "indices {cz, cx, cy}"));
+  EXPECT_THAT(ErrorOf("", ", target_vec_ix = {{0, 1, 2}, {2, 3, 4}}"),
+              HasSubstr("data_init_kwargs.target_vec_ix[2] names channel 2, which is already "
+                        "part of a vector"));
+  EXPECT_THAT(ErrorOf("", ", target_vec_ix = {{0, -1, 2}}"),
+              HasSubstr("target_vec_ix[1] channel -1 is negative"));
+  EXPECT_THAT(ErrorOf("", ", target_discrete_ix = {0, 0}"),
+              HasSubstr("data_init_kwargs.target_discrete_ix lists channel 0 twice"));
+  EXPECT_THAT(ErrorOf("", ", target_discrete_ix = {-1}"),
+              HasSubstr("data_init_kwargs.target_discrete_ix entries must be at least 0, got -1"));
+}
+
 // The shipped affinity example parses, with the keys it is about.
 TEST(DataKeysTest, AffinityExample) {
   std::string path = "examples/neuro3d_affinity.lua";
