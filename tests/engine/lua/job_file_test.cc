@@ -16,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "engine/graph/graph.h"
 #include "engine/graph/model_builder.h"
+#include "tests/support/examples.h"
 
 namespace elektronn {
 namespace {
@@ -25,15 +26,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // The repository's examples/ folder, found upwards from the working directory or the binary.
-std::string ExamplePath(const std::string& name) {
-  for (std::filesystem::path start :
-       {std::filesystem::current_path(), std::filesystem::read_symlink("/proc/self/exe")}) {
-    for (std::filesystem::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (std::filesystem::exists(p / "examples" / name)) return (p / "examples" / name).string();
-    }
-  }
-  return "examples/" + name;
-}
+using testing::ExamplePath;
 
 // A small valid job; EXTRA is inserted after the keys, MODEL inside create_model.
 constexpr const char* kJob = R"(save_path = '/tmp/elk'
@@ -678,7 +671,7 @@ TEST(TrainingOverrideTest, ParsesWholeValuesAndRefusesWhatDoesNotFit) {
         "max_runtime=nan", "max_runtime=inf", "max_runtime=1x", "batch_size=9223372036854775808"}) {
     absl::Status s = ApplyTrainingOverride(bad, &spec);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(std::string(s.message()), testing::HasSubstr("is not")) << bad;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("is not")) << bad;
   }
   EXPECT_EQ(spec.n_steps(), -3) << "a refused value changes nothing";
 }

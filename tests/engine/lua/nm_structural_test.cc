@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "engine/graph/graph.h"
 #include "engine/lua/job_file.h"
@@ -184,6 +185,16 @@ TEST(StructuralJobFile, ErrorsNameFunctionArgumentAndValue) {
   EXPECT_THAT(ErrorOf("out = nm.GaussianRV{out}"), HasSubstr("missing argument 'log_sig'"));
   EXPECT_THAT(ErrorOf("out = nm.GenericInput{out}"),
               HasSubstr("nm.GenericInput exists in ELEKTRONN2 but not (yet) in this engine"));
+  // The skeleton-tracing agent's nodes are named with the reason they are absent.
+  for (const char* skel : {"SkelLoss", "SkelLossRec", "SkelPrior", "SkelGetBatch", "SkelGridUpdate",
+                           "StereographicMap"}) {
+    EXPECT_THAT(ErrorOf(absl::StrCat("out = nm.", skel, "{out}")),
+                AllOf(HasSubstr(absl::StrCat("nm.", skel, " exists in ELEKTRONN2 but not")),
+                      HasSubstr("skeleton-tracing agent")))
+        << skel;
+  }
+  // A typo is not one of them: it gets a suggestion instead.
+  EXPECT_THAT(ErrorOf("out = nm.Comv{out, 2, {3, 3}}"), HasSubstr("did you mean 'Conv'"));
 }
 
 }  // namespace

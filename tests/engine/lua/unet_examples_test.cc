@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "engine/graph/graph.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/examples.h"
 
 namespace elektronn {
 namespace {
@@ -23,15 +24,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using V3 = std::array<int64_t, 3>;
 
-std::string ExamplePath(const std::string& name) {
-  for (std::filesystem::path start :
-       {std::filesystem::current_path(), std::filesystem::read_symlink("/proc/self/exe")}) {
-    for (std::filesystem::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (std::filesystem::exists(p / "examples" / name)) return (p / "examples" / name).string();
-    }
-  }
-  return "examples/" + name;
-}
+using testing::ExamplePath;
 
 // --- the independent calculator ---------------------------------------------------------
 

@@ -13,20 +13,14 @@
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
+#include "tests/support/examples.h"
 
 namespace elektronn {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string ExamplePath(const std::string& name) {
-  for (fs::path start : {fs::current_path(), fs::read_symlink("/proc/self/exe")}) {
-    for (fs::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (fs::exists(p / "examples" / name)) return (p / "examples" / name).string();
-    }
-  }
-  return "examples/" + name;
-}
+using testing::ExamplePath;
 
 TEST(UNetTraining, LiteliteLossFallsOnDemoData) {
   const fs::path dir = fs::path(::testing::TempDir()) / ("elk_unet_" + std::to_string(getpid()));
