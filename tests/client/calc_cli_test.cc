@@ -2,17 +2,14 @@
 // code 2 with a clear message for bad input.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/cli_test.h"
 #include "tests/support/tiny_job.h"
 
 namespace elektronn {
@@ -21,38 +18,17 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class CalcCli : public ::testing::Test {
+class CalcCli : public testing::CliTest {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("elk_calc_cli_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    MakeDir("elk_calc_cli_");
     testing::TinyJobOptions o;
     o.hidden = "out = nm.Conv{out, 4, {1, 3, 3}, {1, 2, 2}}";
     o.input_zxy = {3, 18, 18};
     std::ofstream(dir_ / "job.lua") << testing::TinyJobSource(o);
   }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
   // Runs `elektronn calc <args>`; returns the exit code, stdout and stderr in out_/err_.
-  int Calc(const std::string& args) {
-    const std::string cmd =
-        absl::StrCat(ELK_ELEKTRONN_BIN, " calc ", args, " >", (dir_ / "stdout").string(), " 2>",
-                     (dir_ / "stderr").string());
-    const int status = std::system(cmd.c_str());
-    out_ = Read(dir_ / "stdout");
-    err_ = Read(dir_ / "stderr");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  static std::string Read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  fs::path dir_;
-  std::string out_, err_;
+  int Calc(const std::string& args) { return Run(absl::StrCat(ELK_ELEKTRONN_BIN, " calc ", args)); }
 };
 
 TEST_F(CalcCli, PrintsTheReportOfAChain) {

@@ -2,16 +2,13 @@
 // and a clear usage error for other file types.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/cli_test.h"
 #include "tests/support/tiny_job.h"
 
 namespace elektronn {
@@ -20,37 +17,19 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class CheckGraph : public ::testing::Test {
+class CheckGraph : public testing::CliTest {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("elk_check_graph_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    MakeDir("elk_check_graph_");
     testing::TinyJobOptions o;
     o.errors = true;
     std::ofstream(dir_ / "job.lua") << testing::TinyJobSource(o);
   }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
   // Runs `elektronn check job.lua <args>`; returns its exit code, stdout and stderr in out_/err_.
   int Check(const std::string& args, const std::string& env = "") {
-    const std::string cmd =
-        absl::StrCat(env, ELK_ELEKTRONN_BIN, " check ", (dir_ / "job.lua").string(), " ", args,
-                     " >", (dir_ / "stdout").string(), " 2>", (dir_ / "stderr").string());
-    const int status = std::system(cmd.c_str());
-    out_ = Read(dir_ / "stdout");
-    err_ = Read(dir_ / "stderr");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return Run(
+        absl::StrCat(env, ELK_ELEKTRONN_BIN, " check ", (dir_ / "job.lua").string(), " ", args));
   }
-  static std::string Read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  fs::path dir_;
-  std::string out_, err_;
 };
 
 TEST_F(CheckGraph, WritesSvgAndStillPrintsTheSummary) {

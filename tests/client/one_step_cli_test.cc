@@ -3,13 +3,9 @@
 // keeps the step's parameters. Bad input names what is wrong.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +13,7 @@
 #include "engine/io/model_file.h"
 #include "engine/lua/job_file.h"
 #include "kernels/backend.h"
+#include "tests/support/cli_test.h"
 #include "tests/support/examples.h"
 
 namespace elektronn {
@@ -25,30 +22,11 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class OneStepCli : public ::testing::Test {
+class OneStepCli : public testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("elk_one_step_cli_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
+  void SetUp() override { MakeDir("elk_one_step_cli_"); }
   int OneStep(const std::string& args) {
-    const std::string cmd =
-        absl::StrCat("OMP_NUM_THREADS=1 ", ELK_ELEKTRONN_BIN, " one-step ", args, " >",
-                     (dir_ / "stdout").string(), " 2>", (dir_ / "stderr").string());
-    const int status = std::system(cmd.c_str());
-    out_ = Read(dir_ / "stdout");
-    err_ = Read(dir_ / "stderr");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  static std::string Read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    return Run(absl::StrCat("OMP_NUM_THREADS=1 ", ELK_ELEKTRONN_BIN, " one-step ", args));
   }
   // The example's model with freshly initialised parameters, saved as a model file.
   std::string SaveExampleModel() {
@@ -63,8 +41,6 @@ class OneStepCli : public ::testing::Test {
     EXPECT_TRUE(SaveModel(path, **net, nullptr).ok());
     return path;
   }
-  fs::path dir_;
-  std::string out_, err_;
 };
 
 TEST_F(OneStepCli, WritesTheStepModelWithTheSameParameters) {

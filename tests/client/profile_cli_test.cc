@@ -2,20 +2,17 @@
 // forward and backward times, shares and a total, as a table and as JSON.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "engine/graph/network.h"
 #include "engine/io/model_file.h"
 #include "kernels/backend.h"
+#include "tests/support/cli_test.h"
 #include "tests/support/tiny_job.h"
 
 namespace elektronn {
@@ -24,12 +21,10 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class ProfileCli : public ::testing::Test {
+class ProfileCli : public testing::CliTest {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("elk_profile_cli_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    MakeDir("elk_profile_cli_");
     options_.errors = true;
     options_.hidden =
         "out = nm.Conv{out, 4, {1, 3, 3}, {1, 2, 2}}\n  out = nm.Conv{out, 4, {1, 3, 3}}";
@@ -37,27 +32,10 @@ class ProfileCli : public ::testing::Test {
     options_.batch_size = 2;
     std::ofstream(dir_ / "job.lua") << testing::TinyJobSource(options_);
   }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
   int Profile(const std::string& args) {
-    const std::string cmd =
-        absl::StrCat("OMP_NUM_THREADS=1 ", ELK_ELEKTRONN_BIN, " profile ", args, " >",
-                     (dir_ / "stdout").string(), " 2>", (dir_ / "stderr").string());
-    const int status = std::system(cmd.c_str());
-    out_ = Read(dir_ / "stdout");
-    err_ = Read(dir_ / "stderr");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  static std::string Read(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    return Run(absl::StrCat("OMP_NUM_THREADS=1 ", ELK_ELEKTRONN_BIN, " profile ", args));
   }
   testing::TinyJobOptions options_;
-  fs::path dir_;
-  std::string out_, err_;
 };
 
 TEST_F(ProfileCli, JsonListsEveryNodeWithItsTimes) {
