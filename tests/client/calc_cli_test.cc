@@ -16,7 +16,6 @@ namespace elektronn {
 namespace {
 
 using ::testing::HasSubstr;
-namespace fs = std::filesystem;
 
 class CalcCli : public testing::CliTest {
  protected:

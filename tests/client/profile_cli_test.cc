@@ -19,7 +19,6 @@ namespace elektronn {
 namespace {
 
 using ::testing::HasSubstr;
-namespace fs = std::filesystem;
 
 class ProfileCli : public testing::CliTest {
  protected:

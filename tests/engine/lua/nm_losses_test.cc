@@ -11,6 +11,7 @@
 #include "absl/strings/str_replace.h"
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
+#include "tests/support/nm_job.h"
 #include "tests/support/tiny_job.h"
 
 namespace elektronn {
@@ -19,33 +20,20 @@ namespace {
 namespace fs = std::filesystem;
 
 // MODEL is the body of create_model after `inp` (b, f=2, x=8, y=8) and `out` (a linear Conv).
-constexpr const char* kJob = R"(save_path = '/tmp/elk'
-n_steps = 10
-max_runtime = 60
-history_freq = 5
-monitor_batch_size = 2
-optimiser = 'SGD'
-optimiser_params = {lr = 0.01, mom = 0.9}
-batch_size = 1
-data_class = 'MNISTData'
-function create_model()
-  local inp = nm.Input{{None, 2, 8, 8}, 'b,f,x,y', name = 'raw'}
+constexpr const char* kCreateModel =
+    R"(  local inp = nm.Input{{None, 2, 8, 8}, 'b,f,x,y', name = 'raw'}
   local out = nm.Conv{inp, 2, {3, 3}, activation_func = 'lin'}
   MODEL
-end
 )";
 
 absl::StatusOr<v1::JobSpec> Load(const std::string& model) {
-  return LoadJobSource(absl::StrReplaceAll(kJob, {{"MODEL", model}}), "job.lua");
+  return LoadJobSource(testing::NmTestJob(absl::StrReplaceAll(kCreateModel, {{"MODEL", model}}), 2),
+                       "job.lua");
 }
 
 // The node called `name`; a test failure (and an empty node) when there is none.
 const v1::NodeSpec& N(const v1::JobSpec& job, const std::string& name) {
-  for (const auto& n : job.model().nodes())
-    if (n.name() == name) return n;
-  ADD_FAILURE() << "the model has no node '" << name << "'";
-  static const v1::NodeSpec* empty = new v1::NodeSpec();
-  return *empty;
+  return testing::NodeNamed(job, name);
 }
 
 std::string ErrorOf(const std::string& model) {

@@ -10,36 +10,23 @@
 #include "engine/graph/network.h"
 #include "engine/lua/job_file.h"
 #include "kernels/backend.h"
+#include "tests/support/nm_job.h"
 
 namespace elektronn {
 namespace {
 
 // MODEL is the body of create_model after `inp` (b, f=5).
-constexpr const char* kJob = R"(save_path = '/tmp/elk'
-n_steps = 10
-max_runtime = 60
-history_freq = 5
-monitor_batch_size = 2
-optimiser = 'SGD'
-optimiser_params = {lr = 0.01, mom = 0.9}
-batch_size = 2
-data_class = 'MNISTData'
-function create_model()
-  local inp = nm.Input{{None, 5}, 'b,f', name = 'raw'}
+constexpr const char* kCreateModel = R"(  local inp = nm.Input{{None, 5}, 'b,f', name = 'raw'}
   MODEL
-end
 )";
 
 absl::StatusOr<v1::JobSpec> Load(const std::string& model) {
-  return LoadJobSource(absl::StrReplaceAll(kJob, {{"MODEL", model}}), "job.lua");
+  return LoadJobSource(testing::NmTestJob(absl::StrReplaceAll(kCreateModel, {{"MODEL", model}}), 2),
+                       "job.lua");
 }
 
 const v1::NodeSpec& N(const v1::JobSpec& job, const std::string& name) {
-  for (const auto& n : job.model().nodes())
-    if (n.name() == name) return n;
-  ADD_FAILURE() << "the model has no node '" << name << "'";
-  static const v1::NodeSpec* empty = new v1::NodeSpec();
-  return *empty;
+  return testing::NodeNamed(job, name);
 }
 
 std::string ErrorOf(const std::string& model) {

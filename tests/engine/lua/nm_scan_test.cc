@@ -11,6 +11,7 @@
 #include "engine/graph/one_step.h"
 #include "engine/lua/job_file.h"
 #include "tests/engine/gradient_checker.h"
+#include "tests/support/nm_job.h"
 
 namespace elektronn {
 namespace {
@@ -23,17 +24,7 @@ using ::testing::HasSubstr;
 
 // MODEL builds the recurrence and leaves the Scan in `out`. The memory is an Input_like of the
 // step input, the way ELEKTRONN2's gru.py takes InitialState_like{inp0, override_f = ...}.
-constexpr const char* kJob = R"(save_path = '/tmp/elk'
-n_steps = 10
-max_runtime = 60
-history_freq = 5
-monitor_batch_size = 2
-optimiser = 'SGD'
-optimiser_params = {lr = 0.01, mom = 0.9}
-batch_size = 2
-data_class = 'MNISTData'
-function create_model()
-  local inp = nm.Input{{5, 2, 3}, 'r,b,f', name = 'inp'}
+constexpr const char* kCreateModel = R"(  local inp = nm.Input{{5, 2, 3}, 'r,b,f', name = 'inp'}
   local inp0 = nm.Input{{2, 3}, 'b,f', name = 'inp0'}
   local c = nm.Input{{2, 2}, 'b,f', name = 'c'}
   local mem_0 = nm.Input_like{inp0, override_f = 4, name = 'mem_0'}
@@ -46,7 +37,6 @@ function create_model()
   local loss = nm.AggregateLoss{nll, name = 'loss'}
   return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
                             prediction_node = probs}
-end
 )";
 
 constexpr const char* kElman = R"(local cat = nm.Concat{{inp0, mem_0, c}, name = 'cat'}
@@ -54,7 +44,9 @@ constexpr const char* kElman = R"(local cat = nm.Concat{{inp0, mem_0, c}, name =
   out = nm.Scan{cell, in_memory = mem_0, in_iterate = inp, in_iterate_0 = inp0,
                 last_only = true})";
 
-std::string Job(const std::string& model) { return absl::StrReplaceAll(kJob, {{"MODEL", model}}); }
+std::string Job(const std::string& model) {
+  return testing::NmTestJob(absl::StrReplaceAll(kCreateModel, {{"MODEL", model}}), 2);
+}
 
 v1::ModelSpec ModelOf(const std::string& model) {
   auto job = LoadJobSource(Job(model), "job.lua");

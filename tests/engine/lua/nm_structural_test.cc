@@ -8,6 +8,7 @@
 #include "absl/strings/str_replace.h"
 #include "engine/graph/graph.h"
 #include "engine/lua/job_file.h"
+#include "tests/support/nm_job.h"
 
 namespace elektronn {
 namespace {
@@ -15,17 +16,8 @@ namespace {
 using ::testing::HasSubstr;
 
 // MODEL goes after `out` = (None, 4, 12, 12) 'b,f,x,y' and must leave a node in `out`.
-constexpr const char* kJob = R"(save_path = '/tmp/elk'
-n_steps = 10
-max_runtime = 60
-history_freq = 5
-monitor_batch_size = 2
-optimiser = 'SGD'
-optimiser_params = {lr = 0.01, mom = 0.9}
-batch_size = 1
-data_class = 'MNISTData'
-function create_model()
-  local inp = nm.Input{{None, 1, 26, 26}, 'b,f,x,y', name = 'raw'}
+constexpr const char* kCreateModel =
+    R"(  local inp = nm.Input{{None, 1, 26, 26}, 'b,f,x,y', name = 'raw'}
   local out = nm.Conv{inp, 4, {3, 3}, {2, 2}}
   MODEL
   out = nm.Perceptron{out, 10, activation_func = 'lin', flatten = true}
@@ -35,10 +27,11 @@ function create_model()
   local loss = nm.AggregateLoss{nll, name = 'loss'}
   return nm.designate_nodes{input_node = inp, target_node = target, loss_node = loss,
                             prediction_node = probs}
-end
 )";
 
-std::string Job(const std::string& model) { return absl::StrReplaceAll(kJob, {{"MODEL", model}}); }
+std::string Job(const std::string& model) {
+  return testing::NmTestJob(absl::StrReplaceAll(kCreateModel, {{"MODEL", model}}), 2);
+}
 
 v1::ModelSpec ModelOf(const std::string& model) {
   auto job = LoadJobSource(Job(model), "job.lua");
