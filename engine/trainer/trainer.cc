@@ -306,8 +306,9 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
   for (const auto& [name, s] : spec_.schedules()) RETURN_IF_ERROR(SetSchedule(name, &s, ""));
 
   // Data.
-  BatchGeometry g{net_->graph().Find(input_name_)->shape(),
-                  net_->graph().Find(target_name_)->shape()};
+  BatchGeometry g{.input = net_->graph().Find(input_name_)->shape(),
+                  .target = net_->graph().Find(target_name_)->shape(),
+                  .extras = {}};
   // Lazy-label masks (data_batch_args.ret_ll_mask): two more model inputs the data fills.
   if (spec_.data_batch_args().ret_ll_mask()) {
     if (spec_.data_class() != "BatchCreatorImage") {

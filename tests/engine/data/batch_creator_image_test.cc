@@ -829,9 +829,13 @@ TEST_F(BatchCreatorTargetsTest, AugmentationsApplyWithTheirProbabilityOnTraining
       }
     }
     const double frac = static_cast<double>(erased) / total;
-    if (p == 0.0) EXPECT_EQ(erased, 0);
-    if (p == 1.0) EXPECT_EQ(erased, total);
-    if (p == 0.5) EXPECT_NEAR(frac, 0.5, 0.1) << erased << " of " << total;
+    if (p == 0.0) {
+      EXPECT_EQ(erased, 0);
+    } else if (p == 1.0) {
+      EXPECT_EQ(erased, total);
+    } else {
+      EXPECT_NEAR(frac, 0.5, 0.1) << erased << " of " << total;
+    }
     // Validation batches are never augmented.
     ASSERT_TRUE((*d)->GetBatch(Split::kValid, rng, in.data(), tg.data()).ok());
     EXPECT_EQ(std::count(in.begin(), in.end(), -5.f), 0);
