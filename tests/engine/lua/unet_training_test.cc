@@ -14,6 +14,7 @@
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
 #include "tests/support/examples.h"
+#include "tests/support/train_losses.h"
 
 namespace elektronn {
 namespace {
@@ -40,26 +41,11 @@ TEST(UNetTraining, LiteliteLossFallsOnDemoData) {
   in->set_shape(3, 124);
   in->set_shape(4, 124);
   const int kSteps = 40;
-  for (const std::string& kv :
-       {std::string("n_steps=") + std::to_string(kSteps), std::string("monitor_batch_size=1"),
-        std::string("history_freq=100000"), "save_path=" + (dir / "train").string()}) {
-    ASSERT_TRUE(ApplyTrainingOverride(kv, job->mutable_training()).ok()) << kv;
-  }
-  auto backend = kernels::CreateCpuBackend();
-  TrainerOptions opt;
-  opt.job_dir = dir.string();
-  opt.console = false;
-  opt.status_interval_s = 0;
-  std::vector<double> losses;
-  opt.on_event = [&](const TrainerEvent& e) {
-    if (e.kind == TrainerEvent::Kind::kStatus && e.step > static_cast<int64_t>(losses.size())) {
-      losses.push_back(e.loss);
-    }
-  };
-  auto trainer = Trainer::Create(*job, backend.get(), opt);
-  ASSERT_TRUE(trainer.ok()) << trainer.status();
-  auto reason = (*trainer)->Run();
-  ASSERT_TRUE(reason.ok()) << reason.status();
+  auto trained = testing::TrainLosses(
+      *job, dir,
+      {"n_steps=" + std::to_string(kSteps), "monitor_batch_size=1", "history_freq=100000"});
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  const std::vector<double>& losses = *trained;
   ASSERT_GE(losses.size(), 20u);
   const double first = std::accumulate(losses.begin(), losses.begin() + 5, 0.0) / 5;
   const double last = std::accumulate(losses.end() - 5, losses.end(), 0.0) / 5;

@@ -16,6 +16,7 @@
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
 #include "tests/support/examples.h"
+#include "tests/support/train_losses.h"
 
 namespace elektronn {
 namespace {
@@ -30,26 +31,11 @@ TEST(RnnSequenceTraining, LossFallsOnGeneratedPianoRolls) {
   auto job = LoadJobFile(ExamplePath("rnn_sequence.lua"));
   ASSERT_TRUE(job.ok()) << job.status();
   const int kSteps = 400;
-  for (const std::string& kv :
-       {std::string("n_steps=") + std::to_string(kSteps), std::string("monitor_batch_size=16"),
-        std::string("history_freq=100000"), "save_path=" + (dir / "train").string()}) {
-    ASSERT_TRUE(ApplyTrainingOverride(kv, job->mutable_training()).ok()) << kv;
-  }
-  auto backend = kernels::CreateCpuBackend();
-  TrainerOptions opt;
-  opt.job_dir = dir.string();
-  opt.console = false;
-  opt.status_interval_s = 0;
-  std::vector<double> losses;
-  opt.on_event = [&](const TrainerEvent& e) {
-    if (e.kind == TrainerEvent::Kind::kStatus && e.step > static_cast<int64_t>(losses.size())) {
-      losses.push_back(e.loss);
-    }
-  };
-  auto trainer = Trainer::Create(*job, backend.get(), opt);
-  ASSERT_TRUE(trainer.ok()) << trainer.status();
-  auto reason = (*trainer)->Run();
-  ASSERT_TRUE(reason.ok()) << reason.status();
+  auto trained = testing::TrainLosses(
+      *job, dir,
+      {"n_steps=" + std::to_string(kSteps), "monitor_batch_size=16", "history_freq=100000"});
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  const std::vector<double>& losses = *trained;
   ASSERT_GE(losses.size(), 40u);
   // 8 binary softmaxes (one per channel): guessing costs ln 2 = 0.69 per channel; predicting
   // each channel's prior (1 in 8 is on) costs H(1/8) = 0.38 without reading the sequence;
