@@ -1,0 +1,15 @@
+// Which CUDA devices this process sees; needs only the CUDA runtime (no driver API), so binaries
+// start on machines without a GPU or driver and get a clear UNAVAILABLE instead.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace elektronn::kernels::cuda {
+
+// The number of CUDA devices the runtime sees, or UNAVAILABLE "no CUDA device: ..." saying why
+// (no driver, no device, CUDA_VISIBLE_DEVICES hiding them all).
+absl::StatusOr<int> CudaDeviceCount();
+
+}  // namespace elektronn::kernels::cuda
