@@ -40,7 +40,16 @@ struct BackendEntry {
   std::function<absl::StatusOr<std::unique_ptr<Backend>>()> create;
 };
 
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+// A test binary that compiles the cases against its own backends names the function listing
+// them (cuda_bodies_test: the CUDA backend's ops on the host).
+std::vector<BackendEntry> ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
+
 inline std::vector<BackendEntry> Backends() {
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+  return ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
   std::vector<BackendEntry> b;
   b.push_back({"Cpu", []() -> absl::StatusOr<std::unique_ptr<Backend>> {
                  return kernels::CreateCpuBackend();
