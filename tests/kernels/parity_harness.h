@@ -40,9 +40,18 @@ struct BackendEntry {
   std::function<absl::StatusOr<std::unique_ptr<Backend>>()> create;
 };
 
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+// A test binary that compiles the cases against its own backends names the function listing
+// them (cuda_bodies_test: the CUDA backend's ops on the host).
+std::vector<BackendEntry> ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
+
 // kernel_parity_test lists the CPU; kernel_parity_gpu_test (ctest label `gpu`, the same sources
 // built with ELK_PARITY_CUDA) lists CUDA device 0 instead.
 inline std::vector<BackendEntry> Backends() {
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+  return ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
   std::vector<BackendEntry> b;
 #ifdef ELK_PARITY_CUDA
   b.push_back({"Cuda", []() -> absl::StatusOr<std::unique_ptr<Backend>> {
