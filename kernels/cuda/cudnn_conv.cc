@@ -50,7 +50,6 @@ class CudnnConvolution {
  public:
   absl::Status Init(CudaContext* ctx, const CudnnConvShape& s, bool need_fwd, bool need_bwd_data) {
     ctx_ = ctx;
-    const int nd = static_cast<int>(s.x_spatial.size());
     const int64_t fill = 1;
     ELK_CUDA_RETURN_IF_ERROR(SetChannelsLast(x_.d, s.batch, s.x_channels, s.x_spatial));
     ELK_CUDA_RETURN_IF_ERROR(SetChannelsLast(y_.d, s.batch, s.y_channels, s.y_spatial));
@@ -74,7 +73,6 @@ class CudnnConvolution {
       ELK_CUDA_RETURN_IF_ERROR(
           CudnnStatus(cudnnSetConvolutionMathType(c->d, math), "cudnnSetConvolutionMathType"));
     }
-    (void)nd;
     size_t ws = 0;
     if (need_fwd) ELK_CUDA_RETURN_IF_ERROR(ChooseForward(&ws));
     if (need_bwd_data) ELK_CUDA_RETURN_IF_ERROR(ChooseBackwardData(&ws));
