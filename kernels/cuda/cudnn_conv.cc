@@ -333,7 +333,8 @@ class CudnnConvKernel final : public ConvKernel {
     if (tail_.fusable(bias)) {
       absl::Status s = conv_.ForwardBiasRelu(src, w, bias, dst, tail_.bias_desc(), tail_.relu());
       if (s.ok()) return s;
-      if (!absl::IsUnimplemented(s)) return s;
+      // cuDNN refuses some algorithm / layout combinations for the fused call (NOT_SUPPORTED,
+      // sometimes BAD_PARAM): fall back to the unfused tail for good; a real fault recurs there.
       tail_.disable_fusion();
     }
     ELK_CUDA_RETURN_IF_ERROR(conv_.Forward(src, w, dst, 0.f));
