@@ -6,9 +6,11 @@
 // block reductions), which the `gpu` parity run covers on a device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -324,6 +326,40 @@ TEST(CudaBodies, GaussianSampleMatchesTheCpuBackend) {
                                      1);
   host.GaussianSample(mu.data(), ls.data(), host_out.data(), outer, samples, inner, 9, 1);
   for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(cpu_out[i], host_out[i], 1e-6f) << i;
+}
+
+// The replayed launches visit every index exactly once, also past the grid caps (grid-stride
+// wrap-around, more columns than a tile, more rows than the chunks), and reduce exactly.
+TEST(CudaBodies, LaunchGeometryCoversEveryIndexOnce) {
+  std::vector<double> temp;
+  std::string error;
+  HostExec ex(true, &temp, &error);
+  for (int64_t n : {int64_t{1}, int64_t{kThreads + 1}, kMaxBlocks * kThreads * 2 + 3}) {
+    std::vector<int> visits(n, 0);
+    ex.ForEach(n, [&](int64_t i) { ++visits[i]; });
+    EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), n) << n;
+    const Sums<2> s = ex.Reduce<2>(n, [&](int64_t i) { return Two(1.0, static_cast<double>(i)); });
+    EXPECT_EQ(s.v[0], static_cast<double>(n));
+    EXPECT_EQ(s.v[1], 0.5 * static_cast<double>(n) * static_cast<double>(n - 1));
+  }
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{0, 3}, {1, 1}, {100003, 3}, {5001, 70}, {17, 4099}}) {
+    std::vector<int> visits(rows * cols, 0);
+    std::vector<double> sums(cols, -1);
+    ex.ColumnReduce<1>(
+        rows, cols,
+        [&](int64_t r, int64_t c) {
+          ++visits[r * cols + c];
+          return One(static_cast<double>(r));
+        },
+        [&](int64_t c, Sums<1> s) { sums[c] = s.v[0]; });
+    EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), rows * cols) << rows << "x" << cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      ASSERT_EQ(sums[c], 0.5 * static_cast<double>(rows) * static_cast<double>(rows - 1))
+          << rows << "x" << cols << " column " << c;
+    }
+  }
+  EXPECT_EQ(error, "");
 }
 
 // A rank the kernels' fixed-size index structs cannot hold is an error naming it, not a launch.
