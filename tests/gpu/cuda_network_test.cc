@@ -33,7 +33,7 @@ double NormalisedError(const std::vector<float>& a, const std::vector<float>& b)
   return diff / (scale + 1e-6);
 }
 
-struct Run {
+struct StepResult {
   std::vector<float> probs;
   double loss = 0;
   std::vector<std::vector<float>> params_after_step;
@@ -41,8 +41,8 @@ struct Run {
 };
 
 // Forward (outputs), backward and one Adam step (parameters) of neuro3d_lite on `b`.
-Run TrainOneStep(kernels::Backend* b) {
-  Run r;
+StepResult TrainOneStep(kernels::Backend* b) {
+  StepResult r;
   // The smallest input neuro3d_lite takes (1 output voxel in x and y): fast on the CPU.
   const v1::ModelSpec spec = Neuro3dSpec({5, 39, 39}, true);
   auto net_or = Network::Create(spec, b, {.batch_size = 2, .seed = 7});
@@ -87,8 +87,8 @@ TEST(CudaNetwork, Neuro3dLiteMatchesTheCpu) {
   auto cpu = kernels::CreateBackend({.device = "cpu"});
   ASSERT_TRUE(cpu.ok()) << cpu.status();
 
-  const Run want = TrainOneStep(cpu->get());
-  const Run got = TrainOneStep(cuda->get());
+  const StepResult want = TrainOneStep(cpu->get());
+  const StepResult got = TrainOneStep(cuda->get());
   ASSERT_FALSE(want.probs.empty());
   EXPECT_LT(NormalisedError(got.probs, want.probs), 1e-4) << "forward outputs differ";
   EXPECT_NEAR(got.loss, want.loss, 1e-4 * std::max(1.0, std::fabs(want.loss)));
