@@ -133,7 +133,13 @@ absl::Status CudaBackend::Init() {
   return absl::OkStatus();
 }
 
+// The calling thread's current device is per thread: every entry point that allocates or copies
+// makes it this backend's (a no-op when it already is), so a backend used from another thread
+// than its creator's, or beside a backend on another GPU, still lands on its own device.
+bool CudaBackend::OnDevice() { return Check(cudaSetDevice(device_), "cudaSetDevice"); }
+
 float* CudaBackend::Allocate(int64_t n) {
+  if (!OnDevice()) return nullptr;
   void* p = nullptr;
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
   if (!Check(cudaMallocAsync(&p, bytes, stream_), "cudaMallocAsync")) return nullptr;
@@ -145,6 +151,7 @@ void CudaBackend::Free(float* p) {
 }
 
 void CudaBackend::Upload(const float* host, float* dst, int64_t n) {
+  if (!OnDevice()) return;
   for (int64_t done = 0; done < n;) {
     const int64_t chunk = std::min<int64_t>(n - done, kStagingFloats);
     const int i = next_staging_;
@@ -163,7 +170,7 @@ void CudaBackend::Upload(const float* host, float* dst, int64_t n) {
 }
 
 void CudaBackend::Download(const float* src, float* host, int64_t n) {
-  if (n <= 0) return;
+  if (n <= 0 || !OnDevice()) return;
   if (!Check(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_),
              "cudaMemcpyAsync (download)")) {
     return;
@@ -172,26 +179,31 @@ void CudaBackend::Download(const float* src, float* host, int64_t n) {
 }
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CudaBackend::CreateConv(const ConvDesc& d) {
+  OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnConv(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<PoolKernel>> CudaBackend::CreatePool(const PoolDesc& d) {
+  OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnPool(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<MatmulKernel>> CudaBackend::CreateMatmul(const MatmulDesc& d) {
+  OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCublasMatmul(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CudaBackend::CreateDeconv(const DeconvDesc& d) {
+  OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnDeconv(&ctx_, d);
 }
 
 absl::Status CudaBackend::Synchronize() {
+  OnDevice();
   Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   return ConsumeError();
 }

@@ -57,6 +57,9 @@ class CudaBackend final : private StreamHolder, public CudaOps {
   const CudaOptions& options() const { return ctx_.options; }
 
  private:
+  // Makes device_ the calling thread's current device; false (error recorded) if it fails.
+  bool OnDevice();
+
   static constexpr size_t kStagingFloats = size_t{4} << 20;  // 16 MiB per chunk
   CudaContext ctx_;
   float* staging_[2] = {nullptr, nullptr};
