@@ -1,5 +1,6 @@
-// Which CUDA devices this process sees; needs only the CUDA runtime (no driver API), so binaries
-// start on machines without a GPU or driver and get a clear UNAVAILABLE instead.
+// Which CUDA devices this process sees. The CUDA runtime is loaded at run time (dlopen), so
+// binaries linking this start on machines without CUDA libraries, driver or GPU and get a clear
+// UNAVAILABLE instead.
 #pragma once
 
 #include <string>
