@@ -163,14 +163,14 @@ class CudaOps : public Backend {
   void* Workspace(size_t bytes);
   // False once an error is recorded: ops then launch nothing until ConsumeError().
   bool ok() const { return first_error_.ok(); }
+  // Records `message` as the first error, INVALID_ARGUMENT (an argument no kernel can take).
+  void Fail(const std::string& message);
 
   int device_;
   cudaStream_t stream_;
 
  private:
   friend class CudaExec;
-  // Records `message` as the first error (an argument the kernels cannot take).
-  void Fail(const std::string& message);
   // Frees `*p` and allocates `bytes` (rounded up) when `*capacity` is smaller.
   void* Grow(void** p, size_t* capacity, size_t bytes, const char* what);
 

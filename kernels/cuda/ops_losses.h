@@ -19,6 +19,9 @@ ELK_HD inline int64_t SampleTarget(int64_t samples, int64_t inner, int64_t i) {
 
 // ln Gamma'(x) for x > 0: recurrence up to 6, then the asymptotic series.
 ELK_HD inline double Digamma(double x) {
+  // The recurrence would take forever from -inf or a huge negative argument (a thread that never
+  // ends hangs the device); such a Beta parameter has no finite loss anyway.
+  if (x < -1e6) return static_cast<double>(NAN);
   double r = 0;
   while (x < 6) {
     r -= 1 / x;

@@ -1,9 +1,10 @@
 // The CUDA backend's element-wise half verified without a GPU: the very ops templates and
 // dispatch code that kernels/cuda/*.cu compile for the device (kernels/cuda/ops_*.h,
-// dispatch_*.inc) run here on a host executor, as a backend `HostBodies`, through every case
-// of the parity harness (tests/kernels/parity_*_test.cc) against the naive references. What this
-// cannot reach is only the launch machinery of kernels/cuda/cuda_exec.cuh (grid-stride loops,
-// block reductions), which the `gpu` parity run covers on a device.
+// dispatch_*.inc) run here on a host executor through every case of the parity harness
+// (tests/kernels/parity_*_test.cc) against the naive references, twice: in index order (backend
+// `HostBodies`) and replaying CudaExec's launches with the geometry and per-thread reduction
+// steps of kernels/cuda/launch_plan.h (backend `HostReplay`). Only real concurrency (barriers,
+// shared memory, the stream) is left for the `gpu` run, cuda_ops_parity_test.
 #include <gtest/gtest.h>
 
 #include <algorithm>
