@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> zxy = {23, 185, 185};
   bool lite = false;
   std::string net_name = "neuro3d";  // or an example job file: --net unet3d_lite (UpConv family)
+  elektronn::kernels::BackendOptions backend_options;  // --device cpu|cuda:N, --tf32
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -83,6 +84,10 @@ int main(int argc, char** argv) {
       which = v;
     } else if (const char* v = value("--net")) {
       net_name = v;
+    } else if (const char* v = value("--device")) {
+      backend_options.device = v;
+    } else if (a == "--tf32") {
+      backend_options.allow_tf32 = true;
     } else if (a == "--lite") {
       lite = true;
       if (zxy == std::vector<int64_t>{23, 185, 185}) zxy = {11, 155, 155};
@@ -97,11 +102,14 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
-          "[--input z,x,y] [--lite] [--net neuro3d|unet3d_lite]\nThreads: set OMP_NUM_THREADS.\n");
+          "[--input z,x,y] [--lite] [--net neuro3d|unet3d_lite] [--device cpu|cuda:N] [--tf32]\n"
+          "Threads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
-  auto backend = elektronn::kernels::CreateCpuBackend();
+  auto backend_or = elektronn::kernels::CreateBackend(backend_options);
+  if (!backend_or.ok()) return Fail(backend_or.status());
+  std::unique_ptr<elektronn::kernels::Backend> backend = *std::move(backend_or);
   absl::StatusOr<elektronn::v1::ModelSpec> spec = elektronn::Neuro3dSpec(zxy, lite);
   if (net_name != "neuro3d") spec = ExampleSpec(net_name);  // UpConv family
   if (!spec.ok()) return Fail(spec.status());
@@ -125,15 +133,20 @@ int main(int argc, char** argv) {
   auto run = [&](const char* name, double work, auto step) -> int {
     for (int i = 0; i < warmup; ++i)
       if (auto s = step(); !s.ok()) return Fail(s);
+    if (auto s = backend->Synchronize(); !s.ok()) return Fail(s);  // CUDA: an idle stream
     std::vector<double> ms;
     for (int i = 0; i < repeats; ++i) {
       auto t0 = Clock::now();
       if (auto s = step(); !s.ok()) return Fail(s);
+      if (auto s = backend->Synchronize(); !s.ok()) return Fail(s);
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     }
     const double med = Median(ms);
-    std::printf("{\"case\": \"%s\", \"elektronn_ms\": %.2f, \"gflop\": %.2f, \"gflops\": %.1f}\n",
-                name, med, work, work / med * 1e3);
+    std::printf(
+        "{\"case\": \"%s\", \"device\": \"%s\", \"tf32\": %s, \"elektronn_ms\": %.2f, "
+        "\"gflop\": %.2f, \"gflops\": %.1f}\n",
+        name, backend->name().c_str(), backend_options.allow_tf32 ? "true" : "false", med, work,
+        work / med * 1e3);
     std::fflush(stdout);
     return 0;
   };

@@ -99,6 +99,7 @@ void AddTrainingDetails(const v1::Job& job,
   }
   add("progress", progress);
   add("loss", job.step() > 0 ? FormatLoss(job.loss()) : "-");
+  if (!job.waiting_for().empty()) add("waiting for", job.waiting_for());
   if (!job.error().empty()) add("error", job.error());
   if (job.has_hyperparameters()) {
     add("hyperparameters", FormatHyperparameters(job.hyperparameters()));

@@ -377,6 +377,12 @@ class Backend {
     return absl::UnimplementedError(name() + " has no transposed convolution (CreateDeconv)");
   }
 
+  // Waits until every call issued so far has finished and returns the first error any of them
+  // hit (the CUDA backend's launches run asynchronously on its stream and its element-wise
+  // functions return nothing). The trainer calls it at step boundaries; host-synchronous
+  // backends have nothing to report.
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
+
   // Optimiser updates over flat parameter buffers (reference §4).
   struct OptimiserStep {
     float lr = 0, mom = 0, wd = 0, beta2 = 0.999f, eps = 1e-5f;
@@ -399,18 +405,24 @@ bool InLibraryCall();
 // The oneDNN CPU backend (threads: OpenMP's, set by OMP_NUM_THREADS).
 std::unique_ptr<Backend> CreateCpuBackend();
 
-// What a job asks of its backend: the device ("cpu", or "cuda:N" once the CUDA backend exists)
-// and, for the CPU, how many threads (0: OpenMP's default, i.e. OMP_NUM_THREADS).
+// What a job asks of its backend: the device ("cpu" or "cuda:N"), for the CPU how many threads
+// (0: OpenMP's default, i.e. OMP_NUM_THREADS), and for CUDA the numerics: TF32 tensor cores
+// (off: full FP32, matching the CPU within parity tolerance), deterministic algorithms only, and
+// a timed cuDNN algorithm search per shape instead of its heuristics.
 struct BackendOptions {
   std::string device = "cpu";
   int threads = 0;
+  bool allow_tf32 = false;
+  bool deterministic = false;
+  bool timed_algorithm_search = false;
 };
 
 // The one way the worker, tools and benchmarks get a backend. An unknown or unavailable
 // device is INVALID_ARGUMENT / UNAVAILABLE naming it and what this build offers.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
 
-// The devices this build can create backends for, e.g. {"cpu"}.
+// The devices this build can create backends for on this host, e.g. {"cpu", "cuda:0"}: cuda:N
+// only with the CUDA backend compiled in and N devices visible at run time.
 std::vector<std::string> AvailableDevices();
 
 }  // namespace elektronn::kernels

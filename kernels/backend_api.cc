@@ -5,6 +5,9 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#ifdef ELK_HAVE_CUDA
+#include "kernels/cuda/cuda_devices.h"
+#endif
 
 namespace elektronn::kernels {
 
@@ -37,6 +40,13 @@ const char* EltwiseName(Eltwise e) {
   return "?";
 }
 
-std::vector<std::string> AvailableDevices() { return {"cpu"}; }
+std::vector<std::string> AvailableDevices() {
+  std::vector<std::string> d = {"cpu"};
+#ifdef ELK_HAVE_CUDA
+  auto n = cuda::CudaDeviceCount();
+  for (int i = 0; n.ok() && i < *n; ++i) d.push_back("cuda:" + std::to_string(i));
+#endif
+  return d;
+}
 
 }  // namespace elektronn::kernels

@@ -28,6 +28,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "rpc/status.h"
+#include "server/gpu_assignment.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -491,7 +492,8 @@ HostOccupancy JobManager::OccupancyLocked() const {
       if (absl::StartsWith(device, "cuda:") && !absl::SimpleAtoi(device.substr(5), &index)) {
         continue;
       }
-      h.gpu_index_jobs[index] = name;
+      // A running job shows as the GPU's user, not a job queued behind it.
+      if (e->active || !h.gpu_index_jobs.contains(index)) h.gpu_index_jobs[index] = name;
     }
   }
   return h;
@@ -582,10 +584,27 @@ void JobManager::SchedulerLoop() {
       // A job slot each: running jobs without a reservation, and reservations (whose jobs start
       // at once: the slot is theirs already).
       int used = plain_active + (reservations_ != nullptr ? reservations_->HeldSlots() : 0);
+      // One GPU never runs two jobs: a plain job on a cuda:N that a running plain job holds
+      // stays QUEUED (with the reason in waiting_for) until that job ends. Reserved jobs see only
+      // their reservation's GPUs, which the reservation book keeps exclusive.
+      GpuAssignment gpus;
+      for (auto& [name, e] : jobs_) {
+        if (e->active && e->job.reservation().empty()) {
+          gpus.Hold(name, e->job.spec().resources().device());
+        }
+      }
       for (auto& [name, e] : jobs_) {
         if (e->job.state() != v1::QUEUED || e->active) continue;
         const bool reserved = !e->job.reservation().empty();
         if (!reserved && used >= options_.capacity) continue;
+        const std::string& device = e->job.spec().resources().device();
+        if (!reserved) {
+          const std::string wait = gpus.WhyWait(device);
+          if (wait != e->job.waiting_for()) e->job.set_waiting_for(wait);
+          if (!wait.empty()) continue;
+          gpus.Hold(name, device);
+        }
+        e->job.clear_waiting_for();
         SpawnLocked(e.get());
         if (!reserved) ++used;
       }

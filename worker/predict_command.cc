@@ -314,7 +314,8 @@ int RunPredictCommand(const PredictCommand& c, const std::vector<std::string>& a
   options->resume = !c.flags.no_resume || !c.spec_path.empty();
   auto backend = kernels::CreateBackend(
       {.device = job->resources().device().empty() ? "cpu" : job->resources().device(),
-       .threads = job->resources().cpu_threads()});
+       .threads = job->resources().cpu_threads(),
+       .allow_tf32 = job->resources().allow_tf32()});
   if (!backend.ok()) return Fail(events.get(), backend.status());
 
   std::printf("Predicting %s with %s into %s\n", options->input.c_str(), options->model.c_str(),

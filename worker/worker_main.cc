@@ -114,6 +114,13 @@ int main(int argc, char** argv) {
                   "Ctrl-C saves and exits instead of opening the shell (the default off a "
                   "terminal)");
   std::vector<std::string> overrides;
+  std::string device;
+  bool tf32 = false, deterministic = false;
+  train->add_option("--device", device,
+                    "compute device, cpu or cuda:N (overrides the job's resources.device)");
+  train->add_flag("--tf32", tf32, "CUDA: allow TF32 tensor cores (default: full FP32)");
+  train->add_flag("--deterministic", deterministic,
+                  "CUDA: deterministic cuDNN algorithms only (reproducible, maybe slower)");
   train->add_option("--set", overrides,
                     "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
   int event_fd = -1;
@@ -240,9 +247,14 @@ int main(int argc, char** argv) {
     if (!spec_path.empty() || !data_dir.empty()) {
       if (absl::Status s = ConfineJobDataPaths(&*job, o.job_dir); !s.ok()) return Fail(s);
     }
+    if (!device.empty()) job->mutable_resources()->set_device(device);
+    if (tf32) job->mutable_resources()->set_allow_tf32(true);
+    if (deterministic) job->mutable_resources()->set_deterministic(true);
     auto backend = kernels::CreateBackend(
         {.device = job->resources().device().empty() ? "cpu" : job->resources().device(),
-         .threads = job->resources().cpu_threads()});
+         .threads = job->resources().cpu_threads(),
+         .allow_tf32 = job->resources().allow_tf32(),
+         .deterministic = job->resources().deterministic()});
     if (!backend.ok()) return Fail(backend.status());
     o.overwrite = overwrite;
     o.resume = resume;

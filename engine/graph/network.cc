@@ -142,7 +142,8 @@ absl::StatusOr<float> Network::Scalar(const std::string& name) const {
 absl::Status Network::Forward() {
   ExecContext& ctx = ctx_;
   for (const auto& n : graph_->nodes()) RETURN_IF_ERROR(n->Forward(ctx));
-  return absl::OkStatus();
+  // Errors of asynchronous launches (CUDA) surface here, naming the call, not at a later read.
+  return ctx.backend->Synchronize();
 }
 
 absl::Status Network::RunBackward(Node* from) {
@@ -157,7 +158,7 @@ absl::Status Network::RunBackward(Node* from) {
     RETURN_IF_ERROR(n->Backward(ctx_));
   }
   if (!started) return NodeError(*from, "is not on the backward path");
-  return absl::OkStatus();
+  return ctx_.backend->Synchronize();
 }
 
 absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
@@ -176,8 +177,10 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
   const std::string& loss = graph_->spec().designations().loss_node();
   for (int r = 0; r < repeats; ++r) {
     for (size_t i = 0; i < nodes.size(); ++i) {
+      RETURN_IF_ERROR(ctx_.backend->Synchronize());  // asynchronous backends: time the node only
       auto t0 = Clock::now();
       RETURN_IF_ERROR(nodes[i]->Forward(ctx_));
+      RETURN_IF_ERROR(ctx_.backend->Synchronize());
       t[i].forward_ms += ms(t0) / repeats;
     }
     if (loss.empty() || options_.inference_only) continue;
@@ -188,8 +191,10 @@ absl::StatusOr<std::vector<Network::NodeTiming>> Network::Profile(int repeats) {
     l->mark_grad_written();
     for (Node* n : backward_order_) {
       if (!n->needs_grad() || !n->grad_written()) continue;
+      RETURN_IF_ERROR(ctx_.backend->Synchronize());
       auto t0 = Clock::now();
       RETURN_IF_ERROR(n->Backward(ctx_));
+      RETURN_IF_ERROR(ctx_.backend->Synchronize());
       t[index[n]].backward_ms += ms(t0) / repeats;
     }
   }

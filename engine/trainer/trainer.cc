@@ -562,6 +562,7 @@ absl::Status Trainer::TrainStep(double* loss) {
   SnapshotGoodState();
   RETURN_IF_ERROR(net_->Backward());
   opt_->Step();
+  RETURN_IF_ERROR(net_->backend()->Synchronize());  // the update's launch errors, if any
   ++step_;
   net_->set_step(static_cast<uint64_t>(step_));
   if (!error_name_.empty()) {

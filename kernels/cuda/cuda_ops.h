@@ -12,12 +12,15 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "kernels/backend.h"
 
 namespace elektronn::kernels::cuda {
+
+class CudaExec;  // kernels/cuda/cuda_exec.cuh: the launches behind every op
 
 class CudaOps : public Backend {
  public:
@@ -155,14 +158,27 @@ class CudaOps : public Backend {
   // Device scratch of at least `bytes` for reductions; grown at compile time only
   // (a reduction of a larger size than seen before reallocates once).
   void* Scratch(size_t bytes);
+  // Device memory of at least `bytes` an op keeps across its launches (batch normalisation's
+  // per-channel coefficients), apart from Scratch; grown like it.
+  void* Workspace(size_t bytes);
+  // False once an error is recorded: ops then launch nothing until ConsumeError().
+  bool ok() const { return first_error_.ok(); }
+  // Records `message` as the first error, INVALID_ARGUMENT (an argument no kernel can take).
+  void Fail(const std::string& message);
 
   int device_;
   cudaStream_t stream_;
 
  private:
+  friend class CudaExec;
+  // Frees `*p` and allocates `bytes` (rounded up) when `*capacity` is smaller.
+  void* Grow(void** p, size_t* capacity, size_t bytes, const char* what);
+
   absl::Status first_error_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
 };
 
 }  // namespace elektronn::kernels::cuda

@@ -2,6 +2,7 @@
 #include "tests/engine/gradient_checker.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "absl/strings/str_format.h"
@@ -34,11 +35,18 @@ double RelError(const std::vector<double>& a, const std::vector<double>& b) {
 
 absl::Status CheckGradients(const v1::ModelSpec& spec, const GradientCheckOptions& opt,
                             GradientCheckReport* report) {
-  static std::unique_ptr<kernels::Backend> backend = kernels::CreateCpuBackend();
+  // The device: ELK_GRADIENT_DEVICE (e.g. cuda:0: ctest's gradient_cuda_test, label `gpu`,
+  // runs the same checks on the CUDA backend), else the CPU. Created once per process.
+  static absl::StatusOr<std::unique_ptr<kernels::Backend>> backend_or = [] {
+    const char* d = std::getenv("ELK_GRADIENT_DEVICE");
+    return kernels::CreateBackend({.device = d != nullptr && *d != '\0' ? d : "cpu"});
+  }();
+  if (!backend_or.ok()) return backend_or.status();
+  kernels::Backend* backend = backend_or->get();
   NetworkOptions no;
   no.batch_size = opt.batch_size;
   no.input_gradients = true;
-  ASSIGN_OR_RETURN(auto net, Network::Create(spec, backend.get(), no));
+  ASSIGN_OR_RETURN(auto net, Network::Create(spec, backend, no));
   net->set_training(true);
   std::mt19937_64 rng(opt.seed);
   std::uniform_real_distribution<float> u(-1.f, 1.f);

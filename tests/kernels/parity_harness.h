@@ -40,14 +40,34 @@ struct BackendEntry {
   std::function<absl::StatusOr<std::unique_ptr<Backend>>()> create;
 };
 
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+// A test binary that compiles the cases against its own backends names the function listing
+// them (cuda_bodies_test: the CUDA backend's ops on the host).
+std::vector<BackendEntry> ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
+
+// kernel_parity_test lists the CPU; kernel_parity_gpu_test (ctest label `gpu`, the same sources
+// built with ELK_PARITY_CUDA) lists CUDA device 0 instead.
 inline std::vector<BackendEntry> Backends() {
+#ifdef ELK_PARITY_BACKENDS_OVERRIDE
+  return ELK_PARITY_BACKENDS_OVERRIDE();
+#endif
   std::vector<BackendEntry> b;
+#ifdef ELK_PARITY_CUDA
+  b.push_back({"Cuda", []() -> absl::StatusOr<std::unique_ptr<Backend>> {
+                 return kernels::CreateBackend({.device = "cuda:0"});
+               }});
+#else
   b.push_back({"Cpu", []() -> absl::StatusOr<std::unique_ptr<Backend>> {
                  return kernels::CreateCpuBackend();
                }});
-  // The CUDA backend joins here once it exists, e.g. {"Cuda", kernels::CreateCudaBackend}.
+#endif
   return b;
 }
+
+// True when a GPU suite may skip for want of a device: its backend reported UNAVAILABLE and
+// ELK_REQUIRE_GPU is not set (scripts/gpu-check sets it, so there a missing GPU fails).
+bool MaySkipWithoutDevice(const absl::Status& create_status);
 
 // ---------------------------------------------------------------------------------------------
 // Inputs and buffers
