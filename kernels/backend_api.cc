@@ -4,6 +4,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "kernels/backend.h"
 
 namespace elektronn::kernels {
@@ -38,5 +42,20 @@ const char* EltwiseName(Eltwise e) {
 }
 
 std::vector<std::string> AvailableDevices() { return {"cpu"}; }
+
+const char* DataTypeName(DataType t) { return t == DataType::kBf16 ? "bf16" : "fp32"; }
+
+bool CpuHasBf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  // AVX512F with OS support (the compiler's check reads XCR0), then AVX512_BF16: cpuid leaf 7,
+  // sub-leaf 1, EAX bit 5.
+  if (!__builtin_cpu_supports("avx512f")) return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (eax & bit_AVX512BF16) != 0;
+#else
+  return false;
+#endif
+}
 
 }  // namespace elektronn::kernels
