@@ -49,6 +49,9 @@ const char* EltwiseName(Eltwise e);
 // in between (the graph never does). Backends refuse kBf16 where the hardware lacks it.
 enum class DataType { kF32, kBf16 };
 const char* DataTypeName(DataType t);  // "fp32", "bf16" (the job files' `precision` values)
+// "fp32" or "" -> kF32, "bf16" -> kBf16; anything else INVALID_ARGUMENT naming `field` and the
+// valid values.
+absl::StatusOr<DataType> ParseDataType(const std::string& field, const std::string& value);
 // True when this CPU has AVX512_BF16 and the OS enables AVX-512 (cpuid; no oneDNN needed).
 bool CpuHasBf16();
 

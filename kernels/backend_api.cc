@@ -8,6 +8,7 @@
 #include <cpuid.h>
 #endif
 
+#include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 
 namespace elektronn::kernels {
@@ -44,6 +45,13 @@ const char* EltwiseName(Eltwise e) {
 std::vector<std::string> AvailableDevices() { return {"cpu"}; }
 
 const char* DataTypeName(DataType t) { return t == DataType::kBf16 ? "bf16" : "fp32"; }
+
+absl::StatusOr<DataType> ParseDataType(const std::string& field, const std::string& value) {
+  if (value.empty() || value == "fp32") return DataType::kF32;
+  if (value == "bf16") return DataType::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is '", value, "'; valid values: 'fp32' (default), 'bf16'"));
+}
 
 bool CpuHasBf16() {
 #if defined(__x86_64__) || defined(__i386__)
