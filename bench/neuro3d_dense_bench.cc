@@ -72,7 +72,7 @@ struct Args {
   Zxy volume = {34, 188, 188};   // input voxels (z,x,y), for setup
   Zxy patch = {0, 0, 0};         // the net's patch ps (PredictOptions::patch); 0: its choice
   int repeats = 1, warmup = 0, threads = 2;
-  int64_t memory_limit_mib = 0;  // PredictOptions::memory_limit; 0: its default
+  int64_t memory_limit_mib = 0;    // PredictOptions::memory_limit; 0: its default
   std::string precision = "fp32";  // predict: bf16 writes pred_bf16.zarr, compared with pred.zarr
 };
 
@@ -379,9 +379,9 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
       "\"voxels\": %d, \"vox_s\": %.1f, "
       "\"gflop\": %.1f, \"gflops\": %.1f, \"patch\": %s, \"tiles\": %d, \"output\": [%d, %d, "
       "%d, %d]%s, \"notes\": \"%s\"}\n",
-      std::string(mfp ? "predict" : "stitch") + (bf16 ? "_bf16" : ""), s, Median(setup), voxels, voxels / s, gflop, gflop / s,
-      Json(sum.patch), tiles, sum.output_shape.c, sum.output_shape.z, sum.output_shape.x,
-      sum.output_shape.y, diff, absl::StrJoin(sum.notes, "; "));
+      std::string(mfp ? "predict" : "stitch") + (bf16 ? "_bf16" : ""), s, Median(setup), voxels,
+      voxels / s, gflop, gflop / s, Json(sum.patch), tiles, sum.output_shape.c, sum.output_shape.z,
+      sum.output_shape.x, sum.output_shape.y, diff, absl::StrJoin(sum.notes, "; "));
   std::fflush(stdout);
   return absl::OkStatus();
 }
