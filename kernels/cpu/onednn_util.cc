@@ -147,17 +147,17 @@ Bf16Copy::Bf16Copy(DnnlContext* ctx, const memory::desc& f32_md, const memory::d
   reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
   reorder_.Arg(DNNL_ARG_FROM, f32_md);
   reorder_.Arg(DNNL_ARG_TO, bf16_md);
-  buf_.resize((bf16_md.get_size() + 1) / 2);
+  buf_.reset(new uint16_t[(bf16_md.get_size() + 1) / 2]);
 }
 
 const void* Bf16Copy::Of(const float* src) {
   if (src != last_) {
     reorder_.Set(DNNL_ARG_FROM, src);
-    reorder_.Set(DNNL_ARG_TO, buf_.data());
+    reorder_.Set(DNNL_ARG_TO, buf_.get());
     reorder_.Execute(ctx_->stream);
     last_ = src;
   }
-  return buf_.data();
+  return buf_.get();
 }
 
 void AddInto(float* a, const float* b, int64_t n) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dnnl.hpp>
+#include <memory>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -92,7 +93,9 @@ class Bf16Copy {
  private:
   DnnlContext* ctx_ = nullptr;
   PrimitiveCall reorder_;
-  std::vector<uint16_t> buf_;
+  // Not zero-filled: pages are touched only when a rounding is written (a prediction never
+  // writes the diff_dst copy, so it costs address space only).
+  std::unique_ptr<uint16_t[]> buf_;
   const float* last_ = nullptr;
 };
 
