@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   bool lite = false;
   std::string net_name = "neuro3d";  // or an example job file: --net unet3d_lite (UpConv family)
   elektronn::kernels::BackendOptions backend_options;  // --device cpu|cuda:N, --tf32
+  std::string precision = "fp32";    // --precision bf16: cases named <net>_<case>_bf16
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
       backend_options.device = v;
     } else if (a == "--tf32") {
       backend_options.allow_tf32 = true;
+    } else if (const char* v = value("--precision")) {
+      precision = v;
     } else if (a == "--lite") {
       lite = true;
       if (zxy == std::vector<int64_t>{23, 185, 185}) zxy = {11, 155, 155};
@@ -102,7 +105,8 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: neuro3d_bench [--warmup N] [--repeats N] [--case train|forward|all|profile] "
-          "[--input z,x,y] [--lite] [--net neuro3d|unet3d_lite] [--device cpu|cuda:N] [--tf32]\n"
+          "[--input z,x,y] [--lite] [--net neuro3d|unet3d_lite] [--device cpu|cuda:N] [--tf32] "
+          "[--precision fp32|bf16]\n"
           "Threads: set OMP_NUM_THREADS.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
@@ -113,7 +117,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<elektronn::v1::ModelSpec> spec = elektronn::Neuro3dSpec(zxy, lite);
   if (net_name != "neuro3d") spec = ExampleSpec(net_name);  // UpConv family
   if (!spec.ok()) return Fail(spec.status());
-  auto net_or = elektronn::Network::Create(*spec, backend.get(), {1, 1});
+  auto dtype = elektronn::kernels::ParseDataType("--precision", precision);
+  if (!dtype.ok()) return Fail(dtype.status());
+  elektronn::NetworkOptions options{1, 1};
+  options.precision = *dtype;
+  const std::string suffix = *dtype == elektronn::kernels::DataType::kBf16 ? "_bf16" : "";
+  auto net_or = elektronn::Network::Create(*spec, backend.get(), options);
   if (!net_or.ok()) return Fail(net_or.status());
   elektronn::Network& net = **net_or;
   std::mt19937 rng(0);
@@ -167,7 +176,7 @@ int main(int argc, char** argv) {
     net.set_training(true);
     // Training: forward + backward-data (all but the first layer) + backward-weights.
     const double first = 2 * net.graph().Find("conv")->cost() / 1e9;
-    int rc = run((net_name + "_train").c_str(), 3 * gflop - first, [&]() -> absl::Status {
+    int rc = run((net_name + "_train" + suffix).c_str(), 3 * gflop - first, [&]() -> absl::Status {
       RETURN_IF_ERROR(net.Forward());
       RETURN_IF_ERROR(net.Backward());
       adam.Step();
@@ -178,7 +187,7 @@ int main(int argc, char** argv) {
   }
   if (which == "forward" || which == "all") {
     net.set_training(false);
-    int rc = run((net_name + "_forward").c_str(), gflop, [&]() { return net.Forward(); });
+    int rc = run((net_name + "_forward" + suffix).c_str(), gflop, [&]() { return net.Forward(); });
     if (rc) return rc;
   }
   return 0;

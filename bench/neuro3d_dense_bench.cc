@@ -72,7 +72,8 @@ struct Args {
   Zxy volume = {34, 188, 188};   // input voxels (z,x,y), for setup
   Zxy patch = {0, 0, 0};         // the net's patch ps (PredictOptions::patch); 0: its choice
   int repeats = 1, warmup = 0, threads = 2;
-  int64_t memory_limit_mib = 0;  // PredictOptions::memory_limit; 0: its default
+  int64_t memory_limit_mib = 0;    // PredictOptions::memory_limit; 0: its default
+  std::string precision = "fp32";  // predict: bf16 writes pred_bf16.zarr, compared with pred.zarr
 };
 
 // The patch given, or for the in-memory cases the one whose single tile covers the volume.
@@ -325,9 +326,11 @@ absl::Status Forward(const Args& a, kernels::Backend* b) {
 // PredictVolume, the product path: MFP ("pred.zarr") or shift-and-stitch ("stitch.zarr").
 absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   PredictOptions o;
+  ASSIGN_OR_RETURN(o.precision, kernels::ParseDataType("--precision", a.precision));
+  const bool bf16 = o.precision == kernels::DataType::kBf16;
   o.model = a.work + "/model.h5";
   o.input = a.work + "/" + a.input + ":/raw";
-  o.output = a.work + (mfp ? "/pred.zarr" : "/stitch.zarr");
+  o.output = a.work + (!mfp ? "/stitch.zarr" : bf16 ? "/pred_bf16.zarr" : "/pred.zarr");
   if (a.patch[0] > 0) o.patch = {a.patch[0], a.patch[1], a.patch[2]};
   o.mfp = mfp ? PredictOptions::Mfp::kOn : PredictOptions::Mfp::kOff;
   o.pad = PadMode::kError;  // the valid region, as PyTorch's one pass computes it
@@ -365,10 +368,10 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
   const int64_t tiles = g.tiles[0] * g.tiles[1] * g.tiles[2];
   const double gflop = pass.gflop * tiles * (mfp ? 1 : g.passes_per_tile);
   std::string diff;
-  if (!mfp) {
+  if (!mfp || bf16) {
     VolumeShape shape;
     ASSIGN_OR_RETURN(std::vector<float> v, ReadAll(o.output, &shape));
-    diff = absl::StrFormat(", \"max_abs_diff_vs_mfp\": %.3g",
+    diff = absl::StrFormat(", \"max_abs_diff_vs_%s\": %.3g", bf16 ? "fp32" : "mfp",
                            MaxAbsDiffWith(a.work + "/pred.zarr", v));
   }
   absl::PrintF(
@@ -376,9 +379,9 @@ absl::Status Predict(const Args& a, kernels::Backend* b, bool mfp) {
       "\"voxels\": %d, \"vox_s\": %.1f, "
       "\"gflop\": %.1f, \"gflops\": %.1f, \"patch\": %s, \"tiles\": %d, \"output\": [%d, %d, "
       "%d, %d]%s, \"notes\": \"%s\"}\n",
-      mfp ? "predict" : "stitch", s, Median(setup), voxels, voxels / s, gflop, gflop / s,
-      Json(sum.patch), tiles, sum.output_shape.c, sum.output_shape.z, sum.output_shape.x,
-      sum.output_shape.y, diff, absl::StrJoin(sum.notes, "; "));
+      std::string(mfp ? "predict" : "stitch") + (bf16 ? "_bf16" : ""), s, Median(setup), voxels,
+      voxels / s, gflop, gflop / s, Json(sum.patch), tiles, sum.output_shape.c, sum.output_shape.z,
+      sum.output_shape.x, sum.output_shape.y, diff, absl::StrJoin(sum.notes, "; "));
   std::fflush(stdout);
   return absl::OkStatus();
 }
@@ -529,12 +532,14 @@ int main(int argc, char** argv) {
       a.warmup = std::atoi(v), ++i;
     } else if (f == "--threads" && v) {
       a.threads = std::atoi(v), ++i;
+    } else if (f == "--precision" && v) {
+      a.precision = v, ++i;
     } else {
       std::fprintf(stderr,
                    "usage: neuro3d_dense_bench --case "
                    "setup|predict|stitch|forward|profile|memory --work DIR [--volume z,x,y] "
                    "[--input raw.h5|raw2.h5] [--patch z,x,y] [--memory-limit MiB] [--repeats N] "
-                   "[--warmup N] [--threads N]\n");
+                   "[--warmup N] [--threads N] [--precision fp32|bf16]\n");
       return f == "--help" || f == "-h" ? 0 : 2;
     }
     if (!s.ok()) return fail(s);

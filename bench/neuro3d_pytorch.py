@@ -229,6 +229,9 @@ def main():
     ap.add_argument("--input", default="23,185,185", help="z,x,y")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--net", choices=["neuro3d", "unet3d_lite"], default="neuro3d")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: torch.autocast('cpu', bfloat16) with channels_last_3d tensors "
+                         "(cases named <net>_<case>_bf16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -249,16 +252,28 @@ def main():
         fwd_flops, first_flops, out_shape = conv_flops(net, x)
     target = torch.randint(0, 2, [out_shape[0]] + out_shape[2:])
     opt = torch.optim.Adam(net.parameters(), lr=5e-4, betas=(0.9, 0.999), eps=1e-5)
+    bf16 = a.precision == "bf16"
+    suffix = "_bf16" if bf16 else ""
+    if bf16:  # PyTorch's recommended CPU mixed precision: bf16 autocast, channels-last 3-D
+        net = net.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+
+    def run_net(inp):
+        if not bf16:
+            return net(inp)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(inp)
+        return out.float()  # softmax, loss and everything reduced in fp32, as ours
 
     def train_step():
-        loss = F.nll_loss(F.log_softmax(net(x), dim=1), target)
+        loss = F.nll_loss(F.log_softmax(run_net(x), dim=1), target)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=False)
 
     def forward():
         with torch.no_grad():
-            return F.softmax(net(x), dim=1)
+            return F.softmax(run_net(x), dim=1)
 
     cases = {
         # forward + backward data + backward weights; no backward data for layer 1
@@ -269,7 +284,7 @@ def main():
         fn, flops = cases[name]
         ms = bench(fn, a.warmup, a.repeats)
         print(json.dumps({
-            "case": a.net + "_" + name,
+            "case": a.net + "_" + name + suffix,
             "pytorch_ms": round(ms, 1),
             "gflop": round(flops / 1e9, 2),
             "gflops": round(flops / 1e9 / (ms / 1e3), 1),

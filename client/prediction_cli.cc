@@ -119,6 +119,11 @@ void AddPredictionFlags(CLI::App* app, PredictionFlags* f, bool positionals_requ
       ->capture_default_str();
   app->add_flag("--no-resume", f->no_resume, "refuse an existing output instead of continuing it");
   app->add_option("--device", f->device, "compute device")->capture_default_str();
+  app->add_option("--precision", f->precision,
+                  "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 "
+                  "(mixed precision, on CPUs with AVX512_BF16)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
 }
 
 std::string PredictionHelpFooter() {
@@ -204,6 +209,9 @@ absl::StatusOr<v1::JobSpec> PredictionJobSpec(const PredictionFlags& f) {
   if (f.threads < 0) return Bad("--threads", std::to_string(f.threads), "0 (all cores) or more");
   job.mutable_resources()->set_cpu_threads(f.threads);
   job.mutable_resources()->set_device(f.device);
+  if (f.precision != "fp32" && f.precision != "bf16")
+    return Bad("--precision", f.precision, "fp32 or bf16");
+  job.mutable_resources()->set_precision(f.precision);
   return job;
 }
 

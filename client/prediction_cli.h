@@ -32,6 +32,7 @@ struct PredictionFlags {
   std::string compression = "none";
   bool no_resume = false;
   std::string device = "cpu";
+  std::string precision = "fp32";  // or "bf16" (JobResources.precision)
 };
 
 // Registers MODEL INPUT OUTPUT and every option above on `app` (writing into `*flags`, which must
@@ -42,9 +43,9 @@ void AddPredictionFlags(CLI::App* app, PredictionFlags* flags, bool positionals_
 // The usage examples and defaults shown below the options of `predict --help`.
 std::string PredictionHelpFooter();
 
-// A JobSpec with `prediction` (and `resources`: device, cpu_threads) set from `flags`. Errors
-// are INVALID_ARGUMENT naming the option, the bad value and what would be valid. The model is
-// copied as given (a local run opens it; the client rewrites "N" to "jobs/N" for --host).
+// A JobSpec with `prediction` (and `resources`: device, cpu_threads, precision) set from `flags`.
+// Errors are INVALID_ARGUMENT naming the option, the bad value and what would be valid. The model
+// is copied as given (a local run opens it; the client rewrites "N" to "jobs/N" for --host).
 absl::StatusOr<v1::JobSpec> PredictionJobSpec(const PredictionFlags& flags);
 
 // "4G", "512M", "100K", "1.5G", "4GiB", "1000" (bytes) -> bytes; K/M/G/T are powers of 1024.

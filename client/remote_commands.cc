@@ -105,6 +105,8 @@ void AddTrainingDetails(const v1::Job& job,
     add("hyperparameters", FormatHyperparameters(job.hyperparameters()));
     add("schedules", FormatSchedules(job.hyperparameters()));
   }
+  const std::string& precision = job.spec().resources().precision();
+  add("precision", precision.empty() ? "fp32" : precision);
   const std::string& save_name = job.spec().training().save_name();
   if (!save_name.empty()) add("save_name", save_name);
   if (!job.spec().job_file_name().empty()) add("job_file", job.spec().job_file_name());
@@ -859,7 +861,8 @@ std::string FormatResourcesTable(const std::vector<HostResources>& hosts) {
     std::string version = d.version().empty() ? "?" : d.version();
     if (!d.revision().empty()) version += " (" + d.revision() + ")";
     rows.push_back(
-        {h.host, r.hostname(), version, std::to_string(r.cpu_count()),
+        {h.host, r.hostname(), version,
+         std::to_string(r.cpu_count()) + (r.cpu_bf16() ? " (bf16)" : ""),
          absl::StrFormat("%.2f", r.load_average_1m()),
          FormatBytes(r.memory_available_bytes()) + "/" + FormatBytes(r.memory_total_bytes()),
          FormatBytes(r.state_dir_free_bytes()), gpus, jobs});

@@ -39,6 +39,22 @@ enum class Eltwise {
 bool IsMonotone(Eltwise e);
 const char* EltwiseName(Eltwise e);
 
+// Precision of the heavy kernels (convolution, transposed convolution, matrix product, pooling).
+// kBf16 is mixed precision behind the same float* interface: the kernel rounds its activation
+// inputs and a copy of the weights to bfloat16 (8-bit mantissa) and accumulates in fp32; outputs,
+// input and weight gradients stay fp32, and so do the master weights the optimiser updates. The
+// bf16 weight copy is refreshed by every Forward (once per step). BackwardData/BackwardWeights
+// reuse the bf16 rounding of `src` made by the last Forward, and of `diff_dst` made by the other
+// backward call since then, when given the same pointer: the caller must not change those buffers
+// in between (the graph never does). Backends refuse kBf16 where the hardware lacks it.
+enum class DataType { kF32, kBf16 };
+const char* DataTypeName(DataType t);  // "fp32", "bf16" (the job files' `precision` values)
+// "fp32" or "" -> kF32, "bf16" -> kBf16; anything else INVALID_ARGUMENT naming `field` and the
+// valid values.
+absl::StatusOr<DataType> ParseDataType(const std::string& field, const std::string& value);
+// True when this CPU has AVX512_BF16 and the OS enables AVX-512 (cpuid; no oneDNN needed).
+bool CpuHasBf16();
+
 struct ConvDesc {
   int64_t batch = 1;
   int64_t in_channels = 1;
@@ -48,6 +64,7 @@ struct ConvDesc {
   std::vector<int64_t> pad;                     // symmetric zero padding per axis
   Eltwise fused_activation = Eltwise::kLinear;  // dst = act(conv(src) + bias)
   bool need_backward_data = true;               // false for a network's first layer
+  DataType dtype = DataType::kF32;
 };
 
 class ConvKernel {
@@ -78,6 +95,7 @@ struct DeconvDesc {
   std::vector<int64_t> stride;                  // same rank; UpConv uses stride = kernel
   Eltwise fused_activation = Eltwise::kLinear;  // dst = act(deconv(src) + bias)
   bool need_backward_data = true;
+  DataType dtype = DataType::kF32;
 };
 
 enum class PoolMode { kMax, kAverage };
@@ -89,6 +107,9 @@ struct PoolDesc {
   std::vector<int64_t> kernel;
   std::vector<int64_t> stride;
   PoolMode mode = PoolMode::kMax;
+  // The CPU pools fp32 activations in fp32 either way: max pooling is exact in any precision and
+  // rounding around it would only add memory traffic while activations between layers are fp32.
+  DataType dtype = DataType::kF32;
 };
 
 // Holds its own workspace (argmax indices), so one kernel serves one forward/backward pair.
@@ -104,6 +125,7 @@ class PoolKernel {
 struct MatmulDesc {
   int64_t m = 1, k = 1, n = 1;
   Eltwise fused_activation = Eltwise::kLinear;  // dst = act(src * w + bias)
+  DataType dtype = DataType::kF32;
 };
 
 class MatmulKernel {
@@ -114,6 +136,8 @@ class MatmulKernel {
                                     bool accumulate) = 0;
   virtual absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                        float* diff_b) = 0;
+  // Names of the implementations picked (forward/backward-data/backward-weights), if known.
+  virtual std::string impl_name() const { return ""; }
 };
 
 // A strided box inside a channels-last tensor, used by Crop and Concat and, with steps, by

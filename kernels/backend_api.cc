@@ -4,6 +4,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #ifdef ELK_HAVE_CUDA
 #include "kernels/cuda/cuda_devices.h"
@@ -47,6 +52,28 @@ std::vector<std::string> AvailableDevices() {
   for (int i = 0; n.ok() && i < *n; ++i) d.push_back("cuda:" + std::to_string(i));
 #endif
   return d;
+}
+
+const char* DataTypeName(DataType t) { return t == DataType::kBf16 ? "bf16" : "fp32"; }
+
+absl::StatusOr<DataType> ParseDataType(const std::string& field, const std::string& value) {
+  if (value.empty() || value == "fp32") return DataType::kF32;
+  if (value == "bf16") return DataType::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is '", value, "'; valid values: 'fp32' (default), 'bf16'"));
+}
+
+bool CpuHasBf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  // AVX512F with OS support (the compiler's check reads XCR0), then AVX512_BF16: cpuid leaf 7,
+  // sub-leaf 1, EAX bit 5.
+  if (!__builtin_cpu_supports("avx512f")) return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return (eax & bit_AVX512BF16) != 0;
+#else
+  return false;
+#endif
 }
 
 }  // namespace elektronn::kernels

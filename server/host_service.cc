@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
 #include "rpc/status.h"
 #include "rpc/version.h"
 
@@ -38,6 +39,7 @@ void FillMachineInfo(const std::string& state_dir, v1::Resources* out) {
   gethostname(host, sizeof(host) - 1);
   out->set_hostname(host);
   out->set_cpu_count(static_cast<int>(std::thread::hardware_concurrency()));
+  out->set_cpu_bf16(kernels::CpuHasBf16());
   {
     std::ifstream in("/proc/loadavg");
     double load = 0;

@@ -36,6 +36,14 @@ absl::Status ValidateResources(const v1::JobResources& r) {
                                   "'; this daemon offers: ", absl::StrJoin(devices, ", ")));
     }
   }
+  if (auto p = kernels::ParseDataType("job.resources.precision", r.precision()); !p.ok()) {
+    return Invalid(std::string(p.status().message()));
+  }
+  if (r.precision() == "bf16" && (r.device().empty() || r.device() == "cpu") &&
+      !kernels::CpuHasBf16()) {
+    return Invalid(
+        "job.resources.precision is 'bf16' but this host's CPU has no AVX512_BF16; use 'fp32'");
+  }
   if (r.cpu_threads() < 0 || r.cpu_threads() > 4096) {
     return Invalid(
         absl::StrCat("job.resources.cpu_threads must be 0..4096; got ", r.cpu_threads()));

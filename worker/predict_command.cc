@@ -274,6 +274,9 @@ absl::StatusOr<PredictOptions> ToPredictOptions(const v1::PredictionSpec& spec,
                 .dy = spec.roi(5)};
   }
   o.threads = resources.cpu_threads();
+  auto precision = kernels::ParseDataType("job.resources.precision", resources.precision());
+  if (!precision.ok()) return precision.status();
+  o.precision = *precision;
   o.memory_limit = spec.memory_limit();
   if (spec.compression() == "zlib") {
     o.compression.kind = Compression::Kind::kZlib;
@@ -318,8 +321,9 @@ int RunPredictCommand(const PredictCommand& c, const std::vector<std::string>& a
        .allow_tf32 = job->resources().allow_tf32()});
   if (!backend.ok()) return Fail(events.get(), backend.status());
 
-  std::printf("Predicting %s with %s into %s\n", options->input.c_str(), options->model.c_str(),
-              options->output.c_str());
+  std::printf("Predicting %s with %s into %s (%s)\n", options->input.c_str(),
+              options->model.c_str(), options->output.c_str(),
+              kernels::DataTypeName(options->precision));
   std::fflush(stdout);
   g_stop = false;
   std::signal(SIGINT, OnStopSignal);

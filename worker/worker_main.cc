@@ -113,6 +113,13 @@ int main(int argc, char** argv) {
   train->add_flag("--no-shell", no_shell,
                   "Ctrl-C saves and exits instead of opening the shell (the default off a "
                   "terminal)");
+  std::string precision;
+  train
+      ->add_option("--precision", precision,
+                   "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 "
+                   "(mixed precision, on CPUs with AVX512_BF16); overrides the job file's "
+                   "`precision`")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   std::vector<std::string> overrides;
   std::string device;
   bool tf32 = false, deterministic = false;
@@ -238,6 +245,7 @@ int main(int argc, char** argv) {
       absl::Status s = ApplyTrainingOverride(kv, job->mutable_training());
       if (!s.ok()) return Fail(s);
     }
+    if (!precision.empty()) job->mutable_resources()->set_precision(precision);
     TrainerOptions o;
     o.job_dir = !data_dir.empty()   ? data_dir
                 : !job_path.empty() ? std::filesystem::absolute(job_path).parent_path().string()

@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<Network>> Network::Create(const v1::ModelSpec& sp
   net->options_ = options;
   net->ctx_.backend = backend;
   net->ctx_.seed = options.seed != 0 ? options.seed : spec.seed();
+  net->ctx_.precision = options.precision;
   RETURN_IF_ERROR(net->Compile());
   return net;
 }

@@ -23,6 +23,9 @@ struct NetworkOptions {
   // Forward only (dense prediction): no node allocates a gradient buffer, which about halves
   // the activations' memory; Backward and BackwardFrom refuse, Profile times forwards only.
   bool inference_only = false;
+  // kBf16: convolutions, matrix products and pooling in bf16 mixed precision (kernels::DataType);
+  // parameters, gradients and every other node stay fp32.
+  kernels::DataType precision = kernels::DataType::kF32;
 };
 
 class Network {

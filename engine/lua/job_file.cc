@@ -155,7 +155,8 @@ absl::StatusOr<v1::JobSpec> LoadJobSource(const std::string& source, const std::
   job.set_job_file_name(chunk_name);
   job.set_job_file_source(source);
   lua->set_phase(lua::kReadingKeys);
-  RETURN_IF_ERROR(lua->Protected([&] { return ReadTrainingKeys(*lua, job.mutable_training()); }));
+  RETURN_IF_ERROR(lua->Protected(
+      [&] { return ReadTrainingKeys(*lua, job.mutable_training(), job.mutable_resources()); }));
 
   lua_State* L = lua->state();
   // batch_norm family: fine-tuning (reference §3.4). The model comes from the file at

@@ -964,12 +964,15 @@ const std::vector<std::string>& TrainingKeyNames() {
   static const auto* names = [] {
     auto* v = new std::vector<std::string>;
     for (const auto& [k, h] : Handlers()) v->push_back(k);
+    v->push_back("precision");
+    std::sort(v->begin(), v->end());
     return v;
   }();
   return *names;
 }
 
-absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec) {
+absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec,
+                              v1::JobResources* resources) {
   lua_State* L = lua.state();
   const auto& defs = lua.definitions();
   struct Key {
@@ -1000,7 +1003,15 @@ absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec) {
     lua_getfield(L, globals, k.name.c_str());
     const KeyReader r(L, k.where, k.name);
     absl::Status s;
-    if (auto h = Handlers().find(k.name); h != Handlers().end()) {
+    if (k.name == "precision") {  // a JobResources field (kernels::DataType)
+      seen.insert(k.name);
+      absl::StatusOr<std::string> v = r.Choice({"fp32", "bf16"});
+      if (!v.ok()) {
+        s = v.status();
+      } else if (resources != nullptr) {
+        resources->set_precision(*v);
+      }
+    } else if (auto h = Handlers().find(k.name); h != Handlers().end()) {
       seen.insert(k.name);
       if (k.name == "data_init_kwargs") {
         data_init_kwargs = &k;  // needs data_class, which may come later in the file

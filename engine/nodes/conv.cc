@@ -159,6 +159,7 @@ class ConvNode : public NeuralNode {
     fused_ = FusesActivation();
     d.fused_activation = LinearOpActivation();  // linear with BN (it comes before the act)
     d.need_backward_data = parents_[0]->needs_grad();
+    d.dtype = ctx.precision;
     auto kernel = b->CreateConv(d);
     if (!kernel.ok()) return NodeError(*this, std::string(kernel.status().message()));
     conv_ = *std::move(kernel);
@@ -172,7 +173,8 @@ class ConvNode : public NeuralNode {
                            conv_->out_spatial(),
                            pool_,
                            mfp_ ? std::vector<int64_t>(nd, 1) : pool_,
-                           kernels::PoolMode::kMax};
+                           kernels::PoolMode::kMax,
+                           ctx.precision};
       auto pk = b->CreatePool(pd);
       if (!pk.ok()) return NodeError(*this, std::string(pk.status().message()));
       pool_k_ = *std::move(pk);

@@ -68,6 +68,8 @@ struct ExecContext {
   bool training = true;
   uint64_t step = 0;  // drives dropout masks
   uint64_t seed = 0;
+  // Convolutions, matrix products and pooling are created with this (NetworkOptions::precision).
+  kernels::DataType precision = kernels::DataType::kF32;
 };
 
 // Where a node writes the gradient of one of its parents.

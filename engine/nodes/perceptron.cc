@@ -60,7 +60,7 @@ class PerceptronNode : public NeuralNode {
     kernels::Backend* b = ctx.backend;
     const int64_t m = parents_[0]->shape().stripnone_prod() / n_in_;
     fused_ = FusesActivation();
-    kernels::MatmulDesc d{m, n_in_, p.n_f(), LinearOpActivation()};
+    kernels::MatmulDesc d{m, n_in_, p.n_f(), LinearOpActivation(), ctx.precision};
     auto k = b->CreateMatmul(d);
     if (!k.ok()) return NodeError(*this, std::string(k.status().message()));
     mm_ = *std::move(k);

@@ -66,7 +66,8 @@ class PoolNode : public Node {
         in.spatial_shape(),
         pool_,
         stride_,
-        spec_.pool().mode() == v1::MAX ? kernels::PoolMode::kMax : kernels::PoolMode::kAverage};
+        spec_.pool().mode() == v1::MAX ? kernels::PoolMode::kMax : kernels::PoolMode::kAverage,
+        ctx.precision};
     auto k = ctx.backend->CreatePool(d);
     if (!k.ok()) return NodeError(*this, std::string(k.status().message()));
     kernel_ = *std::move(k);

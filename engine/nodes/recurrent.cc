@@ -97,7 +97,8 @@ class RecurrentCell : public Node {
     k_ = n_f_ + n_in_;
     rows_ = parents_[0]->shape().stripnone_prod() / n_in_;
     n_ = rows_ * n_f_;
-    auto mm = b->CreateMatmul(kernels::MatmulDesc{rows_, k_, n_f_, Eltwise::kLinear});
+    auto mm =
+        b->CreateMatmul(kernels::MatmulDesc{rows_, k_, n_f_, Eltwise::kLinear, ctx.precision});
     if (!mm.ok()) return NodeError(*this, std::string(mm.status().message()));
     mm_ = *std::move(mm);
     const int64_t g = gates_, k = k_, f = n_f_;

@@ -144,6 +144,7 @@ class ScanNode : public Node {
     o.seed = ctx.seed;
     o.input_gradients = true;
     o.inference_only = !needs_grad();
+    o.precision = ctx.precision;
     auto net = Network::Create(step, b, o);
     if (!net.ok()) return NodeError(*this, absl::StrCat("step graph: ", net.status().message()));
     inner_ = *std::move(net);

@@ -128,6 +128,7 @@ class UpConvNode : public NeuralNode {
     fused_ = FusesActivation();
     d.fused_activation = LinearOpActivation();  // linear with BN (it comes before the act)
     d.need_backward_data = parents_[0]->needs_grad();
+    d.dtype = ctx.precision;
     auto kernel = b->CreateDeconv(d);
     if (!kernel.ok()) return NodeError(*this, std::string(kernel.status().message()));
     deconv_ = *std::move(kernel);

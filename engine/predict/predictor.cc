@@ -882,6 +882,7 @@ absl::StatusOr<PredictSummary> PredictVolume(
   lo.make_weights_constant = true;
   lo.replace_bn = ReplaceBn::kConst;  // batch_norm: running statistics, never a tile's own
   lo.network.inference_only = true;
+  lo.network.precision = o.precision;
   ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model, lo, backend));
   loaded.net->set_training(false);
 

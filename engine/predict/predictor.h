@@ -52,6 +52,8 @@ struct PredictOptions {
   int64_t memory_limit = 0;                  // bytes for tiles and activations; 0: 4 GiB
   Compression compression;                   // of the output (Zarr)
   std::array<int64_t, 3> chunk = {0, 0, 0};  // output chunk (z,x,y); 0: aligned to tiles, ~64
+  // kBf16: convolutions, matrix products and pooling in bf16 mixed precision (kernels::DataType).
+  kernels::DataType precision = kernels::DataType::kF32;
   bool resume = true;  // continue an existing output of the same run; else refuse it
 
   // Tests only: called by the writer thread once a chunk of this run is durable (after

@@ -147,6 +147,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const v1::JobSpec& job,
 // model_load_path, rebuilt with the modelload options of model_load_args.
 static absl::StatusOr<LoadedModel> LoadForFineTuning(const v1::TrainingSpec& t,
                                                      const std::string& job_dir,
+                                                     kernels::DataType precision,
                                                      kernels::Backend* backend) {
   fs::path p = ExpandHome(t.model_load_path());
   if (p.is_relative()) p = fs::path(job_dir) / p;
@@ -159,6 +160,7 @@ static absl::StatusOr<LoadedModel> LoadForFineTuning(const v1::TrainingSpec& t,
   o.imposed_batch_size = a.imposed_batch_size();
   o.imposed_patch_size.assign(a.imposed_patch_size().begin(), a.imposed_patch_size().end());
   o.network = {t.batch_size() > 0 ? t.batch_size() : 1, t.seed(), false};
+  o.network.precision = precision;
   absl::StatusOr<LoadedModel> m = LoadModel(p.string(), o, backend);
   if (!m.ok()) {
     return absl::Status(m.status().code(), absl::StrCat("model_load_path: ", m.status().message()));
@@ -168,10 +170,13 @@ static absl::StatusOr<LoadedModel> LoadForFineTuning(const v1::TrainingSpec& t,
 
 absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend) {
   job_ = job_in;
+  ASSIGN_OR_RETURN(const kernels::DataType precision,
+                   kernels::ParseDataType("job.resources.precision", job_.resources().precision()));
   std::unique_ptr<Network> loaded;  // batch_norm family: fine-tuning
   std::vector<std::string> load_notes;
   if (!job_.training().model_load_path().empty()) {
-    ASSIGN_OR_RETURN(LoadedModel m, LoadForFineTuning(job_.training(), options_.job_dir, backend));
+    ASSIGN_OR_RETURN(LoadedModel m,
+                     LoadForFineTuning(job_.training(), options_.job_dir, precision, backend));
     *job_.mutable_model() = m.spec;
     loaded = std::move(m.net);
     load_notes = std::move(m.notes);
@@ -238,7 +243,8 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
   log_->flush_on(spdlog::level::info);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  log_->info("Running on {} with backend {}; training directory {}", host, backend->name(), dir_);
+  log_->info("Running on {} with backend {} ({}); training directory {}", host, backend->name(),
+             kernels::DataTypeName(precision), dir_);
 
   // Network, optimiser, schedules.
   const uint64_t seed = spec_.seed() != 0 ? spec_.seed() : job.model().seed();
@@ -248,8 +254,9 @@ absl::Status Trainer::Setup(const v1::JobSpec& job_in, kernels::Backend* backend
     log_->info("Fine-tuning the model of {}", spec_.model_load_path());
     for (const std::string& n : load_notes) log_->info("model_load_args: {}", n);
   } else {
-    ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend,
-                                           {spec_.batch_size(), seed == 0 ? 1 : seed, false}));
+    NetworkOptions no{spec_.batch_size(), seed == 0 ? 1 : seed, false};
+    no.precision = precision;
+    ASSIGN_OR_RETURN(net_, Network::Create(job.model(), backend, no));
   }
   log_->info("\n{}", net_->graph().Summary().ToString());
   if (!net_->graph().fov_warning().empty()) log_->warn("{}", net_->graph().fov_warning());

@@ -38,8 +38,17 @@ class DnnlDeconv final : public ConvKernel {
   }
 
   absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
-    fwd_.Set(DNNL_ARG_SRC, src);
-    fwd_.Set(DNNL_ARG_WEIGHTS, w);
+    const void* s = src;
+    const void* wf = w;
+    if (bf16_) {  // a new step: round src and the weights again, forget diff_dst's rounding
+      src_bf16_.Forget();
+      w_bf16_.Forget();
+      diff_dst_bf16_.Forget();
+      s = src_bf16_.Of(src);
+      wf = w_bf16_.Of(w);
+    }
+    fwd_.Set(DNNL_ARG_SRC, s);
+    fwd_.Set(DNNL_ARG_WEIGHTS, wf);
     fwd_.Set(DNNL_ARG_BIAS, bias);
     fwd_.Set(DNNL_ARG_DST, dst);
     fwd_.Execute(ctx_->stream);
@@ -52,15 +61,15 @@ class DnnlDeconv final : public ConvKernel {
       return absl::FailedPreconditionError(
           "transposed convolution was created without backward-data");
     }
-    const float* wb = w;
-    if (bwd_w_reorder_.valid()) {
+    const void* wb = w;
+    if (bwd_w_reorder_.valid()) {  // always in bf16: the f32 master weights to bf16
       bwd_w_reorder_.Set(DNNL_ARG_FROM, w);
       bwd_w_reorder_.Set(DNNL_ARG_TO, bwd_weights_buf_.data());
       bwd_w_reorder_.Execute(ctx_->stream);
       wb = bwd_weights_buf_.data();
     }
     float* out = accumulate ? acc_buf_.data() : diff_src;
-    bwd_data_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_data_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
     bwd_data_.Set(DNNL_ARG_WEIGHTS, wb);
     bwd_data_.Set(DNNL_ARG_DIFF_SRC, out);
     bwd_data_.Execute(ctx_->stream);
@@ -71,8 +80,8 @@ class DnnlDeconv final : public ConvKernel {
   absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                float* diff_b) override {
     float* dw = diff_w_reorder_.valid() ? diff_w_buf_.data() : diff_w;
-    bwd_weights_.Set(DNNL_ARG_SRC, src);
-    bwd_weights_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_weights_.Set(DNNL_ARG_SRC, bf16_ ? src_bf16_.Of(src) : src);
+    bwd_weights_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
     bwd_weights_.Set(DNNL_ARG_DIFF_WEIGHTS, dw);
     bwd_weights_.Set(DNNL_ARG_DIFF_BIAS, diff_b);
     bwd_weights_.Execute(ctx_->stream);
@@ -99,6 +108,8 @@ class DnnlDeconv final : public ConvKernel {
   int64_t src_elems_ = 0;
   std::string impl_;
   PrimitiveCall fwd_, bwd_data_, bwd_weights_, bwd_w_reorder_, diff_w_reorder_;
+  bool bf16_ = false;
+  Bf16Copy src_bf16_, w_bf16_, diff_dst_bf16_;  // DataType::kBf16 only
   // Sized at creation so that the steady-state calls never allocate.
   std::vector<float> bwd_weights_buf_, diff_w_buf_, acc_buf_;
 };
@@ -120,8 +131,13 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
   }
   k->src_elems_ = d.batch * d.in_channels * Prod(d.in_spatial);
   const Tag act = ChannelsLast(nd);
+  // c*: what the primitives compute on (bf16 in mixed precision); outputs, gradients f32.
+  k->bf16_ = d.dtype == DataType::kBf16;
+  const dt cdt = k->bf16_ ? dt::bf16 : dt::f32;
   memory::desc src_md(src, dt::f32, act), dst_md(dst, dt::f32, act);
-  memory::desc any_w(wei, dt::f32, Tag::any), bias_md({d.out_channels}, dt::f32, Tag::x);
+  memory::desc csrc_md(src, cdt, act), cdst_md(dst, cdt, act);
+  memory::desc any_w(wei, cdt, Tag::any), any_dw(wei, dt::f32, Tag::any),
+      bias_md({d.out_channels}, dt::f32, Tag::x);
   k->plain_w_ = memory::desc(wei, dt::f32, PlainWeights(nd));
 
   dnnl::primitive_attr attr = ctx->Attr();
@@ -132,10 +148,10 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
   }
   try {
     dnnl::deconvolution_forward::desc fd(prop_kind::forward_training,
-                                         algorithm::deconvolution_direct, src_md, any_w, bias_md,
+                                         algorithm::deconvolution_direct, csrc_md, any_w, bias_md,
                                          dst_md, strides, pad, pad);
     dnnl::deconvolution_forward::primitive_desc fpd(fd, attr, ctx->engine);
-    k->native_w_ = fpd.weights_desc();
+    k->native_w_ = WithType(fpd.weights_desc(), dt::f32);  // master weights: f32, same layout
     k->weight_bytes_ = k->native_w_.get_size();
     k->impl_ = fpd.impl_info_str();
     k->fwd_ = PrimitiveCall(ctx->engine, dnnl::deconvolution_forward(fpd), fpd, &ctx->scratch);
@@ -143,11 +159,16 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
     k->fwd_.Arg(DNNL_ARG_WEIGHTS, fpd.weights_desc());
     k->fwd_.Arg(DNNL_ARG_BIAS, fpd.bias_desc());
     k->fwd_.Arg(DNNL_ARG_DST, fpd.dst_desc());
+    if (k->bf16_) {
+      k->src_bf16_ = Bf16Copy(ctx, src_md, csrc_md);
+      k->w_bf16_ = Bf16Copy(ctx, k->native_w_, fpd.weights_desc());
+      k->diff_dst_bf16_ = Bf16Copy(ctx, dst_md, cdst_md);
+    }
 
     dnnl::primitive_attr battr = ctx->Attr();
     if (d.need_backward_data) {
       dnnl::deconvolution_backward_data::desc bd(algorithm::deconvolution_direct, src_md, any_w,
-                                                 dst_md, strides, pad, pad);
+                                                 cdst_md, strides, pad, pad);
       dnnl::deconvolution_backward_data::primitive_desc bpd(bd, battr, ctx->engine, fpd);
       k->bwd_data_ =
           PrimitiveCall(ctx->engine, dnnl::deconvolution_backward_data(bpd), bpd, &ctx->scratch);
@@ -160,13 +181,13 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
         k->bwd_w_reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
         k->bwd_w_reorder_.Arg(DNNL_ARG_FROM, k->native_w_);
         k->bwd_w_reorder_.Arg(DNNL_ARG_TO, bpd.weights_desc());
-        k->bwd_weights_buf_.resize(bpd.weights_desc().get_size() / sizeof(float));
+        k->bwd_weights_buf_.resize((bpd.weights_desc().get_size() + 3) / sizeof(float));
       }
       k->acc_buf_.resize(k->src_elems_);
       k->impl_ += "/" + std::string(bpd.impl_info_str());
     }
-    dnnl::deconvolution_backward_weights::desc wd(algorithm::deconvolution_direct, src_md, any_w,
-                                                  bias_md, dst_md, strides, pad, pad);
+    dnnl::deconvolution_backward_weights::desc wd(algorithm::deconvolution_direct, csrc_md, any_dw,
+                                                  bias_md, cdst_md, strides, pad, pad);
     dnnl::deconvolution_backward_weights::primitive_desc wpd(wd, battr, ctx->engine, fpd);
     k->bwd_weights_ =
         PrimitiveCall(ctx->engine, dnnl::deconvolution_backward_weights(wpd), wpd, &ctx->scratch);
@@ -183,7 +204,7 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlDeconv::Create(DnnlContext* ctx,
       k->diff_w_buf_.resize(wpd.diff_weights_desc().get_size() / sizeof(float));
     }
     k->impl_ += "/" + std::string(wpd.impl_info_str());
-    if (src_md != fpd.src_desc() || dst_md != fpd.dst_desc()) {
+    if (csrc_md != fpd.src_desc() || dst_md != fpd.dst_desc()) {
       return absl::InternalError("oneDNN changed the activation layout of a deconvolution");
     }
   } catch (const dnnl::error& e) {
@@ -232,6 +253,7 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlDeconv(DnnlContext* ctx,
                         "and stride, got %d, %d and %d",
                         nd, d.kernel.size(), d.stride.size()));
   }
+  if (auto st = CheckPrecision(d.dtype, "transposed convolution"); !st.ok()) return st;
   for (size_t i = 0; i < nd; ++i) {
     if (d.in_spatial[i] < 1 || d.kernel[i] < 1 || d.stride[i] < 1) {
       return absl::InvalidArgumentError(absl::StrFormat(

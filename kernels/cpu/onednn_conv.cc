@@ -32,8 +32,17 @@ class DnnlConv final : public ConvKernel {
   }
 
   absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
-    fwd_.Set(DNNL_ARG_SRC, src);
-    fwd_.Set(DNNL_ARG_WEIGHTS, w);
+    const void* s = src;
+    const void* wf = w;
+    if (bf16_) {  // a new step: round src and the weights again, forget diff_dst's rounding
+      src_bf16_.Forget();
+      w_bf16_.Forget();
+      diff_dst_bf16_.Forget();
+      s = src_bf16_.Of(src);
+      wf = w_bf16_.Of(w);
+    }
+    fwd_.Set(DNNL_ARG_SRC, s);
+    fwd_.Set(DNNL_ARG_WEIGHTS, wf);
     fwd_.Set(DNNL_ARG_BIAS, bias);
     fwd_.Set(DNNL_ARG_DST, dst);
     fwd_.Execute(ctx_->stream);
@@ -45,8 +54,8 @@ class DnnlConv final : public ConvKernel {
     if (!bwd_data_.valid()) {
       return absl::FailedPreconditionError("convolution was created without backward-data");
     }
-    const float* wb = w;
-    if (bwd_w_reorder_.valid()) {
+    const void* wb = w;
+    if (bwd_w_reorder_.valid()) {  // always in bf16: the f32 master weights to bf16
       bwd_w_reorder_.Set(DNNL_ARG_FROM, w);
       bwd_w_reorder_.Set(DNNL_ARG_TO, bwd_weights_buf_.data());
       bwd_w_reorder_.Execute(ctx_->stream);
@@ -57,7 +66,7 @@ class DnnlConv final : public ConvKernel {
       if (acc_buf_.size() < static_cast<size_t>(src_elems_)) acc_buf_.resize(src_elems_);
       out = acc_buf_.data();
     }
-    bwd_data_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_data_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
     bwd_data_.Set(DNNL_ARG_WEIGHTS, wb);
     bwd_data_.Set(DNNL_ARG_DIFF_SRC, out);
     bwd_data_.Execute(ctx_->stream);
@@ -68,8 +77,8 @@ class DnnlConv final : public ConvKernel {
   absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                float* diff_b) override {
     float* dw = diff_w_reorder_.valid() ? diff_w_buf_.data() : diff_w;
-    bwd_weights_.Set(DNNL_ARG_SRC, src);
-    bwd_weights_.Set(DNNL_ARG_DIFF_DST, diff_dst);
+    bwd_weights_.Set(DNNL_ARG_SRC, bf16_ ? src_bf16_.Of(src) : src);
+    bwd_weights_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
     bwd_weights_.Set(DNNL_ARG_DIFF_WEIGHTS, dw);
     bwd_weights_.Set(DNNL_ARG_DIFF_BIAS, diff_b);
     bwd_weights_.Execute(ctx_->stream);
@@ -96,6 +105,8 @@ class DnnlConv final : public ConvKernel {
   int64_t src_elems_ = 0;
   std::string impl_;
   PrimitiveCall fwd_, bwd_data_, bwd_weights_, bwd_w_reorder_, diff_w_reorder_;
+  bool bf16_ = false;
+  Bf16Copy src_bf16_, w_bf16_, diff_dst_bf16_;  // DataType::kBf16 only
   std::vector<float> bwd_weights_buf_, diff_w_buf_, acc_buf_;
 };
 
@@ -120,8 +131,13 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
   }
   k->src_elems_ = d.batch * d.in_channels * Prod(d.in_spatial);
   const Tag act = ChannelsLast(nd);
+  // c*: what the primitives compute on (bf16 in mixed precision); outputs, gradients f32.
+  k->bf16_ = d.dtype == DataType::kBf16;
+  const dt cdt = k->bf16_ ? dt::bf16 : dt::f32;
   memory::desc src_md(src, dt::f32, act), dst_md(dst, dt::f32, act);
-  memory::desc any_w(wei, dt::f32, Tag::any), bias_md({d.out_channels}, dt::f32, Tag::x);
+  memory::desc csrc_md(src, cdt, act), cdst_md(dst, cdt, act);
+  memory::desc any_w(wei, cdt, Tag::any), any_dw(wei, dt::f32, Tag::any),
+      bias_md({d.out_channels}, dt::f32, Tag::x);
   k->plain_w_ = memory::desc(wei, dt::f32, PlainWeights(nd));
 
   dnnl::primitive_attr attr = ctx->Attr();
@@ -132,9 +148,9 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
   }
   try {
     dnnl::convolution_forward::desc fd(prop_kind::forward_training, algorithm::convolution_direct,
-                                       src_md, any_w, bias_md, dst_md, strides, pad, pad);
+                                       csrc_md, any_w, bias_md, dst_md, strides, pad, pad);
     dnnl::convolution_forward::primitive_desc fpd(fd, attr, ctx->engine);
-    k->native_w_ = fpd.weights_desc();
+    k->native_w_ = WithType(fpd.weights_desc(), dt::f32);  // master weights: f32, same layout
     k->weight_bytes_ = k->native_w_.get_size();
     k->impl_ = fpd.impl_info_str();
     k->fwd_ = PrimitiveCall(ctx->engine, dnnl::convolution_forward(fpd), fpd, &ctx->scratch);
@@ -142,11 +158,16 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
     k->fwd_.Arg(DNNL_ARG_WEIGHTS, fpd.weights_desc());
     k->fwd_.Arg(DNNL_ARG_BIAS, fpd.bias_desc());
     k->fwd_.Arg(DNNL_ARG_DST, fpd.dst_desc());
+    if (k->bf16_) {
+      k->src_bf16_ = Bf16Copy(ctx, src_md, csrc_md);
+      k->w_bf16_ = Bf16Copy(ctx, k->native_w_, fpd.weights_desc());
+      k->diff_dst_bf16_ = Bf16Copy(ctx, dst_md, cdst_md);
+    }
 
     dnnl::primitive_attr battr = ctx->Attr();
     if (d.need_backward_data) {
-      dnnl::convolution_backward_data::desc bd(algorithm::convolution_direct, src_md, any_w, dst_md,
-                                               strides, pad, pad);
+      dnnl::convolution_backward_data::desc bd(algorithm::convolution_direct, src_md, any_w,
+                                               cdst_md, strides, pad, pad);
       dnnl::convolution_backward_data::primitive_desc bpd(bd, battr, ctx->engine, fpd);
       k->bwd_data_ =
           PrimitiveCall(ctx->engine, dnnl::convolution_backward_data(bpd), bpd, &ctx->scratch);
@@ -159,12 +180,12 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
         k->bwd_w_reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
         k->bwd_w_reorder_.Arg(DNNL_ARG_FROM, k->native_w_);
         k->bwd_w_reorder_.Arg(DNNL_ARG_TO, bpd.weights_desc());
-        k->bwd_weights_buf_.resize(bpd.weights_desc().get_size() / sizeof(float));
+        k->bwd_weights_buf_.resize((bpd.weights_desc().get_size() + 3) / sizeof(float));
       }
       k->impl_ += "/" + std::string(bpd.impl_info_str());
     }
-    dnnl::convolution_backward_weights::desc wd(algorithm::convolution_direct, src_md, any_w,
-                                                bias_md, dst_md, strides, pad, pad);
+    dnnl::convolution_backward_weights::desc wd(algorithm::convolution_direct, csrc_md, any_dw,
+                                                bias_md, cdst_md, strides, pad, pad);
     dnnl::convolution_backward_weights::primitive_desc wpd(wd, battr, ctx->engine, fpd);
     k->bwd_weights_ =
         PrimitiveCall(ctx->engine, dnnl::convolution_backward_weights(wpd), wpd, &ctx->scratch);
@@ -181,7 +202,7 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
       k->diff_w_buf_.resize(wpd.diff_weights_desc().get_size() / sizeof(float));
     }
     k->impl_ += "/" + std::string(wpd.impl_info_str());
-    if (src_md != fpd.src_desc() || dst_md != fpd.dst_desc()) {
+    if (csrc_md != fpd.src_desc() || dst_md != fpd.dst_desc()) {
       return absl::InternalError("oneDNN changed the activation layout of a convolution");
     }
   } catch (const dnnl::error& e) {
@@ -199,7 +220,7 @@ class MatmulConv final : public ConvKernel {
       : mm_(std::move(mm)), in_(d.in_channels), out_(d.out_channels), spatial_(d.in_spatial) {}
   std::vector<int64_t> out_spatial() const override { return spatial_; }
   int64_t weight_size() const override { return in_ * out_; }
-  std::string impl_name() const override { return "matmul (1x1 kernel)"; }
+  std::string impl_name() const override { return "matmul (1x1 kernel):" + mm_->impl_name(); }
   void ImportWeights(const float* canonical, float* native) const override {
     for (int64_t o = 0; o < out_; ++o)
       for (int64_t i = 0; i < in_; ++i) native[i * out_ + o] = canonical[o * in_ + i];
@@ -265,11 +286,13 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlConv(DnnlContext* ctx, con
                         "got %d, %d and %d",
                         nd, d.kernel.size(), d.pad.size()));
   }
+  if (auto st = CheckPrecision(d.dtype, "convolution"); !st.ok()) return st;
   const bool all_one =
       std::all_of(d.kernel.begin(), d.kernel.end(), [](int64_t k) { return k == 1; }) &&
       std::all_of(d.pad.begin(), d.pad.end(), [](int64_t p) { return p == 0; });
   if (all_one) {
-    MatmulDesc md{d.batch * Prod(d.in_spatial), d.in_channels, d.out_channels, d.fused_activation};
+    MatmulDesc md{d.batch * Prod(d.in_spatial), d.in_channels, d.out_channels, d.fused_activation,
+                  d.dtype};
     auto mm = CreateDnnlMatmul(ctx, md);
     if (!mm.ok()) return mm.status();
     return std::unique_ptr<ConvKernel>(new MatmulConv(std::move(*mm), d));

@@ -11,8 +11,17 @@ using dt = memory::data_type;
 class DnnlMatmul final : public MatmulKernel {
  public:
   absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
-    fwd_.Set(DNNL_ARG_SRC, src);
-    fwd_.Set(DNNL_ARG_WEIGHTS, w);
+    const void* s = src;
+    const void* wf = w;
+    if (bf16_) {  // a new step: round src and the weights again, forget diff_dst's rounding
+      src_bf16_.Forget();
+      w_bf16_.Forget();
+      diff_dst_bf16_.Forget();
+      s = src_bf16_.Of(src);
+      wf = w_bf16_.Of(w);
+    }
+    fwd_.Set(DNNL_ARG_SRC, s);
+    fwd_.Set(DNNL_ARG_WEIGHTS, wf);
     fwd_.Set(DNNL_ARG_BIAS, bias);
     fwd_.Set(DNNL_ARG_DST, dst);
     fwd_.Execute(ctx_->stream);
@@ -21,32 +30,37 @@ class DnnlMatmul final : public MatmulKernel {
   absl::Status BackwardData(const float* diff_dst, const float* w, float* diff_src,
                             bool accumulate) override {
     PrimitiveCall& p = accumulate ? bwd_data_acc_ : bwd_data_;
-    p.Set(DNNL_ARG_SRC, diff_dst);
-    p.Set(DNNL_ARG_WEIGHTS, w);
+    p.Set(DNNL_ARG_SRC, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
+    p.Set(DNNL_ARG_WEIGHTS, bf16_ ? w_bf16_.Of(w) : w);
     p.Set(DNNL_ARG_DST, diff_src);
     p.Execute(ctx_->stream);
     return absl::OkStatus();
   }
   absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                float* diff_b) override {
-    bwd_w_.Set(DNNL_ARG_SRC, src);
-    bwd_w_.Set(DNNL_ARG_WEIGHTS, diff_dst);
+    bwd_w_.Set(DNNL_ARG_SRC, bf16_ ? src_bf16_.Of(src) : src);
+    bwd_w_.Set(DNNL_ARG_WEIGHTS, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
     bwd_w_.Set(DNNL_ARG_DST, diff_w);
     bwd_w_.Execute(ctx_->stream);
     if (diff_b != nullptr) ColumnSum(diff_dst, m_, n_, diff_b);
     return absl::OkStatus();
   }
+  std::string impl_name() const override { return impl_; }
 
   DnnlContext* ctx_ = nullptr;
   int64_t m_ = 0, n_ = 0;
   PrimitiveCall fwd_, bwd_data_, bwd_data_acc_, bwd_w_;
+  bool bf16_ = false;
+  Bf16Copy src_bf16_, w_bf16_, diff_dst_bf16_;  // DataType::kBf16 only
+  std::string impl_;
 };
 
 PrimitiveCall MakeMatmul(DnnlContext* ctx, const memory::desc& a, const memory::desc& b,
                          const memory::desc* bias, const memory::desc& c,
-                         const dnnl::primitive_attr& attr) {
+                         const dnnl::primitive_attr& attr, std::string* impl) {
   dnnl::matmul::desc md = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
   dnnl::matmul::primitive_desc pd(md, attr, ctx->engine);
+  *impl += (impl->empty() ? "" : "/") + std::string(pd.impl_info_str());
   PrimitiveCall call(ctx->engine, dnnl::matmul(pd), pd, &ctx->scratch);
   call.Arg(DNNL_ARG_SRC, a);
   call.Arg(DNNL_ARG_WEIGHTS, b);
@@ -63,6 +77,7 @@ absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateDnnlMatmul(DnnlContext* ctx,
     return absl::InvalidArgumentError(
         absl::StrFormat("matrix product needs positive sizes, got m=%d k=%d n=%d", d.m, d.k, d.n));
   }
+  if (auto st = CheckPrecision(d.dtype, "matrix product"); !st.ok()) return st;
   auto k = std::make_unique<DnnlMatmul>();
   k->ctx_ = ctx;
   k->m_ = d.m;
@@ -75,20 +90,30 @@ absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateDnnlMatmul(DnnlContext* ctx,
       AppendActivation(po, d.fused_activation);
       fattr.set_post_ops(po);
     }
+    // c*: the operands as the primitives read them (bf16 in mixed precision); outputs f32.
+    k->bf16_ = d.dtype == DataType::kBf16;
+    const dt cdt = k->bf16_ ? dt::bf16 : dt::f32;
     memory::desc src({m, kk}, dt::f32, Tag::ab), w({kk, n}, dt::f32, Tag::ab),
         bias({1, n}, dt::f32, Tag::ab), dst({m, n}, dt::f32, Tag::ab);
-    k->fwd_ = MakeMatmul(ctx, src, w, &bias, dst, fattr);
+    memory::desc csrc({m, kk}, cdt, Tag::ab), cw({kk, n}, cdt, Tag::ab), cdst({m, n}, cdt, Tag::ab);
+    if (k->bf16_) {
+      k->src_bf16_ = Bf16Copy(ctx, src, csrc);
+      k->w_bf16_ = Bf16Copy(ctx, w, cw);
+      k->diff_dst_bf16_ = Bf16Copy(ctx, dst, cdst);
+    }
+    k->fwd_ = MakeMatmul(ctx, csrc, cw, &bias, dst, fattr, &k->impl_);
     // diff_src[m,k] = diff_dst[m,n] * w^T, w^T viewed through strides.
-    memory::desc wt({n, kk}, dt::f32, memory::dims{1, n});
-    k->bwd_data_ = MakeMatmul(ctx, dst, wt, nullptr, src, ctx->Attr());
+    memory::desc wt({n, kk}, cdt, memory::dims{1, n});
+    k->bwd_data_ = MakeMatmul(ctx, cdst, wt, nullptr, src, ctx->Attr(), &k->impl_);
     dnnl::primitive_attr acc = ctx->Attr();
     dnnl::post_ops sum;
     sum.append_sum(1.0f);
     acc.set_post_ops(sum);
-    k->bwd_data_acc_ = MakeMatmul(ctx, dst, wt, nullptr, src, acc);
+    std::string acc_impl;
+    k->bwd_data_acc_ = MakeMatmul(ctx, cdst, wt, nullptr, src, acc, &acc_impl);
     // diff_w[k,n] = src^T[k,m] * diff_dst[m,n].
-    memory::desc srct({kk, m}, dt::f32, memory::dims{1, kk});
-    k->bwd_w_ = MakeMatmul(ctx, srct, dst, nullptr, w, ctx->Attr());
+    memory::desc srct({kk, m}, cdt, memory::dims{1, kk});
+    k->bwd_w_ = MakeMatmul(ctx, srct, cdst, nullptr, w, ctx->Attr(), &k->impl_);
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrFormat("oneDNN could not create a matmul: %s", e.what()));
   }

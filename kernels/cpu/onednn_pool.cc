@@ -49,6 +49,8 @@ absl::StatusOr<std::unique_ptr<PoolKernel>> CreateDnnlPool(DnnlContext* ctx, con
     return absl::InvalidArgumentError(
         "pooling needs 1 to 3 spatial axes with matching kernel and stride");
   }
+  // kBf16 pools in fp32 (see PoolDesc::dtype); still refused where bf16 is unavailable.
+  if (auto st = CheckPrecision(d.dtype, "pooling"); !st.ok()) return st;
   auto k = std::make_unique<DnnlPool>();
   k->ctx_ = ctx;
   memory::dims src{d.batch, d.channels}, dst{d.batch, d.channels}, kernel, strides, pad(nd, 0);

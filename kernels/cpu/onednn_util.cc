@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_format.h"
+
 namespace elektronn::kernels::cpu {
 
 Tag ChannelsLast(int ndim) {
@@ -118,6 +120,44 @@ void PrimitiveCall::Execute(dnnl::stream& s) {
                                 c_args_.data());
   }
   dnnl::error::wrap_c_api(st, "could not execute a primitive");
+}
+
+memory::desc WithType(const memory::desc& md, memory::data_type t) {
+  memory::desc out = md;
+  out.data.data_type = static_cast<dnnl_data_type_t>(t);
+  return out;
+}
+
+absl::Status CheckPrecision(DataType t, const char* what) {
+  if (t == DataType::kF32) return absl::OkStatus();
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if (!CpuHasBf16() || (isa & bf16) != bf16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: precision 'bf16' needs a CPU with AVX512_BF16 (this one %s, oneDNN's ISA 0x%x); "
+        "use precision 'fp32'",
+        what, CpuHasBf16() ? "has it but oneDNN may not use it" : "lacks it", isa));
+  }
+  return absl::OkStatus();
+}
+
+Bf16Copy::Bf16Copy(DnnlContext* ctx, const memory::desc& f32_md, const memory::desc& bf16_md)
+    : ctx_(ctx) {
+  dnnl::reorder::primitive_desc rpd(ctx->engine, f32_md, ctx->engine, bf16_md, ctx->Attr());
+  reorder_ = PrimitiveCall(ctx->engine, dnnl::reorder(rpd), rpd, &ctx->scratch);
+  reorder_.Arg(DNNL_ARG_FROM, f32_md);
+  reorder_.Arg(DNNL_ARG_TO, bf16_md);
+  buf_.reset(new uint16_t[(bf16_md.get_size() + 1) / 2]);
+}
+
+const void* Bf16Copy::Of(const float* src) {
+  if (src != last_) {
+    reorder_.Set(DNNL_ARG_FROM, src);
+    reorder_.Set(DNNL_ARG_TO, buf_.get());
+    reorder_.Execute(ctx_->stream);
+    last_ = src;
+  }
+  return buf_.get();
 }
 
 void AddInto(float* a, const float* b, int64_t n) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dnnl.hpp>
+#include <memory>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -70,6 +71,32 @@ struct DnnlContext {
     a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     return a;
   }
+};
+
+// --- Mixed precision (DataType::kBf16) ---
+// `md` with its data type replaced (same dims, same layout: blocked strides count elements).
+memory::desc WithType(const memory::desc& md, memory::data_type t);
+// OK for kF32; for kBf16 an error naming `what` unless this CPU has AVX512_BF16 and oneDNN may
+// use it (DNNL_MAX_CPU_ISA can forbid it).
+absl::Status CheckPrecision(DataType t, const char* what);
+
+// A bf16 rounding of float tensors of one layout into a buffer allocated at creation. `Of`
+// reorders unless the pointer is the one rounded last; `Forget` makes the next `Of` reorder.
+class Bf16Copy {
+ public:
+  Bf16Copy() = default;
+  Bf16Copy(DnnlContext* ctx, const memory::desc& f32_md, const memory::desc& bf16_md);
+  const void* Of(const float* src);
+  void Forget() { last_ = nullptr; }
+  bool valid() const { return reorder_.valid(); }
+
+ private:
+  DnnlContext* ctx_ = nullptr;
+  PrimitiveCall reorder_;
+  // Not zero-filled: pages are touched only when a rounding is written (a prediction never
+  // writes the diff_dst copy, so it costs address space only).
+  std::unique_ptr<uint16_t[]> buf_;
+  const float* last_ = nullptr;
 };
 
 // In-place a += b over n floats (used when a kernel must accumulate).

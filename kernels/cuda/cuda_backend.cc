@@ -178,25 +178,43 @@ void CudaBackend::Download(const float* src, float* host, int64_t n) {
   Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (download)");
 }
 
+namespace {
+
+// bf16 mixed precision is the CPU backend's (oneDNN); on CUDA a bf16 job would silently compute
+// in FP32, so it is refused by name. TF32 (--tf32) is the GPU's faster arithmetic.
+absl::Status Fp32Only(const char* kernel, DataType t) {
+  if (t == DataType::kF32) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("precision '", DataTypeName(t), "': the CUDA backend's ", kernel,
+                   " computes in fp32 only (bf16 runs on CPUs with AVX512_BF16; on a GPU use "
+                   "precision 'fp32', optionally with --tf32)"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ConvKernel>> CudaBackend::CreateConv(const ConvDesc& d) {
+  ELK_CUDA_RETURN_IF_ERROR(Fp32Only("convolution", d.dtype));
   OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnConv(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<PoolKernel>> CudaBackend::CreatePool(const PoolDesc& d) {
+  ELK_CUDA_RETURN_IF_ERROR(Fp32Only("pooling", d.dtype));
   OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnPool(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<MatmulKernel>> CudaBackend::CreateMatmul(const MatmulDesc& d) {
+  ELK_CUDA_RETURN_IF_ERROR(Fp32Only("matmul", d.dtype));
   OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCublasMatmul(&ctx_, d);
 }
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CudaBackend::CreateDeconv(const DeconvDesc& d) {
+  ELK_CUDA_RETURN_IF_ERROR(Fp32Only("transposed convolution", d.dtype));
   OnDevice();
   ELK_CUDA_RETURN_IF_ERROR(ConsumeError());
   return CreateCudnnDeconv(&ctx_, d);

@@ -405,6 +405,11 @@ TEST(Formatting, JobDetails) {
   EXPECT_NE(d.find("[####................] 1200/5000 (24%)"), std::string::npos) << d;
   EXPECT_NE(d.find("worker exited with signal 9"), std::string::npos) << d;
   EXPECT_NE(d.find("2023-11-14 22:13:20 UTC (1m ago)"), std::string::npos) << d;
+  EXPECT_NE(d.find("precision:"), std::string::npos) << d;
+  EXPECT_NE(d.find("fp32"), std::string::npos) << d;  // the default, shown
+  job.mutable_spec()->mutable_resources()->set_precision("bf16");
+  const std::string b = FormatJobDetails(job, 1'700'000'060);
+  EXPECT_NE(b.find("bf16"), std::string::npos) << b;
 }
 
 TEST(Formatting, JobJson) {
@@ -459,6 +464,11 @@ TEST(Formatting, ResourcesTable) {
   EXPECT_NE(t.find("1/2 (jobs/7)"), std::string::npos) << t;
   EXPECT_NE(t.find("0 (no GPU: libnvidia-ml.so.1 not found)"), std::string::npos) << t;
   EXPECT_NE(t.find("unreachable"), std::string::npos) << t;
+  EXPECT_EQ(t.find("(bf16)"), std::string::npos) << t;
+  HostResources bf16 = MakeHost();
+  bf16.resources.set_cpu_bf16(true);
+  const std::string b = FormatResourcesTable({bf16});
+  EXPECT_NE(b.find("16 (bf16)"), std::string::npos) << b;
 }
 
 TEST(Formatting, HostsShowReservationsAndTheGpusTheyHold) {

@@ -99,5 +99,25 @@ TEST(CudaNetwork, Neuro3dLiteMatchesTheCpu) {
   }
 }
 
+// bf16 is the CPU's mixed precision; the CUDA backend refuses it by name instead of computing in
+// fp32 behind the job's back.
+TEST(CudaNetwork, RefusesBf16) {
+  auto cuda = kernels::CreateBackend({.device = "cuda:0"});
+  const char* require = std::getenv("ELK_REQUIRE_GPU");
+  if (!cuda.ok() && absl::IsUnavailable(cuda.status()) && (!require || !*require)) {
+    GTEST_SKIP() << cuda.status().message();
+  }
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  kernels::MatmulDesc d;
+  d.m = 4;
+  d.k = 8;
+  d.n = 2;
+  d.dtype = kernels::DataType::kBf16;
+  auto k = (*cuda)->CreateMatmul(d);
+  ASSERT_FALSE(k.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(k.status())) << k.status();
+  EXPECT_NE(k.status().message().find("fp32 only"), std::string::npos) << k.status();
+}
+
 }  // namespace
 }  // namespace elektronn

@@ -2,8 +2,8 @@
 // case of tests/kernels/parity_*_test.cc against the naive references, as backend `CudaOps`
 // (memory by plain cudaMalloc here; CudaBackend brings the pool and the cuDNN/cuBLAS factories,
 // so the convolution, pooling and matmul cases are filtered out in tests/CMakeLists.txt).
-// Label `gpu`: without a device every case fails naming the reason (no test skips itself here,
-// see tests/no_skips_test.sh); CI without a GPU compiles and links it and runs it not.
+// Label `gpu`: without a device the harness skips every case naming the reason (UNAVAILABLE from
+// CreateTestBackend), and fails it under ELK_REQUIRE_GPU (scripts/gpu-check).
 #include "kernels/cuda/cuda_ops.h"
 
 #include <cuda_runtime.h>

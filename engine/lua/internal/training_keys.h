@@ -14,7 +14,9 @@ namespace elektronn::lua {
 // checked and converted; a function is a helper and is skipped; any other name is an error
 // with a suggestion ("job.lua:5: unknown key 'n_step' (did you mean 'n_steps'?)"). Missing
 // required keys are listed in one error. Must run inside SandboxedLua::Protected.
-absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec);
+// `precision` goes to `resources` (ignored when null).
+absl::Status ReadTrainingKeys(SandboxedLua& lua, v1::TrainingSpec* spec,
+                              v1::JobResources* resources = nullptr);
 
 // Reads the schedule on top of the stack ({dec = 0.99}, ...) as a job file's schedules.<name>;
 // `path` names it in messages ("schedules.lr must have only one of ..."). Must run inside
