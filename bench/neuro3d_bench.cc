@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   bool lite = false;
   std::string net_name = "neuro3d";  // or an example job file: --net unet3d_lite (UpConv family)
   elektronn::kernels::BackendOptions backend_options;  // --device cpu|cuda:N, --tf32
-  std::string precision = "fp32";    // --precision bf16: cases named <net>_<case>_bf16
+  std::string precision = "fp32";  // --precision bf16: cases named <net>_<case>_bf16
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> const char* {

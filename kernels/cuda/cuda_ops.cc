@@ -1,6 +1,8 @@
 // CudaOps' error keeping and device scratch (host code; the ops themselves are in the .cu files).
 #include "kernels/cuda/cuda_ops.h"
 
+#include <string>
+
 #include "absl/strings/str_format.h"
 
 namespace elektronn::kernels::cuda {
@@ -18,9 +20,11 @@ absl::Status CudaOps::ConsumeError() { return std::exchange(first_error_, absl::
 bool CudaOps::Check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return true;
   if (first_error_.ok()) {
-    first_error_ =
-        absl::InternalError(absl::StrFormat("CUDA device %d: %s failed: %s (%s)", device_, what,
-                                            cudaGetErrorName(e), cudaGetErrorString(e)));
+    const std::string m = absl::StrFormat("CUDA device %d: %s failed: %s (%s)", device_, what,
+                                          cudaGetErrorName(e), cudaGetErrorString(e));
+    // Out of device memory is the job's size, not our bug: RESOURCE_EXHAUSTED, as on the CPU.
+    first_error_ = e == cudaErrorMemoryAllocation ? absl::ResourceExhaustedError(m)
+                                                  : absl::InternalError(m);
   }
   return false;
 }
