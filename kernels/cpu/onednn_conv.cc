@@ -32,15 +32,9 @@ class DnnlConv final : public ConvKernel {
   }
 
   absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
-    const void* s = src;
-    const void* wf = w;
-    if (bf16_) {  // a new step: round src and the weights again, forget diff_dst's rounding
-      src_bf16_.Forget();
-      w_bf16_.Forget();
-      diff_dst_bf16_.Forget();
-      s = src_bf16_.Of(src);
-      wf = w_bf16_.Of(w);
-    }
+    ops_.NewStep();
+    const void* s = ops_.Src(src);
+    const void* wf = ops_.Weights(w);
     fwd_.Set(DNNL_ARG_SRC, s);
     fwd_.Set(DNNL_ARG_WEIGHTS, wf);
     fwd_.Set(DNNL_ARG_BIAS, bias);
@@ -66,7 +60,7 @@ class DnnlConv final : public ConvKernel {
       if (acc_buf_.size() < static_cast<size_t>(src_elems_)) acc_buf_.resize(src_elems_);
       out = acc_buf_.data();
     }
-    bwd_data_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
+    bwd_data_.Set(DNNL_ARG_DIFF_DST, ops_.DiffDst(diff_dst));
     bwd_data_.Set(DNNL_ARG_WEIGHTS, wb);
     bwd_data_.Set(DNNL_ARG_DIFF_SRC, out);
     bwd_data_.Execute(ctx_->stream);
@@ -77,8 +71,8 @@ class DnnlConv final : public ConvKernel {
   absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                float* diff_b) override {
     float* dw = diff_w_reorder_.valid() ? diff_w_buf_.data() : diff_w;
-    bwd_weights_.Set(DNNL_ARG_SRC, bf16_ ? src_bf16_.Of(src) : src);
-    bwd_weights_.Set(DNNL_ARG_DIFF_DST, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
+    bwd_weights_.Set(DNNL_ARG_SRC, ops_.Src(src));
+    bwd_weights_.Set(DNNL_ARG_DIFF_DST, ops_.DiffDst(diff_dst));
     bwd_weights_.Set(DNNL_ARG_DIFF_WEIGHTS, dw);
     bwd_weights_.Set(DNNL_ARG_DIFF_BIAS, diff_b);
     bwd_weights_.Execute(ctx_->stream);
@@ -105,8 +99,7 @@ class DnnlConv final : public ConvKernel {
   int64_t src_elems_ = 0;
   std::string impl_;
   PrimitiveCall fwd_, bwd_data_, bwd_weights_, bwd_w_reorder_, diff_w_reorder_;
-  bool bf16_ = false;
-  Bf16Copy src_bf16_, w_bf16_, diff_dst_bf16_;  // DataType::kBf16 only
+  Bf16Operands ops_;  // the primitives' operands (bf16 roundings for DataType::kBf16)
   std::vector<float> bwd_weights_buf_, diff_w_buf_, acc_buf_;
 };
 
@@ -132,8 +125,8 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
   k->src_elems_ = d.batch * d.in_channels * Prod(d.in_spatial);
   const Tag act = ChannelsLast(nd);
   // c*: what the primitives compute on (bf16 in mixed precision); outputs, gradients f32.
-  k->bf16_ = d.dtype == DataType::kBf16;
-  const dt cdt = k->bf16_ ? dt::bf16 : dt::f32;
+  const bool bf16 = d.dtype == DataType::kBf16;
+  const dt cdt = bf16 ? dt::bf16 : dt::f32;
   memory::desc src_md(src, dt::f32, act), dst_md(dst, dt::f32, act);
   memory::desc csrc_md(src, cdt, act), cdst_md(dst, cdt, act);
   memory::desc any_w(wei, cdt, Tag::any), any_dw(wei, dt::f32, Tag::any),
@@ -158,10 +151,10 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> DnnlConv::Create(DnnlContext* ctx, c
     k->fwd_.Arg(DNNL_ARG_WEIGHTS, fpd.weights_desc());
     k->fwd_.Arg(DNNL_ARG_BIAS, fpd.bias_desc());
     k->fwd_.Arg(DNNL_ARG_DST, fpd.dst_desc());
-    if (k->bf16_) {
-      k->src_bf16_ = Bf16Copy(ctx, src_md, csrc_md);
-      k->w_bf16_ = Bf16Copy(ctx, k->native_w_, fpd.weights_desc());
-      k->diff_dst_bf16_ = Bf16Copy(ctx, dst_md, cdst_md);
+    if (bf16) {
+      k->ops_ = Bf16Operands(Bf16Copy(ctx, src_md, csrc_md),
+                             Bf16Copy(ctx, k->native_w_, fpd.weights_desc()),
+                             Bf16Copy(ctx, dst_md, cdst_md));
     }
 
     dnnl::primitive_attr battr = ctx->Attr();

@@ -11,15 +11,9 @@ using dt = memory::data_type;
 class DnnlMatmul final : public MatmulKernel {
  public:
   absl::Status Forward(const float* src, const float* w, const float* bias, float* dst) override {
-    const void* s = src;
-    const void* wf = w;
-    if (bf16_) {  // a new step: round src and the weights again, forget diff_dst's rounding
-      src_bf16_.Forget();
-      w_bf16_.Forget();
-      diff_dst_bf16_.Forget();
-      s = src_bf16_.Of(src);
-      wf = w_bf16_.Of(w);
-    }
+    ops_.NewStep();
+    const void* s = ops_.Src(src);
+    const void* wf = ops_.Weights(w);
     fwd_.Set(DNNL_ARG_SRC, s);
     fwd_.Set(DNNL_ARG_WEIGHTS, wf);
     fwd_.Set(DNNL_ARG_BIAS, bias);
@@ -30,16 +24,16 @@ class DnnlMatmul final : public MatmulKernel {
   absl::Status BackwardData(const float* diff_dst, const float* w, float* diff_src,
                             bool accumulate) override {
     PrimitiveCall& p = accumulate ? bwd_data_acc_ : bwd_data_;
-    p.Set(DNNL_ARG_SRC, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
-    p.Set(DNNL_ARG_WEIGHTS, bf16_ ? w_bf16_.Of(w) : w);
+    p.Set(DNNL_ARG_SRC, ops_.DiffDst(diff_dst));
+    p.Set(DNNL_ARG_WEIGHTS, ops_.Weights(w));
     p.Set(DNNL_ARG_DST, diff_src);
     p.Execute(ctx_->stream);
     return absl::OkStatus();
   }
   absl::Status BackwardWeights(const float* src, const float* diff_dst, float* diff_w,
                                float* diff_b) override {
-    bwd_w_.Set(DNNL_ARG_SRC, bf16_ ? src_bf16_.Of(src) : src);
-    bwd_w_.Set(DNNL_ARG_WEIGHTS, bf16_ ? diff_dst_bf16_.Of(diff_dst) : diff_dst);
+    bwd_w_.Set(DNNL_ARG_SRC, ops_.Src(src));
+    bwd_w_.Set(DNNL_ARG_WEIGHTS, ops_.DiffDst(diff_dst));
     bwd_w_.Set(DNNL_ARG_DST, diff_w);
     bwd_w_.Execute(ctx_->stream);
     if (diff_b != nullptr) ColumnSum(diff_dst, m_, n_, diff_b);
@@ -50,8 +44,7 @@ class DnnlMatmul final : public MatmulKernel {
   DnnlContext* ctx_ = nullptr;
   int64_t m_ = 0, n_ = 0;
   PrimitiveCall fwd_, bwd_data_, bwd_data_acc_, bwd_w_;
-  bool bf16_ = false;
-  Bf16Copy src_bf16_, w_bf16_, diff_dst_bf16_;  // DataType::kBf16 only
+  Bf16Operands ops_;  // the primitives' operands (bf16 roundings for DataType::kBf16)
   std::string impl_;
 };
 
@@ -91,15 +84,14 @@ absl::StatusOr<std::unique_ptr<MatmulKernel>> CreateDnnlMatmul(DnnlContext* ctx,
       fattr.set_post_ops(po);
     }
     // c*: the operands as the primitives read them (bf16 in mixed precision); outputs f32.
-    k->bf16_ = d.dtype == DataType::kBf16;
-    const dt cdt = k->bf16_ ? dt::bf16 : dt::f32;
+    const bool bf16 = d.dtype == DataType::kBf16;
+    const dt cdt = bf16 ? dt::bf16 : dt::f32;
     memory::desc src({m, kk}, dt::f32, Tag::ab), w({kk, n}, dt::f32, Tag::ab),
         bias({1, n}, dt::f32, Tag::ab), dst({m, n}, dt::f32, Tag::ab);
     memory::desc csrc({m, kk}, cdt, Tag::ab), cw({kk, n}, cdt, Tag::ab), cdst({m, n}, cdt, Tag::ab);
-    if (k->bf16_) {
-      k->src_bf16_ = Bf16Copy(ctx, src, csrc);
-      k->w_bf16_ = Bf16Copy(ctx, w, cw);
-      k->diff_dst_bf16_ = Bf16Copy(ctx, dst, cdst);
+    if (bf16) {
+      k->ops_ =
+          Bf16Operands(Bf16Copy(ctx, src, csrc), Bf16Copy(ctx, w, cw), Bf16Copy(ctx, dst, cdst));
     }
     k->fwd_ = MakeMatmul(ctx, csrc, cw, &bias, dst, fattr, &k->impl_);
     // diff_src[m,k] = diff_dst[m,n] * w^T, w^T viewed through strides.

@@ -3,6 +3,7 @@
 
 #include <dnnl.hpp>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -97,6 +98,29 @@ class Bf16Copy {
   // writes the diff_dst copy, so it costs address space only).
   std::unique_ptr<uint16_t[]> buf_;
   const float* last_ = nullptr;
+};
+
+// A kernel's operands as its primitives read them: in fp32 the float pointers themselves, in
+// mixed precision bf16 roundings of src, the weights and diff_dst (Bf16Copy each). Forward starts
+// a new step (`NewStep`: the weights changed, diff_dst will); the backward calls reuse Forward's
+// rounding of src and share one of diff_dst when they get the same pointers.
+class Bf16Operands {
+ public:
+  Bf16Operands() = default;  // fp32
+  Bf16Operands(Bf16Copy src, Bf16Copy weights, Bf16Copy diff_dst)
+      : on_(true), src_(std::move(src)), w_(std::move(weights)), dd_(std::move(diff_dst)) {}
+  void NewStep() {
+    src_.Forget();
+    w_.Forget();
+    dd_.Forget();
+  }
+  const void* Src(const float* p) { return on_ ? src_.Of(p) : p; }
+  const void* Weights(const float* p) { return on_ ? w_.Of(p) : p; }
+  const void* DiffDst(const float* p) { return on_ ? dd_.Of(p) : p; }
+
+ private:
+  bool on_ = false;
+  Bf16Copy src_, w_, dd_;
 };
 
 // In-place a += b over n floats (used when a kernel must accumulate).
