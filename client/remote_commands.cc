@@ -287,7 +287,7 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
 }
 
 // The JobSpec that `submit` sends and `spec` writes: the job file run here (its print() goes to
-// stderr), then the --set overrides, then the job file's absolute name.
+// stderr), then the --set and --precision overrides, then the job file's absolute name.
 absl::StatusOr<v1::JobSpec> BuildJobSpec(const RemoteCommands& state) {
   JobFileOptions lua;
   lua.print = [](std::string_view s) {
@@ -300,6 +300,7 @@ absl::StatusOr<v1::JobSpec> BuildJobSpec(const RemoteCommands& state) {
     absl::Status s = ApplyTrainingOverride(kv, spec->mutable_training());
     if (!s.ok()) return s;
   }
+  if (!state.precision.empty()) spec->mutable_resources()->set_precision(state.precision);
   // The daemon may resolve relative data paths against the job file's directory.
   spec->set_job_file_name(std::filesystem::absolute(state.job_file).lexically_normal().string());
   return spec;
@@ -983,6 +984,12 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
                      "(default: random)");
   submit->add_option("--set", s->overrides,
                      "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
+  const std::string precision_help =
+      "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 (mixed precision, "
+      "on CPUs with AVX512_BF16; `elektronn hosts` marks them); overrides the job file's "
+      "`precision`";
+  submit->add_option("--precision", s->precision, precision_help)
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   submit->add_flag("--follow,-f", s->follow, "then watch the job like `elektronn watch`");
   submit->add_flag("--json", s->json,
                    "print the created job as JSON (with -f: events as JSON lines)");
@@ -993,6 +1000,8 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
   s->commands.emplace_back("spec", spec);
   spec->add_option("job", s->job_file, "the Lua job file")->required()->check(CLI::ExistingFile);
   spec->add_option("--set", s->overrides, "override a training key, as for submit (repeatable)");
+  spec->add_option("--precision", s->precision, precision_help)
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   spec->add_option("-o,--output", s->output, "file to write (default: standard output)");
 
   auto* predict =

@@ -25,6 +25,7 @@ struct RemoteCommands {
   std::string job_file;                   // submit, spec
   std::string request_id;                 // submit
   std::vector<std::string> overrides;     // submit --set, spec --set
+  std::string precision;                  // submit/spec --precision (overrides the job file's)
   bool follow = false;                    // submit --follow, logs -f
   std::vector<std::string> hosts;         // hosts HOST...
   std::vector<std::string> key_values;    // set KEY=VALUE...
