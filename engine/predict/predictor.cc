@@ -161,11 +161,24 @@ Extent3 FromNetAxes(const std::vector<int64_t>& v, int64_t z_for_2d = 1) {
 // max), plus a margin for oneDNN's scratchpads and reorders. A pooling Conv's backward buffers
 // of those two are allocated too, but a forward never touches them, so they take address
 // space, not memory.
-double EstimateNetBytes(const Graph& g) {
+// In bf16 (`bf16`), each convolution, transposed convolution and matrix product also holds bf16
+// copies of its input and its weights (half a float per value; the copy of diff_dst is never
+// written by a forward, so it takes address space only).
+double EstimateNetBytes(const Graph& g, bool bf16) {
   double floats = 0;
   for (const auto& n : g.nodes()) {
     const double numel = static_cast<double>(n->shape().stripnone_prod());
     floats += numel;
+    const v1::NodeSpec& spec = n->spec();
+    if (bf16 && (spec.has_conv() || spec.has_upconv() || spec.has_perceptron()) &&
+        !n->parents().empty()) {
+      floats += 0.5 * static_cast<double>(n->parents()[0]->shape().stripnone_prod());
+      for (const Parameter& w : n->params()) {
+        double values = 1;
+        for (int64_t d : w.shape) values *= static_cast<double>(d);
+        floats += 0.5 * values;
+      }
+    }
     if (!n->spec().has_conv() || n->parents().empty()) continue;
     const v1::ConvOp& c = n->spec().conv();
     int64_t pool = 1;
@@ -234,7 +247,7 @@ absl::Status ReadNetShapes(const Graph& g, const std::string& path, NetPlan* p) 
 // The plan for a desired patch (snapped down; nullopt: the stored one), with MFP if `mfp` and
 // the net pools. An MFP net the loader refuses is an error here; the caller may fall back.
 absl::StatusOr<NetPlan> PlanNet(const ModelFileContents& f, const std::optional<Extent3>& desired,
-                                bool mfp, bool two_d) {
+                                bool mfp, bool two_d, bool bf16) {
   NetPlan p;
   LoadOptions plain;
   if (desired) plain.imposed_patch_size = NetAxes(*desired, two_d);
@@ -264,7 +277,7 @@ absl::StatusOr<NetPlan> PlanNet(const ModelFileContents& f, const std::optional<
     }
     p.mfp = true;
   }
-  p.net_bytes = EstimateNetBytes(*g);
+  p.net_bytes = EstimateNetBytes(*g, bf16);
   return p;
 }
 
@@ -346,7 +359,7 @@ absl::StatusOr<RunPlan> PlanFor(const ModelFileContents& f, const Extent3& desir
                                 bool two_d, const Box& region, const PredictOptions& o,
                                 int64_t out_channels) {
   RunPlan r;
-  ASSIGN_OR_RETURN(r.net, PlanNet(f, desired, mfp, two_d));
+  ASSIGN_OR_RETURN(r.net, PlanNet(f, desired, mfp, two_d, o.precision == kernels::DataType::kBf16));
   r.region = region;
   TilingInput t;
   t.raw = {region.dz, region.dx, region.dy};
