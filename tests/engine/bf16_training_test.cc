@@ -14,20 +14,15 @@
 #include "engine/lua/job_file.h"
 #include "engine/trainer/trainer.h"
 #include "kernels/backend.h"
+#include "tests/support/examples.h"
+#include "tests/support/train_losses.h"
 
 namespace elektronn {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string ExamplePath(const std::string& name) {
-  for (fs::path start : {fs::current_path(), fs::read_symlink("/proc/self/exe")}) {
-    for (fs::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (fs::exists(p / "examples" / name)) return (p / "examples" / name).string();
-    }
-  }
-  return "examples/" + name;
-}
+using testing::ExamplePath;
 
 // Losses of `steps` steps of neuro3d_lite at a reduced patch, in `precision`.
 std::vector<double> TrainNeuro3dLite(const fs::path& dir, const std::string& precision, int steps) {
@@ -39,32 +34,15 @@ std::vector<double> TrainNeuro3dLite(const fs::path& dir, const std::string& pre
   v1::InputOp* in = job->mutable_model()->mutable_nodes(0)->mutable_input();
   in->set_shape(3, 59);
   in->set_shape(4, 59);
-  for (const std::string& kv :
-       {"n_steps=" + std::to_string(steps), std::string("monitor_batch_size=1"),
-        std::string("history_freq=100000"), std::string("background_processes=1"),
-        std::string("seed=7"), "save_path=" + (dir / ("train_" + precision)).string()}) {
-    EXPECT_TRUE(ApplyTrainingOverride(kv, job->mutable_training()).ok()) << kv;
-  }
-  auto backend = kernels::CreateCpuBackend();
-  TrainerOptions opt;
-  opt.job_dir = dir.string();
-  opt.console = false;
-  opt.status_interval_s = 0;
-  std::vector<double> losses;
-  opt.on_event = [&](const TrainerEvent& e) {
-    if (e.kind == TrainerEvent::Kind::kStatus && e.step > static_cast<int64_t>(losses.size())) {
-      losses.push_back(e.loss);
-    }
-  };
-  auto trainer = Trainer::Create(*job, backend.get(), opt);
-  EXPECT_TRUE(trainer.ok()) << trainer.status();
-  if (!trainer.ok()) return {};
   const auto t0 = std::chrono::steady_clock::now();
-  auto reason = (*trainer)->Run();
+  auto losses = testing::TrainLosses(
+      *job, dir,
+      {"n_steps=" + std::to_string(steps), "monitor_batch_size=1", "history_freq=100000",
+       "background_processes=1", "seed=7", "save_name=lite_" + precision});
   std::printf("%s: %d steps in %.2f s\n", precision.c_str(), steps,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  EXPECT_TRUE(reason.ok()) << reason.status();
-  return losses;
+  EXPECT_TRUE(losses.ok()) << losses.status();
+  return losses.ok() ? *losses : std::vector<double>{};
 }
 
 double Mean(std::vector<double>::const_iterator a, std::vector<double>::const_iterator b) {

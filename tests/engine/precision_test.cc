@@ -9,20 +9,14 @@
 
 #include "engine/lua/job_file.h"
 #include "kernels/backend.h"
+#include "tests/support/examples.h"
 
 namespace elektronn {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string ExamplePath(const std::string& name) {
-  for (fs::path start : {fs::current_path(), fs::read_symlink("/proc/self/exe")}) {
-    for (fs::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (fs::exists(p / "examples" / name)) return (p / "examples" / name).string();
-    }
-  }
-  return "examples/" + name;
-}
+using testing::ExamplePath;
 
 std::string Neuro3dLiteWith(const std::string& extra) {
   std::ifstream in(ExamplePath("neuro3d_lite.lua"));
