@@ -118,7 +118,10 @@ void AddPredictionFlags(CLI::App* app, PredictionFlags* f, bool positionals_requ
       ->check(CLI::IsMember({"none", "zlib", "blosc"}))
       ->capture_default_str();
   app->add_flag("--no-resume", f->no_resume, "refuse an existing output instead of continuing it");
-  app->add_option("--device", f->device, "compute device")->capture_default_str();
+  app->add_option("--device", f->device,
+                  "compute device: cpu, or cuda:N on a build with the CUDA backend")
+      ->capture_default_str();
+  app->add_flag("--tf32", f->tf32, "CUDA: allow TF32 tensor cores (default: full FP32)");
   app->add_option("--precision", f->precision,
                   "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 "
                   "(mixed precision, on CPUs with AVX512_BF16)")
@@ -212,6 +215,7 @@ absl::StatusOr<v1::JobSpec> PredictionJobSpec(const PredictionFlags& f) {
   if (f.precision != "fp32" && f.precision != "bf16")
     return Bad("--precision", f.precision, "fp32 or bf16");
   job.mutable_resources()->set_precision(f.precision);
+  job.mutable_resources()->set_allow_tf32(f.tf32);
   return job;
 }
 

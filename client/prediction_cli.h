@@ -33,6 +33,7 @@ struct PredictionFlags {
   bool no_resume = false;
   std::string device = "cpu";
   std::string precision = "fp32";  // or "bf16" (JobResources.precision)
+  bool tf32 = false;               // CUDA: JobResources.allow_tf32
 };
 
 // Registers MODEL INPUT OUTPUT and every option above on `app` (writing into `*flags`, which must

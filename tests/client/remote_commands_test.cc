@@ -324,7 +324,10 @@ TEST(Registration, PredictBuildsTheSpecAndRunsLocallyWithoutHost) {
                          "--mfp",         "off",
                          "--pad",         "zero",
                          "--compression", "blosc",
-                         "--chunk",       "3,36,36"});
+                         "--chunk",       "3,36,36",
+                         "--device",      "cuda:1",
+                         "--tf32",        "--precision",
+                         "bf16"});
     EXPECT_EQ(PredictRunsLocally(state).value_or(false), true);
     auto spec = PredictionJobSpec(state.prediction);
     ASSERT_TRUE(spec.ok()) << spec.status();
@@ -340,6 +343,9 @@ TEST(Registration, PredictBuildsTheSpecAndRunsLocallyWithoutHost) {
     EXPECT_EQ(p.pad(), v1::PredictionSpec::PAD_ZERO);
     EXPECT_EQ(p.compression(), "blosc");
     EXPECT_EQ(spec->resources().cpu_threads(), 3);
+    EXPECT_EQ(spec->resources().device(), "cuda:1");
+    EXPECT_TRUE(spec->resources().allow_tf32());
+    EXPECT_EQ(spec->resources().precision(), "bf16");
   }
   {
     CLI::App app{"test"};
