@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -217,7 +218,7 @@ int Watch(Context& ctx, const std::string& name, WatchMode mode, bool follow, bo
 }
 
 // The JobSpec that `submit` sends and `spec` writes: the job file run here (its print() goes to
-// stderr), then the --set and --precision overrides, then the job file's absolute name.
+// stderr), then the --set and resource overrides, then the job file's absolute name.
 absl::StatusOr<v1::JobSpec> BuildJobSpec(const RemoteCommands& state) {
   JobFileOptions lua;
   lua.print = [](std::string_view s) {
@@ -230,7 +231,11 @@ absl::StatusOr<v1::JobSpec> BuildJobSpec(const RemoteCommands& state) {
     absl::Status s = ApplyTrainingOverride(kv, spec->mutable_training());
     if (!s.ok()) return s;
   }
-  if (!state.precision.empty()) spec->mutable_resources()->set_precision(state.precision);
+  v1::JobResources* r = spec->mutable_resources();
+  if (!state.precision.empty()) r->set_precision(state.precision);
+  if (!state.device.empty()) r->set_device(state.device);
+  if (state.tf32) r->set_allow_tf32(true);
+  if (state.deterministic) r->set_deterministic(true);
   // The daemon may resolve relative data paths against the job file's directory.
   spec->set_job_file_name(std::filesystem::absolute(state.job_file).lexically_normal().string());
   return spec;
@@ -635,12 +640,29 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
                      "(default: random)");
   submit->add_option("--set", s->overrides,
                      "override a training key, e.g. --set n_steps=500 --set lr=1e-4 (repeatable)");
-  const std::string precision_help =
-      "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 (mixed precision, "
-      "on CPUs with AVX512_BF16; `elektronn hosts` marks them); overrides the job file's "
-      "`precision`";
-  submit->add_option("--precision", s->precision, precision_help)
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  // The job's resources, for submit and spec alike.
+  auto add_resource_options = [s](CLI::App* sub) {
+    sub->add_option("--precision", s->precision,
+                    "arithmetic of convolutions, matrix products and pooling: fp32, or bf16 "
+                    "(mixed precision, on CPUs with AVX512_BF16; `elektronn hosts` marks them); "
+                    "overrides the job file's `precision`")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
+    sub->add_option("--device", s->device,
+                    "compute device: cpu (default) or cuda:N, NVML's GPU N on the daemon's host "
+                    "(`elektronn hosts` lists them; a GPU runs one job at a time)")
+        ->check([](const std::string& d) -> std::string {
+          int n = 0;
+          if (d == "cpu" ||
+              (absl::StartsWith(d, "cuda:") && absl::SimpleAtoi(d.substr(5), &n) && n >= 0)) {
+            return "";
+          }
+          return "'" + d + "' is not a device: cpu or cuda:N";
+        });
+    sub->add_flag("--tf32", s->tf32, "CUDA: allow TF32 tensor cores (default: full FP32)");
+    sub->add_flag("--deterministic", s->deterministic,
+                  "CUDA: deterministic cuDNN algorithms only (reproducible, maybe slower)");
+  };
+  add_resource_options(submit);
   submit->add_flag("--follow,-f", s->follow, "then watch the job like `elektronn watch`");
   submit->add_flag("--json", s->json,
                    "print the created job as JSON (with -f: events as JSON lines)");
@@ -651,8 +673,7 @@ void AddRemoteCommands(CLI::App& app, RemoteCommands* s) {
   s->commands.emplace_back("spec", spec);
   spec->add_option("job", s->job_file, "the Lua job file")->required()->check(CLI::ExistingFile);
   spec->add_option("--set", s->overrides, "override a training key, as for submit (repeatable)");
-  spec->add_option("--precision", s->precision, precision_help)
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  add_resource_options(spec);
   spec->add_option("-o,--output", s->output, "file to write (default: standard output)");
 
   auto* predict =

@@ -27,6 +27,9 @@ struct RemoteCommands {
   std::string request_id;                 // submit
   std::vector<std::string> overrides;     // submit --set, spec --set
   std::string precision;                  // submit/spec --precision (overrides the job file's)
+  std::string device;                     // submit/spec --device: cpu or cuda:N
+  bool tf32 = false;                      // submit/spec --tf32
+  bool deterministic = false;             // submit/spec --deterministic
   bool follow = false;                    // submit --follow, logs -f
   std::vector<std::string> hosts;         // hosts HOST...
   std::vector<std::string> key_values;    // set KEY=VALUE...

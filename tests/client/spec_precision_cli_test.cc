@@ -1,5 +1,6 @@
-// `elektronn spec` / `submit` --precision: the JobSpec they build carries the precision in
-// resources (overriding the job file's `precision`), and only fp32 and bf16 are accepted.
+// `elektronn spec` / `submit` --precision, --device, --tf32, --deterministic: the JobSpec they
+// build carries them in resources (--precision overriding the job file's `precision`); bad
+// values are refused naming them.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -35,6 +36,21 @@ class SpecPrecision : public testing::CliTest {
 TEST_F(SpecPrecision, JobFileValueUnlessOverridden) {
   EXPECT_EQ(Spec("").resources().precision(), "fp32");
   EXPECT_EQ(Spec("--precision bf16").resources().precision(), "bf16");
+}
+
+TEST_F(SpecPrecision, DeviceAndCudaNumerics) {
+  const v1::JobSpec plain = Spec("");
+  EXPECT_EQ(plain.resources().device(), "");
+  EXPECT_FALSE(plain.resources().allow_tf32());
+  EXPECT_FALSE(plain.resources().deterministic());
+  const v1::JobSpec gpu = Spec("--device cuda:1 --tf32 --deterministic");
+  EXPECT_EQ(gpu.resources().device(), "cuda:1");
+  EXPECT_TRUE(gpu.resources().allow_tf32());
+  EXPECT_TRUE(gpu.resources().deterministic());
+  EXPECT_NE(Run(std::string(ELK_ELEKTRONN_BIN) + " spec " + (dir_ / "tiny.lua").string() +
+                " --device gpu0"),
+            0);
+  EXPECT_NE(err_.find("'gpu0' is not a device: cpu or cuda:N"), std::string::npos) << err_;
 }
 
 TEST_F(SpecPrecision, RejectsOtherValues) {
