@@ -98,6 +98,11 @@ struct DeconvDesc {
   DataType dtype = DataType::kF32;
 };
 
+// The checks every backend's factory makes first (1 to 3 spatial axes with matching kernel and
+// padding or stride; sizes >= 1), so that all backends refuse the same descriptors alike.
+absl::Status ValidateConvDesc(const ConvDesc& d);
+absl::Status ValidateDeconvDesc(const DeconvDesc& d);
+
 enum class PoolMode { kMax, kAverage };
 
 struct PoolDesc {

@@ -9,6 +9,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "kernels/backend.h"
 #ifdef ELK_HAVE_CUDA
 #include "kernels/cuda/cuda_devices.h"
@@ -74,6 +75,35 @@ bool CpuHasBf16() {
 #else
   return false;
 #endif
+}
+
+absl::Status ValidateConvDesc(const ConvDesc& d) {
+  const size_t nd = d.in_spatial.size();
+  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.pad.size() != nd) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("convolution needs 1 to 3 spatial axes with matching kernel and padding, "
+                        "got %d, %d and %d",
+                        nd, d.kernel.size(), d.pad.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDeconvDesc(const DeconvDesc& d) {
+  const size_t nd = d.in_spatial.size();
+  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.stride.size() != nd) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("transposed convolution needs 1 to 3 spatial axes with matching kernel "
+                        "and stride, got %d, %d and %d",
+                        nd, d.kernel.size(), d.stride.size()));
+  }
+  for (size_t i = 0; i < nd; ++i) {
+    if (d.in_spatial[i] < 1 || d.kernel[i] < 1 || d.stride[i] < 1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "transposed convolution axis %d: input %d, kernel %d and stride %d must be >= 1", i,
+          d.in_spatial[i], d.kernel[i], d.stride[i]));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace elektronn::kernels

@@ -239,21 +239,9 @@ class FoldedZDeconv final : public ConvKernel {
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlDeconv(DnnlContext* ctx,
                                                              const DeconvDesc& d) {
-  const size_t nd = d.in_spatial.size();
-  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.stride.size() != nd) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("transposed convolution needs 1 to 3 spatial axes with matching kernel "
-                        "and stride, got %d, %d and %d",
-                        nd, d.kernel.size(), d.stride.size()));
-  }
+  if (absl::Status st = ValidateDeconvDesc(d); !st.ok()) return st;
   if (auto st = CheckPrecision(d.dtype, "transposed convolution"); !st.ok()) return st;
-  for (size_t i = 0; i < nd; ++i) {
-    if (d.in_spatial[i] < 1 || d.kernel[i] < 1 || d.stride[i] < 1) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "transposed convolution axis %d: input %d, kernel %d and stride %d must be >= 1", i,
-          d.in_spatial[i], d.kernel[i], d.stride[i]));
-    }
-  }
+  const size_t nd = d.in_spatial.size();
   if (nd == 3 && d.kernel[0] == 1 && d.stride[0] == 1) {
     DeconvDesc d2 = d;
     d2.batch = d.batch * d.in_spatial[0];

@@ -272,13 +272,8 @@ class FoldedZConv final : public ConvKernel {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CreateDnnlConv(DnnlContext* ctx, const ConvDesc& d) {
+  if (absl::Status st = ValidateConvDesc(d); !st.ok()) return st;
   const size_t nd = d.in_spatial.size();
-  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.pad.size() != nd) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("convolution needs 1 to 3 spatial axes with matching kernel and padding, "
-                        "got %d, %d and %d",
-                        nd, d.kernel.size(), d.pad.size()));
-  }
   if (auto st = CheckPrecision(d.dtype, "convolution"); !st.ok()) return st;
   const bool all_one =
       std::all_of(d.kernel.begin(), d.kernel.end(), [](int64_t k) { return k == 1; }) &&

@@ -23,8 +23,8 @@ bool CudaOps::Check(cudaError_t e, const char* what) {
     const std::string m = absl::StrFormat("CUDA device %d: %s failed: %s (%s)", device_, what,
                                           cudaGetErrorName(e), cudaGetErrorString(e));
     // Out of device memory is the job's size, not our bug: RESOURCE_EXHAUSTED, as on the CPU.
-    first_error_ = e == cudaErrorMemoryAllocation ? absl::ResourceExhaustedError(m)
-                                                  : absl::InternalError(m);
+    first_error_ =
+        e == cudaErrorMemoryAllocation ? absl::ResourceExhaustedError(m) : absl::InternalError(m);
   }
   return false;
 }

@@ -447,13 +447,7 @@ absl::Status CheckInt(const std::vector<int64_t>& v, const char* what) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CreateCudnnConv(CudaContext* ctx, const ConvDesc& d) {
-  const size_t nd = d.in_spatial.size();
-  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.pad.size() != nd) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("convolution needs 1 to 3 spatial axes with matching kernel and padding, "
-                        "got %d, %d and %d",
-                        nd, d.kernel.size(), d.pad.size()));
-  }
+  ELK_CUDA_RETURN_IF_ERROR(ValidateConvDesc(d));
   ELK_CUDA_RETURN_IF_ERROR(CheckInt({d.batch, d.in_channels, d.out_channels}, "convolution size"));
   ELK_CUDA_RETURN_IF_ERROR(CheckInt(d.in_spatial, "convolution input size"));
   return CudnnConvKernel::Create(ctx, d);
@@ -461,20 +455,7 @@ absl::StatusOr<std::unique_ptr<ConvKernel>> CreateCudnnConv(CudaContext* ctx, co
 
 absl::StatusOr<std::unique_ptr<ConvKernel>> CreateCudnnDeconv(CudaContext* ctx,
                                                               const DeconvDesc& d) {
-  const size_t nd = d.in_spatial.size();
-  if (nd < 1 || nd > 3 || d.kernel.size() != nd || d.stride.size() != nd) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("transposed convolution needs 1 to 3 spatial axes with matching kernel "
-                        "and stride, got %d, %d and %d",
-                        nd, d.kernel.size(), d.stride.size()));
-  }
-  for (size_t i = 0; i < nd; ++i) {
-    if (d.in_spatial[i] < 1 || d.kernel[i] < 1 || d.stride[i] < 1) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "transposed convolution axis %d: input %d, kernel %d and stride %d must be >= 1", i,
-          d.in_spatial[i], d.kernel[i], d.stride[i]));
-    }
-  }
+  ELK_CUDA_RETURN_IF_ERROR(ValidateDeconvDesc(d));
   ELK_CUDA_RETURN_IF_ERROR(
       CheckInt({d.batch, d.in_channels, d.out_channels}, "transposed convolution size"));
   return CudnnDeconvKernel::Create(ctx, d);

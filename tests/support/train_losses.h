@@ -21,8 +21,8 @@ inline absl::StatusOr<std::vector<double>> TrainLosses(v1::JobSpec job,
   for (const std::string& kv : overrides) {
     RETURN_IF_ERROR(ApplyTrainingOverride(kv, job.mutable_training()));
   }
-  RETURN_IF_ERROR(ApplyTrainingOverride("save_path=" + (dir / "train").string(),
-                                        job.mutable_training()));
+  RETURN_IF_ERROR(
+      ApplyTrainingOverride("save_path=" + (dir / "train").string(), job.mutable_training()));
   auto backend = kernels::CreateCpuBackend();
   TrainerOptions opt;
   opt.job_dir = dir.string();
